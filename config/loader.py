@@ -1,0 +1,212 @@
+"""Load and validate the TOML configuration."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+DEFAULT_CONFIG_PATH = Path(__file__).with_name("default.toml")
+ENV_PREFIX = "PARVANDEH__"
+
+
+class ConfigError(Exception):
+    """A configuration problem, phrased for the operator: key, value, what was expected."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StoreSettings(Section):
+    path: Path = Path("var/parvandeh.sqlite3")
+    attachments_dir: Path = Path("var/attachments")
+    synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    max_batch: int = Field(256, ge=1, le=10_000)
+
+
+class ClaimSettings(Section):
+    reference_prefix: str = Field("PV", pattern=r"^[A-Z]{1,6}$")
+    continuity_window_hours: float = Field(72, ge=0)
+    acknowledge_new_tickets: bool = True
+    acknowledgements_per_recipient_per_hour: int = Field(3, ge=0)
+    own_addresses: list[str] = []
+    default_queue: str = "intake"
+    max_attachment_bytes: int = Field(25 * 2**20, ge=1)
+
+    @field_validator("own_addresses")
+    @classmethod
+    def _lower(cls, value: list[str]) -> list[str]:
+        return [v.strip().lower() for v in value]
+
+
+class HttpSettings(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    public_base_url: str = ""
+    max_body_bytes: int = Field(10 * 2**20, ge=1024)
+
+
+class LogSettings(Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+CORE_SECTIONS: dict[str, type[Section]] = {
+    "store": StoreSettings,
+    "claims": ClaimSettings,
+    "http": HttpSettings,
+    "log": LogSettings,
+}
+
+
+class Settings(BaseModel):
+    """Validated settings. Connector tables are validated by each connector's own schema and
+    kept here as a list of instances per connector kind (a table is one instance named after
+    the kind; an array of tables `[[imap]]` with `name = ...` gives several)."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    store: StoreSettings = StoreSettings()
+    claims: ClaimSettings = ClaimSettings()
+    http: HttpSettings = HttpSettings()
+    log: LogSettings = LogSettings()
+    connectors: dict[str, list[tuple[str, Any]]] = {}
+    extra: dict[str, Any] = {}
+    source: str = ""
+
+    def connector_instances(self) -> list[tuple[str, str, Any]]:
+        """(kind, instance name, validated settings) for every configured connector."""
+        return [(kind, name, conf) for kind, items in self.connectors.items() for name, conf in items]
+
+
+def _describe_expected(err: Mapping[str, Any]) -> str:
+    return str(err.get("msg", "a valid value")).removeprefix("Value error, ")
+
+
+def _format_validation_error(prefix: str, exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join([prefix, *(str(p) for p in err["loc"])]).strip(".")
+        value = err.get("input")
+        if err["type"] == "extra_forbidden":
+            lines.append(f"{key}: unknown key (value {value!r}); check the spelling against the documented keys")
+        elif err["type"] == "missing":
+            lines.append(f"{key}: missing; it is required")
+        else:
+            lines.append(f"{key} = {value!r}: expected {_describe_expected(err)}")
+    return "\n".join(lines)
+
+
+def _apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> None:
+    """PARVANDEH__SECTION__KEY=value overrides one scalar key; the value is parsed as TOML when
+    it can be (numbers, booleans, arrays) and taken as a string otherwise."""
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = name[len(ENV_PREFIX):].lower().split("__")
+        if len(path) < 2 or not all(path):
+            raise ConfigError(f"{name}: expected PARVANDEH__SECTION__KEY")
+        try:
+            value: Any = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        node = data
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if isinstance(child, list):
+                raise ConfigError(f"{name}: [{part}] has several instances; set it in the file")
+            node = child
+        node[path[-1]] = value
+
+
+def _connector_tables(kind: str, table: Any) -> list[tuple[str, dict[str, Any]]]:
+    if isinstance(table, dict):
+        items = [dict(table)]
+    elif isinstance(table, list) and all(isinstance(t, dict) for t in table):
+        items = [dict(t) for t in table]
+    else:
+        raise ConfigError(f"{kind} = {table!r}: expected a table [{kind}] or tables [[{kind}]]")
+    named: list[tuple[str, dict[str, Any]]] = []
+    for index, item in enumerate(items):
+        name = item.pop("name", kind if len(items) == 1 else f"{kind}{index + 1}")
+        if not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum():
+            raise ConfigError(f"{kind}[{index}].name = {name!r}: expected a short name of letters, digits, - or _")
+        named.append((name, item))
+    return named
+
+
+def load_settings(
+    path: Path | str | None = None,
+    environ: Mapping[str, str] | None = None,
+    connector_schemas: Mapping[str, type[BaseModel]] | None = None,
+) -> Settings:
+    """Read, merge and validate. `connector_schemas` maps connector kind to its settings model
+    (from the connector registry); a table for an unknown kind is an error."""
+    environ = os.environ if environ is None else environ
+    path = Path(path) if path else DEFAULT_CONFIG_PATH
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such configuration file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    _apply_env_overrides(data, environ)
+
+    core: dict[str, Any] = {}
+    problems: list[str] = []
+    for key, model in CORE_SECTIONS.items():
+        table = data.pop(key, {})
+        if not isinstance(table, dict):
+            problems.append(f"{key} = {table!r}: expected a table [{key}]")
+            continue
+        try:
+            core[key] = model(**table)
+        except ValidationError as exc:
+            problems.append(_format_validation_error(key, exc))
+
+    schemas = dict(connector_schemas or {})
+    connectors: dict[str, list[tuple[str, Any]]] = {}
+    extra: dict[str, Any] = {}
+    seen_names: set[str] = set()
+    for key, table in data.items():
+        if key in EXTRA_SECTIONS:
+            extra[key] = table
+            continue
+        if key not in schemas:
+            known = sorted([*CORE_SECTIONS, *EXTRA_SECTIONS, *schemas])
+            problems.append(f"{key}: unknown section; expected one of {', '.join(known)}")
+            continue
+        try:
+            instances = _connector_tables(key, table)
+        except ConfigError as exc:
+            problems.append(str(exc))
+            continue
+        for name, item in instances:
+            if name in seen_names:
+                problems.append(f"{key}.name = {name!r}: expected a name not used by another connector")
+            seen_names.add(name)
+            try:
+                connectors.setdefault(key, []).append((name, schemas[key](**item)))
+            except ValidationError as exc:
+                label = key if len(instances) == 1 else f"{key}[{name}]"
+                problems.append(_format_validation_error(label, exc))
+    if problems:
+        raise ConfigError(f"{path}:\n" + "\n".join(problems))
+    return Settings(**core, connectors=connectors, extra=extra, source=str(path))
+
+
+# Sections validated by other parts of the daemon (routing rules, SLA policies, agents...):
+# kept raw here and checked by their owners in check-config.
+EXTRA_SECTIONS = frozenset({"routing", "sla", "queues", "agents", "workflow", "calendar"})
+
+
+def secret_from_env(env_name: str, environ: Mapping[str, str] | None = None) -> str:
+    """The value of the environment variable a `*_env` key names ("" when unset)."""
+    if not env_name:
+        return ""
+    return (os.environ if environ is None else environ).get(env_name, "")

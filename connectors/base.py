@@ -1,0 +1,80 @@
+"""The connector contract: what every channel implements, and nothing more.
+
+A connector speaks one protocol. Inbound, it hands each message's raw payload to the sink
+(`ingest.accept`) and acknowledges the channel only once that call returned. Outbound, it
+sends what the outbox gives it. It knows nothing about tickets.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+from ingest.records import AcceptOutcome, DeliveryResult, InboundMessage, OutboundMessage, RawPayload
+
+
+class StoreUnavailable(Exception):
+    """The durable store cannot take the message now; the channel must not be acknowledged."""
+
+
+class Sink(Protocol):
+    async def accept(self, payload: RawPayload) -> AcceptOutcome:
+        """Store the payload durably; returns only after commit. Raises StoreUnavailable."""
+        ...
+
+
+Normaliser = Callable[[RawPayload], InboundMessage]
+
+
+class ConnectorSettings(BaseModel):
+    """Base for each connector's own settings schema (unknown keys are errors)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+DeliveryStatusCallback = Callable[[str, str, str, str], Awaitable[bool]]
+HistoryProvider = Callable[[str, int], Awaitable[list[dict[str, Any]]]]
+
+
+@dataclass
+class ConnectorContext:
+    """What the daemon lends a connector, and nothing more: the shared HTTP front (an aiohttp
+    application to mount routes on), the core settings, a callback to record a channel's
+    delivery status (channel, channel message id, status, detail) on the thread, and a read of
+    a conversation's recent messages (conversation key, limit) for channels that show history."""
+
+    http_app: Any = None
+    settings: Any = None
+    on_delivery_status: DeliveryStatusCallback | None = None
+    history: HistoryProvider | None = None
+
+
+class Connector(ABC):
+    """One configured instance of a channel connector."""
+
+    kind: ClassVar[str]
+    Settings: ClassVar[type[ConnectorSettings]]
+    # Channels this connector can answer on (e.g. {"email"}); empty when it only receives.
+    sends: ClassVar[frozenset[str]] = frozenset()
+    # Payload formats this connector produces, with the pure function that normalises each.
+    normalisers: ClassVar[dict[str, Normaliser]] = {}
+
+    def __init__(self, name: str, settings: ConnectorSettings, context: ConnectorContext) -> None:
+        self.name = name
+        self.settings = settings
+        self.context = context
+
+    @abstractmethod
+    async def start(self, sink: Sink) -> None:
+        """Begin receiving; returns once the connector is listening/polling."""
+
+    @abstractmethod
+    async def stop(self) -> None:
+        """Stop receiving; in-flight messages are either committed or not acknowledged."""
+
+    async def send(self, outbound: OutboundMessage) -> DeliveryResult:
+        return DeliveryResult(ok=False, permanent=True, detail=f"connector {self.kind} cannot send")

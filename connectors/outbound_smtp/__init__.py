@@ -1,0 +1,95 @@
+"""Outbound mail: replies and acknowledgements through an SMTP relay, threaded with
+In-Reply-To/References and carrying our Message-ID and the claim reference in the subject."""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+import ssl
+from email.message import EmailMessage
+from email.utils import formataddr, format_datetime, localtime
+
+import structlog
+from pydantic import Field
+
+from config.loader import secret_from_env
+from connectors.base import Connector, ConnectorSettings, Sink
+from ingest.records import DeliveryResult, OutboundMessage
+from router.templates import reply_subject
+
+log = structlog.get_logger(__name__)
+
+
+class OutboundSmtpSettings(ConnectorSettings):
+    host: str = "127.0.0.1"
+    port: int = Field(25, ge=1, le=65535)
+    from_address: str = "claims@parvandeh.local"
+    from_name: str = "Parvandeh"
+    username: str = ""
+    password_env: str = ""
+    starttls: bool = False
+    ssl: bool = False
+    timeout_seconds: float = Field(30, gt=0)
+
+
+def build_email(out: OutboundMessage, settings: OutboundSmtpSettings) -> EmailMessage:
+    mail = EmailMessage()
+    mail["From"] = formataddr((settings.from_name, settings.from_address))
+    mail["To"] = out.recipient
+    mail["Subject"] = reply_subject(out.ticket_ref, out.subject) if out.ticket_ref else out.subject
+    mail["Date"] = format_datetime(localtime())
+    if out.message_id:
+        mail["Message-ID"] = f"<{out.message_id}>"
+    if out.in_reply_to:
+        mail["In-Reply-To"] = f"<{out.in_reply_to}>"
+    if out.references:
+        mail["References"] = " ".join(f"<{r}>" for r in out.references)
+    if out.automatic:
+        # RFC 3834: tells well-behaved responders not to answer us (loop guard).
+        mail["Auto-Submitted"] = "auto-replied"
+        mail["X-Auto-Response-Suppress"] = "All"
+    mail["X-Parvandeh-Ticket"] = out.ticket_ref
+    mail.set_content(out.text)
+    if out.html:
+        mail.add_alternative(out.html, subtype="html")
+    return mail
+
+
+class OutboundSmtpConnector(Connector):
+    kind = "outbound_smtp"
+    Settings = OutboundSmtpSettings
+    sends = frozenset({"email"})
+
+    async def start(self, sink: Sink) -> None:
+        log.info("outbound_smtp_ready", connector=self.name, relay=f"{self.settings.host}:{self.settings.port}")
+
+    async def stop(self) -> None:
+        return None
+
+    async def send(self, outbound: OutboundMessage) -> DeliveryResult:
+        settings: OutboundSmtpSettings = self.settings  # type: ignore[assignment]
+        mail = build_email(outbound, settings)
+        try:
+            refused = await asyncio.to_thread(self._deliver, mail, settings)
+        except smtplib.SMTPResponseException as exc:
+            permanent = 500 <= exc.smtp_code < 600
+            return DeliveryResult(ok=False, permanent=permanent, detail=f"{exc.smtp_code} {exc.smtp_error!r}")
+        except smtplib.SMTPRecipientsRefused as exc:
+            return DeliveryResult(ok=False, permanent=True, detail=f"recipient refused: {exc.recipients}")
+        except (OSError, smtplib.SMTPException) as exc:
+            return DeliveryResult(ok=False, detail=f"{type(exc).__name__}: {exc}")
+        if refused:
+            return DeliveryResult(ok=False, permanent=True, detail=f"refused: {refused}")
+        return DeliveryResult(ok=True, channel_message_id=outbound.message_id, detail="250 accepted by relay")
+
+    @staticmethod
+    def _deliver(mail: EmailMessage, settings: OutboundSmtpSettings) -> dict:
+        context = ssl.create_default_context()
+        cls = smtplib.SMTP_SSL if settings.ssl else smtplib.SMTP
+        kwargs = {"context": context} if settings.ssl else {}
+        with cls(settings.host, settings.port, timeout=settings.timeout_seconds, **kwargs) as client:
+            if settings.starttls:
+                client.starttls(context=context)
+            if settings.username:
+                client.login(settings.username, secret_from_env(settings.password_env))
+            return client.send_message(mail)

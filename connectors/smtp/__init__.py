@@ -1,0 +1,83 @@
+"""Inbound mail over SMTP (aiosmtpd). 250 only after the message is committed; 451 when the
+store cannot take it (the sending MTA retries); 552 over the size limit."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from pydantic import Field
+
+from connectors.base import Connector, ConnectorSettings, Sink, StoreUnavailable
+from ingest.email_payload import EMAIL_CHANNEL, MIME_FORMAT, email_dedupe_key, normalise_mime
+from ingest.records import RawPayload
+
+log = structlog.get_logger(__name__)
+
+
+class SmtpSettings(ConnectorSettings):
+    host: str = "127.0.0.1"
+    port: int = Field(2525, ge=0, le=65535)
+    hostname: str = "parvandeh.local"
+    max_message_bytes: int = Field(30 * 2**20, ge=1024)
+
+
+class _Handler:
+    def __init__(self, connector: SmtpConnector, sink: Sink) -> None:
+        self.connector = connector
+        self.sink = sink
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content or b""
+        payload = RawPayload(
+            channel=EMAIL_CHANNEL,
+            connector=self.connector.name,
+            dedupe_key=email_dedupe_key(raw),
+            fmt=MIME_FORMAT,
+            body=raw,
+            received_at=datetime.now(UTC),
+            meta={
+                "mail_from": envelope.mail_from or "",
+                "rcpt_to": ",".join(envelope.rcpt_tos),
+                "peer": str(session.peer[0]) if session.peer else "",
+            },
+        )
+        try:
+            outcome = await self.sink.accept(payload)
+        except StoreUnavailable as exc:
+            log.error("smtp_store_unavailable", connector=self.connector.name, error=str(exc))
+            return "451 4.3.0 Temporary failure storing the message, please retry"
+        return f"250 2.0.0 Message accepted as {outcome.inbox_id}"
+
+
+class SmtpConnector(Connector):
+    kind = "smtp"
+    Settings = SmtpSettings
+    normalisers = {MIME_FORMAT: normalise_mime}
+
+    async def start(self, sink: Sink) -> None:
+        settings: SmtpSettings = self.settings  # type: ignore[assignment]
+        handler = _Handler(self, sink)
+
+        def factory() -> SMTP:
+            return SMTP(
+                handler,
+                hostname=settings.hostname,
+                data_size_limit=settings.max_message_bytes,
+                enable_SMTPUTF8=True,
+                decode_data=False,
+                ident="Parvandeh ESMTP",
+            )
+
+        self._server = await asyncio.get_running_loop().create_server(factory, settings.host, settings.port)
+        self.port: int = self._server.sockets[0].getsockname()[1]
+        log.info("smtp_listening", connector=self.name, host=settings.host, port=self.port)
+
+    async def stop(self) -> None:
+        server: Any = getattr(self, "_server", None)
+        if server is not None:
+            server.close()
+            await server.wait_closed()

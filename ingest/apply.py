@@ -1,0 +1,421 @@
+"""Write operations that turn a normalised inbound message into contact, ticket, message,
+timeline events and (maybe) an acknowledgement in the outbox. Each runs inside the writer's
+batch, so the look-ups and the writes that depend on them see one consistent database."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from ingest.persian import looks_persian
+from ingest.records import Identity, InboundMessage, RawPayload
+from ingest.store import Tx, iso
+from router.claimref import find_claim_refs, format_claim_ref, jalali_year
+from router.identity import is_unattended_address
+from router.matching import AckFacts, MatchDecision, MatchFacts, MatchReason, decide_thread, should_acknowledge
+from router.templates import acknowledgement
+
+
+@dataclass(frozen=True, slots=True)
+class RouteResult:
+    queue: str
+    priority: str = "normal"
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyContext:
+    """Everything the apply step needs from configuration, fixed at start-up."""
+
+    reference_prefix: str
+    continuity_window: timedelta
+    default_queue: str
+    acknowledge: bool
+    ack_hourly_limit: int
+    own_addresses: frozenset[str]
+    mail_domain: str
+    from_address: str
+    # channel -> connector instance that can answer on it
+    reply_connectors: dict[str, str] = field(default_factory=dict)
+    route: Callable[[InboundMessage], RouteResult] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    ticket_ref: str
+    message_row: int
+    reason: str
+    created: bool
+    acknowledged: bool
+
+
+# -- inbox --------------------------------------------------------------------------------------
+
+
+def insert_inbox(payload: RawPayload) -> Callable[[Tx], tuple[int, bool]]:
+    key = f"{payload.channel}:{payload.dedupe_key}"
+
+    def op(tx: Tx) -> tuple[int, bool]:
+        cur = tx.execute(
+            "INSERT INTO inbox (channel, connector, dedupe_key, fmt, body, meta, received_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dedupe_key) DO NOTHING",
+            (payload.channel, payload.connector, key, payload.fmt, payload.body,
+             json.dumps(payload.meta, ensure_ascii=False), iso(payload.received_at)),
+        )
+        if cur.rowcount == 1:
+            return cur.lastrowid, False
+        row = tx.one("SELECT id FROM inbox WHERE dedupe_key = ?", (key,))
+        return row["id"], True
+
+    return op
+
+
+def quarantine(inbox_id: int, error: str, traceback_text: str) -> Callable[[Tx], int]:
+    def op(tx: Tx) -> int:
+        tx.execute("UPDATE inbox SET state = 'quarantined' WHERE id = ?", (inbox_id,))
+        cur = tx.execute(
+            "INSERT INTO quarantine (inbox_id, error, traceback, created_at) VALUES (?, ?, ?, ?)",
+            (inbox_id, error, traceback_text, iso(tx.now)),
+        )
+        tx.emit("message_quarantined", inbox_id=inbox_id, error=error)
+        return cur.lastrowid
+
+    return op
+
+
+def release_from_quarantine(inbox_ids: list[int]) -> Callable[[Tx], list[int]]:
+    """Mark quarantined rows pending again so the processor retries them."""
+
+    def op(tx: Tx) -> list[int]:
+        released = []
+        for inbox_id in inbox_ids:
+            cur = tx.execute("UPDATE inbox SET state = 'pending' WHERE id = ? AND state = 'quarantined'", (inbox_id,))
+            if cur.rowcount:
+                tx.execute("UPDATE quarantine SET resolved_at = ? WHERE inbox_id = ? AND resolved_at IS NULL",
+                           (iso(tx.now), inbox_id))
+                released.append(inbox_id)
+        return released
+
+    return op
+
+
+# -- timeline -----------------------------------------------------------------------------------
+
+
+def record_event(tx: Tx, ticket_id: int, ticket_ref: str, kind: str, actor: str = "system", **data: Any) -> None:
+    tx.execute(
+        "INSERT INTO events (ticket_id, at, kind, actor, data) VALUES (?, ?, ?, ?, ?)",
+        (ticket_id, iso(tx.now), kind, actor, json.dumps(data, ensure_ascii=False, default=str)),
+    )
+    tx.emit(kind, ticket_ref, actor=actor, **data)
+
+
+# -- contacts -----------------------------------------------------------------------------------
+
+
+def resolve_contact(tx: Tx, identities: list[Identity]) -> int:
+    """The contact holding any of these identities (the sender's own first), else a new one;
+    identities not yet known are attached to it, so one person reached on several channels
+    becomes one contact."""
+    found: dict[Identity, int] = {}
+    for ident in identities:
+        row = tx.one("SELECT contact_id FROM identities WHERE kind = ? AND value = ?", (ident.kind, ident.value))
+        if row:
+            found[ident] = row["contact_id"]
+    if found:
+        contact_id = next(iter(found.values()))
+    else:
+        name = next((i.display_name for i in identities if i.display_name), "")
+        contact_id = tx.execute(
+            "INSERT INTO contacts (display_name, created_at) VALUES (?, ?)", (name, iso(tx.now))
+        ).lastrowid
+    for ident in identities:
+        if ident not in found:
+            tx.execute(
+                "INSERT INTO identities (contact_id, kind, value, display_name, created_at) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (kind, value) DO NOTHING",
+                (contact_id, ident.kind, ident.value, ident.display_name, iso(tx.now)),
+            )
+    return contact_id
+
+
+# -- matching -----------------------------------------------------------------------------------
+
+
+def _claim_ticket(tx: Tx, msg: InboundMessage, prefix: str) -> int | None:
+    candidates = [msg.claim_ref_hint] if msg.claim_ref_hint else []
+    candidates += find_claim_refs(f"{msg.subject}\n{msg.text}", prefix)
+    for ref in candidates:
+        row = tx.one("SELECT id FROM tickets WHERE ref = ?", (ref,))
+        if row:
+            return row["id"]
+    return None
+
+
+def _header_ticket(tx: Tx, msg: InboundMessage) -> int | None:
+    # Newest reference first: the message replied to is the best evidence.
+    for mid in [msg.in_reply_to, *reversed(msg.references)]:
+        if mid:
+            row = tx.one("SELECT ticket_id FROM email_message_ids WHERE message_id = ?", (mid,))
+            if row:
+                return row["ticket_id"]
+    return None
+
+
+def _continuity_ticket(tx: Tx, msg: InboundMessage, contact_id: int, window: timedelta) -> int | None:
+    if window <= timedelta(0):
+        return None
+    since = iso(tx.now - window)
+    if msg.conversation_key:
+        row = tx.one(
+            "SELECT id FROM tickets WHERE conversation_key = ? AND updated_at >= ? AND status != 'closed'"
+            " ORDER BY updated_at DESC LIMIT 1",
+            (msg.conversation_key, since),
+        )
+        if row:
+            return row["id"]
+    row = tx.one(
+        "SELECT id FROM tickets WHERE contact_id = ? AND updated_at >= ? AND status != 'closed'"
+        " ORDER BY updated_at DESC LIMIT 1",
+        (contact_id, since),
+    )
+    return row["id"] if row else None
+
+
+def _next_claim_ref(tx: Tx, prefix: str) -> str:
+    year = jalali_year(tx.now)
+    row = tx.one(
+        "INSERT INTO claim_sequence (year, last) VALUES (?, 1)"
+        " ON CONFLICT (year) DO UPDATE SET last = last + 1 RETURNING last",
+        (year,),
+    )
+    return format_claim_ref(prefix, year, row["last"])
+
+
+def _create_ticket(tx: Tx, ctx: ApplyContext, msg: InboundMessage, contact_id: int) -> tuple[int, str]:
+    route = ctx.route(msg) if ctx.route else RouteResult(ctx.default_queue)
+    ref = _next_claim_ref(tx, ctx.reference_prefix)
+    subject = msg.subject or (msg.display_text or msg.text).strip().split("\n", 1)[0][:120]
+    ticket_id = tx.execute(
+        "INSERT INTO tickets (ref, contact_id, subject, queue, priority, channel, conversation_key,"
+        " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (ref, contact_id, subject, route.queue, route.priority, msg.channel, msg.conversation_key,
+         iso(tx.now), iso(tx.now)),
+    ).lastrowid
+    record_event(tx, ticket_id, ref, "ticket_created", channel=msg.channel, queue=route.queue, priority=route.priority)
+    return ticket_id, ref
+
+
+# -- the whole step -----------------------------------------------------------------------------
+
+
+def apply_inbound(
+    inbox_id: int, connector: str, msg: InboundMessage, stored_attachments: list[tuple[int, str | None]], ctx: ApplyContext
+) -> Callable[[Tx], Applied]:
+    """`stored_attachments`: for each of msg.attachments, (size, sha256 or None when not kept)."""
+
+    def op(tx: Tx) -> Applied:
+        contact_id = resolve_contact(tx, [msg.sender, *msg.extra_identities])
+        facts = MatchFacts(
+            claim_ticket=_claim_ticket(tx, msg, ctx.reference_prefix),
+            header_ticket=_header_ticket(tx, msg) if msg.channel == "email" else None,
+            continuity_ticket=_continuity_ticket(tx, msg, contact_id, ctx.continuity_window),
+            automatic=msg.is_automatic,
+            opens_ticket=msg.opens_ticket,
+        )
+        decision: MatchDecision = decide_thread(facts)
+        if decision.reason is MatchReason.UNTHREADED:
+            tx.execute("UPDATE inbox SET state = 'unthreaded' WHERE id = ?", (inbox_id,))
+            tx.emit("message_unthreaded", inbox_id=inbox_id, reason=msg.auto_reason)
+            return Applied("", 0, decision.reason, False, False)
+        if decision.creates_ticket:
+            ticket_id, ref = _create_ticket(tx, ctx, msg, contact_id)
+        else:
+            ticket_id = decision.ticket_id
+            ref = tx.one("SELECT ref FROM tickets WHERE id = ?", (ticket_id,))["ref"]
+
+        message_row = _insert_message(tx, inbox_id, connector, msg, ticket_id, stored_attachments)
+        _touch_ticket(tx, ticket_id, ref, msg)
+        record_event(
+            tx, ticket_id, ref, "message_received", channel=msg.channel, message_row=message_row,
+            matched_by=decision.reason.value, automatic=msg.auto_reason or None, kind=msg.kind,
+        )
+        acknowledged = _maybe_acknowledge(tx, ctx, msg, connector, ticket_id, ref, decision.creates_ticket)
+        tx.execute("UPDATE inbox SET state = 'done', message_row = ? WHERE id = ?", (message_row, inbox_id))
+        return Applied(ref, message_row, decision.reason.value, decision.creates_ticket, acknowledged)
+
+    return op
+
+
+def _insert_message(
+    tx: Tx, inbox_id: int, connector: str, msg: InboundMessage, ticket_id: int,
+    stored_attachments: list[tuple[int, str | None]],
+) -> int:
+    message_row = tx.execute(
+        "INSERT INTO messages (ticket_id, inbox_id, direction, kind, channel, connector, channel_message_id,"
+        " sender, sender_name, recipients, subject, text, display_text, html, auto_reason, sent_at, created_at)"
+        " VALUES (?, ?, 'in', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (ticket_id, inbox_id, msg.kind, msg.channel, connector, msg.channel_message_id, msg.sender.value,
+         msg.sender.display_name, json.dumps([r.value for r in msg.recipients], ensure_ascii=False),
+         msg.subject, msg.text, msg.display_text or msg.text, msg.html, msg.auto_reason,
+         iso(msg.sent_at), iso(tx.now)),
+    ).lastrowid
+    for att, (size, digest) in zip(msg.attachments, stored_attachments):
+        tx.execute(
+            "INSERT INTO attachments (message_id, filename, content_type, size, sha256, remote_ref)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (message_row, att.filename, att.content_type, size, digest, att.remote_ref),
+        )
+    if msg.message_id:
+        tx.execute(
+            "INSERT INTO email_message_ids (message_id, ticket_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
+            (msg.message_id, ticket_id),
+        )
+    return message_row
+
+
+def _touch_ticket(tx: Tx, ticket_id: int, ref: str, msg: InboundMessage) -> None:
+    row = tx.one("SELECT status FROM tickets WHERE id = ?", (ticket_id,))
+    reopen = row["status"] == "closed" and not msg.is_automatic
+    tx.execute(
+        "UPDATE tickets SET updated_at = ?, last_inbound_at = ?, message_count = message_count + 1,"
+        " status = CASE WHEN ? THEN 'reopened' ELSE status END,"
+        " closed_at = CASE WHEN ? THEN NULL ELSE closed_at END WHERE id = ?",
+        (iso(tx.now), iso(tx.now), reopen, reopen, ticket_id),
+    )
+    if reopen:
+        record_event(tx, ticket_id, ref, "status_changed", old="closed", new="reopened")
+
+
+def _maybe_acknowledge(
+    tx: Tx, ctx: ApplyContext, msg: InboundMessage, connector: str, ticket_id: int, ref: str, created: bool
+) -> bool:
+    reply_connector = ctx.reply_connectors.get(msg.channel, "")
+    recipient = msg.sender.value
+    sent_last_hour = tx.one(
+        "SELECT count(*) AS n FROM outbox WHERE recipient = ? AND automatic = 1 AND created_at >= ?",
+        (recipient, iso(tx.now - timedelta(hours=1))),
+    )["n"]
+    facts = AckFacts(
+        created_ticket=created,
+        enabled=ctx.acknowledge,
+        automatic=msg.is_automatic,
+        unattended_sender=msg.channel == "email" and is_unattended_address(recipient),
+        own_address=recipient.lower() in ctx.own_addresses,
+        sent_last_hour=sent_last_hour,
+        hourly_limit=ctx.ack_hourly_limit,
+        can_reply=bool(reply_connector),
+    )
+    if not should_acknowledge(facts):
+        return False
+    text = acknowledgement(ref, persian=looks_persian(f"{msg.subject} {msg.text}"), subject=msg.subject)
+    enqueue_outbound(
+        tx, ctx, ticket_id=ticket_id, ref=ref, channel=msg.channel, connector=reply_connector,
+        recipient=recipient, subject=text.subject, text=text.text, automatic=True,
+        in_reply_to=msg.message_id, references=(*msg.references, msg.message_id) if msg.message_id else msg.references,
+        author="system",
+    )
+    return True
+
+
+def new_message_id(ref: str, domain: str) -> str:
+    return f"{ref}.{secrets.token_hex(8)}@{domain}"
+
+
+def enqueue_outbound(
+    tx: Tx, ctx: ApplyContext, *, ticket_id: int, ref: str, channel: str, connector: str, recipient: str,
+    text: str, subject: str = "", automatic: bool = False, in_reply_to: str = "",
+    references: tuple[str, ...] = (), author: str = "", now: datetime | None = None,
+) -> int:
+    """Record an outgoing message on the thread and queue it for delivery, in one write.
+    Email gets its Message-ID now, so a reply to it threads even before it has left."""
+    message_id = new_message_id(ref, ctx.mail_domain) if channel == "email" else ""
+    payload = {
+        "subject": subject, "text": text, "in_reply_to": in_reply_to,
+        "references": [r for r in references if r], "message_id": message_id, "ticket_ref": ref,
+    }
+    message_row = tx.execute(
+        "INSERT INTO messages (ticket_id, direction, kind, channel, connector, channel_message_id, sender,"
+        " recipients, subject, text, display_text, author, created_at)"
+        " VALUES (?, 'out', 'message', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (ticket_id, channel, connector, message_id, ctx.from_address if channel == "email" else "",
+         json.dumps([recipient], ensure_ascii=False), subject, text, text, author, iso(tx.now)),
+    ).lastrowid
+    if message_id:
+        tx.execute("INSERT INTO email_message_ids (message_id, ticket_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                   (message_id, ticket_id))
+    outbox_id = tx.execute(
+        "INSERT INTO outbox (ticket_id, message_row, channel, connector, recipient, payload, automatic,"
+        " next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (ticket_id, message_row, channel, connector, recipient, json.dumps(payload, ensure_ascii=False),
+         int(automatic), iso(now or tx.now), iso(tx.now)),
+    ).lastrowid
+    tx.execute(
+        "UPDATE tickets SET updated_at = ?, message_count = message_count + 1 WHERE id = ?", (iso(tx.now), ticket_id)
+    )
+    record_event(tx, ticket_id, ref, "outbound_queued", channel=channel, outbox_id=outbox_id,
+                 automatic=automatic, author=author or None, message_row=message_row)
+    return outbox_id
+
+
+class ReplyError(Exception):
+    """An agent reply that cannot be sent as asked (unknown ticket, no channel to answer on)."""
+
+
+def agent_reply(ref: str, text: str, author: str, ctx: ApplyContext, channel: str | None = None) -> Callable[[Tx], int]:
+    """Answer the customer on the channel of their latest message (or the one asked for)."""
+
+    def op(tx: Tx) -> int:
+        ticket = tx.one("SELECT id, subject FROM tickets WHERE ref = ?", (ref,))
+        if ticket is None:
+            raise ReplyError(f"no ticket {ref}")
+        sql = ("SELECT channel, sender, channel_message_id, subject FROM messages WHERE ticket_id = ?"
+               " AND direction = 'in' AND auto_reason = ''")
+        params: tuple = (ticket["id"],)
+        if channel:
+            sql += " AND channel = ?"
+            params += (channel,)
+        last = tx.one(sql + " ORDER BY id DESC LIMIT 1", params)
+        if last is None:
+            raise ReplyError(f"{ref} has no customer message{' on ' + channel if channel else ''} to answer")
+        connector = ctx.reply_connectors.get(last["channel"])
+        if not connector:
+            raise ReplyError(f"no connector can send on channel {last['channel']!r}")
+        references: tuple[str, ...] = ()
+        in_reply_to = ""
+        if last["channel"] == "email":
+            rows = tx.execute(
+                "SELECT channel_message_id FROM messages WHERE ticket_id = ? AND channel = 'email'"
+                " AND channel_message_id != '' ORDER BY id DESC LIMIT 20", (ticket["id"],)
+            ).fetchall()
+            references = tuple(reversed([r[0] for r in rows if not r[0].startswith("sha256:")]))
+            in_reply_to = last["channel_message_id"]
+        return enqueue_outbound(
+            tx, ctx, ticket_id=ticket["id"], ref=ref, channel=last["channel"], connector=connector,
+            recipient=last["sender"], text=text, subject=last["subject"] or ticket["subject"],
+            in_reply_to=in_reply_to, references=references, author=author,
+        )
+
+    return op
+
+
+def delivery_status(channel: str, channel_message_id: str, status: str, detail: str) -> Callable[[Tx], bool]:
+    """A channel's report on a message we sent (Twilio MessageStatus...), on the timeline."""
+
+    def op(tx: Tx) -> bool:
+        row = tx.one(
+            "SELECT m.id, m.ticket_id, t.ref FROM messages m JOIN tickets t ON t.id = m.ticket_id"
+            " WHERE m.channel = ? AND m.channel_message_id = ? AND m.direction = 'out'",
+            (channel, channel_message_id),
+        )
+        if row is None:
+            return False
+        record_event(tx, row["ticket_id"], row["ref"], "delivery_status", channel=channel,
+                     channel_message_id=channel_message_id, status=status, detail=detail or None)
+        return True
+
+    return op

@@ -1,0 +1,129 @@
+"""The daemon: opens the store, starts the ingest processor, every configured connector, the
+outbox and the shared HTTP front, and stops them in the order that loses nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import structlog
+from aiohttp import web
+
+from config.loader import Settings
+from connectors.base import Connector, ConnectorContext
+from connectors.registry import connector_classes, normalisers
+from ingest.apply import ApplyContext, delivery_status
+from ingest.blobs import BlobStore
+from ingest.outbox import OutboxDispatcher
+from ingest.queries import conversation_history
+from ingest.service import Ingest
+from ingest.store import Store, utcnow
+
+log = structlog.get_logger(__name__)
+
+
+def apply_context(settings: Settings, connectors: dict[str, Connector]) -> ApplyContext:
+    reply_connectors: dict[str, str] = {}
+    for name, connector in connectors.items():
+        for channel in connector.sends:
+            reply_connectors.setdefault(channel, name)
+    from_address = next(
+        (c.settings.from_address for c in connectors.values() if hasattr(c.settings, "from_address")),
+        "claims@parvandeh.local",
+    )
+    return ApplyContext(
+        reference_prefix=settings.claims.reference_prefix,
+        continuity_window=timedelta(hours=settings.claims.continuity_window_hours),
+        default_queue=settings.claims.default_queue,
+        acknowledge=settings.claims.acknowledge_new_tickets,
+        ack_hourly_limit=settings.claims.acknowledgements_per_recipient_per_hour,
+        own_addresses=frozenset([*settings.claims.own_addresses, from_address.lower()]),
+        mail_domain=from_address.rpartition("@")[2] or "parvandeh.local",
+        from_address=from_address,
+        reply_connectors=reply_connectors,
+    )
+
+
+def build_connectors(settings: Settings, context: ConnectorContext | None = None) -> dict[str, Connector]:
+    classes = connector_classes()
+    context = context or ConnectorContext(settings=settings)
+    return {name: classes[kind](name, conf, context) for kind, name, conf in settings.connector_instances()}
+
+
+def offline_ingest(settings: Settings, store: Store) -> Ingest:
+    """An ingest processor without connectors, for the CLI (quarantine retry)."""
+    return Ingest(store, BlobStore(settings.store.attachments_dir), normalisers(),
+                  apply_context(settings, build_connectors(settings)),
+                  max_attachment_bytes=settings.claims.max_attachment_bytes)
+
+
+class Daemon:
+    def __init__(self, settings: Settings, *, clock: Callable[[], datetime] = utcnow) -> None:
+        self.settings = settings
+        self.store = Store(settings.store.path, synchronous=settings.store.synchronous,
+                           max_batch=settings.store.max_batch, clock=clock)
+        self.blobs = BlobStore(settings.store.attachments_dir)
+        self.http_app = web.Application(client_max_size=settings.http.max_body_bytes)
+        self.http_app.router.add_get("/healthz", self._healthz)
+        self.context = ConnectorContext(
+            http_app=self.http_app, settings=settings,
+            on_delivery_status=self._delivery_status, history=self._history,
+        )
+        self.connectors = build_connectors(settings, self.context)
+        self.ingest = Ingest(self.store, self.blobs, normalisers(), apply_context(settings, self.connectors),
+                             max_attachment_bytes=settings.claims.max_attachment_bytes)
+        self.outbox = OutboxDispatcher(self.store, self.connectors)
+        self._http_runner: web.AppRunner | None = None
+        self.http_port: int | None = None
+
+    async def _delivery_status(self, channel: str, channel_message_id: str, status: str, detail: str) -> bool:
+        return await self.store.write(delivery_status(channel, channel_message_id, status, detail))
+
+    async def _history(self, conversation_key: str, limit: int) -> list[dict]:
+        return await conversation_history(self.store, conversation_key, limit)
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        ok = self.store.is_open
+        return web.json_response({"ok": ok}, status=200 if ok else 503)
+
+    async def start(self) -> None:
+        await self.store.open()
+        await self.ingest.start()
+        for name, connector in self.connectors.items():
+            await connector.start(self.ingest)
+            log.info("connector_started", connector=name, kind=connector.kind)
+        await self.outbox.start()
+        self._http_runner = web.AppRunner(self.http_app, access_log=None)
+        await self._http_runner.setup()
+        site = web.TCPSite(self._http_runner, self.settings.http.host, self.settings.http.port)
+        await site.start()
+        self.http_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        log.info("daemon_started", http_port=self.http_port, connectors=sorted(self.connectors))
+
+    async def stop(self) -> None:
+        """Stop accepting first, then finish processing, then close the store."""
+        for name, connector in self.connectors.items():
+            try:
+                await connector.stop()
+            except Exception as exc:
+                log.error("connector_stop_failed", connector=name, error=str(exc))
+        if self._http_runner:
+            await self._http_runner.cleanup()
+        await self.ingest.stop()
+        await self.outbox.stop()
+        await self.store.close()
+        log.info("daemon_stopped")
+
+
+async def serve(settings: Settings) -> None:
+    daemon = Daemon(settings)
+    await daemon.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("daemon_stopping")
+    await daemon.stop()

@@ -1,0 +1,162 @@
+"""The outbox dispatcher: delivers queued replies through their connector, with retries and
+backoff, and records every attempt on the ticket's timeline.
+
+Delivery is at-least-once: a row is marked `sending` before the attempt, and rows found in
+that state at start-up (the daemon died mid-send) are tried again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+
+import structlog
+
+from connectors.base import Connector, StoreUnavailable
+from ingest.apply import record_event
+from ingest.records import DeliveryResult, OutboundMessage
+from ingest.store import Store, Tx, iso
+
+log = structlog.get_logger(__name__)
+
+MAX_ATTEMPTS = 8
+
+
+def backoff(attempt: int, base: float = 5.0, cap: float = 3600.0) -> timedelta:
+    """Exponential: 5 s, 10 s, 20 s ... capped at an hour."""
+    return timedelta(seconds=min(cap, base * 2 ** (attempt - 1)))
+
+
+def _claim_due(limit: int) -> Callable[[Tx], list[dict]]:
+    def op(tx: Tx) -> list[dict]:
+        rows = tx.execute(
+            "SELECT o.*, t.ref FROM outbox o LEFT JOIN tickets t ON t.id = o.ticket_id"
+            " WHERE o.state = 'pending' AND o.next_attempt_at <= ? ORDER BY o.next_attempt_at LIMIT ?",
+            (iso(tx.now), limit),
+        ).fetchall()
+        for row in rows:
+            tx.execute("UPDATE outbox SET state = 'sending', attempts = attempts + 1 WHERE id = ?", (row["id"],))
+        return [dict(row) for row in rows]
+
+    return op
+
+
+def _record_result(row: dict, result: DeliveryResult) -> Callable[[Tx], str]:
+    def op(tx: Tx) -> str:
+        attempt = row["attempts"] + 1
+        if result.ok:
+            state = "sent"
+            tx.execute("UPDATE outbox SET state = 'sent', sent_at = ?, last_error = '' WHERE id = ?",
+                       (iso(tx.now), row["id"]))
+            if result.channel_message_id and row["message_row"]:
+                tx.execute("UPDATE messages SET channel_message_id = ?, sent_at = ? WHERE id = ?",
+                           (result.channel_message_id, iso(tx.now), row["message_row"]))
+            if row["ticket_id"]:
+                tx.execute("UPDATE tickets SET last_outbound_at = ? WHERE id = ?", (iso(tx.now), row["ticket_id"]))
+        elif result.permanent or attempt >= MAX_ATTEMPTS:
+            state = "failed"
+            tx.execute("UPDATE outbox SET state = 'failed', last_error = ? WHERE id = ?", (result.detail, row["id"]))
+        else:
+            state = "retrying"
+            delay = timedelta(seconds=result.retry_after) if result.retry_after else backoff(attempt)
+            tx.execute("UPDATE outbox SET state = 'pending', last_error = ?, next_attempt_at = ? WHERE id = ?",
+                       (result.detail, iso(tx.now + delay), row["id"]))
+        if row["ticket_id"]:
+            record_event(tx, row["ticket_id"], row["ref"] or "", f"delivery_{state}", channel=row["channel"],
+                         outbox_id=row["id"], attempt=attempt, detail=result.detail or None,
+                         channel_message_id=result.channel_message_id or None)
+        return state
+
+    return op
+
+
+def _recover_interrupted(tx: Tx) -> int:
+    return tx.execute("UPDATE outbox SET state = 'pending' WHERE state = 'sending'").rowcount
+
+
+def outbound_from_row(row: Mapping) -> OutboundMessage:
+    payload = json.loads(row["payload"])
+    return OutboundMessage(
+        outbox_id=row["id"],
+        ticket_ref=row.get("ref") or payload.get("ticket_ref", ""),
+        channel=row["channel"],
+        connector=row["connector"],
+        recipient=row["recipient"],
+        text=payload.get("text", ""),
+        subject=payload.get("subject", ""),
+        html=payload.get("html", ""),
+        in_reply_to=payload.get("in_reply_to", ""),
+        references=tuple(payload.get("references", ())),
+        message_id=payload.get("message_id", ""),
+        automatic=bool(row["automatic"]),
+        attempt=row["attempts"] + 1,
+    )
+
+
+class OutboxDispatcher:
+    def __init__(self, store: Store, connectors: Mapping[str, Connector], *, poll_interval: float = 1.0,
+                 batch: int = 50) -> None:
+        self.store = store
+        self.connectors = connectors
+        self.poll_interval = poll_interval
+        self.batch = batch
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._events: asyncio.Queue | None = None
+
+    async def start(self) -> None:
+        recovered = await self.store.write(_recover_interrupted)
+        if recovered:
+            log.warning("outbox_resending_interrupted", count=recovered)
+        self._events = self.store.bus.subscribe()
+        self._task = asyncio.create_task(self._run(), name="outbox")
+        asyncio.create_task(self._watch_events(), name="outbox-wake")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._events is not None:
+            self.store.bus.unsubscribe(self._events)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def _watch_events(self) -> None:
+        assert self._events is not None
+        while self._task and not self._task.done():
+            event = await self._events.get()
+            if event.kind == "outbound_queued":
+                self._wake.set()
+
+    async def _run(self) -> None:
+        # Polling as well as in-process wake-ups: the CLI and other processes queue replies too.
+        while True:
+            try:
+                rows = await self.store.write(_claim_due(self.batch))
+            except StoreUnavailable:
+                return
+            if rows:
+                await asyncio.gather(*(self._deliver(row) for row in rows))
+                continue
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+            except TimeoutError:
+                pass
+
+    async def _deliver(self, row: dict) -> None:
+        outbound = outbound_from_row(row)
+        bound = log.bind(channel=row["channel"], outbox_id=row["id"], ticket=outbound.ticket_ref)
+        connector = self.connectors.get(row["connector"])
+        if connector is None:
+            result = DeliveryResult(ok=False, detail=f"no running connector named {row['connector']!r}")
+        else:
+            try:
+                result = await connector.send(outbound)
+            except Exception as exc:  # a connector bug must not stop the outbox
+                result = DeliveryResult(ok=False, detail=f"{type(exc).__name__}: {exc}")
+        state = await self.store.write(_record_result(row, result))
+        bound.info("outbound_delivery", state=state, attempt=outbound.attempt, detail=result.detail or None)

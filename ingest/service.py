@@ -1,0 +1,205 @@
+"""The ingest service: `accept()` for connectors, and the processor that normalises, matches
+and threads what was accepted. Processing runs after the commit that released the channel's
+acknowledgement, and is restartable: at start-up every inbox row still pending is processed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import traceback
+from collections.abc import Callable, Mapping
+from typing import Any
+from datetime import datetime
+
+import structlog
+
+from connectors.base import Normaliser, StoreUnavailable
+from ingest.apply import Applied, ApplyContext, apply_inbound, insert_inbox, quarantine, release_from_quarantine
+from ingest.blobs import BlobStore
+from ingest.records import AcceptOutcome, InboundMessage, RawPayload
+from ingest.store import Store
+
+log = structlog.get_logger(__name__)
+
+INBOX_COLUMNS = "id, channel, connector, dedupe_key, fmt, body, meta, received_at"
+
+
+class Ingest:
+    def __init__(
+        self,
+        store: Store,
+        blobs: BlobStore,
+        normalisers: Mapping[str, Normaliser],
+        context: ApplyContext,
+        *,
+        max_attachment_bytes: int = 25 * 2**20,
+    ) -> None:
+        self.store = store
+        self.blobs = blobs
+        self.normalisers = normalisers
+        self.context = context
+        self.max_attachment_bytes = max_attachment_bytes
+        self._queue: asyncio.Queue[tuple[int, RawPayload] | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._inflight: set[asyncio.Future[Any]] = set()
+        self._outstanding = 0  # accepted but not yet threaded or quarantined
+        self.processed = 0
+        self.on_applied: list[Callable[[Applied], None]] = []
+
+    # -- the sink connectors call ----------------------------------------------------------
+
+    async def accept(self, payload: RawPayload) -> AcceptOutcome:
+        """Store the raw payload durably; returns once committed (or raises StoreUnavailable)."""
+        try:
+            inbox_id, duplicate = await self.store.write(insert_inbox(payload))
+        except StoreUnavailable:
+            raise
+        except Exception as exc:  # disk full, I/O error...: the channel must retry later
+            log.error("accept_failed", channel=payload.channel, dedupe_key=payload.dedupe_key, error=str(exc))
+            raise StoreUnavailable(str(exc)) from exc
+        log.info("message_accepted", channel=payload.channel, connector=payload.connector,
+                 dedupe_key=payload.dedupe_key, inbox_id=inbox_id, duplicate=duplicate, size=len(payload.body))
+        if not duplicate:
+            self._enqueue(inbox_id, payload)
+        return AcceptOutcome(inbox_id, duplicate)
+
+    # -- processing --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        rows = await self.store.fetchall(
+            f"SELECT {INBOX_COLUMNS} FROM inbox WHERE state = 'pending' ORDER BY id"
+        )
+        for row in rows:
+            self._enqueue(row["id"], payload_from_row(row))
+        if rows:
+            log.info("resuming_pending_inbox", count=len(rows))
+        self._task = asyncio.create_task(self._run(), name="ingest-processor")
+
+    async def stop(self) -> None:
+        """Finish what was accepted so far, then stop."""
+        if self._task is None:
+            return
+        await self._queue.put(None)
+        await self._task
+        if self._inflight:
+            await asyncio.gather(*self._inflight, return_exceptions=True)
+        self._task = None
+
+    async def retry(self, inbox_ids: list[int]) -> list[int]:
+        """Replay quarantined messages (after a fix); returns the ids that were retried."""
+        released = await self.store.write(release_from_quarantine(inbox_ids))
+        if not released:
+            return []
+        marks = ",".join("?" * len(released))
+        rows = await self.store.fetchall(
+            f"SELECT {INBOX_COLUMNS} FROM inbox WHERE id IN ({marks}) ORDER BY id", tuple(released))
+        running = self._task is not None
+        if not running:
+            self._task = asyncio.create_task(self._run(), name="ingest-processor")
+        for row in rows:
+            self._enqueue(row["id"], payload_from_row(row))
+        await self.drained()
+        if not running:
+            await self.stop()
+        return released
+
+    def _enqueue(self, inbox_id: int, payload: RawPayload) -> None:
+        self._outstanding += 1
+        self._queue.put_nowait((inbox_id, payload))
+
+    def _done(self) -> None:
+        self._outstanding -= 1
+
+    async def drained(self) -> None:
+        """Wait until everything accepted so far is threaded or quarantined."""
+        while self._outstanding > 0:
+            await asyncio.sleep(0.002)
+
+    async def _run(self) -> None:
+        # Normalise in arrival order and hand the write to the writer without waiting for it:
+        # the writer applies operations in submission order, so threading sees messages in
+        # the order they arrived while normalisation of the next overlaps with the commit.
+        while True:
+            item = await self._queue.get()
+            if item is None:
+                return
+            inbox_id, payload = item
+            structlog.contextvars.bind_contextvars(channel=payload.channel, inbox_id=inbox_id)
+            try:
+                op = await self._prepare(inbox_id, payload)
+            except Exception as exc:
+                await self._quarantine(inbox_id, exc)
+                self._done()
+                continue
+            finally:
+                structlog.contextvars.unbind_contextvars("channel", "inbox_id")
+            try:
+                future = self.store.submit(op)
+            except StoreUnavailable:
+                log.error("processing_stopped_store_closed", inbox_id=inbox_id)
+                self._done()
+                return
+            self._inflight.add(future)
+            future.add_done_callback(lambda f, i=inbox_id, p=payload: self._applied(f, i, p))
+
+    async def _prepare(self, inbox_id: int, payload: RawPayload):
+        normalise = self.normalisers.get(payload.fmt)
+        if normalise is None:
+            raise LookupError(f"no normaliser for payload format {payload.fmt!r}")
+        msg = normalise(payload)
+        stored = await self._store_attachments(msg)
+        return apply_inbound(inbox_id, payload.connector, msg, stored, self.context)
+
+    async def _store_attachments(self, msg: InboundMessage) -> list[tuple[int, str | None]]:
+        stored: list[tuple[int, str | None]] = []
+        for att in msg.attachments:
+            if att.data is None or len(att.data) > self.max_attachment_bytes:
+                stored.append((att.size or (len(att.data) if att.data else 0), None))
+            else:
+                digest = await asyncio.to_thread(self.blobs.put, att.data)
+                stored.append((len(att.data), digest))
+        return stored
+
+    def _applied(self, future: asyncio.Future[Applied], inbox_id: int, payload: RawPayload) -> None:
+        self._inflight.discard(future)
+        if future.cancelled():
+            self._done()
+            return
+        exc = future.exception()
+        if exc is None:
+            applied = future.result()
+            self.processed += 1
+            log.info("message_threaded", channel=payload.channel, inbox_id=inbox_id, ticket=applied.ticket_ref,
+                     matched_by=applied.reason, created=applied.created, acknowledged=applied.acknowledged)
+            for callback in self.on_applied:
+                callback(applied)
+            self._done()
+        elif isinstance(exc, StoreUnavailable):
+            # Still pending in the inbox: processed again at the next start.
+            log.error("apply_failed_store_unavailable", inbox_id=inbox_id, error=str(exc))
+            self._done()
+        else:
+            task = asyncio.create_task(self._quarantine(inbox_id, exc))
+            self._inflight.add(task)
+            task.add_done_callback(lambda t: (self._inflight.discard(t), self._done()))
+
+    async def _quarantine(self, inbox_id: int, exc: BaseException) -> None:
+        summary = "".join(traceback.format_exception(exc, limit=-6))
+        error = f"{type(exc).__name__}: {exc}"
+        log.warning("message_quarantined", inbox_id=inbox_id, error=error)
+        try:
+            await self.store.write(quarantine(inbox_id, error, summary))
+        except StoreUnavailable:
+            log.error("quarantine_failed_store_unavailable", inbox_id=inbox_id)
+
+
+def payload_from_row(row: Mapping) -> RawPayload:
+    return RawPayload(
+        channel=row["channel"],
+        connector=row["connector"],
+        dedupe_key=row["dedupe_key"].split(":", 1)[1],
+        fmt=row["fmt"],
+        body=bytes(row["body"]),
+        received_at=datetime.fromisoformat(row["received_at"]),
+        meta=json.loads(row["meta"]),
+    )

@@ -1,0 +1,267 @@
+"""The durable store: SQLite in WAL mode, one writer with group commit, aiosqlite readers.
+
+Every write is an *operation*: a plain function run against the writer's connection inside its
+own savepoint. The writer task takes whatever operations are queued (up to `max_batch`), runs
+them in one transaction, commits once (one fsync for the batch at synchronous=FULL), and only
+then resolves the callers' futures. A caller that got its result therefore knows its write is
+durable: that is what releases channel acknowledgements.
+
+The writer runs the whole batch in its thread in one hop, rather than one aiosqlite round trip
+per statement; see docs/decisions.md for why and what it measured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import aiosqlite
+import structlog
+
+from connectors.base import StoreUnavailable
+from ingest.migrations import migrate
+
+T = TypeVar("T")
+log = structlog.get_logger(__name__)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime | None) -> str | None:
+    return moment.astimezone(UTC).isoformat(timespec="microseconds") if moment else None
+
+
+@dataclass(frozen=True, slots=True)
+class StoreEvent:
+    """Something that changed, published to live subscribers after its commit."""
+
+    kind: str
+    ticket_ref: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class Tx:
+    """What a write operation sees: the connection inside the batch, and an outbox of events."""
+
+    __slots__ = ("conn", "events", "now")
+
+    def __init__(self, conn: sqlite3.Connection, now: datetime) -> None:
+        self.conn = conn
+        self.now = now
+        self.events: list[StoreEvent] = []
+
+    def execute(self, sql: str, params: tuple | dict = ()) -> sqlite3.Cursor:
+        return self.conn.execute(sql, params)
+
+    def one(self, sql: str, params: tuple | dict = ()) -> sqlite3.Row | None:
+        return self.conn.execute(sql, params).fetchone()
+
+    def emit(self, kind: str, ticket_ref: str = "", **data: Any) -> None:
+        self.events.append(StoreEvent(kind, ticket_ref, data))
+
+
+WriteOp = Callable[[Tx], T]
+
+
+class _Pending(Generic[T]):
+    __slots__ = ("op", "future")
+
+    def __init__(self, op: WriteOp[T], future: asyncio.Future[T]) -> None:
+        self.op = op
+        self.future = future
+
+
+class EventBus:
+    """In-process fan-out of committed changes (console feed, outbox wake-ups)."""
+
+    def __init__(self) -> None:
+        self._subscribers: set[asyncio.Queue[StoreEvent]] = set()
+
+    def subscribe(self, maxsize: int = 10_000) -> asyncio.Queue[StoreEvent]:
+        queue: asyncio.Queue[StoreEvent] = asyncio.Queue(maxsize)
+        self._subscribers.add(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[StoreEvent]) -> None:
+        self._subscribers.discard(queue)
+
+    def publish(self, events: list[StoreEvent]) -> None:
+        for queue in self._subscribers:
+            for event in events:
+                try:
+                    queue.put_nowait(event)
+                except asyncio.QueueFull:  # a stalled subscriber resyncs from the store
+                    log.warning("event_subscriber_lagging", kind=event.kind)
+                    break
+
+
+class Store:
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        synchronous: str = "FULL",
+        max_batch: int = 256,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.path = Path(path)
+        self.synchronous = synchronous
+        self.max_batch = max_batch
+        self.clock = clock
+        self.bus = EventBus()
+        self._queue: asyncio.Queue[_Pending[Any] | None] = asyncio.Queue()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
+        self._conn: sqlite3.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._writer_task: asyncio.Task[None] | None = None
+        self._open = False
+        self.batches = 0
+        self.ops = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=30000")
+        return conn
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        loop = asyncio.get_running_loop()
+
+        def setup() -> sqlite3.Connection:
+            conn = self._connect()
+            version = migrate(conn)
+            log.info("store_opened", path=str(self.path), schema_version=version)
+            return conn
+
+        self._conn = await loop.run_in_executor(self._executor, setup)
+        self._reader = await aiosqlite.connect(self.path)
+        self._reader.row_factory = sqlite3.Row
+        await self._reader.execute("PRAGMA query_only=ON")
+        self._open = True
+        self._writer_task = asyncio.create_task(self._writer_loop(), name="store-writer")
+
+    async def close(self) -> None:
+        """Stop taking writes, commit what is queued, close connections."""
+        if not self._open:
+            return
+        self._open = False
+        await self._queue.put(None)
+        if self._writer_task:
+            await self._writer_task
+        if self._reader:
+            await self._reader.close()
+        conn = self._conn
+        if conn is not None:
+            await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)
+        self._executor.shutdown(wait=True)
+
+    @property
+    def is_open(self) -> bool:
+        return self._open
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def submit(self, op: WriteOp[T]) -> asyncio.Future[T]:
+        """Queue a write; the future resolves after the batch holding it has committed."""
+        if not self._open:
+            raise StoreUnavailable("the store is closed")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Pending(op, future))
+        return future
+
+    async def write(self, op: WriteOp[T]) -> T:
+        return await self.submit(op)
+
+    async def _writer_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        stopping = False
+        while not stopping:
+            first = await self._queue.get()
+            batch: list[_Pending[Any]] = []
+            if first is None:
+                stopping = True
+            else:
+                batch.append(first)
+            while len(batch) < self.max_batch and not self._queue.empty():
+                item = self._queue.get_nowait()
+                if item is None:
+                    stopping = True
+                    continue
+                batch.append(item)
+            if not batch:
+                continue
+            try:
+                outcomes = await loop.run_in_executor(self._executor, self._run_batch, [p.op for p in batch])
+            except sqlite3.Error as exc:
+                log.error("store_commit_failed", error=str(exc), batch=len(batch))
+                for pending in batch:
+                    if not pending.future.done():
+                        pending.future.set_exception(StoreUnavailable(f"commit failed: {exc}"))
+                continue
+            self.batches += 1
+            self.ops += len(batch)
+            events: list[StoreEvent] = []
+            for pending, (ok, value, op_events) in zip(batch, outcomes):
+                if pending.future.done():  # caller gave up waiting; the write stands anyway
+                    continue
+                if ok:
+                    pending.future.set_result(value)
+                    events.extend(op_events)
+                else:
+                    pending.future.set_exception(value)
+            if events:
+                self.bus.publish(events)
+
+    def _run_batch(self, ops: list[WriteOp[Any]]) -> list[tuple[bool, Any, list[StoreEvent]]]:
+        conn = self._conn
+        assert conn is not None
+        now = self.clock()
+        outcomes: list[tuple[bool, Any, list[StoreEvent]]] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for op in ops:
+                conn.execute("SAVEPOINT op")
+                tx = Tx(conn, now)
+                try:
+                    value = op(tx)
+                except Exception as exc:  # one bad operation must not sink the batch
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                    outcomes.append((False, exc, []))
+                else:
+                    conn.execute("RELEASE op")
+                    outcomes.append((True, value, tx.events))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return outcomes
+
+    # -- reads -------------------------------------------------------------------------------
+
+    async def fetchall(self, sql: str, params: tuple | dict = ()) -> list[sqlite3.Row]:
+        if self._reader is None:
+            raise StoreUnavailable("the store is not open")
+        async with self._reader.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
+    async def fetchone(self, sql: str, params: tuple | dict = ()) -> sqlite3.Row | None:
+        if self._reader is None:
+            raise StoreUnavailable("the store is not open")
+        async with self._reader.execute(sql, params) as cursor:
+            return await cursor.fetchone()

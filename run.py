@@ -1,0 +1,178 @@
+"""Parvandeh's single entry point: `python run.py COMMAND` (also installed as `parvandeh`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from config.loader import ConfigError, Settings, load_settings
+from config.logs import configure_logging
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    from connectors.registry import settings_schemas
+
+    return load_settings(args.config, connector_schemas=settings_schemas())
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, ensure_ascii=False, indent=2))
+
+
+async def _with_store(settings: Settings, work: Callable[[Any], Awaitable[int]]) -> int:
+    from ingest.store import Store
+
+    store = Store(settings.store.path, synchronous=settings.store.synchronous)
+    await store.open()
+    try:
+        return await work(store)
+    finally:
+        await store.close()
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    instances = ", ".join(f"{name} ({kind})" for kind, name, _ in settings.connector_instances()) or "none"
+    print(f"{settings.source}: OK — connectors: {instances}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from ingest.daemon import serve
+
+    asyncio.run(serve(_settings(args)))
+    return 0
+
+
+def cmd_tickets(args: argparse.Namespace) -> int:
+    from ingest import queries
+
+    settings = _settings(args)
+
+    async def work(store: Any) -> int:
+        if args.action == "list":
+            tickets = await queries.list_tickets(store, status=args.status, queue=args.queue, limit=args.limit)
+            if args.json:
+                for ticket in tickets:
+                    print(json.dumps(ticket, ensure_ascii=False))
+            else:
+                for t in tickets:
+                    print(f"{t['reference']}  {t['status']:<10} {t['queue']:<10} {t['priority']:<7}"
+                          f" {','.join(t['channels']):<14} {t['message_count']:>4}  {t['subject'][:60]}")
+            return 0
+        if args.action == "show":
+            detail = await queries.ticket_detail(store, args.ref)
+            if detail is None:
+                print(f"no ticket {args.ref}", file=sys.stderr)
+                return 1
+            if args.json:
+                _print_json(detail)
+            else:
+                print(f"{detail['reference']} [{detail['status']}] {detail['subject']}")
+                for m in detail["messages"]:
+                    arrow = "→" if m["direction"] == "in" else "←"
+                    print(f"\n{arrow} {m['created_at']} {m['channel']} {m['sender']}\n{m['display_text']}")
+            return 0
+        # reply
+        from ingest.apply import ReplyError, agent_reply
+        from ingest.daemon import apply_context, build_connectors
+
+        ctx = apply_context(settings, build_connectors(settings))
+        try:
+            outbox_id = await store.write(agent_reply(args.ref, args.text, args.author, ctx, args.channel))
+        except ReplyError as exc:
+            print(str(exc), file=sys.stderr)
+            return 1
+        print(f"queued as outbox #{outbox_id}")
+        return 0
+
+    return asyncio.run(_with_store(settings, work))
+
+
+def cmd_quarantine(args: argparse.Namespace) -> int:
+    from ingest import queries
+
+    settings = _settings(args)
+
+    async def work(store: Any) -> int:
+        if args.action == "list":
+            rows = await queries.list_quarantine(store, include_resolved=args.all)
+            unthreaded = await queries.list_unthreaded(store)
+            if args.json:
+                _print_json({"quarantined": rows, "unthreaded": unthreaded})
+                return 0
+            for row in rows:
+                print(f"#{row['inbox_id']} {row['channel']}/{row['connector']} {row['created_at']}"
+                      f" {row['size']} bytes\n  {row['error']}")
+            print(f"{len(rows)} quarantined; {len(unthreaded)} automatic messages kept unthreaded")
+            return 0
+        from ingest.daemon import offline_ingest
+
+        ids = args.ids or [row["inbox_id"] for row in await queries.list_quarantine(store)]
+        ingest = offline_ingest(settings, store)
+        retried = await ingest.retry(ids)
+        remaining = {row["inbox_id"] for row in await queries.list_quarantine(store)}
+        ok = [i for i in retried if i not in remaining]
+        print(f"retried {len(retried)}: {len(ok)} processed, {len(retried) - len(ok)} quarantined again")
+        return 0 if len(ok) == len(retried) else 1
+
+    return asyncio.run(_with_store(settings, work))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="parvandeh", description="Claims intake and ticketing daemon")
+    parser.add_argument("--config", type=Path, default=None, help="TOML configuration file (default: shipped)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, handler: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help)
+        p.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="TOML configuration file")
+        p.set_defaults(handler=handler)
+        return p
+
+    command("serve", cmd_serve, "run the daemon until SIGINT/SIGTERM")
+    command("check-config", cmd_check_config, "validate a configuration file")
+
+    tickets = command("tickets", cmd_tickets, "inspect tickets")
+    tickets_sub = tickets.add_subparsers(dest="action", required=True)
+    t_list = tickets_sub.add_parser("list")
+    t_list.add_argument("--json", action="store_true")
+    t_list.add_argument("--status")
+    t_list.add_argument("--queue")
+    t_list.add_argument("--limit", type=int, default=1000)
+    t_show = tickets_sub.add_parser("show")
+    t_show.add_argument("ref")
+    t_show.add_argument("--json", action="store_true")
+    t_reply = tickets_sub.add_parser("reply", help="queue a reply on the customer's channel")
+    t_reply.add_argument("ref")
+    t_reply.add_argument("--text", required=True)
+    t_reply.add_argument("--author", default="cli")
+    t_reply.add_argument("--channel")
+
+    quarantine = command("quarantine", cmd_quarantine, "messages that failed processing")
+    q_sub = quarantine.add_subparsers(dest="action", required=True)
+    q_list = q_sub.add_parser("list")
+    q_list.add_argument("--json", action="store_true")
+    q_list.add_argument("--all", action="store_true", help="include resolved entries")
+    q_retry = q_sub.add_parser("retry")
+    q_retry.add_argument("ids", nargs="*", type=int, help="inbox ids (default: all quarantined)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging()
+    try:
+        return args.handler(args)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
