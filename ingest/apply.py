@@ -9,7 +9,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, get_args
 
 from ingest.persian import looks_persian
 from ingest.records import Identity, InboundMessage, RawPayload
@@ -17,7 +17,9 @@ from ingest.store import Tx, iso
 from router.claimref import find_claim_refs, format_claim_ref, jalali_year
 from router.identity import is_unattended_address
 from router.matching import AckFacts, MatchDecision, MatchFacts, MatchReason, decide_thread, should_acknowledge
+from router.rules import Priority
 from router.templates import acknowledgement
+from router.workflow import TransitionError, check_transition
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,7 +244,7 @@ def apply_inbound(
         _touch_ticket(tx, ticket_id, ref, msg)
         record_event(
             tx, ticket_id, ref, "message_received", channel=msg.channel, message_row=message_row,
-            matched_by=decision.reason.value, automatic=msg.auto_reason or None, kind=msg.kind,
+            matched_by=decision.reason.value, automatic=msg.auto_reason or None, message_kind=msg.kind,
         )
         acknowledged = _maybe_acknowledge(tx, ctx, msg, connector, ticket_id, ref, decision.creates_ticket)
         tx.execute("UPDATE inbox SET state = 'done', message_row = ? WHERE id = ?", (message_row, inbox_id))
@@ -417,5 +419,149 @@ def delivery_status(channel: str, channel_message_id: str, status: str, detail: 
         record_event(tx, row["ticket_id"], row["ref"], "delivery_status", channel=channel,
                      channel_message_id=channel_message_id, status=status, detail=detail or None)
         return True
+
+    return op
+
+
+# -- agent actions ------------------------------------------------------------------------------
+# Each records a timeline event with the agent as actor; the agent API adds the audit row.
+
+
+class TicketActionError(Exception):
+    """An agent action that cannot be done as asked (unknown ticket, illegal move...)."""
+
+
+PRIORITIES: tuple[str, ...] = get_args(Priority)
+
+
+def _ticket_for_action(tx: Tx, ref: str) -> Any:
+    row = tx.one("SELECT id, ref, status, priority, assignee, merged_into FROM tickets WHERE ref = ?", (ref,))
+    if row is None:
+        raise TicketActionError(f"no ticket {ref}")
+    return row
+
+
+def _set_status(tx: Tx, ticket: Any, new: str, actor: str) -> None:
+    try:
+        check_transition(ticket["status"], new)
+    except TransitionError as exc:
+        raise TicketActionError(f"{ticket['ref']}: {exc}") from None
+    tx.execute(
+        "UPDATE tickets SET status = ?, updated_at = ?,"
+        " closed_at = CASE WHEN ? = 'closed' THEN ? ELSE NULL END WHERE id = ?",
+        (new, iso(tx.now), new, iso(tx.now), ticket["id"]),
+    )
+    record_event(tx, ticket["id"], ticket["ref"], "status_changed", actor, old=ticket["status"], new=new)
+
+
+def add_note(ref: str, text: str, author: str) -> Callable[[Tx], int]:
+    """An internal note on the thread: never sent, never shown to the customer."""
+    if not text.strip():
+        raise TicketActionError("a note needs some text")
+
+    def op(tx: Tx) -> int:
+        ticket = _ticket_for_action(tx, ref)
+        message_row = tx.execute(
+            "INSERT INTO messages (ticket_id, direction, kind, channel, sender, text, display_text, author, created_at)"
+            " VALUES (?, 'internal', 'note', 'internal', ?, ?, ?, ?, ?)",
+            (ticket["id"], author, text, text, author, iso(tx.now)),
+        ).lastrowid
+        tx.execute("UPDATE tickets SET updated_at = ?, message_count = message_count + 1 WHERE id = ?",
+                   (iso(tx.now), ticket["id"]))
+        record_event(tx, ticket["id"], ref, "note_added", author, message_row=message_row)
+        return message_row
+
+    return op
+
+
+def assign_ticket(ref: str, assignee: str | None, actor: str) -> Callable[[Tx], str | None]:
+    """Give the ticket to `assignee` (None: back to the queue). A new ticket becomes assigned,
+    an assigned one with nobody on it goes back to new. Returns the previous assignee."""
+
+    def op(tx: Tx) -> str | None:
+        ticket = _ticket_for_action(tx, ref)
+        old = ticket["assignee"]
+        if old == assignee:
+            return old
+        tx.execute("UPDATE tickets SET assignee = ?, updated_at = ? WHERE id = ?", (assignee, iso(tx.now), ticket["id"]))
+        record_event(tx, ticket["id"], ref, "assigned" if assignee else "unassigned", actor, old=old, new=assignee)
+        if assignee and ticket["status"] == "new":
+            _set_status(tx, ticket, "assigned", actor)
+        elif not assignee and ticket["status"] == "assigned":
+            _set_status(tx, ticket, "new", actor)
+        return old
+
+    return op
+
+
+def change_status(ref: str, new: str, actor: str) -> Callable[[Tx], str]:
+    """Move the ticket along its workflow; returns the old status."""
+
+    def op(tx: Tx) -> str:
+        ticket = _ticket_for_action(tx, ref)
+        _set_status(tx, ticket, new, actor)
+        return ticket["status"]
+
+    return op
+
+
+def change_priority(ref: str, priority: str, actor: str) -> Callable[[Tx], str]:
+    if priority not in PRIORITIES:
+        raise TicketActionError(f"priority {priority!r}: expected one of {', '.join(PRIORITIES)}")
+
+    def op(tx: Tx) -> str:
+        ticket = _ticket_for_action(tx, ref)
+        if ticket["priority"] != priority:
+            tx.execute("UPDATE tickets SET priority = ?, updated_at = ? WHERE id = ?", (priority, iso(tx.now), ticket["id"]))
+            record_event(tx, ticket["id"], ref, "priority_changed", actor, old=ticket["priority"], new=priority)
+        return ticket["priority"]
+
+    return op
+
+
+def merge_tickets(source_ref: str, target_ref: str, actor: str) -> Callable[[Tx], int]:
+    """Fold `source` into `target`: its messages, timeline, e-mail ids and outbox move over and
+    the source is closed with `merged_into` set. Returns how many messages moved."""
+    if source_ref == target_ref:
+        raise TicketActionError("cannot merge a ticket into itself")
+
+    def op(tx: Tx) -> int:
+        source = _ticket_for_action(tx, source_ref)
+        target = _ticket_for_action(tx, target_ref)
+        for ticket in (source, target):
+            if ticket["merged_into"]:
+                raise TicketActionError(f"{ticket['ref']} was already merged into {ticket['merged_into']}")
+        moved = tx.execute("UPDATE messages SET ticket_id = ? WHERE ticket_id = ?", (target["id"], source["id"])).rowcount
+        for table in ("events", "email_message_ids", "outbox"):
+            tx.execute(f"UPDATE {table} SET ticket_id = ? WHERE ticket_id = ?", (target["id"], source["id"]))
+        source_inbound = tx.one("SELECT last_inbound_at FROM tickets WHERE id = ?", (source["id"],))[0]
+        tx.execute(
+            "UPDATE tickets SET message_count = message_count + ?, updated_at = ?,"
+            " last_inbound_at = CASE WHEN ? > coalesce(last_inbound_at, '') THEN ? ELSE last_inbound_at END"
+            " WHERE id = ?",
+            (moved, iso(tx.now), source_inbound, source_inbound, target["id"]),
+        )
+        tx.execute(
+            "UPDATE tickets SET status = 'closed', closed_at = ?, updated_at = ?, message_count = 0, merged_into = ?"
+            " WHERE id = ?",
+            (iso(tx.now), iso(tx.now), target_ref, source["id"]),
+        )
+        record_event(tx, source["id"], source_ref, "merged_into", actor, target=target_ref, old_status=source["status"])
+        record_event(tx, target["id"], target_ref, "merged_from", actor, source=source_ref, messages=moved)
+        return moved
+
+    return op
+
+
+def index_for_search(entries: list[tuple[int, str]], last_message_id: int) -> Callable[[Tx], int]:
+    """Add (message row, Persian-normalised text) pairs to the full-text index and remember how
+    far indexing got. Idempotent: a message already indexed is replaced."""
+
+    def op(tx: Tx) -> int:
+        for message_row, body in entries:
+            tx.execute("DELETE FROM search_index WHERE rowid = ?", (message_row,))
+            tx.execute("INSERT INTO search_index (rowid, body) VALUES (?, ?)", (message_row, body))
+        tx.execute("UPDATE search_state SET last_message_id = max(last_message_id, ?) WHERE id = 1", (last_message_id,))
+        return len(entries)
 
     return op

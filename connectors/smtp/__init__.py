@@ -25,6 +25,13 @@ class SmtpSettings(ConnectorSettings):
     max_message_bytes: int = Field(30 * 2**20, ge=1024)
 
 
+class _ListenerSMTP(SMTP):
+    # RFC 5321 caps lines at 1,000 octets, but real mailers exceed it and aiosmtpd's 1,001-byte
+    # stream limit also trips on bursts of short lines arriving in one read; refusing would
+    # bounce real claims, so be liberal in what we accept.
+    line_length_limit = 2**16
+
+
 class _Handler:
     def __init__(self, connector: SmtpConnector, sink: Sink) -> None:
         self.connector = connector
@@ -63,7 +70,7 @@ class SmtpConnector(Connector):
         handler = _Handler(self, sink)
 
         def factory() -> SMTP:
-            return SMTP(
+            return _ListenerSMTP(
                 handler,
                 hostname=settings.hostname,
                 data_size_limit=settings.max_message_bytes,

@@ -1,0 +1,90 @@
+"""The one Persian text normaliser: digits, Arabic-vs-Persian letters, and the matching key.
+
+Display helpers (`persian_digits`, `fix_letters`) change as little as possible; the matching key
+(`normalize_for_matching`) folds every spelling variant a Persian writer, keyboard or legacy
+mail encoding produces into one string, so search and dedupe compare like with like.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+_PERSIAN_DIGITS = "۰۱۲۳۴۵۶۷۸۹"  # U+06F0–06F9
+_ARABIC_DIGITS = "٠١٢٣٤٥٦٧٨٩"  # U+0660–0669
+
+_TO_ASCII = str.maketrans(_PERSIAN_DIGITS + _ARABIC_DIGITS, "0123456789" * 2)
+_TO_PERSIAN = str.maketrans("0123456789", _PERSIAN_DIGITS)
+
+# Arabic yeh/alef maksura and kaf: what Arabic keyboards and windows-1256/iso-8859-6 mail carry.
+_LETTERS = str.maketrans({"ي": "ی", "ى": "ی", "ك": "ک"})
+
+# Matching only: spellings Persian writers use interchangeably. ة (teh marbuta) and ۀ (heh with
+# yeh above, the ezafe on heh) are written as plain ه by most people; hamza seats lose the hamza
+# (أ إ ٱ → ا, ؤ → و, ئ → ی: "رؤیا"/"رویا", "پائیز"/"پاییز"). آ stays: it is a letter of its own.
+_MATCH_LETTERS = str.maketrans(
+    {"ة": "ه", "ۀ": "ه", "أ": "ا", "إ": "ا", "ٱ": "ا", "ؤ": "و", "ئ": "ی"}
+)
+
+# Zero-width and bidi-control characters. ZWNJ is the Persian half-space ("می‌خواهم"); writers
+# and keyboards are inconsistent (half-space, nothing, or a full space), so for matching it joins
+# the word: removed, never turned into a space. The bidi marks arrive with RTL copy-paste.
+_INVISIBLE = dict.fromkeys(
+    [0x200B, 0x200C, 0x200D, 0x200E, 0x200F, 0x2060, 0xFEFF, 0x00AD, 0x061C]
+    + list(range(0x202A, 0x202F))
+    + list(range(0x2066, 0x206A))
+)
+
+# Tatweel (kashida) stretches a word for looks; harakat and superscript alef are optional vowels.
+_DECORATION = dict.fromkeys([0x0640, 0x0670, *range(0x064B, 0x0660)])
+
+_TOKEN = re.compile(r"\w+")
+
+_ARABIC_SCRIPT = re.compile(r"[\u0600-\u06FF\u0750-\u077F\u08A0-\u08FF\uFB50-\uFDFF\uFE70-\uFEFF]")
+
+
+def ascii_digits(s: str) -> str:
+    """Persian and Arabic-Indic digits to ASCII; everything else unchanged."""
+    return s.translate(_TO_ASCII)
+
+
+def persian_digits(s: str) -> str:
+    """ASCII digits to Persian digits, for text shown to Persian readers."""
+    return s.translate(_TO_PERSIAN)
+
+
+def fix_letters(s: str) -> str:
+    """Arabic yeh (ي, ى) to Persian ی and Arabic kaf ك to Persian ک; nothing else changes."""
+    return s.translate(_LETTERS)
+
+
+def remove_invisible(s: str) -> str:
+    """Drop zero-width and bidi-control characters (ZWNJ included), e.g. before parsing a
+    number or reference copied out of right-to-left text."""
+    return s.translate(_INVISIBLE)
+
+
+def normalize_for_matching(s: str) -> str:
+    """The comparison key: same words, however typed, give the same string. Idempotent."""
+    # Invisible characters go first, so NFKC can compose what they used to separate.
+    s = remove_invisible(s)
+    # NFKC before stripping marks: a decomposed ا + madda must become آ, not a bare ا.
+    # It also folds Arabic presentation forms (old PDFs) and fullwidth characters to base letters.
+    s = unicodedata.normalize("NFKC", s).casefold()
+    s = s.translate(_DECORATION).translate(_LETTERS).translate(_MATCH_LETTERS)
+    # Again, since casefolding and mark removal can leave sequences NFKC would recompose.
+    s = ascii_digits(unicodedata.normalize("NFKC", s))
+    return " ".join(s.split())
+
+
+def search_terms(s: str) -> list[str]:
+    """Normalised word tokens for search, in first-seen order, without repeats."""
+    return list(dict.fromkeys(_TOKEN.findall(normalize_for_matching(s))))
+
+
+def looks_persian(s: str) -> bool:
+    """True when at least half of the letters are in Arabic script (ties go to Persian: most
+    senders are Iranian, and Latin claim refs or e-mail addresses inflate the other side)."""
+    letters = [c for c in s if c.isalpha()]
+    arabic = sum(1 for c in letters if _ARABIC_SCRIPT.match(c))
+    return arabic > 0 and 2 * arabic >= len(letters)

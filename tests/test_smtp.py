@@ -1,0 +1,264 @@
+"""Inbound mail over real SMTP to the listener, threading into claims, and replies out through
+a real relay."""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+from email.message import EmailMessage
+from typing import Any
+
+from ingest import queries
+from ingest.apply import agent_reply
+from ingest.daemon import Daemon
+from tests.kit.contract import ConnectorContract
+from tests.mailgen import mail
+from tests.peers.smtp_sink import SmtpSink
+
+
+def smtp_port(daemon: Daemon) -> int:
+    return daemon.connectors["smtp"].port  # type: ignore[attr-defined]
+
+
+async def send(daemon: Daemon, message: EmailMessage | bytes, rcpt: str = "claims@parvandeh.test") -> tuple[int, bytes]:
+    """Deliver over SMTP; returns the server's reply to DATA."""
+
+    def deliver() -> tuple[int, bytes]:
+        with smtplib.SMTP("127.0.0.1", smtp_port(daemon), timeout=10) as client:
+            client.ehlo()
+            raw = message if isinstance(message, bytes) else message.as_bytes()
+            client.mail("sender@example.com")
+            client.rcpt(rcpt)
+            return client.data(raw)
+
+    return await asyncio.to_thread(deliver)
+
+
+async def tickets(daemon: Daemon) -> list[dict[str, Any]]:
+    await daemon.ingest.drained()
+    return await queries.list_tickets(daemon.store)
+
+
+async def only_ticket(daemon: Daemon) -> dict[str, Any]:
+    (ticket,) = await tickets(daemon)
+    detail = await queries.ticket_detail(daemon.store, ticket["reference"])
+    assert detail is not None
+    return detail
+
+
+class TestSmtpContract(ConnectorContract):
+    channel = "email"
+
+    async def start(self, make_daemon: Any) -> Daemon:
+        return await make_daemon()
+
+    async def deliver(self, daemon: Daemon, key: str) -> bool:
+        code, _ = await send(daemon, mail(message_id=f"<{key}@example.com>", body=f"message {key}"))
+        return code == 250
+
+
+async def test_persian_utf8_mail_opens_a_claim_with_readable_text(make_daemon: Any) -> None:
+    daemon = await make_daemon()
+    code, _ = await send(daemon, mail(subject="خسارت تصادف خودرو", body="سلام، ماشینم تصادف کرده است."))
+    assert code == 250
+    ticket = await only_ticket(daemon)
+    assert ticket["reference"].startswith("PV-14")
+    assert ticket["subject"] == "خسارت تصادف خودرو"
+    assert ticket["messages"][0]["text"].strip() == "سلام، ماشینم تصادف کرده است."
+    assert ticket["contact"]["identity"] == "ali@example.com"
+
+
+async def test_windows_1256_mail_is_decoded_and_arabic_letters_fixed(make_daemon: Any) -> None:
+    daemon = await make_daemon()
+    # Legacy Persian mail carries Arabic yeh/kaf: windows-1256 has no Persian yeh.
+    body = "بيمه نامه شماره 123 — كارشناس".encode("windows-1256")
+    raw = (b"From: reza@example.com\r\nTo: claims@parvandeh.test\r\nSubject: =?windows-1256?b?"
+           + __import__("base64").b64encode("خسارت".encode("windows-1256"))
+           + b"?=\r\nMessage-ID: <w1256@example.com>\r\nMIME-Version: 1.0\r\n"
+           b"Content-Type: text/plain; charset=windows-1256\r\nContent-Transfer-Encoding: 8bit\r\n\r\n" + body + b"\r\n")
+    await send(daemon, raw)
+    ticket = await only_ticket(daemon)
+    assert ticket["subject"] == "خسارت"
+    assert "بیمه نامه شماره 123 — کارشناس" in ticket["messages"][0]["text"]
+
+
+async def test_html_only_mail_becomes_text(make_daemon: Any) -> None:
+    daemon = await make_daemon()
+    msg = mail(subject="HTML", body="x")
+    msg.set_content("<html><body><p>سلام</p><p>پلاک <b>۱۲ب۳۴۵</b></p><script>evil()</script></body></html>",
+                    subtype="html")
+    await send(daemon, msg)
+    text = (await only_ticket(daemon))["messages"][0]["text"]
+    assert "سلام" in text and "پلاک" in text and "evil" not in text and "<p>" not in text
+
+
+async def test_attachments_are_stored_by_content_hash(make_daemon: Any) -> None:
+    daemon = await make_daemon()
+    msg = mail(subject="مدارک", body="عکس خودرو پیوست است")
+    photo = b"\x89PNG fake image bytes" * 100
+    msg.add_attachment(photo, maintype="image", subtype="png", filename="../../etc/عکس.png")
+    assert (await send(daemon, msg))[0] == 250
+    (att,) = (await only_ticket(daemon))["messages"][0]["attachments"]
+    assert att["filename"] == "عکس.png"
+    assert daemon.blobs.get(att["sha256"]) == photo
+
+
+async def test_reply_threads_by_headers_even_from_someone_cced_later(make_daemon: Any) -> None:
+    daemon = await make_daemon("", environ=None)
+    first = mail(message_id="<orig@example.com>", subject="تصادف", body="شروع")
+    await send(daemon, first)
+    second = mail(sender="Sara <sara@other.example>", message_id="<cc-reply@other.example>",
+                  subject="Re: something else entirely", body="من هم در جریان هستم",
+                  in_reply_to="<orig@example.com>", references="<orig@example.com>")
+    await send(daemon, second)
+    (ticket,) = await tickets(daemon)
+    detail = await queries.ticket_detail(daemon.store, ticket["reference"])
+    senders = [m["sender"] for m in detail["messages"] if m["direction"] == "in"]
+    assert senders == ["ali@example.com", "sara@other.example"]
+    matched = [e["matched_by"] for e in detail["timeline"] if e["kind"] == "message_received"]
+    assert matched == ["new_ticket", "email_headers"]
+
+
+async def test_claim_reference_with_persian_digits_in_subject_joins_the_claim(make_daemon: Any) -> None:
+    daemon = await make_daemon()
+    await send(daemon, mail(sender="a@example.com", subject="اول", body="پیام اول"))
+    (ticket,) = await tickets(daemon)
+    ref = ticket["reference"]
+    persian = ref.translate(str.maketrans("0123456789", "۰۱۲۳۴۵۶۷۸۹")).replace("-", " ")
+    await send(daemon, mail(sender="b@another.example", subject=f"پیگیری {persian}", body="سلام"))
+    (joined,) = await tickets(daemon)
+    assert joined["reference"] == ref and joined["message_count"] == 3  # two in, one acknowledgement
+
+
+async def test_same_mail_twice_is_stored_once(make_daemon: Any) -> None:
+    daemon = await make_daemon()
+    msg = mail(message_id="<dup@example.com>")
+    await send(daemon, msg)
+    await send(daemon, msg, rcpt="other-mailbox@parvandeh.test")
+    ticket = await only_ticket(daemon)
+    assert len([m for m in ticket["messages"] if m["direction"] == "in"]) == 1
+
+
+async def test_auto_reply_threads_but_never_opens_or_answers(make_daemon: Any) -> None:
+    daemon = await make_daemon()
+    await send(daemon, mail(message_id="<q1@example.com>", subject="سوال"))
+    ooo = mail(sender="ali@example.com", subject="Out of office", body="I am away",
+               in_reply_to="<q1@example.com>", headers={"Auto-Submitted": "auto-replied"})
+    await send(daemon, ooo)
+    stray = mail(sender="robot@else.example", subject="Auto", body="away", headers={"Auto-Submitted": "auto-replied"})
+    await send(daemon, stray)
+    ticket = await only_ticket(daemon)
+    inbound = [m for m in ticket["messages"] if m["direction"] == "in"]
+    assert [m["auto_reason"] is not None for m in inbound] == [False, True]
+    outbound = [m for m in ticket["messages"] if m["direction"] == "out"]
+    assert len(outbound) == 1, "only the first, human message is acknowledged"
+    unthreaded = await queries.list_unthreaded(daemon.store)
+    assert len(unthreaded) == 1, "the stray auto-reply is kept, not dropped, and opens nothing"
+
+
+async def test_bounce_threads_to_the_claim_of_the_bounced_mail(make_daemon: Any) -> None:
+    daemon = await make_daemon()
+    await send(daemon, mail(sender="ali@example.com", subject="خسارت"))
+    (ticket,) = await tickets(daemon)
+    detail = await queries.ticket_detail(daemon.store, ticket["reference"])
+    ack_id = next(m["channel_message_id"] for m in detail["messages"] if m["direction"] == "out")
+    dsn = (
+        "From: MAILER-DAEMON@mx.example.com\r\nTo: claims@parvandeh.test\r\nSubject: Undelivered Mail\r\n"
+        "Message-ID: <dsn1@mx.example.com>\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\r\n\r\n'
+        "--B\r\nContent-Type: text/plain\r\n\r\nDelivery failed.\r\n"
+        "--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.com\r\n\r\n"
+        "Final-Recipient: rfc822; ali@example.com\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n"
+        f"--B\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: <{ack_id}>\r\nSubject: x\r\n\r\n--B--\r\n"
+    ).encode()
+    await send(daemon, dsn)
+    (after,) = await tickets(daemon)
+    detail = await queries.ticket_detail(daemon.store, after["reference"])
+    bounce = detail["messages"][-1]
+    assert bounce["sender"] == "mailer-daemon@mx.example.com" and bounce["auto_reason"]
+    assert len([m for m in detail["messages"] if m["direction"] == "out"]) == 1
+
+
+async def test_message_over_size_limit_gets_552_and_nothing_stored(make_daemon: Any) -> None:
+    daemon = await make_daemon("", environ={"PARVANDEH__SMTP__MAX_MESSAGE_BYTES": "4096"})
+    code, _ = await send(daemon, mail(body="x" * 10_000))
+    assert code == 552
+    assert await tickets(daemon) == []
+
+
+async def test_store_unavailable_gets_451_so_the_sender_retries(make_daemon: Any) -> None:
+    daemon = await make_daemon()
+    await daemon.store.close()
+    code, _ = await send(daemon, mail())
+    assert code == 451
+
+
+async def test_acknowledgement_never_goes_to_noreply_or_our_own_address(make_daemon: Any) -> None:
+    daemon = await make_daemon()
+    await send(daemon, mail(sender="noreply@bank.example", subject="Statement"))
+    await send(daemon, mail(sender="claims@parvandeh.test", subject="Loop"))
+    for ticket in await tickets(daemon):
+        detail = await queries.ticket_detail(daemon.store, ticket["reference"])
+        assert all(m["direction"] == "in" for m in detail["messages"])
+
+
+async def test_acknowledgements_are_rate_limited_per_recipient(make_daemon: Any) -> None:
+    daemon = await make_daemon("", environ={"PARVANDEH__CLAIMS__CONTINUITY_WINDOW_HOURS": "0"})
+    for n in range(5):
+        await send(daemon, mail(subject=f"new claim {n}"))
+    await daemon.ingest.drained()
+    (row,) = await daemon.store.fetchall("SELECT count(*) AS n FROM outbox WHERE automatic = 1")
+    assert len(await tickets(daemon)) == 5 and row["n"] == 3
+
+
+async def test_acknowledgement_and_agent_reply_leave_through_relay_threaded(make_daemon: Any) -> None:
+    sink = await SmtpSink().start()
+    try:
+        daemon = await make_daemon(outbound_port=sink.port)
+        await send(daemon, mail(message_id="<c1@example.com>", subject="خسارت بدنه", body="سلام"))
+        (ack,) = await sink.wait_for(1)
+        ticket = (await tickets(daemon))[0]
+        ref = ticket["reference"]
+        assert ack["Auto-Submitted"] == "auto-replied"
+        assert f"[{ref}]" in ack["Subject"]
+        assert ack["In-Reply-To"] == "<c1@example.com>"
+        assert ref in ack.get_content()
+
+        await daemon.store.write(agent_reply(ref, "کارشناس فردا تماس می‌گیرد.", "agent1", daemon.ingest.context))
+        daemon.outbox.wake()
+        reply = (await sink.wait_for(2))[1]
+        assert reply["To"] == "ali@example.com"
+        assert reply["Subject"] == f"Re: [{ref}] خسارت بدنه"
+        assert reply["Auto-Submitted"] is None
+        assert reply["In-Reply-To"] == "<c1@example.com>"
+        assert reply["References"].split()[0] == "<c1@example.com>"
+        assert "کارشناس فردا" in reply.get_content()
+
+        # The customer answers our reply: threads by our own Message-ID.
+        await send(daemon, mail(message_id="<c2@example.com>", subject="Re: whatever",
+                                in_reply_to=reply["Message-ID"], references=reply["Message-ID"]))
+        (same,) = await tickets(daemon)
+        assert same["reference"] == ref
+        detail = await queries.ticket_detail(daemon.store, ref)
+        assert [e["kind"] for e in detail["timeline"]].count("delivery_sent") == 2
+    finally:
+        await sink.stop()
+
+
+async def test_relay_failure_is_retried_and_shown_on_the_timeline(make_daemon: Any) -> None:
+    sink = await SmtpSink(reply="451 try later").start()
+    try:
+        daemon = await make_daemon(outbound_port=sink.port)
+        await send(daemon, mail(subject="retry me"))
+        (ticket,) = await tickets(daemon)
+        for _ in range(200):
+            detail = await queries.ticket_detail(daemon.store, ticket["reference"])
+            if any(e["kind"] == "delivery_retrying" for e in detail["timeline"]):
+                break
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("no retry recorded")
+        (row,) = await daemon.store.fetchall("SELECT state, attempts, last_error FROM outbox")
+        assert row["state"] == "pending" and row["attempts"] == 1 and "451" in row["last_error"]
+    finally:
+        await sink.stop()
