@@ -125,13 +125,15 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # --config is accepted before or after any (sub)command: `tickets list --json --config F`.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="TOML configuration file")
     parser = argparse.ArgumentParser(prog="parvandeh", description="Claims intake and ticketing daemon")
     parser.add_argument("--config", type=Path, default=None, help="TOML configuration file (default: shipped)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, handler: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help)
-        p.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="TOML configuration file")
+        p = sub.add_parser(name, help=help, parents=[common])
         p.set_defaults(handler=handler)
         return p
 
@@ -140,15 +142,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     tickets = command("tickets", cmd_tickets, "inspect tickets")
     tickets_sub = tickets.add_subparsers(dest="action", required=True)
-    t_list = tickets_sub.add_parser("list")
+    t_list = tickets_sub.add_parser("list", parents=[common])
     t_list.add_argument("--json", action="store_true")
     t_list.add_argument("--status")
     t_list.add_argument("--queue")
     t_list.add_argument("--limit", type=int, default=1000)
-    t_show = tickets_sub.add_parser("show")
+    t_show = tickets_sub.add_parser("show", parents=[common])
     t_show.add_argument("ref")
     t_show.add_argument("--json", action="store_true")
-    t_reply = tickets_sub.add_parser("reply", help="queue a reply on the customer's channel")
+    t_reply = tickets_sub.add_parser("reply", parents=[common], help="queue a reply on the customer's channel")
     t_reply.add_argument("ref")
     t_reply.add_argument("--text", required=True)
     t_reply.add_argument("--author", default="cli")
@@ -156,10 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     quarantine = command("quarantine", cmd_quarantine, "messages that failed processing")
     q_sub = quarantine.add_subparsers(dest="action", required=True)
-    q_list = q_sub.add_parser("list")
+    q_list = q_sub.add_parser("list", parents=[common])
     q_list.add_argument("--json", action="store_true")
     q_list.add_argument("--all", action="store_true", help="include resolved entries")
-    q_retry = q_sub.add_parser("retry")
+    q_retry = q_sub.add_parser("retry", parents=[common])
     q_retry.add_argument("ids", nargs="*", type=int, help="inbox ids (default: all quarantined)")
     return parser
 

@@ -85,7 +85,10 @@ class Settings(BaseModel):
 
 
 def _describe_expected(err: Mapping[str, Any]) -> str:
-    return str(err.get("msg", "a valid value")).removeprefix("Value error, ")
+    message = str(err.get("msg", "a valid value"))
+    for prefix in ("Value error, ", "Input should be ", "String should "):
+        message = message.removeprefix(prefix)
+    return message
 
 
 def _format_validation_error(prefix: str, exc: ValidationError) -> str:
@@ -202,7 +205,7 @@ def load_settings(
 
 # Sections validated by other parts of the daemon (routing rules, SLA policies, agents...):
 # kept raw here and checked by their owners in check-config.
-EXTRA_SECTIONS = frozenset({"routing", "sla", "queues", "agents", "workflow", "calendar"})
+EXTRA_SECTIONS = frozenset({"routing", "sla", "queues", "agents", "workflow", "calendar", "agent_api"})
 
 
 def secret_from_env(env_name: str, environ: Mapping[str, str] | None = None) -> str:

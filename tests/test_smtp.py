@@ -4,7 +4,9 @@ a real relay."""
 from __future__ import annotations
 
 import asyncio
+import re
 import smtplib
+from email.policy import SMTP as SMTP_POLICY
 from email.message import EmailMessage
 from typing import Any
 
@@ -26,7 +28,9 @@ async def send(daemon: Daemon, message: EmailMessage | bytes, rcpt: str = "claim
     def deliver() -> tuple[int, bytes]:
         with smtplib.SMTP("127.0.0.1", smtp_port(daemon), timeout=10) as client:
             client.ehlo()
-            raw = message if isinstance(message, bytes) else message.as_bytes()
+            # On the wire SMTP lines end in CRLF, as any real mailer sends them.
+            raw = message if isinstance(message, bytes) else message.as_bytes(policy=SMTP_POLICY)
+            raw = re.sub(rb"\r?\n", b"\r\n", raw)
             client.mail("sender@example.com")
             client.rcpt(rcpt)
             return client.data(raw)

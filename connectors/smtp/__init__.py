@@ -26,9 +26,8 @@ class SmtpSettings(ConnectorSettings):
 
 
 class _ListenerSMTP(SMTP):
-    # RFC 5321 caps lines at 1,000 octets, but real mailers exceed it and aiosmtpd's 1,001-byte
-    # stream limit also trips on bursts of short lines arriving in one read; refusing would
-    # bounce real claims, so be liberal in what we accept.
+    # RFC 5321 caps lines at 1,000 octets, but real mailers exceed it (one-line HTML bodies);
+    # refusing would bounce real claims, so be liberal in what we accept.
     line_length_limit = 2**16
 
 
