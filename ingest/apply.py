@@ -63,12 +63,14 @@ def insert_inbox(payload: RawPayload) -> Callable[[Tx], tuple[int, bool]]:
 
     def op(tx: Tx) -> tuple[int, bool]:
         cur = tx.execute(
-            "INSERT INTO inbox (channel, connector, dedupe_key, fmt, body, meta, received_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dedupe_key) DO NOTHING",
-            (payload.channel, payload.connector, key, payload.fmt, payload.body,
+            "INSERT INTO inbox (channel, connector, dedupe_key, fmt, meta, received_at)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (dedupe_key) DO NOTHING",
+            (payload.channel, payload.connector, key, payload.fmt,
              json.dumps(payload.meta, ensure_ascii=False), iso(payload.received_at)),
         )
         if cur.rowcount == 1:
+            tx.execute("INSERT INTO inbox_raw (inbox_id, size, body) VALUES (?, ?, ?)",
+                       (cur.lastrowid, len(payload.body), payload.body))
             return cur.lastrowid, False
         row = tx.one("SELECT id FROM inbox WHERE dedupe_key = ?", (key,))
         return row["id"], True

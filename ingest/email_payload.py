@@ -16,8 +16,10 @@ MIME_FORMAT = "mime"
 
 def email_dedupe_key(raw: bytes) -> str:
     """The Message-ID when the mail has one, else a digest of its bytes."""
+    # Only the header block: the parser would otherwise read the whole body line by line.
+    end = min((i for i in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if i >= 0), default=len(raw))
     try:
-        headers = BytesHeaderParser(policy=compat32).parsebytes(raw)
+        headers = BytesHeaderParser(policy=compat32).parsebytes(raw[: end + 2])
         mid = str(headers.get("Message-ID", "") or "").strip()
     except Exception:  # malformed headers: fall back to the content digest
         mid = ""

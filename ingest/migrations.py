@@ -13,13 +13,19 @@ MIGRATIONS: list[str] = [
         connector TEXT NOT NULL,
         dedupe_key TEXT NOT NULL UNIQUE,
         fmt TEXT NOT NULL,
-        body BLOB NOT NULL,
         meta TEXT NOT NULL DEFAULT '{}',
         received_at TEXT NOT NULL,
         state TEXT NOT NULL DEFAULT 'pending',
         message_row INTEGER
     );
     CREATE INDEX inbox_pending ON inbox(id) WHERE state = 'pending';
+    -- The raw payload apart from its state: updating a row rewrites the whole record, and a
+    -- large body would be written again on every state change.
+    CREATE TABLE inbox_raw (
+        inbox_id INTEGER PRIMARY KEY REFERENCES inbox(id),
+        size INTEGER NOT NULL,
+        body BLOB NOT NULL
+    );
 
     CREATE TABLE contacts (
         id INTEGER PRIMARY KEY,
@@ -142,6 +148,45 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX outbox_due ON outbox(next_attempt_at) WHERE state IN ('pending', 'sending');
     CREATE INDEX outbox_recipient ON outbox(recipient, created_at);
+    """,
+    # 2: agents, their tokens (SHA-256 only), the audit trail, and Persian-normalised search
+    """
+    CREATE TABLE agents (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        role TEXT NOT NULL,
+        queues TEXT NOT NULL DEFAULT '',
+        active INTEGER NOT NULL DEFAULT 1,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE agent_tokens (
+        id INTEGER PRIMARY KEY,
+        agent_id INTEGER NOT NULL REFERENCES agents(id),
+        token_sha256 TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL,
+        revoked_at TEXT
+    );
+    CREATE TABLE audit_log (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        agent TEXT NOT NULL,
+        action TEXT NOT NULL,
+        ticket_ref TEXT NOT NULL DEFAULT '',
+        allowed INTEGER NOT NULL DEFAULT 1,
+        detail TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX audit_agent ON audit_log(agent, id);
+    ALTER TABLE tickets ADD COLUMN merged_into TEXT;
+    CREATE INDEX tickets_updated ON tickets(updated_at);
+    -- Covers the agent API's queue overview, so counting 100,000 open tickets never reads the table.
+    CREATE INDEX tickets_overview ON tickets(queue, status, priority, assignee, last_inbound_at, last_outbound_at);
+    CREATE INDEX tickets_assignee ON tickets(assignee, status) WHERE assignee IS NOT NULL;
+
+    -- Filled by the agent API's indexer from messages (normalize_for_matching runs in Python,
+    -- so no trigger can do it); search_state remembers how far it got.
+    CREATE VIRTUAL TABLE search_index USING fts5(body);  -- rowid = messages.id
+    CREATE TABLE search_state (id INTEGER PRIMARY KEY CHECK (id = 1), last_message_id INTEGER NOT NULL);
+    INSERT INTO search_state (id, last_message_id) VALUES (1, 0);
     """,
 ]
 

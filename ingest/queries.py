@@ -103,7 +103,8 @@ async def ticket_detail(store: Store, ref: str) -> dict[str, Any] | None:
 async def list_quarantine(store: Store, *, include_resolved: bool = False) -> list[dict[str, Any]]:
     rows = await store.fetchall(
         "SELECT q.id, q.inbox_id, q.error, q.traceback, q.created_at, q.resolved_at, i.channel, i.connector,"
-        " i.dedupe_key, length(i.body) AS size FROM quarantine q JOIN inbox i ON i.id = q.inbox_id"
+        " i.dedupe_key, r.size FROM quarantine q JOIN inbox i ON i.id = q.inbox_id"
+        " JOIN inbox_raw r ON r.inbox_id = i.id"
         + ("" if include_resolved else " WHERE q.resolved_at IS NULL") + " ORDER BY q.id"
     )
     return [dict(row) for row in rows]
@@ -131,3 +132,222 @@ async def conversation_history(store: Store, conversation_key: str, limit: int =
         (ticket["id"], limit),
     )
     return [dict(row) for row in reversed(rows)]
+
+
+# -- agent API read models ----------------------------------------------------------------------
+# `queues` is the set an agent may see, or None for all (supervisors); filtering happens in SQL
+# so an agent never receives a row of a queue it is not a member of.
+
+# A customer is waiting when they wrote last (an automatic acknowledgement is not an answer).
+_WAITING = ("t.status != 'closed' AND t.last_inbound_at IS NOT NULL"
+            " AND (t.last_outbound_at IS NULL OR t.last_inbound_at > t.last_outbound_at)")
+_SUMMARY_SQL = (
+    f"SELECT {TICKET_COLUMNS}, t.merged_into, CASE WHEN {_WAITING} THEN t.last_inbound_at END AS waiting_since,"
+    " (SELECT group_concat(DISTINCT m.channel) FROM messages m WHERE m.ticket_id = t.id AND m.kind != 'note')"
+    " AS channels FROM tickets t LEFT JOIN contacts c ON c.id = t.contact_id"
+)
+
+
+def _queue_filter(queues: frozenset[str] | None) -> tuple[str, list[Any]]:
+    if queues is None:
+        return "1", []
+    return f"t.queue IN ({','.join('?' * len(queues))})" if queues else "0", sorted(queues)
+
+
+def _summary(row: Any) -> dict[str, Any]:
+    ticket = _ticket(row, sorted(row["channels"].split(",")) if row["channels"] else [])
+    ticket["waiting_since"] = row["waiting_since"]
+    ticket["merged_into"] = row["merged_into"]
+    return ticket
+
+
+async def queue_overview(store: Store, queues: frozenset[str] | None, *, warn_before: dict[str, str],
+                         breach_before: dict[str, str]) -> list[dict[str, Any]]:
+    """Per queue: open tickets, unassigned, customers waiting and since when; `at_risk` and
+    `breached` count waiting tickets whose customer wrote before the priority's cutoff
+    (`warn_before` / `breach_before`: priority -> ISO instant)."""
+    visible, params = _queue_filter(queues)
+
+    def past(cutoffs: dict[str, str]) -> tuple[str, list[str]]:
+        cases = " ".join("WHEN ? THEN ?" for _ in cutoffs)
+        values = [v for pair in cutoffs.items() for v in pair]
+        return (f"sum({_WAITING} AND t.last_inbound_at < CASE t.priority {cases} END)" if cutoffs else "0"), values
+
+    risk_sql, risk_params = past(warn_before)
+    breach_sql, breach_params = past(breach_before)
+    rows = await store.fetchall(
+        f"SELECT t.queue, count(*) AS open, sum(t.assignee IS NULL) AS unassigned, sum({_WAITING}) AS waiting,"
+        f" min(CASE WHEN {_WAITING} THEN t.last_inbound_at END) AS oldest_waiting,"
+        f" {risk_sql} AS at_risk, {breach_sql} AS breached"
+        f" FROM tickets t WHERE t.status != 'closed' AND {visible} GROUP BY t.queue ORDER BY t.queue",
+        (*risk_params, *breach_params, *params),
+    )
+    found = {row["queue"]: dict(row) for row in rows}
+    for queue in queues or ():  # a member queue with nothing in it still shows, with zeros
+        found.setdefault(queue, {"queue": queue, "open": 0, "unassigned": 0, "waiting": 0, "oldest_waiting": None,
+                                 "at_risk": 0, "breached": 0})
+    return [found[q] for q in sorted(found)]
+
+
+async def ticket_page(
+    store: Store, queues: frozenset[str] | None, *, queue: str | None = None, status: str | None = None,
+    assignee: str | None = None, offset: int = 0, limit: int = 100,
+) -> dict[str, Any]:
+    """One page of tickets, most recently updated first, and the total for the filters.
+    `status`: None for every open ticket, "all", or one status."""
+    visible, params = _queue_filter(queues)
+    where = [visible]
+    if queue:
+        where.append("t.queue = ?")
+        params.append(queue)
+    if status is None:
+        where.append("t.status != 'closed'")
+    elif status != "all":
+        where.append("t.status = ?")
+        params.append(status)
+    if assignee:
+        where.append("t.assignee = ?")
+        params.append(assignee)
+    clause = " AND ".join(where)
+    total = await store.fetchone(f"SELECT count(*) AS n FROM tickets t WHERE {clause}", params)
+    rows = await store.fetchall(
+        f"{_SUMMARY_SQL} WHERE {clause} ORDER BY t.updated_at DESC, t.id DESC LIMIT ? OFFSET ?",
+        (*params, limit, offset),
+    )
+    return {"total": total["n"], "offset": offset, "tickets": [_summary(row) for row in rows]}
+
+
+async def ticket_summaries(store: Store, refs: list[str]) -> list[dict[str, Any]]:
+    if not refs:
+        return []
+    rows = await store.fetchall(f"{_SUMMARY_SQL} WHERE t.ref IN ({','.join('?' * len(refs))})", refs)
+    return [_summary(row) for row in rows]
+
+
+async def ticket_queue(store: Store, ref: str) -> str | None:
+    row = await store.fetchone("SELECT queue FROM tickets WHERE ref = ?", (ref,))
+    return row["queue"] if row else None
+
+
+async def contact_panel(store: Store, contact_id: int | None, *, limit: int = 20) -> dict[str, Any] | None:
+    """Who the customer is: identities on every channel and their other claims."""
+    if contact_id is None:
+        return None
+    contact = await store.fetchone(
+        "SELECT id, display_name, organisation, role, tags FROM contacts WHERE id = ?", (contact_id,)
+    )
+    if contact is None:
+        return None
+    identities = await store.fetchall(
+        "SELECT kind, value, display_name FROM identities WHERE contact_id = ? ORDER BY id", (contact_id,)
+    )
+    tickets = await store.fetchall(
+        "SELECT ref, status, queue, insurer, subject, updated_at FROM tickets WHERE contact_id = ?"
+        " ORDER BY updated_at DESC LIMIT ?",
+        (contact_id, limit),
+    )
+    return {**dict(contact), "identities": [dict(i) for i in identities], "tickets": [dict(t) for t in tickets]}
+
+
+async def thread_messages(store: Store, ids: list[int]) -> list[dict[str, Any]]:
+    """Messages by row id, shaped like ticket_detail's, for pushing one new message."""
+    if not ids:
+        return []
+    marks = ",".join("?" * len(ids))
+    rows = await store.fetchall(
+        "SELECT m.id, t.ref, m.direction, m.kind, m.channel, m.connector, m.channel_message_id, m.sender,"
+        " m.sender_name, m.recipients, m.subject, m.text, m.display_text, m.auto_reason, m.author, m.sent_at,"
+        f" m.created_at FROM messages m JOIN tickets t ON t.id = m.ticket_id WHERE m.id IN ({marks}) ORDER BY m.id",
+        ids,
+    )
+    attachments = await store.fetchall(
+        f"SELECT message_id, filename, content_type, size, sha256, remote_ref FROM attachments"
+        f" WHERE message_id IN ({marks}) ORDER BY id",
+        ids,
+    )
+    by_message: dict[int, list[dict[str, Any]]] = {}
+    for att in attachments:
+        by_message.setdefault(att["message_id"], []).append(
+            {k: att[k] for k in ("filename", "content_type", "size", "sha256")} | {"remote_ref": att["remote_ref"] or None}
+        )
+    return [
+        {**dict(m), "recipients": json.loads(m["recipients"] or "[]"), "auto_reason": m["auto_reason"] or None,
+         "author": m["author"] or None, "attachments": by_message.get(m["id"], [])}
+        for m in rows
+    ]
+
+
+async def events_after(store: Store, after_id: int, *, limit: int = 1000) -> list[dict[str, Any]]:
+    """Timeline events newer than `after_id`, oldest first, with their ticket's ref and queue:
+    the live feed, and the catch-up of a console that reconnects."""
+    rows = await store.fetchall(
+        "SELECT e.id, e.at, e.kind, e.actor, e.data, t.ref, t.queue FROM events e JOIN tickets t ON t.id = e.ticket_id"
+        " WHERE e.id > ? ORDER BY e.id LIMIT ?",
+        (after_id, limit),
+    )
+    return [{**dict(row), "data": json.loads(row["data"])} for row in rows]
+
+
+async def last_event_id(store: Store) -> int:
+    row = await store.fetchone("SELECT coalesce(max(id), 0) AS n FROM events")
+    return row["n"]
+
+
+async def agent_load(store: Store) -> list[dict[str, Any]]:
+    """Open tickets per assignee, and how many of them have a customer waiting."""
+    rows = await store.fetchall(
+        f"SELECT t.assignee, count(*) AS open, sum({_WAITING}) AS waiting, min(CASE WHEN {_WAITING}"
+        " THEN t.last_inbound_at END) AS oldest_waiting FROM tickets t"
+        " WHERE t.assignee IS NOT NULL AND t.status != 'closed' GROUP BY t.assignee ORDER BY t.assignee"
+    )
+    return [dict(row) for row in rows]
+
+
+async def unindexed_messages(store: Store, *, limit: int = 2000) -> list[dict[str, Any]]:
+    """Messages the search index has not taken in yet, oldest first."""
+    rows = await store.fetchall(
+        "SELECT m.id, m.subject, m.text, m.sender, m.sender_name FROM messages m"
+        " WHERE m.id > (SELECT last_message_id FROM search_state WHERE id = 1) ORDER BY m.id LIMIT ?",
+        (limit,),
+    )
+    return [dict(row) for row in rows]
+
+
+async def search_ticket_refs(
+    store: Store, *, refs: list[str], identities: list[tuple[str, str]], match: str,
+    queues: frozenset[str] | None, limit: int = 50,
+) -> list[str]:
+    """Tickets found by claim reference, by a contact identity, or by an FTS5 `match` over the
+    Persian-normalised index (see ingest.search_index); most recently updated first."""
+    visible, vparams = _queue_filter(queues)
+    parts: list[str] = []
+    params: list[Any] = []
+    if refs:
+        parts.append(f"SELECT t.id FROM tickets t WHERE t.ref IN ({','.join('?' * len(refs))})")
+        params += refs
+    for kind, value in identities:
+        parts.append("SELECT t.id FROM tickets t JOIN identities i ON i.contact_id = t.contact_id"
+                     " WHERE i.kind = ? AND i.value = ?")
+        params += [kind, value]
+    if match:
+        parts.append("SELECT m.ticket_id FROM search_index s JOIN messages m ON m.id = s.rowid"
+                     " WHERE search_index MATCH ?")
+        params.append(match)
+    if not parts:
+        return []
+    rows = await store.fetchall(
+        f"SELECT t.ref FROM tickets t WHERE t.id IN ({' UNION '.join(parts)}) AND {visible}"
+        " ORDER BY t.updated_at DESC LIMIT ?",
+        (*params, *vparams, limit),
+    )
+    return [row["ref"] for row in rows]
+
+
+async def ticket_ref_for_inbox(store: Store, inbox_id: int) -> str | None:
+    """The reference of the ticket an accepted message was threaded on; None until processed."""
+    row = await store.fetchone(
+        "SELECT t.ref FROM inbox i JOIN messages m ON m.id = i.message_row JOIN tickets t ON t.id = m.ticket_id"
+        " WHERE i.id = ?",
+        (inbox_id,),
+    )
+    return row["ref"] if row else None

@@ -21,7 +21,8 @@ from ingest.store import Store
 
 log = structlog.get_logger(__name__)
 
-INBOX_COLUMNS = "id, channel, connector, dedupe_key, fmt, body, meta, received_at"
+INBOX_COLUMNS = "id, channel, connector, dedupe_key, fmt, meta, received_at, body"
+INBOX_FROM = "inbox JOIN inbox_raw ON inbox_raw.inbox_id = inbox.id"
 
 
 class Ingest:
@@ -44,7 +45,7 @@ class Ingest:
         self._inflight: set[asyncio.Future[Any]] = set()
         self._outstanding = 0  # accepted but not yet threaded or quarantined
         self.processed = 0
-        self.on_applied: list[Callable[[Applied], None]] = []
+        self.on_applied: list[Callable[[int, Applied], None]] = []  # (inbox id, outcome)
 
     # -- the sink connectors call ----------------------------------------------------------
 
@@ -67,7 +68,7 @@ class Ingest:
 
     async def start(self) -> None:
         rows = await self.store.fetchall(
-            f"SELECT {INBOX_COLUMNS} FROM inbox WHERE state = 'pending' ORDER BY id"
+            f"SELECT {INBOX_COLUMNS} FROM {INBOX_FROM} WHERE state = 'pending' ORDER BY id"
         )
         for row in rows:
             self._enqueue(row["id"], payload_from_row(row))
@@ -92,7 +93,7 @@ class Ingest:
             return []
         marks = ",".join("?" * len(released))
         rows = await self.store.fetchall(
-            f"SELECT {INBOX_COLUMNS} FROM inbox WHERE id IN ({marks}) ORDER BY id", tuple(released))
+            f"SELECT {INBOX_COLUMNS} FROM {INBOX_FROM} WHERE id IN ({marks}) ORDER BY id", tuple(released))
         running = self._task is not None
         if not running:
             self._task = asyncio.create_task(self._run(), name="ingest-processor")
@@ -172,7 +173,7 @@ class Ingest:
             log.info("message_threaded", channel=payload.channel, inbox_id=inbox_id, ticket=applied.ticket_ref,
                      matched_by=applied.reason, created=applied.created, acknowledged=applied.acknowledged)
             for callback in self.on_applied:
-                callback(applied)
+                callback(inbox_id, applied)
             self._done()
         elif isinstance(exc, StoreUnavailable):
             # Still pending in the inbox: processed again at the next start.

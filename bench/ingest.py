@@ -1,0 +1,173 @@
+"""Ingest benchmark: realistic mail through accept()+processing, and over real SMTP.
+
+    python bench/ingest.py                 # N = 1,000 and 20,000
+    python bench/ingest.py --sizes 5000
+
+Prints, per N: messages/s through accept() to processed-and-threaded (in-process), messages/s
+over SMTP from concurrent client processes, p50/p99 latency from the start of SMTP DATA to the
+ticket being visible (committed and threaded), and peak RSS; then the ratio of per-message cost
+between the largest and smallest N (near 1 means cost does not grow with the store).
+SQLite runs at synchronous=FULL, as in production.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import random
+import resource
+import smtplib
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from config.logs import configure_logging  # noqa: E402
+from connectors.registry import settings_schemas  # noqa: E402
+from config.loader import load_settings  # noqa: E402
+from ingest.daemon import Daemon  # noqa: E402
+from ingest.email_payload import email_dedupe_key  # noqa: E402
+from ingest.records import RawPayload  # noqa: E402
+
+PERSIAN = ["خسارت", "تصادف", "بیمه‌نامه", "کارشناس", "بدنه", "شخص ثالث", "بیمارستان", "مدارک", "پرونده", "پیگیری"]
+ENGLISH = ["claim", "accident", "policy", "adjuster", "damage", "hospital", "documents", "invoice", "follow-up"]
+
+
+def make_mails(n: int, seed: int = 7) -> list[bytes]:
+    """Mixed sizes, Persian and English, ~15 % with attachments, 30 % replies to earlier mail."""
+    rng = random.Random(seed)
+    mails: list[bytes] = []
+    ids: list[tuple[str, str]] = []
+    for i in range(n):
+        msg = EmailMessage()
+        sender = f"customer{rng.randrange(n // 3 + 1)}@example.com"
+        words = PERSIAN if rng.random() < 0.6 else ENGLISH
+        msg["From"] = sender
+        msg["To"] = "claims@parvandeh.test"
+        mid = f"bench-{seed}-{i}@example.com"
+        msg["Message-ID"] = f"<{mid}>"
+        if ids and rng.random() < 0.3:
+            parent, subject = rng.choice(ids)
+            msg["In-Reply-To"] = f"<{parent}>"
+            msg["References"] = f"<{parent}>"
+            msg["Subject"] = f"Re: {subject}"
+        else:
+            subject = " ".join(rng.choices(words, k=4))
+            msg["Subject"] = subject
+        body = " ".join(rng.choices(words, k=rng.choice([20, 80, 400, 1500])))
+        msg.set_content(body)
+        if rng.random() < 0.15:
+            msg.add_attachment(rng.randbytes(rng.choice([2_000, 40_000, 200_000])), maintype="image",
+                               subtype="jpeg", filename=f"photo-{i}.jpg")
+        ids.append((mid, subject))
+        mails.append(msg.as_bytes(policy=SMTP_POLICY))
+    return mails
+
+
+def config(tmp: Path) -> Path:
+    path = tmp / "bench.toml"
+    path.write_text(f"""
+[store]
+path = "{tmp / 'store.sqlite3'}"
+attachments_dir = "{tmp / 'att'}"
+synchronous = "FULL"
+[claims]
+acknowledge_new_tickets = false
+[http]
+port = 0
+[smtp]
+port = 0
+""")
+    return path
+
+
+async def bench_accept(mails: list[bytes]) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        daemon = Daemon(load_settings(config(Path(tmp)), environ={}, connector_schemas=settings_schemas()))
+        await daemon.start()
+        start = time.perf_counter()
+        sem = asyncio.Semaphore(64)  # as many concurrent senders as a busy listener sees
+
+        async def one(raw: bytes) -> None:
+            async with sem:
+                await daemon.ingest.accept(RawPayload("email", "bench", email_dedupe_key(raw), "mime", raw,
+                                                      datetime.now(UTC)))
+
+        await asyncio.gather(*(one(m) for m in mails))
+        await daemon.ingest.drained()
+        elapsed = time.perf_counter() - start
+        await daemon.stop()
+    return len(mails) / elapsed
+
+
+def _client(port: int, chunk: list[bytes], out: mp.Queue) -> None:
+    samples = []
+    with smtplib.SMTP("127.0.0.1", port) as client:
+        client.ehlo()
+        for raw in chunk:
+            t0 = time.monotonic()
+            client.mail("bench@example.com")
+            client.rcpt("claims@parvandeh.test")
+            code, reply = client.data(raw)
+            assert code == 250, reply
+            samples.append((int(reply.split()[-1]), t0))
+    out.put(samples)
+
+
+async def bench_smtp(mails: list[bytes], clients: int) -> tuple[float, float, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        daemon = Daemon(load_settings(config(Path(tmp)), environ={}, connector_schemas=settings_schemas()))
+        visible: dict[int, float] = {}
+        daemon.ingest.on_applied.append(lambda inbox_id, applied: visible.__setitem__(inbox_id, time.monotonic()))
+        await daemon.start()
+        port = daemon.connectors["smtp"].port  # type: ignore[attr-defined]
+        ctx = mp.get_context("fork")
+        out: mp.Queue = ctx.Queue()
+        chunks = [mails[i::clients] for i in range(clients)]
+        start = time.perf_counter()
+        procs = [ctx.Process(target=_client, args=(port, chunk, out)) for chunk in chunks]
+        for p in procs:
+            p.start()
+        sent: list[tuple[int, float]] = []
+        for _ in procs:
+            sent += await asyncio.to_thread(out.get)
+        for p in procs:
+            await asyncio.to_thread(p.join)
+        await daemon.ingest.drained()
+        elapsed = time.perf_counter() - start
+        await daemon.stop()
+    latencies = sorted(visible[i] - t0 for i, t0 in sent)
+    p50 = statistics.median(latencies) * 1000
+    p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000
+    return len(mails) / elapsed, p50, p99
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, 20_000])
+    parser.add_argument("--clients", type=int, default=8)
+    args = parser.parse_args()
+    configure_logging(level="warning")
+    per_message: dict[int, float] = {}
+    print(f"{'N':>7} {'accept msg/s':>13} {'SMTP msg/s':>11} {'p50 ms':>8} {'p99 ms':>8} {'peak RSS MB':>12}")
+    for n in args.sizes:
+        mails = make_mails(n)
+        rate = asyncio.run(bench_accept(mails))
+        smtp_rate, p50, p99 = asyncio.run(bench_smtp(mails, args.clients))
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        per_message[n] = 1 / rate
+        print(f"{n:>7} {rate:>13,.0f} {smtp_rate:>11,.0f} {p50:>8.1f} {p99:>8.1f} {rss:>12,.0f}")
+    if len(per_message) > 1:
+        small, large = min(per_message), max(per_message)
+        print(f"cost per message N={large:,} / N={small:,}: {per_message[large] / per_message[small]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
