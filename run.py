@@ -17,7 +17,9 @@ from config.logs import configure_logging
 def _settings(args: argparse.Namespace) -> Settings:
     from connectors.registry import settings_schemas
 
-    return load_settings(args.config, connector_schemas=settings_schemas())
+    settings = load_settings(args.config, connector_schemas=settings_schemas())
+    configure_logging(settings.log.level, settings.log.format)
+    return settings
 
 
 def _print_json(value: Any) -> None:
@@ -168,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    configure_logging()
+    configure_logging()  # until the configuration says otherwise
     try:
         return args.handler(args)
     except ConfigError as exc:
