@@ -9,7 +9,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, get_args
+from typing import TYPE_CHECKING, Any, get_args
 
 from ingest.persian import looks_persian
 from ingest.records import Identity, InboundMessage, RawPayload
@@ -21,12 +21,21 @@ from router.rules import Priority
 from router.templates import acknowledgement
 from router.workflow import TransitionError, check_transition
 
+if TYPE_CHECKING:
+    from ingest.routing_hooks import RoutingHooks
+
 
 @dataclass(frozen=True, slots=True)
 class RouteResult:
     queue: str
     priority: str = "normal"
     tags: tuple[str, ...] = ()
+    # Set by ingest/routing_hooks.py from the routing rules:
+    skill: str | None = None
+    sla_policy: str | None = None
+    rule: str | None = None
+    insurer: str = ""
+    line_of_business: str = "other"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,9 +50,14 @@ class ApplyContext:
     own_addresses: frozenset[str]
     mail_domain: str
     from_address: str
-    # channel -> connector instance that can answer on it
+    # channel -> connector instance that answers on it by default
     reply_connectors: dict[str, str] = field(default_factory=dict)
+    # connector instance -> channels it can send on (so a reply leaves through the bot or
+    # number the customer wrote to, when there are several)
+    sending_connectors: dict[str, frozenset[str]] = field(default_factory=dict)
     route: Callable[[InboundMessage], RouteResult] | None = None
+    # Routing rules, assignment, SLA clocks and workflow (ingest/routing_hooks.py); None: off.
+    routing: RoutingHooks | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +215,10 @@ def _next_claim_ref(tx: Tx, prefix: str) -> str:
 
 
 def _create_ticket(tx: Tx, ctx: ApplyContext, msg: InboundMessage, contact_id: int) -> tuple[int, str]:
-    route = ctx.route(msg) if ctx.route else RouteResult(ctx.default_queue)
+    if ctx.routing:
+        route = ctx.routing.route(tx, msg, contact_id)
+    else:
+        route = ctx.route(msg) if ctx.route else RouteResult(ctx.default_queue)
     ref = _next_claim_ref(tx, ctx.reference_prefix)
     subject = msg.subject or (msg.display_text or msg.text).strip().split("\n", 1)[0][:120]
     ticket_id = tx.execute(
@@ -211,6 +228,8 @@ def _create_ticket(tx: Tx, ctx: ApplyContext, msg: InboundMessage, contact_id: i
          iso(tx.now), iso(tx.now)),
     ).lastrowid
     record_event(tx, ticket_id, ref, "ticket_created", channel=msg.channel, queue=route.queue, priority=route.priority)
+    if ctx.routing:  # assignment and SLA clocks
+        ctx.routing.ticket_created(tx, ctx, ticket_id, ref, route)
     return ticket_id, ref
 
 
@@ -244,6 +263,8 @@ def apply_inbound(
 
         message_row = _insert_message(tx, inbox_id, connector, msg, ticket_id, stored_attachments)
         _touch_ticket(tx, ticket_id, ref, msg)
+        if ctx.routing:  # next-response clock, workflow "message received"
+            ctx.routing.customer_message(tx, ctx, ticket_id, ref, msg)
         record_event(
             tx, ticket_id, ref, "message_received", channel=msg.channel, message_row=message_row,
             matched_by=decision.reason.value, automatic=msg.auto_reason or None, message_kind=msg.kind,
@@ -293,12 +314,21 @@ def _touch_ticket(tx: Tx, ticket_id: int, ref: str, msg: InboundMessage) -> None
     )
     if reopen:
         record_event(tx, ticket_id, ref, "status_changed", old="closed", new="reopened")
+        from ingest import routing_hooks  # late: routing_hooks builds on this module
+
+        routing_hooks.status_changed(tx, ticket_id, ref, "closed", "reopened")
+
+
+def reply_connector(ctx: ApplyContext, channel: str, inbound_connector: str) -> str:
+    if channel in ctx.sending_connectors.get(inbound_connector, frozenset()):
+        return inbound_connector
+    return ctx.reply_connectors.get(channel, "")
 
 
 def _maybe_acknowledge(
     tx: Tx, ctx: ApplyContext, msg: InboundMessage, connector: str, ticket_id: int, ref: str, created: bool
 ) -> bool:
-    reply_connector = ctx.reply_connectors.get(msg.channel, "")
+    via = reply_connector(ctx, msg.channel, connector)
     recipient = msg.sender.value
     sent_last_hour = tx.one(
         "SELECT count(*) AS n FROM outbox WHERE recipient = ? AND automatic = 1 AND created_at >= ?",
@@ -312,13 +342,15 @@ def _maybe_acknowledge(
         own_address=recipient.lower() in ctx.own_addresses,
         sent_last_hour=sent_last_hour,
         hourly_limit=ctx.ack_hourly_limit,
-        can_reply=bool(reply_connector),
+        can_reply=bool(via),
     )
     if not should_acknowledge(facts):
         return False
-    text = acknowledgement(ref, persian=looks_persian(f"{msg.subject} {msg.text}"), subject=msg.subject)
+    persian = looks_persian(f"{msg.subject} {msg.text}")
+    expected = ctx.routing.expected_response(tx, ticket_id, persian) if ctx.routing else ""
+    text = acknowledgement(ref, persian=persian, subject=msg.subject, expected_response=expected)
     enqueue_outbound(
-        tx, ctx, ticket_id=ticket_id, ref=ref, channel=msg.channel, connector=reply_connector,
+        tx, ctx, ticket_id=ticket_id, ref=ref, channel=msg.channel, connector=via,
         recipient=recipient, subject=text.subject, text=text.text, automatic=True,
         in_reply_to=msg.message_id, references=(*msg.references, msg.message_id) if msg.message_id else msg.references,
         author="system",
@@ -363,6 +395,8 @@ def enqueue_outbound(
     )
     record_event(tx, ticket_id, ref, "outbound_queued", channel=channel, outbox_id=outbox_id,
                  automatic=automatic, author=author or None, message_row=message_row)
+    if ctx.routing and not automatic:  # a person answered: response clocks are met
+        ctx.routing.responded(tx, ticket_id, ref)
     return outbox_id
 
 
@@ -370,14 +404,16 @@ class ReplyError(Exception):
     """An agent reply that cannot be sent as asked (unknown ticket, no channel to answer on)."""
 
 
-def agent_reply(ref: str, text: str, author: str, ctx: ApplyContext, channel: str | None = None) -> Callable[[Tx], int]:
-    """Answer the customer on the channel of their latest message (or the one asked for)."""
+def agent_reply(ref: str, text: str, author: str, ctx: ApplyContext, channel: str | None = None, *,
+                automatic: bool = False) -> Callable[[Tx], int]:
+    """Answer the customer on the channel of their latest message (or the one asked for).
+    `automatic`: sent by a rule (a reminder), so it meets no response target."""
 
     def op(tx: Tx) -> int:
         ticket = tx.one("SELECT id, subject FROM tickets WHERE ref = ?", (ref,))
         if ticket is None:
             raise ReplyError(f"no ticket {ref}")
-        sql = ("SELECT channel, sender, channel_message_id, subject FROM messages WHERE ticket_id = ?"
+        sql = ("SELECT channel, connector, sender, channel_message_id, subject FROM messages WHERE ticket_id = ?"
                " AND direction = 'in' AND auto_reason = ''")
         params: tuple = (ticket["id"],)
         if channel:
@@ -386,7 +422,7 @@ def agent_reply(ref: str, text: str, author: str, ctx: ApplyContext, channel: st
         last = tx.one(sql + " ORDER BY id DESC LIMIT 1", params)
         if last is None:
             raise ReplyError(f"{ref} has no customer message{' on ' + channel if channel else ''} to answer")
-        connector = ctx.reply_connectors.get(last["channel"])
+        connector = reply_connector(ctx, last["channel"], last["connector"])
         if not connector:
             raise ReplyError(f"no connector can send on channel {last['channel']!r}")
         references: tuple[str, ...] = ()
@@ -401,7 +437,7 @@ def agent_reply(ref: str, text: str, author: str, ctx: ApplyContext, channel: st
         return enqueue_outbound(
             tx, ctx, ticket_id=ticket["id"], ref=ref, channel=last["channel"], connector=connector,
             recipient=last["sender"], text=text, subject=last["subject"] or ticket["subject"],
-            in_reply_to=in_reply_to, references=references, author=author,
+            in_reply_to=in_reply_to, references=references, author=author, automatic=automatic,
         )
 
     return op
@@ -454,6 +490,9 @@ def _set_status(tx: Tx, ticket: Any, new: str, actor: str) -> None:
         (new, iso(tx.now), new, iso(tx.now), ticket["id"]),
     )
     record_event(tx, ticket["id"], ticket["ref"], "status_changed", actor, old=ticket["status"], new=new)
+    from ingest import routing_hooks  # late: routing_hooks builds on this module
+
+    routing_hooks.status_changed(tx, ticket["id"], ticket["ref"], ticket["status"], new)
 
 
 def add_note(ref: str, text: str, author: str) -> Callable[[Tx], int]:

@@ -12,13 +12,17 @@ import structlog
 from aiohttp import web
 
 from config.loader import Settings
+from config.policies import load_policies
 from connectors.base import Connector, ConnectorContext
+from connectors.http_front import install_http_front
 from connectors.registry import connector_classes, normalisers
 from ingest.apply import ApplyContext, delivery_status
 from ingest.blobs import BlobStore
 from ingest.outbox import OutboxDispatcher
-from ingest.queries import conversation_history
+from ingest.queries import conversation_history, ticket_ref_for_inbox
+from ingest.routing_hooks import RoutingHooks
 from ingest.service import Ingest
+from ingest.sla_engine import SlaEngine
 from ingest.store import Store, utcnow
 
 log = structlog.get_logger(__name__)
@@ -43,6 +47,7 @@ def apply_context(settings: Settings, connectors: dict[str, Connector]) -> Apply
         mail_domain=from_address.rpartition("@")[2] or "parvandeh.local",
         from_address=from_address,
         reply_connectors=reply_connectors,
+        routing=RoutingHooks(load_policies(settings)),
     )
 
 
@@ -66,15 +71,18 @@ class Daemon:
                            max_batch=settings.store.max_batch, clock=clock)
         self.blobs = BlobStore(settings.store.attachments_dir)
         self.http_app = web.Application(client_max_size=settings.http.max_body_bytes)
+        install_http_front(self.http_app)
         self.http_app.router.add_get("/healthz", self._healthz)
         self.context = ConnectorContext(
             http_app=self.http_app, settings=settings,
             on_delivery_status=self._delivery_status, history=self._history,
+            ticket_for_inbox=self._ticket_for_inbox,
         )
         self.connectors = build_connectors(settings, self.context)
         self.ingest = Ingest(self.store, self.blobs, normalisers(), apply_context(settings, self.connectors),
                              max_attachment_bytes=settings.claims.max_attachment_bytes)
         self.outbox = OutboxDispatcher(self.store, self.connectors)
+        self.sla = SlaEngine(self.store, self.ingest.context, clock=clock)
         self._http_runner: web.AppRunner | None = None
         self.http_port: int | None = None
 
@@ -84,12 +92,16 @@ class Daemon:
     async def _history(self, conversation_key: str, limit: int) -> list[dict]:
         return await conversation_history(self.store, conversation_key, limit)
 
+    async def _ticket_for_inbox(self, inbox_id: int) -> str | None:
+        return await ticket_ref_for_inbox(self.store, inbox_id)
+
     async def _healthz(self, request: web.Request) -> web.Response:
         ok = self.store.is_open
         return web.json_response({"ok": ok}, status=200 if ok else 503)
 
     async def start(self) -> None:
         await self.store.open()
+        await self.sla.start()
         await self.ingest.start()
         for name, connector in self.connectors.items():
             await connector.start(self.ingest)
@@ -113,6 +125,7 @@ class Daemon:
             await self._http_runner.cleanup()
         await self.ingest.stop()
         await self.outbox.stop()
+        await self.sla.stop()
         await self.store.close()
         log.info("daemon_stopped")
 
