@@ -64,5 +64,4 @@ async def make_daemon(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
 
     yield factory
     for daemon in reversed(started):
-        if daemon.store.is_open:
-            await daemon.stop()
+        await daemon.stop()  # also when a test closed its store: connectors must stop polling
