@@ -126,6 +126,13 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     return asyncio.run(_with_store(settings, work))
 
 
+def cmd_console(args: argparse.Namespace) -> int:
+    from console.__main__ import prefs_from
+    from console.app import run_console
+
+    return run_console(args.url, args.token, prefs_from(args))
+
+
 def build_parser() -> argparse.ArgumentParser:
     # --config is accepted before or after any (sub)command: `tickets list --json --config F`.
     common = argparse.ArgumentParser(add_help=False)
@@ -157,6 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
     t_reply.add_argument("--text", required=True)
     t_reply.add_argument("--author", default="cli")
     t_reply.add_argument("--channel")
+
+    from console.__main__ import add_cli_arguments as console_arguments
+    from ingest.agents import add_cli_arguments as agent_arguments, cli_agent
+
+    agent_arguments(command("agent", lambda a: cli_agent(_settings(a), a), "agent accounts and tokens"))
+    console_arguments(command("console", cmd_console, "the agent console (Textual)"))
 
     quarantine = command("quarantine", cmd_quarantine, "messages that failed processing")
     q_sub = quarantine.add_subparsers(dest="action", required=True)

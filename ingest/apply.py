@@ -168,7 +168,12 @@ def _claim_ticket(tx: Tx, msg: InboundMessage, prefix: str) -> int | None:
     candidates = [msg.claim_ref_hint] if msg.claim_ref_hint else []
     candidates += find_claim_refs(f"{msg.subject}\n{msg.text}", prefix)
     for ref in candidates:
-        row = tx.one("SELECT id FROM tickets WHERE ref = ?", (ref,))
+        # A merged ticket's reference leads to the ticket it was merged into.
+        for _ in range(16):
+            row = tx.one("SELECT id, merged_into FROM tickets WHERE ref = ?", (ref,))
+            if row is None or not row["merged_into"]:
+                break
+            ref = row["merged_into"]
         if row:
             return row["id"]
     return None

@@ -16,6 +16,7 @@ from config.policies import load_policies
 from connectors.base import Connector, ConnectorContext
 from connectors.http_front import install_http_front
 from connectors.registry import connector_classes, normalisers
+from ingest.agent_api import AgentApi
 from ingest.apply import ApplyContext, delivery_status
 from ingest.blobs import BlobStore
 from ingest.outbox import OutboxDispatcher
@@ -82,6 +83,7 @@ class Daemon:
         self.ingest = Ingest(self.store, self.blobs, normalisers(), apply_context(settings, self.connectors),
                              max_attachment_bytes=settings.claims.max_attachment_bytes)
         self.outbox = OutboxDispatcher(self.store, self.connectors)
+        self.agent_api = AgentApi(self.store, self.ingest.context, settings)
         self.sla = SlaEngine(self.store, self.ingest.context, clock=clock)
         self._http_runner: web.AppRunner | None = None
         self.http_port: int | None = None
@@ -107,6 +109,7 @@ class Daemon:
             await connector.start(self.ingest)
             log.info("connector_started", connector=name, kind=connector.kind)
         await self.outbox.start()
+        await self.agent_api.start()
         self._http_runner = web.AppRunner(self.http_app, access_log=None)
         await self._http_runner.setup()
         site = web.TCPSite(self._http_runner, self.settings.http.host, self.settings.http.port)
@@ -116,6 +119,7 @@ class Daemon:
 
     async def stop(self) -> None:
         """Stop accepting first, then finish processing, then close the store."""
+        await self.agent_api.stop()
         for name, connector in self.connectors.items():
             try:
                 await connector.stop()

@@ -188,6 +188,119 @@ MIGRATIONS: list[str] = [
     CREATE TABLE search_state (id INTEGER PRIMARY KEY CHECK (id = 1), last_message_id INTEGER NOT NULL);
     INSERT INTO search_state (id, last_message_id) VALUES (1, 0);
     """,
+    # 3: routing, assignment, SLA clocks and workflow timers (owned by ingest/routing_hooks.py and
+    # ingest/sla_engine.py)
+    """
+    ALTER TABLE agents ADD COLUMN status TEXT NOT NULL DEFAULT 'available';
+    ALTER TABLE agents ADD COLUMN skills TEXT NOT NULL DEFAULT '';
+    ALTER TABLE agents ADD COLUMN load_cap INTEGER NOT NULL DEFAULT 25;
+    ALTER TABLE tickets ADD COLUMN skill TEXT;
+    ALTER TABLE tickets ADD COLUMN sla_policy TEXT;
+    ALTER TABLE tickets ADD COLUMN tags TEXT NOT NULL DEFAULT '';
+    ALTER TABLE tickets ADD COLUMN status_since TEXT;
+    -- Round-robin position per queue, so turns survive restarts.
+    CREATE TABLE assignment_cursor (queue TEXT PRIMARY KEY, last_agent TEXT NOT NULL);
+    -- One clock per ticket and target. due_at/warn_at are as computed at the clock's last change
+    -- (NULL while paused or met); next_at is the next instant the scheduler must act on.
+    CREATE TABLE sla_clocks (
+        ticket_id INTEGER NOT NULL REFERENCES tickets(id),
+        kind TEXT NOT NULL,
+        policy TEXT NOT NULL,
+        calendar TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        target_seconds REAL NOT NULL,
+        warn_fraction REAL NOT NULL,
+        pauses TEXT NOT NULL DEFAULT '[]',
+        due_at TEXT,
+        warn_at TEXT,
+        met_at TEXT,
+        warned_at TEXT,
+        breached_at TEXT,
+        state TEXT NOT NULL DEFAULT 'ok',
+        next_at TEXT,
+        PRIMARY KEY (ticket_id, kind)
+    ) WITHOUT ROWID;
+    CREATE INDEX sla_clocks_next ON sla_clocks(next_at) WHERE next_at IS NOT NULL;
+    -- "No customer reply for N business days" timers of the workflow rules.
+    CREATE TABLE workflow_timers (
+        ticket_id INTEGER NOT NULL REFERENCES tickets(id),
+        days INTEGER NOT NULL,
+        fire_at TEXT NOT NULL,
+        PRIMARY KEY (ticket_id, days)
+    ) WITHOUT ROWID;
+    CREATE INDEX workflow_timers_fire ON workflow_timers(fire_at);
+    """,
+    # 4: the insurer B2B API (clients with hashed keys, filed claims, idempotency keys, webhook
+    # cursor and delivery log), CRM notes and the merge log, and the indexes reports need
+    """
+    CREATE TABLE insurer_clients (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        display_name TEXT NOT NULL DEFAULT '',
+        api_key_sha256 TEXT NOT NULL UNIQUE,
+        webhook_url TEXT NOT NULL DEFAULT '',
+        webhook_secret TEXT NOT NULL,
+        active INTEGER NOT NULL DEFAULT 1,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE insurer_claims (
+        ticket_id INTEGER PRIMARY KEY REFERENCES tickets(id),
+        insurer TEXT NOT NULL,
+        claim_number TEXT NOT NULL,
+        details TEXT NOT NULL DEFAULT '{}',
+        created_at TEXT NOT NULL,
+        UNIQUE (insurer, claim_number)
+    );
+    CREATE TABLE api_idempotency (
+        insurer TEXT NOT NULL,
+        key TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        result TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (insurer, key)
+    ) WITHOUT ROWID;
+    CREATE TABLE insurer_webhook_cursor (connector TEXT PRIMARY KEY, last_event_id INTEGER NOT NULL);
+    CREATE TABLE insurer_webhook_log (
+        id INTEGER PRIMARY KEY,
+        outbox_id INTEGER NOT NULL,
+        insurer TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        at TEXT NOT NULL,
+        status_code INTEGER,
+        outcome TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX insurer_webhook_log_outbox ON insurer_webhook_log(outbox_id, id);
+    CREATE INDEX tickets_insurer ON tickets(insurer, updated_at);
+
+    CREATE TABLE contact_notes (
+        id INTEGER PRIMARY KEY,
+        contact_id INTEGER NOT NULL REFERENCES contacts(id),
+        author TEXT NOT NULL,
+        text TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX contact_notes_contact ON contact_notes(contact_id, id);
+    -- What a merge moved (identity, ticket and note ids), so undo can put each back.
+    CREATE TABLE contact_merges (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        kept_id INTEGER NOT NULL REFERENCES contacts(id),
+        merged_id INTEGER NOT NULL REFERENCES contacts(id),
+        moved TEXT NOT NULL,
+        undone_at TEXT
+    );
+    ALTER TABLE contacts ADD COLUMN merged_into INTEGER REFERENCES contacts(id);
+
+    -- Reports: tickets opened / closed in a period, messages per period and channel, and the
+    -- first agent answer of a ticket read from the index alone.
+    CREATE INDEX tickets_created ON tickets(created_at);
+    CREATE INDEX tickets_closed ON tickets(closed_at) WHERE closed_at IS NOT NULL;
+    CREATE INDEX messages_created ON messages(created_at, direction, channel, ticket_id);
+    CREATE INDEX messages_response ON messages(ticket_id, direction, author, created_at);
+    CREATE INDEX events_status ON events(ticket_id, id) WHERE kind = 'status_changed';
+    """,
 ]
 
 

@@ -30,6 +30,10 @@ own_addresses = ["claims@parvandeh.test"]
 host = "127.0.0.1"
 port = 0
 
+[agent_api]
+host = "127.0.0.1"
+port = 0
+
 [smtp]
 host = "127.0.0.1"
 port = 0

@@ -1,0 +1,146 @@
+"""The agent console: a Textual app that is a client of the agent API only.
+
+Screens push themselves; the app owns the API client, turns pushed events into `ApiEvent`
+messages and hands them down to every screen on the stack that shows live data."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
+
+from textual.app import App
+from textual.binding import Binding
+from textual.message import Message
+
+from console.client import AgentClient, ApiRequestError, AuthenticationError
+from console.render import Prefs, parse_time
+
+
+class ApiEvent(Message):
+    """An event pushed by the agent API (or a resync request)."""
+
+    def __init__(self, payload: dict[str, Any]) -> None:
+        super().__init__()
+        self.payload = payload
+
+
+class ConnectionState(Message):
+    def __init__(self, state: str) -> None:
+        super().__init__()
+        self.state = state
+
+
+@runtime_checkable
+class LiveScreen(Protocol):
+    def apply_event(self, payload: dict[str, Any]) -> None: ...
+
+
+class ConsoleApp(App[None]):
+    TITLE = "Parvandeh"
+    CSS_PATH = "app.tcss"
+    BINDINGS = [
+        Binding("j", "cursor_down", "Down", show=False),
+        Binding("k", "cursor_up", "Up", show=False),
+        Binding("question_mark", "help", "Help"),
+        Binding("slash", "search", "Search"),
+        Binding("v", "supervisor", "Supervisor"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(self, url: str, token: str, prefs: Prefs | None = None, *,
+                 client: AgentClient | None = None, clock: Callable[[], datetime] | None = None) -> None:
+        """`client` and `clock` are for tests that render fixed data (snapshots)."""
+        super().__init__()
+        self.prefs = prefs or Prefs()
+        self.client = client or AgentClient(url, token)
+        self.client.on_event = lambda e: self.post_message(ApiEvent(e))
+        self.client.on_state = lambda s: self.post_message(ConnectionState(s))
+        self.connection = "connecting"
+        self._clock = clock
+        self._clock_offset = timedelta(0)
+
+    @property
+    def agent(self) -> dict[str, Any]:
+        return self.client.agent
+
+    def now(self) -> datetime:
+        """The daemon's idea of now (SLA countdowns must not depend on this machine's clock)."""
+        return self._clock() if self._clock else datetime.now(UTC) + self._clock_offset
+
+    async def on_mount(self) -> None:
+        from console.main_screen import MainScreen
+
+        try:
+            await self.client.connect()
+        except (AuthenticationError, OSError) as exc:
+            self.exit(message=f"cannot log in to the agent API: {exc}")
+            return
+        self.connection = "connected"
+        server_now = parse_time(self.client.server_now)
+        if server_now is not None:
+            self._clock_offset = server_now - datetime.now(UTC)
+        await self.push_screen(MainScreen())
+
+    async def on_unmount(self) -> None:
+        await self.client.close()
+
+    def on_api_event(self, message: ApiEvent) -> None:
+        for screen in self.screen_stack:
+            if isinstance(screen, LiveScreen):
+                screen.apply_event(message.payload)
+
+    def on_connection_state(self, message: ConnectionState) -> None:
+        self.connection = message.state
+        for screen in self.screen_stack:
+            getattr(screen, "connection_changed", lambda: None)()
+        if message.state != "connected":
+            self.notify(f"agent API: {message.state}", severity="warning")
+
+    async def api(self, op: str, **args: Any) -> Any:
+        """A request; a refusal is shown to the agent and re-raised for the caller to stop."""
+        try:
+            return await self.client.request(op, **args)
+        except (ApiRequestError, ConnectionError) as exc:
+            self.notify(str(exc), severity="error", timeout=6)
+            raise
+
+    # -- keys that work everywhere -----------------------------------------------------------
+
+    def action_cursor_down(self) -> None:
+        getattr(self.focused, "action_cursor_down", lambda: None)()
+
+    def action_cursor_up(self) -> None:
+        getattr(self.focused, "action_cursor_up", lambda: None)()
+
+    def action_help(self) -> None:
+        from console.help_screen import HelpScreen
+
+        self.push_screen(HelpScreen())
+
+    def action_search(self) -> None:
+        from console.search_screen import SearchScreen
+
+        self.push_screen(SearchScreen())
+
+    def action_supervisor(self) -> None:
+        from console.supervisor_screen import SupervisorScreen
+
+        if self.agent.get("role") in ("supervisor", "admin"):
+            self.push_screen(SupervisorScreen())
+        else:
+            self.notify("the supervisor view needs the supervisor role", severity="warning")
+
+    def open_ticket(self, ref: str) -> None:
+        from console.ticket_screen import TicketScreen
+
+        self.push_screen(TicketScreen(ref))
+
+
+def run_console(url: str, token: str, prefs: Prefs | None = None) -> int:
+    """`python run.py console --url ws://... --token ...`; returns the exit status."""
+    app = ConsoleApp(url, token, prefs)
+    app.run()
+    if app.return_code:
+        return app.return_code
+    return 0

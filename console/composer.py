@@ -1,0 +1,74 @@
+"""The reply (or note) composer: the text, the channel it goes out on, and for SMS how many
+segments it will cost."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Label, Select, TextArea
+
+from connectors.sms_segments import count_segments
+
+SEGMENTED_CHANNELS = frozenset({"sms"})
+
+
+@dataclass(frozen=True, slots=True)
+class Composed:
+    text: str
+    channel: str | None
+
+
+def counter(text: str, channel: str | None) -> str:
+    if channel in SEGMENTED_CHANNELS:
+        return f"{len(text)} characters · SMS {count_segments(text)}"
+    return f"{len(text)} characters"
+
+
+class Composer(ModalScreen[Composed | None]):
+    CSS_PATH = "composer.tcss"
+    BINDINGS = [Binding("ctrl+s", "send", "Send"), Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, title: str, channels: list[str], channel: str | None) -> None:
+        super().__init__()
+        self.title_text = title
+        self.channels = channels
+        self.channel = channel
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(Text(self.title_text), id="composer-title")
+            if self.channels:
+                yield Select([(c, c) for c in self.channels], value=self.channel or self.channels[0],
+                             allow_blank=False, id="channel")
+            yield TextArea(id="body")
+            yield Label(Text(counter("", self.channel)), id="counter")
+            yield Label(Text("ctrl+s send · esc cancel"), classes="hint")
+
+    def on_mount(self) -> None:
+        self.query_one(TextArea).focus()
+
+    def _update_counter(self) -> None:
+        self.query_one("#counter", Label).update(Text(counter(self.query_one(TextArea).text, self.channel)))
+
+    def on_text_area_changed(self, event: TextArea.Changed) -> None:
+        self._update_counter()
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if isinstance(event.value, str):
+            self.channel = event.value
+            self._update_counter()
+
+    def action_send(self) -> None:
+        text = self.query_one(TextArea).text
+        if text.strip():
+            self.dismiss(Composed(text, self.channel))
+        else:
+            self.notify("nothing to send", severity="warning")
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

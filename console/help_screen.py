@@ -1,0 +1,29 @@
+"""`?`: every key, in one place."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+KEYS = (
+    ("j / k", "move down / up"), ("enter", "open the queue or ticket"), ("tab", "queues ↔ tickets"),
+    ("r", "reply on the channel of the highlighted message"), ("n", "internal note"), ("t", "take the ticket"),
+    ("a", "assign (empty: back to the queue)"), ("s", "change status"), ("p", "change priority"),
+    ("/", "search"), ("v", "supervisor view"), ("ctrl+p", "command palette"), ("esc", "back"), ("q", "quit"),
+)
+
+
+class HelpScreen(ModalScreen[None]):
+    CSS_PATH = "pickers.tcss"
+    BINDINGS = [Binding("escape", "close", "Close"), Binding("question_mark", "close", "Close")]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Static(Text("\n").join(Text.assemble((f"{key:>8}  ", "bold"), what) for key, what in KEYS))
+
+    def action_close(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,155 @@
+"""The home screen: queues (counts, oldest waiting, SLA at risk) beside the ticket list."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.widgets import DataTable, Static
+
+from console.app import ConsoleApp
+from console.key_bar import KeyBar
+from console.render import number, when
+from console.ticket_actions import TicketActions
+from console.ticket_list import TicketList
+
+PAGE = 100
+QUEUE_REFRESH = 2.0
+ALL = "*"
+
+
+class QueueTable(DataTable[Text]):
+    pass
+
+
+class MainScreen(TicketActions):
+    CSS_PATH = "main_screen.tcss"
+    BINDINGS = [
+        Binding("t", "take", "Take"),
+        Binding("a", "assign", "Assign"),
+        Binding("s", "status", "Status"),
+        Binding("p", "priority", "Priority"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.queue: str | None = None
+        self._loading = False
+        self._queues_pending = False
+
+    @property
+    def console(self) -> ConsoleApp:
+        return cast(ConsoleApp, self.app)
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="topbar")
+        with Horizontal():
+            yield QueueTable(id="queues", cursor_type="row")
+            yield TicketList(self.console.prefs, id="tickets")
+        yield KeyBar()
+
+    def on_mount(self) -> None:
+        queues = self.query_one(QueueTable)
+        for key, label in (("queue", "Queue"), ("open", "Open"), ("waiting", "Wait"), ("risk", "Risk"),
+                           ("oldest", "Oldest waiting")):
+            queues.add_column(label, key=key)
+        self.query_one(TicketList).focus()
+        self.load()
+        self.set_interval(30, self._tick)
+
+    @property
+    def tickets(self) -> TicketList:
+        return self.query_one(TicketList)
+
+    def selected_ref(self) -> str | None:
+        return self.tickets.selected_ref
+
+    @work(exclusive=True, group="load")
+    async def load(self) -> None:
+        # The list first: counting every open ticket for the queue panel takes longer.
+        page = await self.console.api("list_tickets", queue=self.queue, limit=PAGE)
+        self.tickets.show_page(page, self.console.now())
+        self._topbar()
+        self.refresh_queues()
+
+    def _show_queues(self, queues: list[dict[str, Any]]) -> None:
+        table = self.query_one(QueueTable)
+        prefs = self.console.prefs
+        selected = table.cursor_row
+        table.clear()
+        total_open = sum(q["open"] for q in queues)
+        table.add_row(Text("all"), Text(number(total_open, prefs)), Text(""), Text(""), Text(""), key=ALL)
+        for q in queues:
+            risk = Text(number(q.get("at_risk") or 0, prefs),
+                        style="bold red" if q.get("breached") else ("yellow" if q.get("at_risk") else ""))
+            table.add_row(Text(q["queue"]), Text(number(q["open"], prefs)), Text(number(q["waiting"] or 0, prefs)),
+                          risk, Text(when(q["oldest_waiting"], prefs)), key=q["queue"])
+        table.move_cursor(row=min(selected, table.row_count - 1), animate=False)
+
+    def _topbar(self) -> None:
+        agent = self.console.agent
+        queue = self.queue or "all queues"
+        self.query_one("#topbar", Static).update(Text(
+            f" {agent.get('name', '')} ({agent.get('role', '')}) · {queue} · {self.tickets.status_line()}"
+            f" · {self.console.connection}"))
+
+    def connection_changed(self) -> None:
+        if self.is_mounted:
+            self._topbar()
+
+    def _tick(self) -> None:
+        self.tickets.refresh_countdowns(self.console.now())
+
+    # -- paging and queue choice -------------------------------------------------------------
+
+    async def on_ticket_list_need_more(self, message: TicketList.NeedMore) -> None:
+        if self._loading:
+            return
+        self._loading = True
+        try:
+            page = await self.console.api("list_tickets", queue=self.queue, offset=len(self.tickets.order), limit=PAGE)
+            self.tickets.extend(page, self.console.now())
+            self._topbar()
+        finally:
+            self._loading = False
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if isinstance(event.data_table, QueueTable):
+            key = event.row_key.value
+            self.queue = None if key == ALL else key
+            self.tickets.focus()
+            self.load()
+        elif isinstance(event.data_table, TicketList) and event.row_key.value:
+            self.console.open_ticket(event.row_key.value)
+
+    # -- live --------------------------------------------------------------------------------
+
+    def apply_event(self, payload: dict[str, Any]) -> None:
+        if payload.get("type") == "resync":
+            self.load()
+            return
+        summary = payload.get("summary")
+        if not summary:
+            return
+        in_view = self.queue in (None, summary["queue"])
+        listed = summary["reference"] in self.tickets.tickets
+        if listed or (in_view and summary["status"] != "closed"):
+            self.tickets.upsert(summary, self.console.now())
+            self._topbar()
+        if payload["kind"] in ("ticket_created", "status_changed", "assigned", "unassigned", "message_received"):
+            self._queue_counts_stale()
+
+    def _queue_counts_stale(self) -> None:
+        # Counting every open ticket is the costliest read: at most one every QUEUE_REFRESH s.
+        if not self._queues_pending:
+            self._queues_pending = True
+            self.set_timer(QUEUE_REFRESH, self.refresh_queues)
+
+    @work(exclusive=True, group="queues")
+    async def refresh_queues(self) -> None:
+        self._queues_pending = False
+        self._show_queues(await self.console.api("queues"))

@@ -1,0 +1,62 @@
+"""The supervisor view: every agent's load and every queue's risk and breaches."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Label
+
+from console.app import ConsoleApp
+from console.key_bar import KeyBar
+from console.render import number, when
+
+
+class SupervisorScreen(Screen[None]):
+    CSS_PATH = "supervisor_screen.tcss"
+    BINDINGS = [Binding("escape", "back", "Back"), Binding("g", "reload", "Refresh")]
+
+    @property
+    def console(self) -> ConsoleApp:
+        return cast(ConsoleApp, self.app)
+
+    def compose(self) -> ComposeResult:
+        yield Label(Text("Agents"), classes="section")
+        yield DataTable(id="agents", cursor_type="row")
+        yield Label(Text("Queues"), classes="section")
+        yield DataTable(id="queue-risk", cursor_type="row")
+        yield KeyBar()
+
+    def on_mount(self) -> None:
+        self.query_one("#agents", DataTable).add_columns("Agent", "Role", "Queues", "Open", "Waiting", "Oldest waiting")
+        self.query_one("#queue-risk", DataTable).add_columns("Queue", "Open", "Unassigned", "Waiting", "At risk",
+                                                             "Breached", "Oldest waiting")
+        self.query_one("#agents", DataTable).focus()
+        self.action_reload()
+
+    @work(exclusive=True)
+    async def action_reload(self) -> None:
+        view = await self.console.api("supervisor")
+        prefs = self.console.prefs
+        agents = self.query_one("#agents", DataTable)
+        agents.clear()
+        for a in view["agents"]:
+            load: dict[str, Any] = a["load"]
+            agents.add_row(Text(a["name"]), Text(a["role"]), Text(",".join(a["queues"]) or "*"),
+                           Text(number(load["open"], prefs)), Text(number(load["waiting"] or 0, prefs)),
+                           Text(when(load["oldest_waiting"], prefs)))
+        queues = self.query_one("#queue-risk", DataTable)
+        queues.clear()
+        for q in view["queues"]:
+            queues.add_row(Text(q["queue"]), Text(number(q["open"], prefs)), Text(number(q["unassigned"], prefs)),
+                           Text(number(q["waiting"] or 0, prefs)),
+                           Text(number(q["at_risk"] or 0, prefs), style="yellow" if q["at_risk"] else ""),
+                           Text(number(q["breached"] or 0, prefs), style="bold red" if q["breached"] else ""),
+                           Text(when(q["oldest_waiting"], prefs)))
+
+    def action_back(self) -> None:
+        self.app.pop_screen()

@@ -1,0 +1,159 @@
+"""The thread: every message, note and timeline event of a ticket in time order.
+
+Only the newest items are laid out when a ticket opens (that is where an agent starts reading);
+earlier ones are added a page at a time when the cursor reaches the "earlier" line, so a
+500-message thread opens as fast as a short one. Prompts are rich Text built once per item."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rich.text import Text
+from textual.widgets import OptionList
+from textual.widgets.option_list import Option
+
+from console.render import CHANNEL_ICONS, Prefs, number, safe_text, when
+
+PAGE = 60
+EARLIER = "earlier"
+
+# Timeline events worth a line in the thread; the rest are already visible as messages.
+SHOWN_EVENTS = frozenset({
+    "status_changed", "assigned", "unassigned", "priority_changed", "merged_into", "merged_from",
+    "delivery_sent", "delivery_failed", "delivery_retrying", "delivery_status", "sla_warning", "sla_breach",
+})
+ARROWS = {"in": "→", "out": "←", "internal": "·"}
+HEAD_STYLE = {"in": "bold cyan", "out": "bold green", "internal": "bold yellow"}
+
+
+def message_prompt(m: dict[str, Any], prefs: Prefs, width: int | None = None) -> Text:
+    who = m.get("sender_name") or m.get("sender") or ""
+    if m["direction"] != "in":
+        who = m.get("author") or "system"
+    head = Text.assemble(
+        (f"{CHANNEL_ICONS.get(m['channel'], m['channel'])} {ARROWS.get(m['direction'], '·')} ",
+         HEAD_STYLE.get(m["direction"], "")),
+        (when(m["created_at"], prefs), "dim"), "  ",
+        safe_text(who, prefs, single_line=True, style=HEAD_STYLE.get(m["direction"], "")),
+        (f"  [{m['channel']}]" if m["kind"] != "note" else "  (internal note)", "dim"),
+    )
+    if m.get("auto_reason"):
+        head.append(f"  automatic: {m['auto_reason']}", "dim italic")
+    lines = [head]
+    if m.get("subject") and m["kind"] != "note":
+        lines.append(safe_text(m["subject"], prefs, single_line=True, style="bold"))
+    lines.append(safe_text((m.get("display_text") or m.get("text") or "").strip(), prefs, width=width))
+    for att in m.get("attachments", []):
+        size = f" ({number(att['size'], prefs)} B)" if att.get("size") else ""
+        lines.append(Text.assemble(("  + ", "dim"), safe_text(att["filename"], prefs, single_line=True),
+                                   (f" {att['content_type']}{size}", "dim")))
+    return Text("\n").join([*lines, Text("")])
+
+
+def event_prompt(e: dict[str, Any], prefs: Prefs) -> Text:
+    details = ", ".join(f"{k}={v}" for k, v in e.items() if k not in ("at", "kind", "actor") and v is not None)
+    return Text.assemble(("  · ", "dim"), (when(e["at"], prefs), "dim"), " ",
+                         (e["kind"].replace("_", " "), "magenta"), " ", safe_text(details, prefs, single_line=True),
+                         (f"  by {e['actor']}", "dim"))
+
+
+
+@dataclass(slots=True)
+class _Item:
+    key: tuple[str, int]  # (time, 0 for messages / 1 for events): events after a same-instant message
+    option_id: str
+    message: dict[str, Any] | None = None
+    event: dict[str, Any] | None = None
+
+
+class ThreadView(OptionList):
+    def __init__(self, prefs: Prefs, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.prefs = prefs
+        self.items: list[_Item] = []
+        self.messages: dict[str, dict[str, Any]] = {}
+        self.shown_from = 0
+        self._prompts: dict[str, Text] = {}
+        self._events = 0
+
+    def _width(self) -> int | None:
+        width = self.content_size.width
+        return width - 2 if width > 10 else None
+
+    def _prompt(self, item: _Item) -> Text:
+        prompt = self._prompts.get(item.option_id)
+        if prompt is None:
+            prompt = (message_prompt(item.message, self.prefs, self._width()) if item.message is not None
+                      else event_prompt(item.event or {}, self.prefs))
+            self._prompts[item.option_id] = prompt
+        return prompt
+
+    def _event_item(self, event: dict[str, Any]) -> _Item:
+        self._events += 1
+        return _Item((event["at"], 1), f"e{self._events}", event=event)
+
+    def show_thread(self, messages: list[dict[str, Any]], timeline: list[dict[str, Any]]) -> None:
+        """Everything anew, cursor on the newest item."""
+        self.messages = {f"m{m['id']}": m for m in messages}
+        self.items = [_Item((m["created_at"], 0), f"m{m['id']}", message=m) for m in messages]
+        self.items += [self._event_item(e) for e in timeline if e["kind"] in SHOWN_EVENTS]
+        self.items.sort(key=lambda item: item.key)
+        self._prompts.clear()
+        self.shown_from = max(0, len(self.items) - PAGE)
+        self._render_items(highlight=len(self.items) - 1)
+
+    def relayout(self) -> None:
+        """The width changed: right-to-left text is wrapped to it, so build the prompts again."""
+        highlighted = self._item_index(self.highlighted)
+        self._prompts.clear()
+        self._render_items(highlight=highlighted)
+
+    def _item_index(self, option_index: int | None) -> int | None:
+        if option_index is None:
+            return None
+        return self.shown_from + option_index - (1 if self.shown_from else 0)
+
+    def _render_items(self, highlight: int | None) -> None:
+        options: list[Option] = []
+        if self.shown_from:
+            options.append(Option(Text(f"  ↑ {number(self.shown_from, self.prefs)} earlier — enter to show",
+                                       style="dim italic"), id=EARLIER))
+        options += [Option(self._prompt(item), id=item.option_id) for item in self.items[self.shown_from:]]
+        self.set_options(options)
+        if highlight is not None and highlight >= self.shown_from:
+            self.highlighted = highlight - self.shown_from + (1 if self.shown_from else 0)
+
+    def show_earlier(self) -> None:
+        if not self.shown_from:
+            return
+        keep = self._item_index(self.highlighted) or self.shown_from
+        self.shown_from = max(0, self.shown_from - PAGE)
+        self._render_items(highlight=max(self.shown_from, keep - 1))
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        if event.option.id == EARLIER:
+            event.stop()
+            self.show_earlier()
+
+    def add_message(self, message: dict[str, Any]) -> None:
+        option_id = f"m{message['id']}"
+        if option_id in self.messages:
+            return
+        self.messages[option_id] = message
+        self._append(_Item((message["created_at"], 0), option_id, message=message))
+
+    def add_event(self, event: dict[str, Any]) -> None:
+        if event["kind"] in SHOWN_EVENTS:
+            self._append(self._event_item(event))
+
+    def _append(self, item: _Item) -> None:
+        follow = self.highlighted is None or self.highlighted == self.option_count - 1
+        self.items.append(item)
+        self.add_option(Option(self._prompt(item), id=item.option_id))
+        if follow:
+            self.highlighted = self.option_count - 1
+
+    def highlighted_message(self) -> dict[str, Any] | None:
+        option = self.highlighted_option
+        return self.messages.get(option.id or "") if option is not None else None

@@ -1,0 +1,62 @@
+"""Take, assign, status and priority: the same keys on the list and in the ticket view."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from textual import work
+from textual.screen import Screen
+
+from console.app import ConsoleApp
+from console.client import ApiRequestError
+from console.pickers import PRIORITIES, STATUSES, Choice, NamePrompt
+
+
+class TicketActions(Screen[Any]):
+    """Mixed into screens that have a current ticket (`selected_ref`)."""
+
+    def selected_ref(self) -> str | None:
+        raise NotImplementedError
+
+    @property
+    def _console(self) -> ConsoleApp:
+        return cast(ConsoleApp, self.app)
+
+    async def _act(self, op: str, **args: Any) -> None:
+        try:
+            await self._console.api(op, **args)
+        except (ApiRequestError, ConnectionError):
+            return
+        self.notify(f"{op.replace('_', ' ')}: {args.get('ref', '')} done", timeout=2)
+
+    async def action_take(self) -> None:
+        if ref := self.selected_ref():
+            await self._act("take", ref=ref)
+
+    @work
+    async def action_assign(self) -> None:
+        ref = self.selected_ref()
+        if not ref:
+            return
+        name = await self.app.push_screen_wait(NamePrompt(f"Assign {ref} to (empty: back to the queue)",
+                                                          self._console.agent.get("name", "")))
+        if name is None:
+            return
+        if name.strip():
+            await self._act("assign", ref=ref, agent=name.strip())
+        else:
+            await self._act("unassign", ref=ref)
+
+    @work
+    async def action_status(self) -> None:
+        if ref := self.selected_ref():
+            status = await self.app.push_screen_wait(Choice(f"Status of {ref}", STATUSES))
+            if status:
+                await self._act("set_status", ref=ref, status=status)
+
+    @work
+    async def action_priority(self) -> None:
+        if ref := self.selected_ref():
+            priority = await self.app.push_screen_wait(Choice(f"Priority of {ref}", PRIORITIES))
+            if priority:
+                await self._act("set_priority", ref=ref, priority=priority)

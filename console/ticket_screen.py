@@ -1,0 +1,153 @@
+"""One ticket: the whole cross-channel thread in time order (messages, notes, status and
+delivery events, attachments), the contact panel, and the keys to answer and act on it."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.widgets import Static
+
+from console.app import ConsoleApp
+from console.key_bar import KeyBar
+from console.client import ApiRequestError
+from console.composer import Composer
+from console.render import countdown, safe_text
+from console.thread_view import ThreadView
+from console.ticket_actions import TicketActions
+
+class TicketScreen(TicketActions):
+    CSS_PATH = "ticket_screen.tcss"
+    BINDINGS = [
+        Binding("escape", "back", "Back"),
+        Binding("r", "reply", "Reply"),
+        Binding("n", "note", "Note"),
+        Binding("t", "take", "Take"),
+        Binding("a", "assign", "Assign"),
+        Binding("s", "status", "Status"),
+        Binding("p", "priority", "Priority"),
+    ]
+
+    def __init__(self, ref: str) -> None:
+        super().__init__()
+        self.ref = ref
+        self.detail: dict[str, Any] | None = None
+
+    @property
+    def console(self) -> ConsoleApp:
+        return cast(ConsoleApp, self.app)
+
+    def selected_ref(self) -> str | None:
+        return self.ref
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="ticket-header")
+        with Horizontal():
+            yield ThreadView(self.console.prefs, id="thread")
+            with VerticalScroll(id="contact-pane"):
+                yield Static(id="contact")
+        yield KeyBar()
+
+    def on_mount(self) -> None:
+        self.query_one(ThreadView).focus()
+        self.load()
+
+    @work(exclusive=True, group="ticket")
+    async def load(self) -> None:
+        try:
+            detail = await self.console.api("open_ticket", ref=self.ref)
+        except (ApiRequestError, ConnectionError):
+            self.app.pop_screen()
+            return
+        self.show(detail)
+
+    def show(self, detail: dict[str, Any]) -> None:
+        self.detail = detail
+        self.query_one(ThreadView).show_thread(detail["messages"], detail["timeline"])
+        self._header(detail)
+        self._contact(detail.get("contact_panel"))
+
+    def on_resize(self) -> None:
+        if self.detail is not None:
+            self.query_one(ThreadView).relayout()
+
+    def _header(self, t: dict[str, Any]) -> None:
+        prefs = self.console.prefs
+        self.query_one("#ticket-header", Static).update(Text.assemble(
+            (f" {t['reference']} ", "bold reverse"), " ", safe_text(t["subject"], prefs, single_line=True, style="bold"),
+            "\n ", (t["status"], "bold"), f" · {t['priority']} · {t['queue']} · assignee: {t['assignee'] or '-'} · SLA ",
+            countdown(t.get("sla_due_at"), t.get("sla_warn_at"), self.console.now(), prefs),
+            (f" · merged into {t['merged_into']}" if t.get("merged_into") else ""),
+        ))
+
+    def _contact(self, panel: dict[str, Any] | None) -> None:
+        prefs = self.console.prefs
+        if panel is None:
+            self.query_one("#contact", Static).update(Text("no contact"))
+            return
+        lines = [safe_text(panel["display_name"] or "(no name)", prefs, single_line=True, style="bold")]
+        if panel.get("organisation"):
+            lines.append(safe_text(panel["organisation"], prefs, single_line=True))
+        lines.append(Text("identities", style="underline"))
+        lines += [Text.assemble(f"{i['kind']}: ", safe_text(i["value"], prefs, single_line=True))
+                  for i in panel["identities"]]
+        lines.append(Text("claims", style="underline"))
+        for t in panel["tickets"]:
+            lines.append(Text.assemble((t["ref"], "bold" if t["ref"] == self.ref else ""), f" {t['status']}"))
+            lines.append(Text.assemble("  ", safe_text(t["subject"][:34], prefs, single_line=True)))
+        self.query_one("#contact", Static).update(Text("\n").join(lines))
+
+    # -- live --------------------------------------------------------------------------------
+
+    def apply_event(self, payload: dict[str, Any]) -> None:
+        if payload.get("type") == "resync":
+            self.load()
+            return
+        if payload.get("ticket") != self.ref or self.detail is None:
+            return
+        thread = self.query_one(ThreadView)
+        if payload.get("message") is not None:
+            thread.add_message(payload["message"])
+        else:
+            thread.add_event({"at": payload["at"], "kind": payload["kind"], "actor": payload["actor"], **payload["data"]})
+        if payload.get("summary"):
+            self.detail.update(payload["summary"])
+            self._header(self.detail)
+
+    # -- answering ---------------------------------------------------------------------------
+
+    @property
+    def messages(self) -> dict[str, dict[str, Any]]:
+        return self.query_one(ThreadView).messages
+
+    def reply_channel(self) -> str | None:
+        """The channel of the highlighted customer message, else of their latest one."""
+        highlighted = self.query_one(ThreadView).highlighted_message()
+        if highlighted and highlighted["direction"] == "in":
+            return highlighted["channel"]
+        inbound = [m for m in self.messages.values() if m["direction"] == "in" and not m.get("auto_reason")]
+        return inbound[-1]["channel"] if inbound else None
+
+    @work
+    async def action_reply(self) -> None:
+        channel = self.reply_channel()
+        if channel is None:
+            self.notify("nothing from the customer to answer", severity="warning")
+            return
+        channels = sorted({m["channel"] for m in self.messages.values() if m["direction"] == "in"})
+        result = await self.app.push_screen_wait(Composer(f"Reply to {self.ref}", channels, channel))
+        if result is not None:
+            await self._act("reply", ref=self.ref, text=result.text, channel=result.channel)
+
+    @work
+    async def action_note(self) -> None:
+        result = await self.app.push_screen_wait(Composer(f"Internal note on {self.ref}", [], None))
+        if result is not None:
+            await self._act("note", ref=self.ref, text=result.text)
+
+    def action_back(self) -> None:
+        self.app.pop_screen()

@@ -1,0 +1,462 @@
+"""The agent API: an authenticated websocket the console (or any client) talks to.
+
+Protocol, JSON text frames:
+- the client's first frame is `{"op": "hello", "token": "...", "since": <event id or null>}`;
+  the server answers `{"type": "welcome", "agent": {...}, "last_event_id": N, "now": ISO}`, or
+  `{"type": "error", ...}` and closes (1008) for a missing, unknown or revoked token. With
+  `since`, the events the client missed are sent first (or `{"type": "resync"}` when too many).
+- requests `{"id": n, "op": "...", ...}` get `{"type": "result", "id": n, "ok": true, "data": ...}`
+  or `{"type": "result", "id": n, "ok": false, "code": "forbidden|not_found|invalid|unknown_op",
+  "error": "..."}`.
+- pushed `{"type": "event", "id": <event id>, "kind": ..., "ticket": ref, "queue": ..., "data": {...},
+  "summary": {ticket row}, "message": {thread message, when the event added one}}`.
+
+Every request is authorised by role and queue membership, and every action (and every refusal)
+goes to the audit trail under the agent's name, in the same transaction as the action.
+
+The live feed reads the `events` table, using the store's bus only as a wake-up: event ids come
+from the table, so a console that reconnects with `since` gets exactly what it missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from config.loader import ConfigError, Settings
+from ingest import queries
+from ingest.agents import Agent, AgentError, agent_for_token, audit, audit_trail, list_agents, write_audit
+from ingest.apply import (
+    ApplyContext, ReplyError, TicketActionError, add_note, agent_reply, assign_ticket, change_priority,
+    change_status, index_for_search, merge_tickets,
+)
+from ingest.persian import normalize_for_matching, search_terms
+from ingest.store import Store, Tx, WriteOp, iso
+from router.claimref import find_claim_refs
+from router.identity import normalize_email, normalize_phone
+
+log = structlog.get_logger(__name__)
+
+MESSAGE_EVENTS = frozenset({"message_received", "outbound_queued", "note_added"})
+# Plates and ids mix letters and digits ("۲۲ی۴۵۶" -> "22ی456"): split them so a part matches.
+_LETTER_DIGIT = re.compile(r"(?<=\d)(?=[^\W\d])|(?<=[^\W\d])(?=\d)")
+
+
+def search_key(text: str) -> str:
+    """The form both indexed text and queries take: Persian-normalised, letters apart from digits."""
+    return _LETTER_DIGIT.sub(" ", normalize_for_matching(text))
+
+
+class AgentApiSettings(BaseModel):
+    """The `[agent_api]` table."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(8765, ge=0, le=65535)
+    # Wall-clock minutes a waiting customer may wait for an answer, per priority, until the SLA
+    # engine stores due times on tickets; `warn_fraction` of it marks a ticket at risk.
+    response_minutes: dict[str, float] = {"urgent": 30, "high": 120, "normal": 480, "low": 1440}
+    warn_fraction: float = Field(0.75, gt=0, le=1)
+    max_page: int = Field(500, ge=1, le=5000)
+    max_catch_up: int = Field(10_000, ge=0)
+    search_index: bool = True
+
+
+def agent_api_settings(settings: Settings) -> AgentApiSettings:
+    try:
+        return AgentApiSettings(**settings.extra.get("agent_api", {}))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(["agent_api", *(str(p) for p in err["loc"])])
+        raise ConfigError(f"{key} = {err.get('input')!r}: expected {err['msg']}") from None
+
+
+class ApiError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(eq=False)
+class _Connection:
+    ws: ServerConnection
+    agent: Agent
+    outgoing: asyncio.Queue[dict[str, Any]] = field(default_factory=lambda: asyncio.Queue(10_000))
+    cursor: int = 0  # the newest event id this client has been sent
+    lagging: bool = False
+
+
+Handler = Callable[[Agent, dict[str, Any]], Awaitable[Any]]
+
+
+class AgentApi:
+    def __init__(self, store: Store, apply_context: ApplyContext, settings: Settings) -> None:
+        self.store = store
+        self.ctx = apply_context
+        self.settings = settings
+        self.conf = agent_api_settings(settings)
+        self.port: int | None = None
+        self._server: Server | None = None
+        self._connections: set[_Connection] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._feed_cursor = 0
+        self._index_wake = asyncio.Event()
+        self._handlers: dict[str, Handler] = {
+            "queues": self._queues, "list_tickets": self._list_tickets, "open_ticket": self._open_ticket,
+            "reply": self._reply, "note": self._note, "assign": self._assign, "unassign": self._unassign,
+            "take": self._take, "set_status": self._set_status, "set_priority": self._set_priority,
+            "merge": self._merge, "search": self._search, "supervisor": self._supervisor, "audit": self._audit,
+        }
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._feed_cursor = await queries.last_event_id(self.store)
+        bus_queue = self.store.bus.subscribe()
+        self._tasks.append(asyncio.create_task(self._feed(bus_queue), name="agent-api-feed"))
+        if self.conf.search_index:
+            self._tasks.append(asyncio.create_task(self._indexer(), name="agent-api-indexer"))
+        self._server = await serve(self._handle, self.conf.host, self.conf.port, max_size=2**20)
+        self.port = self._server.sockets[0].getsockname()[1] if self._server.sockets else None
+        log.info("agent_api_listening", host=self.conf.host, port=self.port)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    # -- connection --------------------------------------------------------------------------
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        try:
+            hello = json.loads(await asyncio.wait_for(ws.recv(), timeout=30))
+        except (TimeoutError, ValueError, ConnectionClosed):
+            await ws.close(1008, "expected a hello frame")
+            return
+        token = hello.get("token") if isinstance(hello, dict) and hello.get("op") == "hello" else None
+        agent = await agent_for_token(self.store, token) if isinstance(token, str) else None
+        if agent is None:
+            await self.store.write(audit("?", "login", allowed=False, detail={"peer": str(ws.remote_address)}))
+            await self._send(ws, {"type": "error", "code": "unauthorised", "error": "unknown or revoked token"})
+            await ws.close(1008, "unauthorised")
+            return
+        log.info("agent_connected", agent=agent.name)
+        await self.store.write(audit(agent.name, "login", detail={"peer": str(ws.remote_address)}))
+        conn = _Connection(ws, agent)
+        since = hello.get("since")
+        conn.cursor = self._feed_cursor if not isinstance(since, int) else since
+        self._connections.add(conn)  # before catching up, so nothing committed meanwhile is missed
+        sender: asyncio.Task[None] | None = None
+        try:
+            await self._send(ws, {"type": "welcome", "agent": agent.public(), "last_event_id": self._feed_cursor,
+                                  "now": iso(self.store.clock())})
+            if isinstance(since, int):
+                await self._catch_up(conn, since)
+            # Live events queued during the catch-up wait for it, so the client sees ids in order.
+            sender = asyncio.create_task(self._sender(conn), name=f"agent-api-send-{agent.name}")
+            async for frame in ws:
+                await self._request(conn, frame)
+        except ConnectionClosed:
+            pass
+        finally:
+            self._connections.discard(conn)
+            if sender is not None:
+                sender.cancel()
+            log.info("agent_disconnected", agent=agent.name)
+
+    async def _send(self, ws: ServerConnection, payload: dict[str, Any]) -> None:
+        await ws.send(json.dumps(payload, ensure_ascii=False, default=str))
+
+    async def _request(self, conn: _Connection, frame: str | bytes) -> None:
+        request_id: Any = None
+        try:
+            request = json.loads(frame)
+            if not isinstance(request, dict):
+                raise ApiError("invalid", "expected a JSON object")
+            request_id = request.get("id")
+            handler = self._handlers.get(request.get("op", ""))
+            if handler is None:
+                raise ApiError("unknown_op", f"unknown op {request.get('op')!r}; expected one of {sorted(self._handlers)}")
+            data = await handler(conn.agent, request)
+            reply: dict[str, Any] = {"type": "result", "id": request_id, "ok": True, "data": data}
+        except ApiError as exc:
+            reply = {"type": "result", "id": request_id, "ok": False, "code": exc.code, "error": str(exc)}
+        except (TicketActionError, ReplyError, AgentError, ValueError, TypeError) as exc:
+            reply = {"type": "result", "id": request_id, "ok": False, "code": "invalid", "error": str(exc)}
+        await self._send(conn.ws, reply)
+
+    # -- live feed ---------------------------------------------------------------------------
+
+    async def _feed(self, bus_queue: asyncio.Queue[Any]) -> None:
+        try:
+            while True:
+                await bus_queue.get()
+                while not bus_queue.empty():  # one read for everything committed so far
+                    bus_queue.get_nowait()
+                try:
+                    await self._deliver_new()
+                except Exception as exc:  # the next commit retries from the same cursor
+                    log.error("agent_feed_failed", error=str(exc))
+        finally:
+            self.store.bus.unsubscribe(bus_queue)
+
+    async def _deliver_new(self) -> None:
+        while True:
+            events = await queries.events_after(self.store, self._feed_cursor, limit=1000)
+            if not events:
+                return
+            self._feed_cursor = events[-1]["id"]
+            if any(e["kind"] in MESSAGE_EVENTS for e in events):
+                self._index_wake.set()
+            for payload in await self._event_payloads(events):
+                for conn in list(self._connections):
+                    if conn.agent.may_see(payload["queue"]) and not conn.lagging:
+                        try:
+                            conn.outgoing.put_nowait(payload)
+                        except asyncio.QueueFull:  # that console reloads instead
+                            conn.lagging = True
+                            log.warning("agent_feed_lagging", agent=conn.agent.name)
+
+    async def _event_payloads(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        summaries = {t["reference"]: self._with_sla(t)
+                     for t in await queries.ticket_summaries(self.store, sorted({e["ref"] for e in events}))}
+        message_rows = [e["data"]["message_row"] for e in events
+                        if e["kind"] in MESSAGE_EVENTS and isinstance(e["data"].get("message_row"), int)]
+        messages = {m["id"]: m for m in await queries.thread_messages(self.store, message_rows)}
+        payloads = []
+        for e in events:
+            payload = {"type": "event", "id": e["id"], "kind": e["kind"], "ticket": e["ref"], "queue": e["queue"],
+                       "at": e["at"], "actor": e["actor"], "data": e["data"], "summary": summaries.get(e["ref"])}
+            message = messages.get(e["data"].get("message_row"))
+            if message is not None and e["kind"] in MESSAGE_EVENTS:
+                payload["message"] = message
+            payloads.append(payload)
+        return payloads
+
+    async def _catch_up(self, conn: _Connection, since: int) -> None:
+        if self._feed_cursor - since > self.conf.max_catch_up:
+            conn.cursor = self._feed_cursor
+            await self._send(conn.ws, {"type": "resync", "last_event_id": self._feed_cursor})
+            return
+        while True:
+            events = await queries.events_after(self.store, conn.cursor, limit=1000)
+            if not events:
+                return
+            for payload in await self._event_payloads(events):
+                if conn.agent.may_see(payload["queue"]):
+                    await self._send(conn.ws, payload)
+            conn.cursor = events[-1]["id"]
+
+    async def _sender(self, conn: _Connection) -> None:
+        try:
+            while True:
+                payload = await conn.outgoing.get()
+                if conn.lagging:
+                    while not conn.outgoing.empty():
+                        conn.outgoing.get_nowait()
+                    conn.lagging = False
+                    conn.cursor = self._feed_cursor
+                    await self._send(conn.ws, {"type": "resync", "last_event_id": self._feed_cursor})
+                    continue
+                if payload["id"] <= conn.cursor:  # already sent by the catch-up
+                    continue
+                conn.cursor = payload["id"]
+                await self._send(conn.ws, payload)
+        except ConnectionClosed:
+            pass
+
+    # -- search index ------------------------------------------------------------------------
+
+    async def _indexer(self) -> None:
+        while True:
+            rows = await queries.unindexed_messages(self.store)
+            if rows:
+                entries = [(r["id"], search_key(f"{r['subject']} {r['sender_name']} {r['sender']} {r['text']}"))
+                           for r in rows]
+                await self.store.write(index_for_search(entries, rows[-1]["id"]))
+                continue
+            await self._index_wake.wait()
+            self._index_wake.clear()
+
+    async def index_caught_up(self) -> None:
+        """Wait until every stored message is searchable (tests, demo)."""
+        self._index_wake.set()
+        while await queries.unindexed_messages(self.store, limit=1):
+            await asyncio.sleep(0.01)
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _with_sla(self, ticket: dict[str, Any]) -> dict[str, Any]:
+        minutes = self.conf.response_minutes.get(ticket["priority"])
+        waiting = ticket.get("waiting_since")
+        since = datetime.fromisoformat(waiting) if waiting and minutes else None
+        ticket["sla_due_at"] = iso(since + timedelta(minutes=minutes)) if since and minutes else None
+        ticket["sla_warn_at"] = (iso(since + timedelta(minutes=minutes * self.conf.warn_fraction))
+                                 if since and minutes else None)
+        return ticket
+
+    def _cutoffs(self, fraction: float) -> dict[str, str]:
+        now = self.store.clock()
+        return {p: iso(now - timedelta(minutes=m * fraction)) or "" for p, m in self.conf.response_minutes.items()}
+
+    async def _authorised_ticket(self, agent: Agent, action: str, ref: Any) -> str:
+        """The ref, if it names a ticket the agent may act on; otherwise refuse (and audit)."""
+        if not isinstance(ref, str) or not ref:
+            raise ApiError("invalid", f"{action}: expected a ticket reference in 'ref'")
+        queue = await queries.ticket_queue(self.store, ref)
+        if queue is None:
+            raise ApiError("not_found", f"no ticket {ref}")
+        if not agent.may_see(queue):
+            await self.store.write(audit(agent.name, action, ref, allowed=False, detail={"queue": queue}))
+            log.warning("agent_forbidden", agent=agent.name, action=action, ticket=ref)
+            raise ApiError("forbidden", f"{ref} is in queue {queue!r}, which {agent.name} is not a member of")
+        return ref
+
+    async def _audited(self, agent: Agent, action: str, ref: str, op: WriteOp[Any], **detail: Any) -> Any:
+        def run(tx: Tx) -> Any:
+            value = op(tx)
+            write_audit(tx, agent.name, action, ref, detail=detail)
+            return value
+
+        return await self.store.write(run)
+
+    def _require_role(self, agent: Agent, action: str) -> None:
+        if not agent.sees_all_queues:
+            raise ApiError("forbidden", f"{action} needs the supervisor or admin role")
+
+    @staticmethod
+    def _text(request: dict[str, Any], key: str = "text") -> str:
+        value = request.get(key)
+        if not isinstance(value, str) or not value.strip():
+            raise ApiError("invalid", f"expected a non-empty string in {key!r}")
+        return value
+
+    # -- handlers ----------------------------------------------------------------------------
+
+    async def _queues(self, agent: Agent, request: dict[str, Any]) -> Any:
+        return await queries.queue_overview(
+            self.store, agent.visible_queues(), warn_before=self._cutoffs(self.conf.warn_fraction),
+            breach_before=self._cutoffs(1.0),
+        )
+
+    async def _list_tickets(self, agent: Agent, request: dict[str, Any]) -> Any:
+        queue = request.get("queue")
+        if queue and not agent.may_see(queue):
+            await self.store.write(audit(agent.name, "list_tickets", allowed=False, detail={"queue": queue}))
+            raise ApiError("forbidden", f"{agent.name} is not a member of queue {queue!r}")
+        limit = min(int(request.get("limit", 100)), self.conf.max_page)
+        page = await queries.ticket_page(
+            self.store, agent.visible_queues(), queue=queue or None, status=request.get("status"),
+            assignee=request.get("assignee"), offset=max(0, int(request.get("offset", 0))), limit=limit,
+        )
+        for ticket in page["tickets"]:
+            self._with_sla(ticket)
+        return page
+
+    async def _open_ticket(self, agent: Agent, request: dict[str, Any]) -> Any:
+        ref = await self._authorised_ticket(agent, "open_ticket", request.get("ref"))
+        detail = await queries.ticket_detail(self.store, ref)
+        if detail is None:
+            raise ApiError("not_found", f"no ticket {ref}")
+        (summary,) = await queries.ticket_summaries(self.store, [ref])
+        detail.update(waiting_since=summary["waiting_since"], merged_into=summary["merged_into"])
+        self._with_sla(detail)
+        detail["contact_panel"] = await queries.contact_panel(self.store, detail["contact"]["id"])
+        await self.store.write(audit(agent.name, "open_ticket", ref))
+        return detail
+
+    async def _reply(self, agent: Agent, request: dict[str, Any]) -> Any:
+        ref = await self._authorised_ticket(agent, "reply", request.get("ref"))
+        channel = request.get("channel") or None
+        outbox_id = await self._audited(agent, "reply", ref, agent_reply(ref, self._text(request), agent.name, self.ctx,
+                                                                         channel), channel=channel)
+        return {"outbox_id": outbox_id}
+
+    async def _note(self, agent: Agent, request: dict[str, Any]) -> Any:
+        ref = await self._authorised_ticket(agent, "note", request.get("ref"))
+        return {"message_row": await self._audited(agent, "note", ref, add_note(ref, self._text(request), agent.name))}
+
+    async def _assign(self, agent: Agent, request: dict[str, Any]) -> Any:
+        ref = await self._authorised_ticket(agent, "assign", request.get("ref"))
+        assignee = request.get("agent")
+        if not isinstance(assignee, str) or not assignee:
+            raise ApiError("invalid", "assign: expected an agent name in 'agent'")
+        if assignee != agent.name:
+            self._require_role(agent, "assigning to someone else")
+            target = next((a for a in await list_agents(self.store) if a["name"] == assignee and a["active"]), None)
+            if target is None:
+                raise ApiError("not_found", f"no active agent {assignee!r}")
+            queue = await queries.ticket_queue(self.store, ref)
+            if target["role"] == "agent" and queue not in target["queues"]:
+                raise ApiError("invalid", f"{assignee} is not a member of queue {queue!r}")
+        old = await self._audited(agent, "assign", ref, assign_ticket(ref, assignee, agent.name), assignee=assignee)
+        return {"previous": old}
+
+    async def _take(self, agent: Agent, request: dict[str, Any]) -> Any:
+        return await self._assign(agent, {**request, "agent": agent.name})
+
+    async def _unassign(self, agent: Agent, request: dict[str, Any]) -> Any:
+        ref = await self._authorised_ticket(agent, "unassign", request.get("ref"))
+        old = await self._audited(agent, "unassign", ref, assign_ticket(ref, None, agent.name))
+        return {"previous": old}
+
+    async def _set_status(self, agent: Agent, request: dict[str, Any]) -> Any:
+        ref = await self._authorised_ticket(agent, "set_status", request.get("ref"))
+        status = self._text(request, "status")
+        old = await self._audited(agent, "set_status", ref, change_status(ref, status, agent.name), status=status)
+        return {"previous": old}
+
+    async def _set_priority(self, agent: Agent, request: dict[str, Any]) -> Any:
+        ref = await self._authorised_ticket(agent, "set_priority", request.get("ref"))
+        priority = self._text(request, "priority")
+        old = await self._audited(agent, "set_priority", ref, change_priority(ref, priority, agent.name),
+                                  priority=priority)
+        return {"previous": old}
+
+    async def _merge(self, agent: Agent, request: dict[str, Any]) -> Any:
+        source = await self._authorised_ticket(agent, "merge", request.get("source"))
+        target = await self._authorised_ticket(agent, "merge", request.get("target"))
+        moved = await self._audited(agent, "merge", source, merge_tickets(source, target, agent.name), target=target)
+        return {"moved_messages": moved}
+
+    async def _search(self, agent: Agent, request: dict[str, Any]) -> Any:
+        text = self._text(request, "query")
+        identities: list[tuple[str, str]] = []
+        if "@" in text and (email := normalize_email(text.strip())):
+            identities.append(("email", email))
+        if sum(c.isdigit() for c in text) >= 7 and (phone := normalize_phone(text.strip())):
+            identities.append(("phone", phone))
+        terms = search_terms(search_key(text))
+        match = " ".join(f'"{t}"*' for t in terms)
+        refs = await queries.search_ticket_refs(
+            self.store, refs=find_claim_refs(text, self.ctx.reference_prefix), identities=identities,
+            match=match, queues=agent.visible_queues(), limit=min(int(request.get("limit", 50)), self.conf.max_page),
+        )
+        by_ref = {t["reference"]: self._with_sla(t) for t in await queries.ticket_summaries(self.store, refs)}
+        return {"tickets": [by_ref[r] for r in refs if r in by_ref]}
+
+    async def _supervisor(self, agent: Agent, request: dict[str, Any]) -> Any:
+        self._require_role(agent, "the supervisor view")
+        load = {row["assignee"]: row for row in await queries.agent_load(self.store)}
+        agents = [{**a, "load": load.pop(a["name"], {"open": 0, "waiting": 0, "oldest_waiting": None})}
+                  for a in await list_agents(self.store)]
+        return {"agents": agents, "other_assignees": list(load.values()), "queues": await self._queues(agent, request)}
+
+    async def _audit(self, agent: Agent, request: dict[str, Any]) -> Any:
+        self._require_role(agent, "reading the audit trail")
+        return await audit_trail(self.store, agent=request.get("agent"), limit=min(int(request.get("limit", 100)), 1000))

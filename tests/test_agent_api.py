@@ -1,0 +1,287 @@
+"""The agent API over a real websocket, next to a real daemon: login, authorisation by role and
+queue, actions on the timeline and in the audit trail, the live feed and its catch-up."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import smtplib
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import connect
+
+from console.client import AgentClient, ApiRequestError, AuthenticationError
+from ingest import queries
+from ingest.agent_api import AgentApi
+from ingest.agents import audit_trail, create_agent, new_token, parse_queues, revoke_agent
+from ingest.daemon import Daemon
+from ingest.store import Tx
+from tests.mailgen import mail
+from tests.peers.smtp_sink import SmtpSink
+
+
+@dataclass
+class Harness:
+    """A daemon with the agent API beside it and an SMTP sink for what goes out."""
+
+    daemon: Daemon
+    api: AgentApi
+    sink: SmtpSink
+    clients: list[AgentClient] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.api.port}"
+
+    async def agent(self, name: str, role: str = "agent", queues: str = "intake") -> str:
+        token = new_token()
+        await self.daemon.store.write(create_agent(name, role, parse_queues(queues), token))
+        return token
+
+    async def client(self, token: str, events: list[dict[str, Any]] | None = None) -> AgentClient:
+        client = AgentClient(self.url, token, on_event=(events.append if events is not None else None))
+        await client.connect()
+        self.clients.append(client)
+        return client
+
+    async def mail(self, subject: str = "Claim", body: str = "Hello", sender: str = "ali@example.com",
+                   **headers: Any) -> str:
+        """Send a mail over SMTP; returns the reference of the ticket it landed on."""
+        message = mail(sender=sender, subject=subject, body=body, **headers)
+
+        def deliver() -> None:
+            with smtplib.SMTP("127.0.0.1", self.daemon.connectors["smtp"].port, timeout=10) as smtp:  # type: ignore[attr-defined]
+                smtp.send_message(message, from_addr=sender, to_addrs=["claims@parvandeh.test"])
+
+        await asyncio.to_thread(deliver)
+        await self.daemon.ingest.drained()
+        row = await self.daemon.store.fetchone(
+            "SELECT t.ref FROM messages m JOIN tickets t ON t.id = m.ticket_id WHERE m.channel_message_id = ?",
+            (message["Message-ID"].strip("<>"),),
+        )
+        assert row is not None, "the mail was not threaded"
+        return row["ref"]
+
+    async def move_to_queue(self, ref: str, queue: str) -> None:
+        def op(tx: Tx) -> None:
+            tx.execute("UPDATE tickets SET queue = ? WHERE ref = ?", (queue, ref))
+
+        await self.daemon.store.write(op)
+
+
+@asynccontextmanager
+async def running_harness(make_daemon: Callable[..., Any], extra: str = "") -> AsyncIterator[Harness]:
+    sink = await SmtpSink().start()
+    daemon = await make_daemon(extra, outbound_port=sink.port)
+    harness = Harness(daemon, daemon.agent_api, sink)
+    try:
+        yield harness
+    finally:
+        for client in harness.clients:
+            await client.close()
+        await sink.stop()
+
+
+@pytest.fixture
+async def harness(make_daemon: Callable[..., Any]) -> AsyncIterator[Harness]:
+    async with running_harness(make_daemon) as h:
+        yield h
+
+
+async def until(predicate: Callable[[], Any], timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met before the deadline")
+        await asyncio.sleep(0.01)
+
+
+async def test_unknown_and_revoked_tokens_are_refused_and_the_refusal_audited(harness: Harness) -> None:
+    token = await harness.agent("sara")
+    client = await harness.client(token)
+    assert client.agent == {"name": "sara", "role": "agent", "queues": ["intake"]}
+
+    await harness.daemon.store.write(revoke_agent("sara"))
+    with pytest.raises(AuthenticationError):
+        await AgentClient(harness.url, token).connect()
+    with pytest.raises(AuthenticationError):
+        await AgentClient(harness.url, "pvd_made-up").connect()
+    async with connect(harness.url) as ws:  # no hello at all: a request straight away
+        await ws.send(json.dumps({"id": 1, "op": "queues"}))
+        assert json.loads(await ws.recv())["code"] == "unauthorised"
+
+    stored = await harness.daemon.store.fetchall("SELECT token_sha256 FROM agent_tokens")
+    assert token not in {row["token_sha256"] for row in stored}
+    refusals = [a for a in await audit_trail(harness.daemon.store) if a["action"] == "login" and not a["allowed"]]
+    assert len(refusals) == 3
+
+
+async def test_an_agent_cannot_see_or_act_on_another_queues_tickets(harness: Harness) -> None:
+    mine = await harness.mail(subject="my queue", sender="a@example.com")
+    theirs = await harness.mail(subject="motor queue", sender="b@example.com")
+    await harness.move_to_queue(theirs, "motor")
+    agent = await harness.client(await harness.agent("sara", queues="intake"))
+
+    page = await agent.request("list_tickets")
+    assert [t["reference"] for t in page["tickets"]] == [mine] and page["total"] == 1
+    assert [q["queue"] for q in await agent.request("queues")] == ["intake"]
+    for op, args in [("open_ticket", {}), ("reply", {"text": "hi"}), ("note", {"text": "x"}), ("take", {}),
+                     ("set_status", {"status": "closed"}), ("set_priority", {"priority": "high"})]:
+        with pytest.raises(ApiRequestError) as refused:
+            await agent.request(op, ref=theirs, **args)
+        assert refused.value.code == "forbidden", op
+    with pytest.raises(ApiRequestError, match="not a member"):
+        await agent.request("list_tickets", queue="motor")
+    with pytest.raises(ApiRequestError, match="supervisor"):
+        await agent.request("supervisor")
+    assert (await agent.request("search", query="motor"))["tickets"] == []
+
+    detail = await queries.ticket_detail(harness.daemon.store, theirs)
+    assert detail is not None and detail["assignee"] is None and detail["status"] == "new"
+    denied = [a for a in await audit_trail(harness.daemon.store, agent="sara") if not a["allowed"]]
+    assert {a["action"] for a in denied} >= {"open_ticket", "reply", "note", "assign", "set_status"}
+    assert all(a["ticket_ref"] in (theirs, "") for a in denied)
+
+    supervisor = await harness.client(await harness.agent("maryam", role="supervisor", queues=""))
+    assert (await supervisor.request("list_tickets"))["total"] == 2
+
+
+async def test_reply_goes_out_on_the_customers_channel_threaded_and_audited(harness: Harness) -> None:
+    ref = await harness.mail(subject="تصادف", body="سلام، خودروی من آسیب دید", sender="ali@example.com")
+    await harness.sink.wait_for(1)  # the acknowledgement
+    agent = await harness.client(await harness.agent("sara"))
+
+    opened = await agent.request("open_ticket", ref=ref)
+    customer = opened["messages"][0]
+    assert customer["channel"] == "email" and opened["contact_panel"]["identities"][0]["value"] == "ali@example.com"
+    await agent.request("reply", ref=ref, text="کارشناس فردا تماس می‌گیرد", channel=customer["channel"])
+
+    *_, reply = await harness.sink.wait_for(2)
+    assert reply["To"] == "ali@example.com" and reply["In-Reply-To"].strip("<>") == customer["channel_message_id"]
+    assert "کارشناس فردا" in reply.get_content()
+    detail = await queries.ticket_detail(harness.daemon.store, ref)
+    assert detail is not None and detail["messages"][-1]["author"] == "sara"
+    actions = [(a["action"], a["ticket_ref"]) for a in await audit_trail(harness.daemon.store, agent="sara")]
+    assert ("reply", ref) in actions and ("open_ticket", ref) in actions
+
+
+async def test_note_take_status_and_priority_land_on_the_timeline_under_the_agents_name(harness: Harness) -> None:
+    ref = await harness.mail()
+    agent = await harness.client(await harness.agent("sara"))
+
+    await agent.request("note", ref=ref, text="called the garage")
+    await agent.request("take", ref=ref)
+    await agent.request("set_status", ref=ref, status="awaiting_documents")
+    await agent.request("set_priority", ref=ref, priority="urgent")
+    with pytest.raises(ApiRequestError, match="cannot move"):
+        await agent.request("set_status", ref=ref, status="awaiting_settlement")
+    with pytest.raises(ApiRequestError, match="supervisor"):
+        await agent.request("assign", ref=ref, agent="someone-else")
+
+    detail = await agent.request("open_ticket", ref=ref)
+    assert (detail["assignee"], detail["status"], detail["priority"]) == ("sara", "awaiting_documents", "urgent")
+    note = detail["messages"][-1]
+    assert (note["kind"], note["text"], note["author"]) == ("note", "called the garage", "sara")
+    by_sara = [(e["kind"], e.get("new")) for e in detail["timeline"] if e["actor"] == "sara"]
+    assert by_sara == [("note_added", None), ("assigned", "sara"), ("status_changed", "assigned"),
+                       ("status_changed", "awaiting_documents"), ("priority_changed", "urgent")]
+    await agent.request("unassign", ref=ref)
+    assert (await agent.request("open_ticket", ref=ref))["assignee"] is None
+
+
+async def test_supervisor_assigns_and_merges_tickets(harness: Harness) -> None:
+    first = await harness.mail(subject="first", sender="a@example.com")
+    second = await harness.mail(subject="second", sender="b@example.com")
+    await harness.agent("sara")
+    boss = await harness.client(await harness.agent("maryam", role="supervisor", queues=""))
+
+    await boss.request("assign", ref=first, agent="sara")
+    result = await boss.request("merge", source=second, target=first)
+    assert result == {"moved_messages": 2}  # the mail and its acknowledgement
+
+    merged = await boss.request("open_ticket", ref=first)
+    assert merged["assignee"] == "sara"
+    assert [m["subject"] for m in merged["messages"] if m["direction"] == "in"] == ["first", "second"]
+    source = await boss.request("open_ticket", ref=second)
+    assert source["status"] == "closed" and source["merged_into"] == first
+    view = await boss.request("supervisor")
+    assert {a["name"]: a["load"]["open"] for a in view["agents"]} == {"sara": 1, "maryam": 0}
+
+
+async def test_new_mail_is_pushed_live_only_to_agents_of_its_queue(harness: Harness) -> None:
+    intake_events: list[dict[str, Any]] = []
+    motor_events: list[dict[str, Any]] = []
+    await harness.client(await harness.agent("sara", queues="intake"), intake_events)
+    await harness.client(await harness.agent("reza", queues="motor"), motor_events)
+
+    ref = await harness.mail(subject="[bold red]live[/]", body="پیام تازه")
+
+    await until(lambda: any(e["kind"] == "message_received" for e in intake_events))
+    created = next(e for e in intake_events if e["kind"] == "ticket_created")
+    received = next(e for e in intake_events if e["kind"] == "message_received")
+    assert created["ticket"] == ref and created["summary"]["subject"] == "[bold red]live[/]"
+    assert received["message"]["text"].strip() == "پیام تازه"
+    assert created["id"] < received["id"]
+    await harness.mail(subject="second", sender="x@example.com")  # a later event, as a barrier
+    await until(lambda: len({e["ticket"] for e in intake_events}) == 2)
+    assert motor_events == []
+
+
+async def test_a_reconnecting_console_catches_up_on_what_it_missed(harness: Harness) -> None:
+    token = await harness.agent("sara")
+    seen: list[dict[str, Any]] = []
+    client = await harness.client(token, seen)
+    await harness.mail(subject="before")
+    await until(lambda: any(e["kind"] == "message_received" for e in seen))
+    resume_from = client.last_event_id
+    await client.close()
+
+    missed = await harness.mail(subject="while away", sender="b@example.com")
+
+    again: list[dict[str, Any]] = []
+    resumed = AgentClient(harness.url, token, on_event=again.append)
+    resumed.last_event_id = resume_from
+    await resumed.connect()
+    harness.clients.append(resumed)
+    await until(lambda: any(e["kind"] == "message_received" and e["ticket"] == missed for e in again))
+    assert all(e["id"] > resume_from for e in again)
+    ids = [e["id"] for e in again]
+    assert ids == sorted(set(ids))
+
+
+async def test_a_dropped_connection_reconnects_by_itself_and_resumes(harness: Harness) -> None:
+    events: list[dict[str, Any]] = []
+    states: list[str] = []
+    client = AgentClient(harness.url, await harness.agent("sara"), on_event=events.append, on_state=states.append)
+    await client.connect()
+    harness.clients.append(client)
+    assert client._ws is not None
+    client._ws.transport.abort()  # the network drops
+    await until(lambda: states[-1:] == ["connected"] and len(states) >= 3)
+
+    ref = await harness.mail(subject="after the drop")
+    await until(lambda: any(e["ticket"] == ref for e in events))
+    assert (await client.request("open_ticket", ref=ref))["subject"] == "after the drop"
+
+
+async def test_search_is_persian_normalised_and_finds_refs_and_phones_in_any_form(harness: Harness) -> None:
+    ref = await harness.mail(subject="خسارت خودرو", body="پلاک ۱۲ب۳۴۵ - شماره تماس ۰۹۱۲ ۱۲۳ ۴۵۶۷، کد ملی ۰۰۱۲۳۴۵۶۷۸",
+                             sender="ali@example.com")
+    other = await harness.mail(subject="unrelated", body="nothing here", sender="b@example.com")
+    agent = await harness.client(await harness.agent("sara"))
+    await harness.api.index_caught_up()
+
+    async def found(query: str) -> list[str]:
+        return [t["reference"] for t in (await agent.request("search", query=query))["tickets"]]
+
+    assert await found("خسارت خودرو") == [ref]
+    assert await found("خسارت خودرو".replace("ی", "ي").replace("ک", "ك")) == [ref]  # Arabic keyboard
+    assert await found("0012345678") == [ref]  # national id typed with Latin digits
+    assert await found("ali@example.com") == [ref]
+    assert await found(ref.replace("1", "۱").replace("4", "۴").lower()) == [ref]
+    assert await found("nothing") == [other]
+    assert await found("zzz-no-such") == []

@@ -1,0 +1,164 @@
+"""The console driven through Textual's pilot against a real daemon and agent API: navigate,
+open, reply (it reaches the SMTP relay), act, search in Persian, see mail arrive live, and
+never let customer text act as markup or terminal escapes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import OptionList
+
+from console.app import ConsoleApp
+from console.composer import Composer, counter
+from console.main_screen import MainScreen
+from console.render import Prefs, neutralise, safe_text
+from console.search_screen import SearchScreen
+from console.ticket_list import TicketList
+from console.ticket_screen import TicketScreen
+from ingest import queries
+from tests.test_agent_api import Harness, running_harness
+
+SIZE = (160, 45)
+
+
+@pytest.fixture
+async def harness(make_daemon: Callable[..., Any]) -> AsyncIterator[Harness]:
+    async with running_harness(make_daemon) as h:
+        yield h
+
+
+async def until(pilot: Pilot[Any], predicate: Callable[[], Any], timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("the console did not get there before the deadline")
+        await pilot.pause(0.02)
+
+
+def ticket_list(app: ConsoleApp) -> TicketList:
+    return app.screen.query_one(TicketList)
+
+
+def screen_text(app: ConsoleApp) -> str:
+    """What the terminal shows, line by line, as plain text (Textual has no public API for it)."""
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+
+
+async def console(harness: Harness, name: str = "sara", role: str = "agent", queues: str = "intake") -> ConsoleApp:
+    return ConsoleApp(harness.url, await harness.agent(name, role, queues), Prefs(digits="latin"))
+
+
+async def test_navigate_the_list_and_open_a_ticket_with_its_whole_thread(harness: Harness) -> None:
+    first = await harness.mail(subject="first claim", sender="a@example.com")
+    second = await harness.mail(subject="second claim", body="خودروی من آسیب دید", sender="b@example.com")
+    app = await console(harness)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, MainScreen) and len(ticket_list(app).order) == 2)
+        assert ticket_list(app).order == [second, first]
+        await pilot.press("j")
+        assert ticket_list(app).selected_ref == first
+        await pilot.press("k", "enter")
+        await until(pilot, lambda: isinstance(app.screen, TicketScreen) and app.screen.detail is not None)
+        thread = app.screen.query_one("#thread", OptionList)
+        assert thread.option_count >= 2  # the customer's mail and our acknowledgement
+        await until(pilot, lambda: "second claim" in screen_text(app) and "b@example.com" in screen_text(app))
+        await pilot.press("escape")
+        assert isinstance(app.screen, MainScreen)
+
+
+async def test_reply_goes_out_on_the_channel_of_the_message_answered(harness: Harness) -> None:
+    ref = await harness.mail(subject="need help", sender="ali@example.com")
+    await harness.sink.wait_for(1)  # the acknowledgement
+    app = await console(harness)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, MainScreen) and ticket_list(app).order == [ref])
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, TicketScreen) and app.screen.detail is not None)
+        await pilot.press("k")  # from our acknowledgement up to the customer's mail
+        await pilot.press("r")
+        await until(pilot, lambda: isinstance(app.screen, Composer))
+        await pilot.press(*"on our way")
+        await pilot.press("ctrl+s")
+        *_, reply = await harness.sink.wait_for(2)
+        assert reply["To"] == "ali@example.com" and "on our way" in reply.get_content()
+        await until(pilot, lambda: "on our way" in screen_text(app))  # the reply joins the thread live
+
+
+async def test_take_and_status_keys_change_the_ticket(harness: Harness) -> None:
+    ref = await harness.mail()
+    app = await console(harness)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, MainScreen) and ticket_list(app).order == [ref])
+        await pilot.press("t")
+        await until(pilot, lambda: ticket_list(app).tickets[ref]["assignee"] == "sara")
+        await pilot.press("s")
+        await pilot.press(*["down"] * 2, "enter")  # new, assigned, awaiting_documents
+        await until(pilot, lambda: ticket_list(app).tickets[ref]["status"] == "awaiting_documents")
+    detail = await queries.ticket_detail(harness.daemon.store, ref)
+    assert detail is not None and (detail["assignee"], detail["status"]) == ("sara", "awaiting_documents")
+
+
+async def test_mail_sent_over_smtp_shows_up_live_in_the_open_console(harness: Harness) -> None:
+    ref = await harness.mail(subject="existing", sender="ali@example.com")
+    app = await console(harness)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, MainScreen) and ticket_list(app).order == [ref])
+        fresh = await harness.mail(subject="brand new claim", sender="new@example.com")
+        await until(pilot, lambda: ticket_list(app).order[:1] == [fresh])
+        await until(pilot, lambda: "brand new claim" in screen_text(app))
+
+        await pilot.press("j", "enter")
+        await until(pilot, lambda: isinstance(app.screen, TicketScreen) and app.screen.detail is not None)
+        assert app.screen.ref == ref
+        await harness.mail(subject=f"Re: existing [{ref}]", body="my documents are attached", sender="ali@example.com")
+        await until(pilot, lambda: "my documents are attached" in screen_text(app))
+
+
+async def test_customer_markup_and_terminal_escapes_render_literally(harness: Harness) -> None:
+    body = "[bold red]loud[/] [@click=app.quit]quit[/] \x1b[31mred\x1b[0m \x1b]0;pwned\x07 \x1b]52;c;Zm9v\x07end"
+    ref = await harness.mail(subject="[bold red]subject[/]", body=body)
+    app = await console(harness)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, MainScreen) and ticket_list(app).order == [ref])
+        await until(pilot, lambda: "[bold red]subject[/]" in screen_text(app))
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, TicketScreen) and app.screen.detail is not None)
+        await until(pilot, lambda: "[bold red]loud[/] [@click=app.quit]quit[/]" in screen_text(app))
+        shown = screen_text(app)
+        assert "␛[31mred␛[0m ␛]0;pwned␇" in shown
+        assert "\x1b" not in shown and "\x07" not in shown
+        await pilot.click("#thread")  # clicking the text must not run the embedded action
+        assert app.is_running
+
+
+def test_rendering_neutralises_controls_and_never_parses_markup() -> None:
+    text = safe_text("[b]x[/b] \x1b[2J\x9b\x00", Prefs())
+    assert text.plain == "[b]x[/b] ␛[2J<9B>␀" and text.spans == []
+    assert neutralise("a\tb\nc") == "a    b\nc"
+    assert safe_text("سلام PV-1", Prefs(bidi=True)).plain != safe_text("سلام PV-1", Prefs(bidi=False)).plain
+
+
+def test_sms_counter_counts_persian_segments() -> None:
+    assert counter("سلام", "sms").endswith("1 segment UCS-2")
+    assert counter("س" * 71, "sms").endswith("2 segments UCS-2")
+    assert "SMS" not in counter("hello", "email")
+
+
+async def test_search_in_persian_typed_on_an_arabic_keyboard_with_persian_digits(harness: Harness) -> None:
+    ref = await harness.mail(subject="خسارت کولر", body="پلاک ۲۲ی۴۵۶ ایران ۱۱", sender="a@example.com")
+    await harness.mail(subject="other", sender="b@example.com")
+    await harness.api.index_caught_up()
+    app = await console(harness)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, MainScreen) and len(ticket_list(app).order) == 2)
+        await pilot.press("slash")
+        await until(pilot, lambda: isinstance(app.screen, SearchScreen))
+        app.screen.query_one("#query").value = "خسارت كولر ٤٥٦"  # Arabic kaf and Arabic-Indic digits
+        await pilot.press("enter")
+        await until(pilot, lambda: ticket_list(app).order == [ref])
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, TicketScreen) and app.screen.ref == ref)
