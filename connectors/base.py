@@ -51,6 +51,8 @@ class ConnectorContext:
     settings: Any = None
     on_delivery_status: DeliveryStatusCallback | None = None
     history: HistoryProvider | None = None
+    # inbox id -> the claim reference of the ticket it was threaded on (None until processed)
+    ticket_for_inbox: Callable[[int], Awaitable[str | None]] | None = None
 
 
 class Connector(ABC):
