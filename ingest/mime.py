@@ -1,10 +1,11 @@
 """Raw RFC 5322 mail → `InboundMessage`. Pure: bytes in, record out.
 
 Mail is hostile and often broken, so the rule is: degrade, never crash. `MalformedMessage` is
-raised only when there is nothing to work with (no bytes, no headers). The tree is parsed with
-`policy.default`; any read through it that raises on malformed headers is retried through a
-compat32 view (`safe_read`). Display headers (Subject, names) are always decoded here from the raw
-text, so the charset repair below applies to them too.
+raised only when there is nothing to work with (no bytes, no headers). The tree is parsed once,
+with `policy.compat32`: headers stay raw strings (8-bit bytes surrogate-escaped) and every header
+we use is decoded here (`decode_header_text`, `_part_info`), never by the stdlib's header registry,
+which costs more than the rest of the parse and raises on malformed input. So the charset repair
+below applies to display headers (Subject, names) and attachment names too.
 
 Charset heuristic (`decode_text`), for bodies and RFC 2047 words alike:
 1. the declared charset, strictly, unless it is a single-byte charset and the result is suspect:
@@ -32,14 +33,13 @@ import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.policy import compat32
-from email.policy import default as default_policy
 from functools import lru_cache
 
 import charset_normalizer
-from bs4 import BeautifulSoup, NavigableString
+from bs4 import BeautifulSoup, NavigableString, Tag
 
-from ingest.autoreply import bounced_message_ids, detect_automatic, header_values, safe_read
-from ingest.persian import fix_letters
+from ingest.autoreply import bounced_message_ids, detect_automatic, header_index, safe_read
+from ingest.persian import fix_letters as _fix_all_letters
 from ingest.quoting import trim_quoted
 from ingest.records import AttachmentData, Identity, InboundMessage
 from router.identity import normalize_email
@@ -172,15 +172,22 @@ _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?]*)\?=")
 _QP_ESCAPE = re.compile(rb"=([0-9A-Fa-f]{2})")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 _MSGID = re.compile(r"<([^<>\s]+)>")
+_WHITESPACE = re.compile(r"\s")  # str.isspace, character for character
 _ANGLE_ADDR = re.compile(r"(.*?)<\s*([^<>\s]+@[^<>\s]+?)\s*>\s*", re.DOTALL)
 _FOLD = re.compile(r"\r?\n")
 _MAX_MAILBOX_CHARS = 2000  # keeps _ANGLE_ADDR's backtracking cheap on hostile headers
 
 
+_B64_URLSAFE = bytes.maketrans(b"-_", b"+/")
+_B64_NOT_ALPHABET = bytes(
+    b for b in range(256) if b not in b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_"
+)
+
+
 def _lenient_b64(text: str | bytes) -> bytes:
     """Base64 as broken mailers write it: stray characters, URL-safe alphabet, bad padding."""
     raw = text.encode("ascii", "ignore") if isinstance(text, str) else text
-    clean = re.sub(rb"[^A-Za-z0-9+/]", b"", raw.replace(b"-", b"+").replace(b"_", b"/"))
+    clean = raw.translate(_B64_URLSAFE, _B64_NOT_ALPHABET)  # deletes first, then maps -_ to +/
     if len(clean) % 4 == 1:  # a lone trailing sextet carries no whole byte
         clean = clean[:-1]
     return base64.b64decode(clean + b"=" * (-len(clean) % 4))
@@ -231,6 +238,17 @@ def decode_header_text(value: str) -> str:
     return "".join(out)
 
 
+# What `persian.fix_letters` replaces (Arabic yeh, alef maksura, kaf); tests/test_mime.py checks
+# this against it.
+_LETTERS_TO_FIX = "\u064a\u0649\u0643"
+
+
+def fix_letters(text: str) -> str:
+    """`persian.fix_letters` (a str.translate, ~80 ns a character) only when it changes something;
+    `in` is a memchr, far cheaper than even a regex search."""
+    return _fix_all_letters(text) if any(c in text for c in _LETTERS_TO_FIX) else text
+
+
 def _clean(text: str) -> str:
     """Safe to store and show: no lone surrogates, no NULs."""
     return text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "")
@@ -240,15 +258,21 @@ def _one_line(text: str) -> str:
     return " ".join(_clean(text).split())
 
 
-def _header(msg: Message, name: str) -> str:
-    values = header_values(msg, name)
+# Lower-cased header name → its raw values, unfolded (`autoreply.header_index`): one pass over
+# the headers instead of one per header looked up.
+Headers = dict[str, list[str]]
+_NONE: list[str] = []
+
+
+def _header(headers: Headers, name: str) -> str:
+    values = headers.get(name)
     return _one_line(decode_header_text(values[0])) if values else ""
 
 
 def _message_id(value: str) -> str:
     match = _MSGID.search(value)
     ident = match.group(1) if match else value.strip().strip("<>")
-    return _clean(ident) if ident and len(ident) <= 900 and not any(c.isspace() for c in ident) else ""
+    return _clean(ident) if ident and len(ident) <= 900 and not _WHITESPACE.search(ident) else ""
 
 
 def _message_ids(values: list[str]) -> list[str]:
@@ -263,7 +287,19 @@ def _display_name(raw: str) -> str:
     name = raw.strip()
     if len(name) >= 2 and name[0] == name[-1] == '"':
         name = name[1:-1].replace('\\"', '"').replace("\\\\", "\\")
-    return fix_letters(_one_line(decode_header_text(name)).strip("\"' "))
+    return fix_letters(_one_line(decode_header_text(name)).strip("\"' ")) if name else ""
+
+
+# A bare addr-spec of the shape nearly all mail uses, which getaddresses returns unchanged.
+_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9_+=-]+(?:\.[A-Za-z0-9_+=-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+
+
+def _addresses(values: list[str]) -> list[tuple[str, str]]:
+    """`email.utils.getaddresses`, without its slow pure-Python parser for plain addresses."""
+    plain = [p.strip(" \t") for value in values for p in value.split(",")]
+    if all(_PLAIN_ADDRESS.fullmatch(p) for p in plain):
+        return [("", p) for p in plain]
+    return email.utils.getaddresses(values)
 
 
 def _mailbox(value: str) -> tuple[str, str]:
@@ -273,20 +309,28 @@ def _mailbox(value: str) -> tuple[str, str]:
     match = _ANGLE_ADDR.fullmatch(unfolded) if len(unfolded) <= _MAX_MAILBOX_CHARS else None
     if match and unfolded.count("<") == 1:
         return _display_name(match.group(1)), match.group(2)
-    pairs = [(n, a) for n, a in email.utils.getaddresses([unfolded]) if a]
+    pairs = [(n, a) for n, a in _addresses([unfolded]) if a]
     return (_display_name(pairs[0][0]), pairs[0][1]) if pairs else ("", "")
 
 
+@lru_cache(maxsize=4096)
+def _normalized_address(address: str) -> str | None:
+    return normalize_email(address)  # pure, and the same few addresses recur (ours above all)
+
+
 def _identity(name: str, address: str) -> Identity | None:
-    value = normalize_email(_clean(address)) if address else None
+    if not address:
+        return None
+    address = _clean(address)
+    value = _normalized_address(address) if len(address) <= 320 else normalize_email(address)
     return Identity("email", value, name) if value else None
 
 
-def _sender(msg: Message) -> Identity:
+def _sender(headers: Headers) -> Identity:
     """From, else Sender, else Return-Path: the first with a valid address."""
     from_name = ""
     for header in ("from", "sender", "return-path"):
-        for value in header_values(msg, header):
+        for value in headers.get(header, _NONE):
             name, address = _mailbox(value)
             from_name = from_name or name
             identity = _identity(name or from_name, address)
@@ -295,19 +339,21 @@ def _sender(msg: Message) -> Identity:
     return Identity("email", "", from_name)
 
 
-def _recipients(msg: Message) -> tuple[Identity, ...]:
+def _recipients(headers: Headers) -> tuple[Identity, ...]:
     found: dict[str, Identity] = {}
     for header in ("to", "cc", "delivered-to", "x-original-to"):
-        values = [_FOLD.sub("", v) for v in header_values(msg, header)]
-        for name, address in email.utils.getaddresses(values):
+        values = [_FOLD.sub("", v) for v in headers.get(header, _NONE)]
+        if not values:
+            continue
+        for name, address in _addresses(values):
             identity = _identity(_display_name(name), address)
             if identity and identity.value not in found:
                 found[identity.value] = identity
     return tuple(found.values())
 
 
-def _sent_at(msg: Message) -> datetime | None:
-    values = header_values(msg, "date")
+def _sent_at(headers: Headers) -> datetime | None:
+    values = headers.get("date")
     if not values:
         return None
     try:
@@ -327,6 +373,7 @@ _LINE_TAGS = (
     "div", "li", "tr", "dt", "dd", "section", "article", "header", "footer", "address", "center",
     "form", "fieldset",
 )
+_BLOCK_TAGS = frozenset(_PARAGRAPH_TAGS + _LINE_TAGS)
 _HTML_SPACE = re.compile(r"[ \t\r\n\f\v\xa0]+")
 # Block boundaries are marked with private-use sentinels first, so that nested and adjacent
 # blocks merge into one break instead of piling up blank lines.
@@ -344,21 +391,44 @@ def html_to_text(html: str) -> str:
         soup = BeautifulSoup(html, "html.parser")
         for tag in soup(_DROP_TAGS):
             tag.decompose()
+        # One pass over the tree instead of a find_all (bs4's matching is slow) per step below.
+        strings: list[NavigableString] = []
+        links: list[Tag] = []
+        breaks: list[Tag] = []
+        cells: list[Tag] = []
+        blocks: list[Tag] = []
+        pres: list[Tag] = []
+        for node in soup.descendants:
+            if isinstance(node, Tag):
+                name = node.name
+                if name == "a":
+                    links.append(node)
+                elif name == "br":
+                    breaks.append(node)
+                elif name in ("td", "th"):
+                    cells.append(node)
+                if name in _BLOCK_TAGS:
+                    blocks.append(node)
+                    if name == "pre":
+                        pres.append(node)
+            elif type(node) is NavigableString:
+                strings.append(node)
+        in_pre = {id(s) for pre in pres for s in pre.descendants if type(s) is NavigableString}
         # Source whitespace means nothing in HTML (outside <pre>): collapse it before adding ours.
-        for string in soup.find_all(string=True):
-            if type(string) is NavigableString and string.find_parent("pre") is None:
+        for string in strings:
+            if id(string) not in in_pre:
                 string.replace_with(_HTML_SPACE.sub(" ", str(string)))
-        for link in soup.find_all("a"):
+        for link in links:
             href = str(link.get("href") or "").strip()
             label = link.get_text(" ", strip=True)
             if label and href and not href.lower().startswith(_NO_LINK_SCHEMES):
                 if href not in (label, f"mailto:{label}", f"tel:{label}"):
                     link.append(f" ({href})")
-        for br in soup.find_all("br"):
+        for br in breaks:
             br.replace_with("\n")
-        for cell in soup.find_all(["td", "th"]):
+        for cell in cells:
             cell.insert_after(" ")
-        for block in soup.find_all(_PARAGRAPH_TAGS + _LINE_TAGS):
+        for block in blocks:
             gap = _PARAGRAPH if block.name in _PARAGRAPH_TAGS else _LINE
             block.insert_before(gap)
             block.insert_after(gap)
@@ -420,6 +490,125 @@ def _fallback_name(content_type: str, number: int) -> str:
     return f"attachment-{number}{_FALLBACK_EXT.get(content_type, '.bin')}"
 
 
+# --- MIME headers of a part ---------------------------------------------------------------------
+
+# One parameter segment of a structured header, as the stdlib splits them (`message._parseparam`):
+# up to the next ";" outside a quoted string, where a quote right after a backslash is escaped.
+# Linear, unlike the stdlib's loop, which rescans the value for every ";" inside quotes.
+_PARAM_SEGMENT = re.compile(r'(?:[^"\\;]+|\\"?|"(?:[^"\\]+|\\"?)*"?)*')
+_CHARSET_TOKEN = re.compile(r'[^\s"\'();]+')
+# A quoted value, closed or not (header cut short); what follows the closing quote is dropped.
+_QUOTED_VALUE = re.compile(r'"(?:[^"\\]|\\.?)*')
+
+
+@dataclass(frozen=True, slots=True)
+class _Part:
+    """What the walk needs from a part's MIME headers, read once from their raw text."""
+
+    content_type: str
+    charset: str | None
+    disposition: str | None
+    filename: str | None  # decoded, None when absent or empty
+    base64: bool
+
+
+def _sanitize(text: str) -> str:
+    """Surrogate-escaped 8-bit bytes as U+FFFD (what the stdlib's header objects hold)."""
+    if not _SURROGATE.search(text):
+        return text
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+Param = str | tuple[str | None, str | None, str]  # plain, or RFC 2231 (charset, language, text)
+
+
+def _params(value: str) -> tuple[str, dict[str, Param]]:
+    """(the value before the first ";", {parameter: value}): `Message.get_param` semantics (first
+    occurrence wins, quotes removed, RFC 2231 continuations joined), without the stdlib's header
+    objects."""
+    pairs: list[tuple[str, str]] = []
+    pos, end = 0, len(value)
+    while True:
+        stop = _PARAM_SEGMENT.match(value, pos).end()  # type: ignore[union-attr]  # always matches
+        name, eq, val = value[pos:stop].partition("=")
+        val = val.strip()
+        if val[:1] == '"':  # the stdlib's header parser reads `"a.pdf` and `"a.pdf"junk` as a.pdf
+            val = _QUOTED_VALUE.match(val).group(0) + '"'  # type: ignore[union-attr]
+        pairs.append((name.strip().lower(), val) if eq else (name.strip(), ""))
+        if stop >= end:
+            break
+        pos = stop + 1
+    head = value.partition(";")[0].strip()
+    try:
+        decoded = email.utils.decode_params(pairs)
+    except Exception:  # nothing known raises here; a bad parameter is no reason to lose the part
+        decoded = pairs[:1]
+    found: dict[str, Param] = {}
+    for name, val in decoded[1:]:
+        key = name.lower()
+        if key not in found:
+            unquoted = email.utils.unquote(val[2] if isinstance(val, tuple) else val)
+            found[key] = (val[0], val[1], unquoted) if isinstance(val, tuple) else unquoted
+    return head, found
+
+
+def _charset(value: Param | None) -> str | None:
+    """`Message.get_content_charset`: lower-cased, None unless ASCII; a trailing comment or stray
+    quote ("us-ascii" (Plain text)) is dropped, as the stdlib's header parser drops it."""
+    if value is None:
+        return None
+    if isinstance(value, tuple):
+        try:
+            value = value[2].encode("raw-unicode-escape").decode(value[0] or "us-ascii")
+        except (LookupError, UnicodeError):
+            value = value[2]
+    if not value.isascii():
+        return None
+    token = _CHARSET_TOKEN.search(value)
+    return token.group(0).lower() if token else value.lower()
+
+
+def _param_text(value: Param) -> str:
+    """A parameter as text; RFC 2231 bytes through the charset repair (an unknown or wrong label
+    is no reason for mojibake)."""
+    if not isinstance(value, tuple):
+        return email.utils.unquote(value)
+    charset, _, text = value
+    try:
+        data = text.encode("latin-1", "surrogateescape")
+    except UnicodeEncodeError:  # unencoded continuations may hold any character
+        return text
+    return decode_text(data, charset or "us-ascii")
+
+
+def _part_info(part: Message) -> _Part:
+    raw: dict[str, str] = {}
+    for key, value in part.raw_items():
+        key = str(key).lower()
+        if key in ("content-type", "content-disposition", "content-transfer-encoding") and key not in raw:
+            raw[key] = str(value).replace("\r", "").replace("\n", "")
+    if "content-type" in raw:
+        head, type_params = _params(raw["content-type"])
+        content_type = _sanitize(head).lower()
+        if content_type.count("/") != 1:  # RFC 2045 5.2
+            content_type = "text/plain"
+    else:
+        content_type, type_params = part.get_default_type(), {}
+    disposition, disposition_params = None, {}
+    if "content-disposition" in raw:
+        head, disposition_params = _params(raw["content-disposition"])
+        disposition = _sanitize(head).lower()
+    name = disposition_params.get("filename", type_params.get("name"))
+    filename = _param_text(name).strip() if name is not None else ""
+    return _Part(
+        content_type=content_type,
+        charset=_charset(type_params.get("charset")),
+        disposition=disposition,
+        filename=decode_header_text(filename) if filename else None,
+        base64=raw.get("content-transfer-encoding", "").strip().lower().startswith("base64"),
+    )
+
+
 # --- the MIME tree ------------------------------------------------------------------------------
 
 _MAX_DEPTH = 30
@@ -446,16 +635,27 @@ class _Walk:
 
 
 # Body texts in document order, each as (came_from_html, text).
-Texts = list[tuple[bool, str]]
+Texts = list[tuple[bool, "str | _HtmlText"]]
 
 
-def _content_type(part: Message) -> str:
-    return safe_read(part, lambda m: m.get_content_type(), "application/octet-stream")
+class _HtmlText:
+    """An HTML body's text, converted when first asked for: the HTML branch of an alternative
+    whose plain branch wins is never converted (BeautifulSoup is the costliest step there is)."""
+
+    __slots__ = ("html", "_text")
+
+    def __init__(self, html: str) -> None:
+        self.html = html
+        self._text: str | None = None
+
+    def __str__(self) -> str:
+        if self._text is None:
+            self._text = html_to_text(self.html)
+        return self._text
 
 
-def _payload_bytes(part: Message) -> bytes:
-    cte = safe_read(part, lambda m: str(m.get("content-transfer-encoding", "")), "")
-    if cte.strip().lower().startswith("base64"):
+def _payload_bytes(part: Message, base64_cte: bool) -> bytes:
+    if base64_cte:
         # The stdlib hands back the undecoded text when base64 is broken beyond its padding fixes.
         raw = safe_read(part, lambda m: m.get_payload(), "")
         if isinstance(raw, str):
@@ -479,14 +679,10 @@ def _serialize(msg: Message) -> bytes:
         return b""
 
 
-def _filename(part: Message) -> str | None:
-    name = safe_read(part, lambda m: m.get_filename(), None)
-    return decode_header_text(str(name)) if name else None
-
-
-def _add_attachment(part: Message, content_type: str, walk: _Walk) -> None:
-    name = sanitize_filename(_filename(part), _fallback_name(content_type, len(walk.attachments) + 1))
-    data = _payload_bytes(part)
+def _add_attachment(part: Message, info: _Part, walk: _Walk) -> None:
+    content_type = info.content_type
+    name = sanitize_filename(info.filename, _fallback_name(content_type, len(walk.attachments) + 1))
+    data = _payload_bytes(part, info.base64)
     if len(data) > walk.max_attachment_bytes:
         walk.attachments.append(AttachmentData(name, content_type, None, "", len(data)))
         walk.notes.append(
@@ -496,24 +692,25 @@ def _add_attachment(part: Message, content_type: str, walk: _Walk) -> None:
         walk.attachments.append(AttachmentData(name, content_type, data, size=len(data)))
 
 
-def _body_text(part: Message, content_type: str, walk: _Walk, texts: Texts) -> None:
-    data = _payload_bytes(part)
-    charset = safe_read(part, lambda m: m.get_content_charset(), None)
-    if content_type == "text/html":
+def _body_text(part: Message, info: _Part, walk: _Walk, texts: Texts) -> None:
+    data = _payload_bytes(part, info.base64)
+    charset = info.charset
+    if info.content_type == "text/html":
         if not charset:
             declared = _META_CHARSET.search(data[:4096])
             charset = declared.group(1).decode("ascii", "ignore") if declared else None
         html = _clean(decode_text(data, charset))
         walk.htmls.append(html)
-        texts.append((True, html_to_text(html)))
+        texts.append((True, _HtmlText(html)))
     else:
         texts.append((False, decode_text(data, charset)))
 
 
 def _forwarded(inner: Message, walk: _Walk, texts: Texts, depth: int) -> None:
     header = [_FORWARD_MARKER]
+    headers = header_index(inner)
     for label in ("From", "Date", "Subject", "To"):
-        value = _header(inner, label)
+        value = _header(headers, label.lower())
         if value:
             header.append(f"{label}: {value}")
     inner_texts: Texts = []
@@ -530,9 +727,11 @@ def _alternative(children: list[Message], walk: _Walk, texts: Texts, depth: int)
         child_texts: Texts = []
         _walk(child, walk, child_texts, depth + 1)
         renderings.append(child_texts)
-    with_text = [r for r in renderings if _join(r)]
-    plain = [r for r in with_text if not any(from_html for from_html, _ in r)]
-    chosen = plain[0] if plain else (with_text[-1] if with_text else [])
+    # Plain renderings first, so HTML is converted only when no plain one says anything.
+    chosen = next((r for r in renderings if not any(from_html for from_html, _ in r) and _join(r)), None)
+    if chosen is None:
+        with_text = [r for r in renderings if _join(r)]
+        chosen = with_text[-1] if with_text else []
     texts.extend(chosen)
 
 
@@ -543,8 +742,9 @@ def _walk(part: Message, walk: _Walk, texts: Texts, depth: int = 0) -> None:
             walk.truncated = True
             walk.notes.append(f"more than {walk.max_parts} parts or {_MAX_DEPTH} levels; the rest was skipped")
         return
-    content_type = _content_type(part)
-    payload = safe_read(part, lambda m: m.get_payload(), None)
+    info = _part_info(part)
+    content_type = info.content_type
+    payload = part.get_payload() if part.is_multipart() else None
     children = [p for p in payload if isinstance(p, Message)] if isinstance(payload, list) else None
     if content_type in _FORWARDED_MESSAGE_TYPES and children:
         _forwarded(children[0], walk, texts, depth)
@@ -555,33 +755,31 @@ def _walk(part: Message, walk: _Walk, texts: Texts, depth: int = 0) -> None:
             for child in children:
                 _walk(child, walk, texts, depth + 1)
     elif content_type.startswith("multipart/"):
-        repaired = _rebound(part, content_type)
+        body = _payload_bytes(part, info.base64)
+        repaired = _rebound(body, content_type)
         if repaired is not None:
             for child in repaired:
                 _walk(child, walk, texts, depth + 1)
         else:  # the whole body as text is better read than lost
-            texts.append((False, decode_text(_payload_bytes(part))))
-    elif content_type in _BODY_TYPES and not _filename(part) and (
-        safe_read(part, lambda m: m.get_content_disposition(), None) != "attachment"
-    ):
-        _body_text(part, content_type, walk, texts)
+            texts.append((False, decode_text(body)))
+    elif content_type in _BODY_TYPES and not info.filename and info.disposition != "attachment":
+        _body_text(part, info, walk, texts)
     else:
-        _add_attachment(part, content_type, walk)
+        _add_attachment(part, info, walk)
 
 
 _BOUNDARY_LINE = re.compile(rb"^--([^\s\"]{1,200})\r?\n(?=[A-Za-z-]+:)", re.MULTILINE)
 
 
-def _rebound(part: Message, content_type: str) -> list[Message] | None:
+def _rebound(body: bytes, content_type: str) -> list[Message] | None:
     """Parts of a multipart whose declared boundary never occurs (a common spam-kit and broken
     mailer bug): re-parse with the boundary the body actually uses."""
-    body = _payload_bytes(part)
     found = _BOUNDARY_LINE.search(body)
     if not found:
         return None
     header = f'Content-Type: {content_type}; boundary="{found.group(1).decode("ascii", "replace")}"\r\n\r\n'
     try:
-        repaired = email.message_from_bytes(header.encode() + body, policy=default_policy)
+        repaired = email.message_from_bytes(header.encode() + body, policy=compat32)
     except Exception:
         return None
     payload = safe_read(repaired, lambda m: m.get_payload(), None)
@@ -590,7 +788,7 @@ def _rebound(part: Message, content_type: str) -> list[Message] | None:
 
 
 def _join(texts: Texts) -> str:
-    pieces = (text.replace("\r\n", "\n").replace("\r", "\n").strip("\n") for _, text in texts)
+    pieces = (str(text).replace("\r\n", "\n").replace("\r", "\n").strip("\n") for _, text in texts)
     return "\n\n".join(p for p in pieces if p.strip())
 
 
@@ -599,12 +797,9 @@ def _join(texts: Texts) -> str:
 
 def _parse(raw: bytes) -> Message:
     try:
-        return email.message_from_bytes(raw, policy=default_policy)
-    except Exception:
-        try:
-            return email.message_from_bytes(raw, policy=compat32)
-        except Exception as exc:
-            raise MalformedMessage(f"mail could not be parsed at all: {exc!r}") from exc
+        return email.message_from_bytes(raw, policy=compat32)
+    except Exception as exc:  # the feed parser is lenient; nothing known reaches here
+        raise MalformedMessage(f"mail could not be parsed at all: {exc!r}") from exc
 
 
 def parse_email(
@@ -615,7 +810,8 @@ def parse_email(
     if not raw or not raw.strip():
         raise MalformedMessage("empty mail: no bytes to parse")
     msg = _parse(raw)
-    if not any(True for _ in msg.raw_items()):
+    headers = header_index(msg)
+    if not headers:
         raise MalformedMessage("no header lines found: input is not an RFC 5322 message")
 
     walk = _Walk(max_attachment_bytes, max_parts)
@@ -623,13 +819,13 @@ def parse_email(
     _walk(msg, walk, texts)
     text = fix_letters(_clean(_join(texts))).strip()
 
-    sender = _sender(msg)
-    auto_reason = detect_automatic(msg, sender.value)
-    message_id = next(map(_message_id, header_values(msg, "message-id")), "")
-    references = _message_ids(header_values(msg, "references"))
+    sender = _sender(headers)
+    auto_reason = detect_automatic(msg, sender.value, headers)
+    message_id = next(map(_message_id, headers.get("message-id", _NONE)), "")
+    references = _message_ids(headers.get("references", _NONE))
     references += [i for i in map(_message_id, bounced_message_ids(msg)) if i and i not in references]
-    in_reply_to = _message_ids(header_values(msg, "in-reply-to"))
-    meta = [(name, value) for name in _META_HEADERS if (value := _header(msg, name))]
+    in_reply_to = _message_ids(headers.get("in-reply-to", _NONE))
+    meta = [(name, value) for name in _META_HEADERS if (value := _header(headers, name))]
     meta += [("note", note) for note in walk.notes]
 
     return InboundMessage(
@@ -641,13 +837,13 @@ def parse_email(
         references=tuple(references),
         sender=sender,
         conversation_key=f"email:{sender.value}" if sender.value else "",
-        recipients=_recipients(msg),
-        subject=fix_letters(_header(msg, "subject")),
+        recipients=_recipients(headers),
+        subject=fix_letters(_header(headers, "subject")),
         text=text,
         html="\n".join(walk.htmls),
         display_text=trim_quoted(text) if text else "",
         attachments=tuple(walk.attachments),
-        sent_at=_sent_at(msg),
+        sent_at=_sent_at(headers),
         auto_reason=auto_reason,
         # Machines never open tickets on their own (ARCHITECTURE: matching, step 4).
         opens_ticket=not auto_reason,

@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 
 # Bidi controls that Gmail wraps around its Persian quote header ("‫در تاریخ ... نوشت:‬").
-_BIDI = dict.fromkeys([0x061C, 0x200E, 0x200F, 0xFEFF, *range(0x202A, 0x202F), *range(0x2066, 0x206A)])
+_BIDI_CHARS = "".join(map(chr, [0x061C, 0x200E, 0x200F, 0xFEFF, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]))
+_BIDI = dict.fromkeys(map(ord, _BIDI_CHARS))
 
 # Gmail/Apple/Thunderbird: "On Mon, 1 Jan 2024 at 10:00, Ali <ali@x.ir> wrote:" (Gmail wraps it
 # over two lines when long). A digit (date or time) is required so prose starting "On" survives.
@@ -41,7 +42,10 @@ _MAX_SIGNATURE_LINES = 10
 
 
 def _clean(line: str) -> str:
-    return line.translate(_BIDI).strip()
+    # str.translate with a dict costs ~80 ns a character, a regex ~5; `in` is a memchr.
+    if not line.isascii() and any(c in line for c in _BIDI_CHARS):
+        line = line.translate(_BIDI)
+    return line.strip()
 
 
 def _is_quoted(line: str) -> bool:

@@ -21,7 +21,7 @@ from ingest.agents import audit_trail, create_agent, new_token, parse_queues, re
 from ingest.daemon import Daemon
 from ingest.store import Tx
 from tests.mailgen import mail
-from tests.peers.smtp_sink import SmtpSink
+from connectors.standins.smtp_sink import SmtpSink
 
 
 @dataclass

@@ -463,3 +463,49 @@ def test_out_of_office_and_bulk_are_automatic():
     msg.set_content("newsletter")
     assert parse_email(_roundtrip(msg)).auto_reason == "precedence:bulk"
 
+
+
+# --- the fast paths agree with what they stand in for --------------------------------------------
+
+
+def test_letters_guard_matches_persian_fix_letters():
+    from ingest import mime, persian
+
+    probe = "".join(chr(c) for c in range(0x80, 0x10000) if not 0xD800 <= c <= 0xDFFF)
+    fixed = persian.fix_letters(probe)
+    assert len(fixed) == len(probe)
+    assert {a for a, b in zip(probe, fixed) if a != b} == set(mime._LETTERS_TO_FIX)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(alphabet="ab.-_+=@ ,\t\"<>()", max_size=20), min_size=1, max_size=3))
+def test_plain_address_fast_path_matches_getaddresses(values):
+    import email.utils
+
+    from ingest.mime import _addresses
+
+    assert _addresses(values) == email.utils.getaddresses(values)
+
+
+def test_mime_parameters_read_like_the_stdlib_header_parser():
+    cases = [
+        # quoted, with ";" inside quotes and an escaped quote
+        (b'application/pdf; name="a;b\\"c.pdf"', None, "a;b_c.pdf"),  # sanitize_filename: " → _
+        # unterminated quote (header cut short) and junk after the closing quote
+        (b"application/pdf", b'attachment; filename="report.p', "report.p"),
+        (b"application/pdf", b'attachment; filename="report.pdf"junk', "report.pdf"),
+        # upper-case parameter name, filename preferred over name
+        (b'application/pdf; NAME="b.pdf"', b'ATTACHMENT; FileName="a.pdf"', "a.pdf"),
+        (b'application/pdf; NAME="b.pdf"', b"attachment", "b.pdf"),
+        # RFC 2231 in a charset the sender mislabelled, and one Python does not know
+        (b"application/pdf", b"attachment; filename*=iso-8859-1''%DA%DF%D3.pdf", "عكس.pdf"),  # windows-1256 kaf
+        (b"application/pdf", b"attachment; filename*=x-bogus''%D8%B9%DA%A9%D8%B3.pdf", "عکس.pdf"),
+        # an encoded word outside quotes, which the stdlib's header parser leaves undecoded
+        (b"application/pdf; name==?utf-8?B?2LnaqdizLnBkZg==?=", None, "عکس.pdf"),
+    ]
+    for content_type, disposition, filename in cases:
+        head = content_type + (b"\r\nContent-Disposition: " + disposition if disposition else b"")
+        parsed = parse_email(_raw(b"%PDF", head, b"binary"))
+        assert [a.filename for a in parsed.attachments] == [filename], (content_type, disposition)
+    for content_type in (b'text/plain; charset="us-ascii" (Plain text)', b"TEXT/PLAIN; CHARSET=UTF-8; format=flowed"):
+        assert parse_email(_raw(PERSIAN.encode(), content_type)).text == PERSIAN

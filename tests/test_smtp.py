@@ -15,7 +15,7 @@ from ingest.apply import agent_reply
 from ingest.daemon import Daemon
 from tests.kit.contract import ConnectorContract
 from tests.mailgen import mail
-from tests.peers.smtp_sink import SmtpSink
+from connectors.standins.smtp_sink import SmtpSink
 
 
 def smtp_port(daemon: Daemon) -> int:

@@ -31,7 +31,8 @@ from ingest.daemon import Daemon
 from ingest.persian import persian_digits
 from ingest.records import AcceptOutcome, Identity, RawPayload
 from tests.kit.contract import ConnectorContract
-from tests.peers.bot_api import BotApiStandIn, StandInBot, corpus_updates
+from connectors.standins.bot_api import BotApiStandIn, StandInBot
+from tests.peers.corpus import corpus_updates
 
 # PTB 22's own RetryAfter constructor reads its deprecated int `retry_after`; not ours to fix.
 pytestmark = pytest.mark.filterwarnings(

@@ -1,5 +1,5 @@
 """A real SMTP server on loopback that keeps what it receives: the relay our outbound mail
-goes through in tests."""
+goes through in tests and in the demo."""
 
 from __future__ import annotations
 

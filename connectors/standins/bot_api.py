@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import json
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
@@ -248,7 +246,3 @@ class BotApiStandIn:
                 return web.Response(body=data, content_type="application/octet-stream")
         return web.Response(status=404, text="Not Found")
 
-
-def corpus_updates(directory: str = "/work/shared/corpus/telegram-updates") -> dict[str, dict[str, Any]]:
-    """The real sample updates, by file name stem."""
-    return {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted(Path(directory).glob("*.json"))}

@@ -1,0 +1,308 @@
+"""Routing, assignment, SLA and workflow policies: the `[calendar]`, `[[queues]]`, `[routing]`,
+`[sla]` and `[workflow]` sections of the config, validated into the values `router/` works on.
+
+`load_policies(settings)` raises `ConfigError` naming the section, the rule's index and its
+line in the TOML file (tomllib keeps no positions, so lines come from scanning the file text
+for the Nth `[[section]]` header).
+
+    [calendar]                      # the "business" calendar; "24x7" is always there too
+    official_holidays = "IR"
+    extra_closed = [2026-04-01]
+    [calendar.hours]
+    saturday = [["08:00", "16:00"]]
+
+    [[queues]]
+    name = "auto"
+    assignment = "least_loaded"     # or "round_robin", or "none" (agents take tickets)
+    reassign_on_offline = true
+
+    [sla]
+    supervisor_email = "supervisor@example.com"
+    [[sla.policies]]
+    name = "standard"
+    first_response = 4              # business hours
+    on_breach = ["raise_priority", "notify", "reassign"]
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from config.loader import ConfigError, Settings
+from router.calendar import IRANIAN_WEEK, BusinessCalendar, week_from_names
+from router.rules import Priority, RouteAction, Rule, RuleError, parse_rules
+from router.sla import SlaPolicy
+from router.workflow import Assign, Notify, SendTemplate, WorkflowRule, WorkflowRuleError, parse_workflow_rules
+
+QueueAssignment = Literal["least_loaded", "round_robin", "none"]
+Escalation = Literal["raise_priority", "notify", "reassign"]
+CalendarName = Literal["business", "24x7"]
+TWENTY_FOUR_SEVEN = BusinessCalendar(twenty_four_seven=True, official_holidays=None)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CalendarConfig(_Model):
+    timezone: str = "Asia/Tehran"
+    # weekday -> [[open, close], ...]; omitted: the Iranian week (Sat-Wed 08-16, Thu 08-12).
+    hours: dict[str, list[tuple[str, str]]] | None = None
+    official_holidays: str | None = "IR"
+    extra_closed: list[date] = []
+
+
+class QueueConfig(_Model):
+    name: str = Field(min_length=1)
+    assignment: QueueAssignment = "least_loaded"
+    reassign_on_offline: bool = True
+
+
+class PolicyConfig(_Model):
+    name: str = Field(min_length=1)
+    insurer: str | None = None
+    priority: Priority | None = None
+    first_response: float | None = Field(None, gt=0, description="business hours")
+    next_response: float | None = Field(None, gt=0)
+    resolution: float | None = Field(None, gt=0)
+    warn_at: float = Field(0.75, gt=0, le=1)
+    calendar: CalendarName = "business"
+    on_warning: tuple[Escalation, ...] = ("notify",)
+    on_breach: tuple[Escalation, ...] = ("raise_priority", "notify")
+
+
+class SlaSection(_Model):
+    supervisor_email: str = ""
+    supervisor_telegram: str = ""
+    policies: list[dict[str, Any]] = []
+
+
+class TemplateText(_Model):
+    """A text Parvandeh sends on its own, in both languages; `{ref}` is the claim reference."""
+
+    subject: str = ""
+    fa: str
+    en: str
+
+
+# Shipped texts for the default workflow; `[workflow.templates.NAME]` overrides or adds.
+DEFAULT_TEMPLATES: dict[str, TemplateText] = {
+    "documents_reminder": TemplateText(
+        subject="Documents needed",
+        fa="با سلام،\nبرای ادامه بررسی پرونده {ref} هنوز منتظر مدارک شما هستیم. لطفاً آن‌ها را در پاسخ همین پیام بفرستید.",
+        en="Hello,\nWe are still waiting for your documents to continue claim {ref}. Please send them in reply to this message.",
+    ),
+    "documents_final_notice": TemplateText(
+        subject="Claim closed",
+        fa="با سلام،\nچون مدارک پرونده {ref} نرسید، پرونده بسته شد. با پاسخ به همین پیام می‌توانید آن را دوباره باز کنید.",
+        en="Hello,\nAs the documents for claim {ref} did not arrive, the file has been closed. Reply to this message to reopen it.",
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class QueuePolicy:
+    name: str
+    assignment: QueueAssignment
+    reassign_on_offline: bool
+
+
+@dataclass(frozen=True, slots=True)
+class EscalationPolicy:
+    on_warning: tuple[Escalation, ...]
+    on_breach: tuple[Escalation, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Policies:
+    calendars: dict[str, BusinessCalendar]
+    queues: dict[str, QueuePolicy]
+    rules: tuple[Rule, ...]
+    default_route: RouteAction
+    sla: tuple[SlaPolicy, ...]
+    escalation: dict[str, EscalationPolicy]
+    supervisor_email: str
+    supervisor_telegram: str
+    workflow: tuple[WorkflowRule, ...]
+    templates: dict[str, TemplateText] = field(default_factory=dict)
+
+    @property
+    def business(self) -> BusinessCalendar:
+        return self.calendars["business"]
+
+    def sla_policy(self, name: str) -> SlaPolicy | None:
+        return next((p for p in self.sla if p.name == name), None)
+
+
+def header_lines(text: str, header: str) -> list[int]:
+    """1-based lines of every `[[header]]` array-of-tables header, in file order."""
+    pattern = re.compile(rf"^[ \t]*\[\[[ \t]*{re.escape(header)}[ \t]*\]\]", re.MULTILINE)
+    return [text.count("\n", 0, m.start()) + 1 for m in pattern.finditer(text)]
+
+
+def _where(label: str, index: int, lines: list[int]) -> str:
+    line = f" (line {lines[index]})" if index < len(lines) else ""
+    return f"{label} {index + 1}{line}"
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    key = ".".join(str(p) for p in err["loc"])
+    if err["type"] == "missing":
+        return f"{key}: missing; it is required"
+    return f"{key} = {err.get('input')!r}: expected {err['msg'].removeprefix('Input should be ')}"
+
+
+def _calendar(raw: Any) -> BusinessCalendar:
+    try:
+        conf = CalendarConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"calendar.{_first_error(exc)}") from None
+    try:
+        tz = ZoneInfo(conf.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"calendar.timezone = {conf.timezone!r}: expected an IANA zone like 'Asia/Tehran'") from None
+    try:
+        week = IRANIAN_WEEK if conf.hours is None else week_from_names(conf.hours)
+        return BusinessCalendar(tz=tz, week=week, official_holidays=conf.official_holidays or None,
+                                extra_closed=frozenset(conf.extra_closed))
+    except ValueError as exc:
+        raise ConfigError(f"calendar: {exc}") from None
+
+
+def _queues(raw: Any, default_queue: str, lines: list[int]) -> dict[str, QueuePolicy]:
+    if not isinstance(raw, list):
+        raise ConfigError(f"queues = {raw!r}: expected tables [[queues]] with a name")
+    queues: dict[str, QueuePolicy] = {}
+    for index, item in enumerate(raw):
+        where = _where("queue", index, lines)
+        try:
+            conf = QueueConfig.model_validate(item)
+        except ValidationError as exc:
+            raise ConfigError(f"{where}: {_first_error(exc)}") from None
+        if conf.name in queues:
+            raise ConfigError(f"{where}: name = {conf.name!r}: expected a name not used by another queue")
+        queues[conf.name] = QueuePolicy(conf.name, conf.assignment, conf.reassign_on_offline)
+    # The claims default queue always exists; undeclared, nobody is auto-assigned to it.
+    queues.setdefault(default_queue, QueuePolicy(default_queue, "none", False))
+    return queues
+
+
+def _sla(raw: Any, lines: list[int]) -> tuple[SlaSection, list[SlaPolicy], dict[str, EscalationPolicy]]:
+    try:
+        section = SlaSection.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"sla.{_first_error(exc)}") from None
+    policies: list[SlaPolicy] = []
+    escalation: dict[str, EscalationPolicy] = {}
+    for index, item in enumerate(section.policies):
+        where = _where("sla policy", index, lines)
+        try:
+            conf = PolicyConfig.model_validate(item)
+            policy = SlaPolicy(
+                name=conf.name, insurer=conf.insurer, priority=conf.priority, warn_at=conf.warn_at,
+                calendar=conf.calendar,
+                **{k: timedelta(hours=h) if h is not None else None
+                   for k, h in (("first_response", conf.first_response), ("next_response", conf.next_response),
+                                ("resolution", conf.resolution))},
+            )
+        except ValidationError as exc:
+            raise ConfigError(f"{where}: {_first_error(exc)}") from None
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        if policy.name in escalation:
+            raise ConfigError(f"{where}: name = {policy.name!r}: expected a name not used by another policy")
+        policies.append(policy)
+        escalation[policy.name] = EscalationPolicy(conf.on_warning, conf.on_breach)
+    if policies and not any(p.insurer is None and p.priority is None for p in policies):
+        raise ConfigError("sla.policies: expected a default policy with neither insurer nor priority")
+    return section, policies, escalation
+
+
+def _templates(raw: Any) -> dict[str, TemplateText]:
+    templates = dict(DEFAULT_TEMPLATES)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"workflow.templates = {raw!r}: expected tables [workflow.templates.NAME]")
+    for name, item in raw.items():
+        try:
+            templates[name] = TemplateText.model_validate(item)
+        except ValidationError as exc:
+            raise ConfigError(f"workflow.templates.{name}.{_first_error(exc)}") from None
+    return templates
+
+
+def load_policies(settings: Settings) -> Policies:
+    """Validate the policy sections of `settings.extra`; raise ConfigError at the first fault."""
+    extra = settings.extra
+    try:
+        text = Path(settings.source).read_text(encoding="utf-8") if settings.source else ""
+    except OSError:
+        text = ""
+    business = _calendar(extra.get("calendar", {}))
+    queues = _queues(extra.get("queues", []), settings.claims.default_queue, header_lines(text, "queues"))
+
+    routing = extra.get("routing", {})
+    if not isinstance(routing, dict):
+        raise ConfigError(f"routing = {routing!r}: expected a table [routing]")
+    unknown = set(routing) - {"rules", "default"}
+    if unknown:
+        raise ConfigError(f"routing.{sorted(unknown)[0]}: unknown key; expected rules or default")
+    try:
+        rules = parse_rules(routing.get("rules", []), set(queues), header_lines(text, "routing.rules"))
+    except RuleError as exc:
+        raise ConfigError(str(exc)) from None
+    try:
+        default_route = RouteAction.model_validate(routing.get("default", {"queue": settings.claims.default_queue}))
+    except ValidationError as exc:
+        raise ConfigError(f"routing.default.{_first_error(exc)}") from None
+    if default_route.queue not in queues:
+        raise ConfigError(f"routing.default.queue = {default_route.queue!r}: unknown queue; expected one of "
+                          f"{', '.join(sorted(queues))}")
+
+    sla_raw = extra.get("sla", {})
+    section, policies, escalation = _sla(sla_raw, header_lines(text, "sla.policies"))
+    names = {p.name for p in policies}
+    for index, rule in enumerate(rules):
+        if rule.then.sla_policy is not None and rule.then.sla_policy not in names:
+            raise ConfigError(f"{_where('routing rule', index, header_lines(text, 'routing.rules'))} {rule.name!r}: "
+                              f"then.sla_policy = {rule.then.sla_policy!r}: unknown policy; expected one of "
+                              f"{', '.join(sorted(names)) or '(none: add [[sla.policies]])'}")
+    if default_route.sla_policy is not None and default_route.sla_policy not in names:
+        raise ConfigError(f"routing.default.sla_policy = {default_route.sla_policy!r}: unknown policy")
+
+    workflow = extra.get("workflow", {})
+    if not isinstance(workflow, dict):
+        raise ConfigError(f"workflow = {workflow!r}: expected [[workflow.rules]] tables")
+    wf_lines = header_lines(text, "workflow.rules")
+    wf_raw = workflow.get("rules", [])
+    if not isinstance(wf_raw, list):
+        raise ConfigError(f"workflow.rules = {wf_raw!r}: expected [[workflow.rules]] tables")
+    wf_rules: list[WorkflowRule] = []
+    for index, item in enumerate(wf_raw):
+        try:  # one at a time, so the error can carry this rule's index and line
+            wf_rules += parse_workflow_rules([item])
+        except WorkflowRuleError as exc:
+            detail = str(exc).removeprefix("workflow rule 1")
+            raise ConfigError(f"{_where('workflow rule', index, wf_lines)}{detail}") from None
+    templates = _templates(workflow.get("templates", {}))
+    for index, rule in enumerate(wf_rules):
+        where = f"{_where('workflow rule', index, wf_lines)} {rule.name!r}"
+        for action in rule.then:
+            if isinstance(action, (SendTemplate, Notify)) and action.template not in templates:
+                raise ConfigError(f"{where}: template = {action.template!r}: unknown template; expected one of "
+                                  f"{', '.join(sorted(templates))} or a [workflow.templates.{action.template}] table")
+            if isinstance(action, Assign) and action.queue is not None and action.queue not in queues:
+                raise ConfigError(f"{where}: queue = {action.queue!r}: unknown queue")
+    return Policies(
+        calendars={"business": business, "24x7": TWENTY_FOUR_SEVEN},
+        queues=queues, rules=tuple(rules), default_route=default_route, sla=tuple(policies),
+        escalation=escalation, supervisor_email=section.supervisor_email,
+        supervisor_telegram=section.supervisor_telegram, workflow=tuple(wf_rules), templates=templates,
+    )

@@ -1,0 +1,194 @@
+"""The insurer API's HTTP handlers: authenticate the key, validate, run one write operation or
+read, answer JSON (errors as RFC 9457 problem+json). Each key sees only its insurer's claims."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+import structlog
+from aiohttp import web
+from pydantic import ValidationError
+
+from connectors.insurer_api.openapi import openapi_document
+from connectors.insurer_api.problems import problem, validation_problem
+from ingest.apply import ApplyContext
+from ingest.claims_ops import (
+    ClaimFiling, ClaimNotFound, Document, IdempotencyKeyReused, InsurerMessage, open_claim, post_insurer_message,
+    request_fingerprint,
+)
+from ingest.insurers import InsurerClient, claim_view, insurer_for_key, list_claims
+from ingest.store import Store, iso
+from router.workflow import TRANSITIONS
+
+log = structlog.get_logger(__name__)
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:[Zz]|[+-]\d{2}:\d{2})", re.ASCII)
+_INTEGER = re.compile(r"-?\d{1,9}", re.ASCII)
+CLIENT = web.RequestKey("insurer_client", InsurerClient)
+
+
+class Blobs(Protocol):
+    def put(self, data: bytes) -> str: ...
+
+
+@dataclass
+class InsurerApi:
+    store: Store
+    context: ApplyContext
+    blobs: Blobs
+    connector: str
+    base_path: str
+    max_page: int
+
+    def install(self, app: web.Application) -> None:
+        base = self.base_path.rstrip("/")
+        app.router.add_get(f"{base}/openapi.json", self.openapi)
+        app.router.add_post(f"{base}/claims", self._authenticated(self.open_claim))
+        app.router.add_get(f"{base}/claims", self._authenticated(self.list_claims))
+        app.router.add_get(f"{base}/claims/{{ref}}", self._authenticated(self.get_claim))
+        app.router.add_post(f"{base}/claims/{{ref}}/messages", self._authenticated(self.post_message))
+
+    # -- plumbing --------------------------------------------------------------------------------
+
+    def _authenticated(self, handler: Any) -> Any:
+        async def wrapped(request: web.Request) -> web.StreamResponse:
+            scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+            client = await insurer_for_key(self.store, key.strip()) if scheme.lower() == "bearer" and key else None
+            if client is None:
+                log.warning("insurer_api_unauthorised", path=request.path, remote=request.remote)
+                return problem(401, "unauthorised", "Unauthorised", "a valid API key is required as a Bearer token",
+                               instance=request.path, headers={"WWW-Authenticate": 'Bearer realm="insurer-api"'})
+            request[CLIENT] = client
+            with structlog.contextvars.bound_contextvars(insurer=client.name):
+                return await handler(request)
+
+        return wrapped
+
+    async def _body(self, request: web.Request) -> bytes:
+        """The raw body, once it is known to be JSON (the models then validate the text itself)."""
+        raw = await request.read()
+        try:
+            json.loads(raw)
+            return raw
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise _Refusal(problem(400, "malformed-json", "The body is not JSON", str(exc), instance=request.path))
+
+    @staticmethod
+    def _idempotency_key(request: web.Request) -> str | None:
+        key = request.headers.get("Idempotency-Key")
+        if key is not None and not 1 <= len(key) <= 255:
+            raise _Refusal(problem(422, "validation-error", "The request is not valid",
+                                   "Idempotency-Key: expected 1 to 255 characters", instance=request.path,
+                                   errors=[{"field": "Idempotency-Key", "pointer": "", "detail": "1 to 255 characters"}]))
+        return key
+
+    async def _store_documents(self, documents: tuple[Document, ...]) -> list[tuple[int, str | None]]:
+        stored: list[tuple[int, str | None]] = []
+        for doc in documents:
+            data = doc.data()
+            stored.append((len(data), await asyncio.to_thread(self.blobs.put, data)) if data is not None else (0, None))
+        return stored
+
+    # -- handlers --------------------------------------------------------------------------------
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        return web.json_response(openapi_document(self.base_path.rstrip("/")))
+
+    async def open_claim(self, request: web.Request) -> web.StreamResponse:
+        client = request[CLIENT]
+        try:
+            key = self._idempotency_key(request)
+            raw = await self._body(request)
+            filing = ClaimFiling.model_validate_json(raw)
+        except _Refusal as refusal:
+            return refusal.response
+        except ValidationError as exc:
+            return validation_problem(exc, request.path)
+        stored = await self._store_documents(filing.documents)
+        try:
+            opened = await self.store.write(open_claim(
+                client.name, filing, self.context, connector=self.connector, idempotency_key=key,
+                fingerprint=request_fingerprint(request.method, request.path, raw), stored_documents=stored))
+        except IdempotencyKeyReused as exc:
+            return problem(422, "idempotency-key-reused", "Idempotency-Key reused", str(exc), instance=request.path)
+        log.info("insurer_claim_opened", ticket=opened.ref, created=opened.created, replayed_by=opened.replayed_by,
+                 claim_number=filing.claim_number)
+        view = await claim_view(self.store, client.name, opened.ref)
+        headers = {"Location": f"{self.base_path.rstrip('/')}/claims/{opened.ref}"}
+        if opened.replayed_by:
+            headers["Idempotent-Replayed"] = opened.replayed_by
+        return web.json_response(view, status=201 if opened.created else 200, headers=headers)
+
+    async def post_message(self, request: web.Request) -> web.StreamResponse:
+        client = request[CLIENT]
+        ref = request.match_info["ref"]
+        try:
+            key = self._idempotency_key(request)
+            raw = await self._body(request)
+            message = InsurerMessage.model_validate_json(raw)
+        except _Refusal as refusal:
+            return refusal.response
+        except ValidationError as exc:
+            return validation_problem(exc, request.path)
+        stored = await self._store_documents(message.documents)
+        try:
+            posted = await self.store.write(post_insurer_message(
+                client.name, ref, message, connector=self.connector, idempotency_key=key,
+                fingerprint=request_fingerprint(request.method, request.path, raw), stored_documents=stored))
+        except ClaimNotFound:
+            return _not_found(request, ref)
+        except IdempotencyKeyReused as exc:
+            return problem(422, "idempotency-key-reused", "Idempotency-Key reused", str(exc), instance=request.path)
+        log.info("insurer_message_posted", ticket=ref, message_row=posted.message_id, replayed=posted.replayed)
+        return web.json_response({"reference": ref, "message_id": posted.message_id},
+                                 status=200 if posted.replayed else 201)
+
+    async def get_claim(self, request: web.Request) -> web.StreamResponse:
+        ref = request.match_info["ref"]
+        view = await claim_view(self.store, request[CLIENT].name, ref)
+        return web.json_response(view) if view is not None else _not_found(request, ref)
+
+    async def list_claims(self, request: web.Request) -> web.StreamResponse:
+        query = request.rel_url.query
+        errors = []
+        status = query.get("status")
+        if status is not None and status not in TRANSITIONS:
+            errors.append(("status", f"expected one of {', '.join(sorted(TRANSITIONS))}"))
+        since = query.get("updated_since")
+        if since is not None:
+            try:
+                since = _utc_iso(since)
+            except ValueError:
+                errors.append(("updated_since", "expected an RFC 3339 date-time with an offset"))
+        limit_text = query.get("limit", "100")
+        limit = int(limit_text) if _INTEGER.fullmatch(limit_text) else 0
+        if not 1 <= limit <= self.max_page:
+            errors.append(("limit", f"expected an integer from 1 to {self.max_page}"))
+        if errors:
+            return problem(422, "validation-error", "The request is not valid",
+                           "; ".join(f"{f}: {d}" for f, d in errors), instance=request.path,
+                           errors=[{"field": f, "pointer": "", "detail": d} for f, d in errors])
+        claims = await list_claims(self.store, request[CLIENT].name, status=status, updated_since=since, limit=limit)
+        return web.json_response({"claims": claims,
+                                  "next_updated_since": claims[-1]["updated_at"] if len(claims) == limit else None})
+
+
+class _Refusal(Exception):
+    def __init__(self, response: web.Response) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
+def _not_found(request: web.Request, ref: str) -> web.Response:
+    return problem(404, "not-found", "No such claim", f"no claim {ref} for this insurer", instance=request.path)
+
+
+def _utc_iso(text: str) -> str:
+    """A client's date-time as the store writes them (UTC, microseconds), so strings compare."""
+    if not _RFC3339.fullmatch(text):
+        raise ValueError(text)
+    return iso(datetime.fromisoformat(text.upper().replace("Z", "+00:00"))) or ""

@@ -1,0 +1,100 @@
+"""SMS length in segments, the unit carriers bill and handsets reassemble.
+
+A message that fits the GSM-7 alphabet costs 7 bits a character: 160 in one SMS, 153 a part once
+concatenated (the user-data header takes the rest). Anything else, Persian included, goes as UCS-2
+(UTF-16 code units): 70 in one SMS, 67 a part. Characters of the GSM extension table (`€ [ ] { }`
+...) are an escape plus a character, so they count double and are never split across parts; nor
+is a UTF-16 surrogate pair. Pure functions, no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+Encoding = Literal["GSM-7", "UCS-2"]
+
+# GSM 03.38 default alphabet (without the escape character itself) and its extension table.
+GSM7_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+GSM7_EXTENSION = frozenset("^{}\\[~]|€\f")
+
+_SINGLE = {"GSM-7": 160, "UCS-2": 70}
+_PART = {"GSM-7": 153, "UCS-2": 67}
+_LAST_SPACE = re.compile(r".*\s", re.DOTALL)
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentCount:
+    encoding: Encoding
+    segments: int
+    units: int  # septets (GSM-7) or UTF-16 code units (UCS-2)
+
+    def __str__(self) -> str:
+        return f"{self.segments} segment{'' if self.segments == 1 else 's'} {self.encoding}"
+
+
+def encoding_for(text: str) -> Encoding:
+    return "GSM-7" if all(ch in GSM7_BASIC or ch in GSM7_EXTENSION for ch in text) else "UCS-2"
+
+
+def _unit_weights(text: str, encoding: Encoding) -> list[int]:
+    if encoding == "GSM-7":
+        return [2 if ch in GSM7_EXTENSION else 1 for ch in text]
+    return [2 if ord(ch) > 0xFFFF else 1 for ch in text]
+
+
+def count_segments(text: str) -> SegmentCount:
+    """How many SMS `text` takes (an empty message still takes one)."""
+    encoding = encoding_for(text)
+    weights = _unit_weights(text, encoding)
+    units = sum(weights)
+    if units <= _SINGLE[encoding]:
+        return SegmentCount(encoding, 1, units)
+    capacity, parts, used = _PART[encoding], 1, 0
+    for weight in weights:  # greedy packing: a double-unit character never straddles two parts
+        if used + weight > capacity:
+            parts, used = parts + 1, 0
+        used += weight
+    return SegmentCount(encoding, parts, units)
+
+
+def _longest_fitting_prefix(text: str, fits: Callable[[str], bool]) -> int:
+    # `fits` only turns false as a prefix grows (more segments, more characters): bisect.
+    low, high = 1, len(text)
+    while low < high:
+        mid = (low + high + 1) // 2
+        if fits(text[:mid]):
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
+def split_text(text: str, fits: Callable[[str], bool]) -> list[str]:
+    """`text` whole when it fits, else in chunks that each fit, cut at the last whitespace when
+    there is one in the second half of a chunk. `fits` must hold for any single character."""
+    chunks: list[str] = []
+    rest = text
+    while not fits(rest):
+        cut = _longest_fitting_prefix(rest, fits)
+        space = _LAST_SPACE.match(rest[:cut])
+        if space and space.end() > cut // 2:
+            cut = space.end()
+        if chunk := rest[:cut].rstrip():
+            chunks.append(chunk)
+        rest = rest[cut:].lstrip()
+    if rest or not chunks:
+        chunks.append(rest)
+    return chunks
+
+
+def split_message(text: str, max_segments: int = 10) -> list[str]:
+    """`text` as one (concatenated) SMS when it takes at most `max_segments`, else as several."""
+    if max_segments < 1:
+        raise ValueError(f"max_segments = {max_segments}: expected at least 1")
+    return split_text(text, lambda chunk: count_segments(chunk).segments <= max_segments)

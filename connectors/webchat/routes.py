@@ -1,0 +1,209 @@
+"""The connector's pages on the shared HTTP front: the widget's files, a page that embeds the
+widget, and the web form (GET shows it, POST stores the submission and shows the claim
+reference once the ticket exists)."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import PurePosixPath
+from urllib.parse import unquote
+from typing import TYPE_CHECKING
+
+import structlog
+from structlog.typing import FilteringBoundLogger
+from aiohttp import BodyPartReader, web
+
+from connectors.base import Sink, StoreUnavailable
+from connectors.webchat import form, pages
+from connectors.webchat.normalise import FORM_CHANNEL, FORM_FORMAT
+from connectors.webchat.origin import origin_allowed
+from ingest.records import RawPayload
+
+if TYPE_CHECKING:
+    from connectors.webchat import WebchatSettings
+
+log = structlog.get_logger(__name__)
+
+FORM_PATH = "/webform"
+TEXT_FIELD_LIMIT = 64 * 1024
+# Multipart framing and the text fields on top of the attachments themselves.
+FORM_OVERHEAD = 256 * 1024
+
+TicketLookup = Callable[[int], Awaitable[str | None]]
+
+
+class TooLarge(Exception):
+    pass
+
+
+class WebchatRoutes:
+    def __init__(self, connector: str, settings: WebchatSettings, sink: Sink, ws_port: Callable[[], int],
+                 ticket_for_inbox: TicketLookup | None) -> None:
+        self.connector = connector
+        self.settings = settings
+        self.sink = sink
+        self.ws_port = ws_port
+        self.ticket_for_inbox = ticket_for_inbox
+
+    def mount(self, app: web.Application) -> None:
+        app.router.add_get("/webchat/widget.js", self._static("widget.js", "text/javascript"))
+        app.router.add_get("/webchat/widget.css", self._static("widget.css", "text/css"))
+        app.router.add_get("/webchat/", self.demo)
+        app.router.add_get(FORM_PATH, self.show_form)
+        app.router.add_post(FORM_PATH, self.submit_form)
+
+    @staticmethod
+    def _static(name: str, content_type: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        path = pages.STATIC / name
+
+        async def handler(request: web.Request) -> web.StreamResponse:
+            return web.FileResponse(path, headers={"Content-Type": f"{content_type}; charset=utf-8",
+                                                   "Cache-Control": "no-cache"})
+
+        return handler
+
+    # -- chat page -------------------------------------------------------------------------------
+
+    def ws_url(self, request: web.Request) -> str:
+        if self.settings.public_ws_url:
+            return self.settings.public_ws_url
+        host = request.url.host or "127.0.0.1"
+        host = f"[{host}]" if ":" in host else host
+        return f"{'wss' if request.secure else 'ws'}://{host}:{self.ws_port()}/"
+
+    async def demo(self, request: web.Request) -> web.Response:
+        lang = "en" if request.query.get("lang") == "en" else "fa"
+        html = pages.demo_page(widget_url="/webchat/widget.js", ws_url=self.ws_url(request), lang=lang,
+                               max_chars=self.settings.max_message_chars)
+        return web.Response(text=html, content_type="text/html")
+
+    # -- web form --------------------------------------------------------------------------------
+
+    def _form(self, *, token: str, values: dict[str, str], errors: dict[str, str], status: int) -> web.Response:
+        html = pages.form_page(action=FORM_PATH, token=token, values=values, errors=errors,
+                               max_chars=self.settings.max_message_chars, max_files=self.settings.form_max_files,
+                               max_upload_bytes=self.settings.form_max_upload_bytes)
+        return web.Response(text=html, content_type="text/html", status=status)
+
+    def _notice(self, status: int, title: str, *paragraphs: str, reference: str = "") -> web.Response:
+        html = pages.notice_page(title=title, paragraphs=list(paragraphs), back=FORM_PATH, reference=reference)
+        return web.Response(text=html, content_type="text/html", status=status)
+
+    async def show_form(self, request: web.Request) -> web.Response:
+        # A fresh token per page view: a double submit of this page is stored once.
+        return self._form(token=secrets.token_urlsafe(18), values={}, errors={}, status=200)
+
+    async def submit_form(self, request: web.Request) -> web.Response:
+        bound = log.bind(connector=self.connector, peer=request.remote)
+        origin = request.headers.get("Origin")
+        if not origin_allowed(origin, request.host, self.settings.allowed_origins):
+            bound.warning("webform_origin_refused", origin=origin)
+            return self._notice(403, "درخواست پذیرفته نشد", "این فرم فقط از صفحهٔ خود این سایت پذیرفته می‌شود.",
+                                "This form is only accepted from this site's own page.")
+        limit = self.settings.form_max_upload_bytes
+        if request.content_length is not None and request.content_length > limit + FORM_OVERHEAD:
+            return self._too_large(bound, request.content_length)
+        try:
+            fields, uploads = await self._read(request, limit)
+        except TooLarge as exc:
+            return self._too_large(bound, int(str(exc)))
+        except ValueError as exc:
+            return self._notice(400, "درخواست نامعتبر", f"The form could not be read: {exc}")
+        submission, errors = form.validate(fields, self.settings.max_message_chars)
+        if len(uploads) > self.settings.form_max_files:
+            errors["attachments"] = (f"حداکثر {self.settings.form_max_files} فایل می‌توان پیوست کرد. "
+                                     f"(At most {self.settings.form_max_files} files.)")
+        if submission is None or errors:
+            bound.info("webform_invalid", fields=sorted(errors))
+            token = fields.get("token", "") if "token" not in errors else secrets.token_urlsafe(18)
+            return self._form(token=token, values=fields, errors=errors, status=422)
+        return await self._store(bound, submission, uploads, request)
+
+    def _too_large(self, bound: FilteringBoundLogger, size: int) -> web.Response:
+        bound.warning("webform_too_large", size=size, limit=self.settings.form_max_upload_bytes)
+        return self._notice(413, "پیوست‌ها بیش از حد بزرگ‌اند",
+                            f"حجم پیوست‌ها روی هم حداکثر {pages.megabytes(self.settings.form_max_upload_bytes)} است.",
+                            "The attachments are larger than allowed; nothing was stored.")
+
+    async def _read(self, request: web.Request, limit: int) -> tuple[dict[str, str], list[form.Upload]]:
+        """Text fields and uploaded files, streamed so an oversized upload is cut off early."""
+        if request.content_type != "multipart/form-data":
+            posted = await request.post()
+            return {k: v for k, v in posted.items() if isinstance(v, str)}, []
+        fields: dict[str, str] = {}
+        uploads: list[form.Upload] = []
+        total = 0
+        reader = await request.multipart()
+        async for part in reader:
+            if not isinstance(part, BodyPartReader):
+                continue  # nested multipart: no browser sends it for this form
+            data = bytearray()
+            while chunk := await part.read_chunk():
+                data += chunk
+                if part.filename is not None:
+                    total += len(chunk)
+                    if total > limit:
+                        raise TooLarge(str(total))
+                elif len(data) > TEXT_FIELD_LIMIT:
+                    raise ValueError(f"field {part.name!r} is longer than {TEXT_FIELD_LIMIT} bytes")
+            if part.filename is None:
+                fields[part.name or ""] = data.decode(part.get_charset("utf-8"), errors="replace")
+            elif part.name == "attachments" and (part.filename or data):
+                uploads.append(form.Upload(
+                    _safe_filename(part.filename), part.headers.get("Content-Type", "application/octet-stream"),
+                    bytes(data)))
+        return fields, uploads
+
+    async def _store(self, bound: FilteringBoundLogger, submission: form.Submission, uploads: list[form.Upload],
+                     request: web.Request) -> web.Response:
+        payload = RawPayload(
+            channel=FORM_CHANNEL,
+            connector=self.connector,
+            dedupe_key=submission.token,
+            fmt=FORM_FORMAT,
+            body=form.document(submission, uploads),
+            received_at=datetime.now(UTC),
+            meta={"peer": request.remote or "", "origin": request.headers.get("Origin", "")},
+        )
+        try:
+            outcome = await self.sink.accept(payload)
+        except StoreUnavailable as exc:
+            bound.error("webform_store_unavailable", error=str(exc))
+            return self._notice(503, "ثبت موقتاً ممکن نیست", "لطفاً چند دقیقهٔ دیگر دوباره فرم را ارسال کنید.",
+                                "The form could not be stored right now; please submit it again in a few minutes.")
+        bound.info("webform_accepted", inbox_id=outcome.inbox_id, duplicate=outcome.duplicate,
+                   attachments=len(uploads))
+        reference = await self._wait_for_reference(outcome.inbox_id)
+        if reference:
+            return self._notice(200, "درخواست شما ثبت شد", "خسارت شما ثبت شد. این شماره را برای پیگیری نگه دارید.",
+                                reference=reference)
+        return self._notice(200, "درخواست شما دریافت شد",
+                            f"درخواست شما با شناسهٔ {outcome.inbox_id} دریافت شد؛ شماره پرونده به‌زودی برایتان فرستاده می‌شود.",
+                            f"Received as #{outcome.inbox_id}; the claim reference will be sent to you shortly.")
+
+    async def _wait_for_reference(self, inbox_id: int) -> str | None:
+        """The ticket is made by the processor just after the commit: usually milliseconds."""
+        if self.ticket_for_inbox is None:
+            return None
+        deadline = time.monotonic() + self.settings.form_reference_wait_seconds
+        delay = 0.01
+        while True:
+            try:
+                reference = await self.ticket_for_inbox(inbox_id)
+            except StoreUnavailable:
+                return None
+            if reference or time.monotonic() >= deadline:
+                return reference
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.25)
+
+
+def _safe_filename(name: str) -> str:
+    """Only the last path component (some browsers send a full Windows path), at most 200 chars.
+    Browsers percent-encode `"` and line breaks in the name, some clients every non-ASCII byte."""
+    base = PurePosixPath(unquote(name).replace("\\", "/")).name.strip()
+    return base[-200:] or "attachment"

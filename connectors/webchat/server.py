@@ -1,0 +1,219 @@
+"""The live chat server: one websocket per open widget, sessions that survive reconnects, each
+visitor message acknowledged only once the sink has committed it."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from http import HTTPStatus
+from typing import Any
+
+import structlog
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from connectors.base import HistoryProvider, Sink, StoreUnavailable
+from connectors.webchat import protocol
+from connectors.webchat.normalise import CHAT_CHANNEL, CHAT_FORMAT, chat_body, conversation_key
+from connectors.webchat.origin import origin_allowed
+from connectors.webchat.ratelimit import RateLimiter
+from ingest.records import RawPayload
+
+log = structlog.get_logger(__name__)
+
+HELLO_TIMEOUT = 30.0
+UNAVAILABLE_RETRY_AFTER = 5.0
+
+
+def new_session_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+class _Visitor:
+    """One open socket of a session. Replies pushed before its welcome went out wait in
+    `pending`, so the visitor always sees the welcome first."""
+
+    def __init__(self, ws: ServerConnection, session: str) -> None:
+        self.ws = ws
+        self.session = session
+        self.pending: list[dict[str, Any]] | None = []
+
+    async def push(self, frame: dict[str, Any]) -> bool:
+        if self.pending is not None:
+            self.pending.append(frame)
+            return True
+        try:
+            await self.ws.send(protocol.encode(frame))
+        except ConnectionClosed:
+            return False
+        return True
+
+    async def welcomed(self) -> None:
+        while self.pending:
+            await self.ws.send(protocol.encode(self.pending.pop(0)))
+        self.pending = None
+
+
+class ChatServer:
+    def __init__(
+        self, *, connector: str, host: str, port: int, sink: Sink, history: HistoryProvider | None,
+        allowed_origins: list[str], max_chars: int, rate_limit_per_minute: int, session_ttl: timedelta,
+        history_limit: int, clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.connector = connector
+        self.host = host
+        self.requested_port = port
+        self.sink = sink
+        self.history = history
+        self.allowed_origins = allowed_origins
+        self.max_chars = max_chars
+        self.session_ttl = session_ttl
+        self.history_limit = history_limit
+        self.clock = clock
+        self.limiter = RateLimiter(rate_limit_per_minute)
+        self._sessions: dict[str, set[_Visitor]] = {}
+        self._server: Server | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        self._server = await serve(
+            self._handle, self.host, self.requested_port,
+            process_request=self._check_origin,
+            # Room for the longest allowed text even when every character is \u-escaped, so an
+            # over-long message gets a `too_long` error rather than a closed socket.
+            max_size=self.max_chars * 6 + 4096,
+            compression=None,
+            server_header=None,
+        )
+        self.port = next(iter(self._server.sockets)).getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def push(self, session: str, frame: dict[str, Any]) -> int:
+        """Send a frame to every open socket of a session; returns how many it reached."""
+        visitors = list(self._sessions.get(session, ()))
+        reached = await asyncio.gather(*(v.push(frame) for v in visitors))
+        return sum(reached)
+
+    # -- handshake -----------------------------------------------------------------------------
+
+    def _check_origin(self, connection: ServerConnection, request: Request) -> Response | None:
+        origin = request.headers.get("Origin")
+        if origin_allowed(origin, request.headers.get("Host"), self.allowed_origins):
+            return None
+        log.warning("webchat_origin_refused", connector=self.connector, origin=origin)
+        return connection.respond(HTTPStatus.FORBIDDEN, f"origin {origin} is not allowed\n")
+
+    # -- a connection --------------------------------------------------------------------------
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        try:
+            async with asyncio.timeout(HELLO_TIMEOUT):
+                hello = await self._hello(ws)
+        except (TimeoutError, ConnectionClosed):
+            return
+        visitor = _Visitor(ws, hello.session or new_session_token())
+        # Registered before the history read, so a reply sent meanwhile is held, not lost.
+        self._register(visitor)
+        try:
+            history = await self._resume(visitor, hello)
+            await ws.send(protocol.encode(protocol.welcome(visitor.session, history)))
+            await visitor.welcomed()
+            log.info("webchat_session_open", connector=self.connector, session=visitor.session[:8],
+                     resumed=visitor.session == hello.session)
+            async for raw in ws:
+                await self._on_frame(visitor, hello, raw)
+        except ConnectionClosed:
+            pass
+        finally:
+            self._unregister(visitor)
+
+    async def _hello(self, ws: ServerConnection) -> protocol.Hello:
+        while True:
+            raw = await ws.recv()
+            try:
+                frame = protocol.parse_client_frame(raw, self.max_chars)
+            except protocol.FrameError as exc:
+                await ws.send(protocol.encode(protocol.error(exc.code, exc.detail, exc.client_id)))
+                continue
+            if isinstance(frame, protocol.Hello):
+                return frame
+            await ws.send(protocol.encode(protocol.error(
+                "hello_required", "send a hello frame first", frame.client_id)))
+
+    async def _resume(self, visitor: _Visitor, hello: protocol.Hello) -> list[dict[str, Any]] | None:
+        """The session's history; a session idle longer than the TTL is replaced by a new one."""
+        if hello.session is None or self.history is None:
+            return []
+        try:
+            rows = await self.history(conversation_key(hello.session), self.history_limit)
+        except StoreUnavailable:
+            return None
+        if rows and _older_than(rows[-1].get("created_at"), self.session_ttl):
+            self._unregister(visitor)
+            visitor.session = new_session_token()
+            self._register(visitor)
+            return []
+        return protocol.history_items(rows)
+
+    async def _on_frame(self, visitor: _Visitor, hello: protocol.Hello, raw: str | bytes) -> None:
+        ws = visitor.ws
+        try:
+            frame = protocol.parse_client_frame(raw, self.max_chars)
+        except protocol.FrameError as exc:
+            await ws.send(protocol.encode(protocol.error(exc.code, exc.detail, exc.client_id)))
+            return
+        if isinstance(frame, protocol.Hello):
+            await ws.send(protocol.encode(protocol.error("bad_frame", "hello was already received")))
+            return
+        retry_after = self.limiter.check(visitor.session, self.clock())
+        if retry_after is not None:
+            await ws.send(protocol.encode(protocol.error(
+                "rate_limited", "too many messages; wait a moment", frame.client_id, retry_after)))
+            return
+        payload = RawPayload(
+            channel=CHAT_CHANNEL,
+            connector=self.connector,
+            dedupe_key=f"{visitor.session}:{frame.client_id}",
+            fmt=CHAT_FORMAT,
+            body=chat_body(visitor.session, frame.client_id, frame.text.strip(), hello.name, hello.lang),
+            received_at=datetime.now(UTC),
+            meta={"session": visitor.session, "peer": _peer(ws)},
+        )
+        try:
+            await self.sink.accept(payload)
+        except StoreUnavailable as exc:
+            log.error("webchat_store_unavailable", connector=self.connector, error=str(exc))
+            await ws.send(protocol.encode(protocol.error(
+                "unavailable", "the message could not be stored; it will be sent again", frame.client_id,
+                UNAVAILABLE_RETRY_AFTER)))
+            return
+        await ws.send(protocol.encode(protocol.ack(frame.client_id)))
+
+    def _register(self, visitor: _Visitor) -> None:
+        self._sessions.setdefault(visitor.session, set()).add(visitor)
+
+    def _unregister(self, visitor: _Visitor) -> None:
+        visitors = self._sessions.get(visitor.session)
+        if visitors is not None:
+            visitors.discard(visitor)
+            if not visitors:
+                del self._sessions[visitor.session]
+
+
+def _older_than(created_at: str | None, ttl: timedelta) -> bool:
+    if not created_at:
+        return False
+    return datetime.now(UTC) - datetime.fromisoformat(created_at) > ttl
+
+
+def _peer(ws: ServerConnection) -> str:
+    address = ws.remote_address
+    return str(address[0]) if address else ""

@@ -1,0 +1,241 @@
+"""Insurer API clients: one per insurer, with an API key (shown once, stored as its SHA-256)
+and a webhook URL plus the secret our webhooks to it are signed with.
+
+Tenant isolation lives here too: every read an insurer client makes goes through
+`claim_ticket_for`, which answers None for a claim of another insurer, exactly as for a claim
+that does not exist (so the API says 404 and leaks nothing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import secrets
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from ingest.agents import hash_token
+from ingest.claims_ops import API_CHANNEL
+from ingest.store import Store, Tx, iso
+
+KEY_PREFIX = "pvi_"
+_NAME = re.compile(r"[a-z0-9][a-z0-9_\-]{0,62}")
+
+
+class InsurerError(ValueError):
+    """An insurer-client operation asked for something impossible (duplicate name, bad URL...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class InsurerClient:
+    name: str
+    display_name: str
+    webhook_url: str
+    webhook_secret: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewInsurer:
+    """What `insurer add` prints once: the key and webhook secret are not shown again."""
+
+    name: str
+    api_key: str
+    webhook_secret: str
+
+
+def new_api_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def check_webhook_url(url: str) -> str:
+    parts = urlsplit(url)
+    if url and (parts.scheme not in ("http", "https") or not parts.netloc):
+        raise InsurerError(f"webhook URL {url!r}: expected an absolute http(s) URL")
+    return url
+
+
+def create_insurer(name: str, webhook_url: str = "", display_name: str = "", *,
+                   api_key: str | None = None, webhook_secret: str | None = None) -> Callable[[Tx], NewInsurer]:
+    """A new insurer client. `name` is what tickets carry in their `insurer` column and what
+    routing rules and SLA policies match on."""
+    if not _NAME.fullmatch(name):
+        raise InsurerError(f"insurer name {name!r}: expected lower-case letters, digits, '-' or '_'")
+    check_webhook_url(webhook_url)
+    key = api_key or new_api_key()
+    secret = webhook_secret or secrets.token_urlsafe(32)
+
+    def op(tx: Tx) -> NewInsurer:
+        if tx.one("SELECT 1 FROM insurer_clients WHERE name = ?", (name,)):
+            raise InsurerError(f"insurer {name!r} already exists")
+        tx.execute(
+            "INSERT INTO insurer_clients (name, display_name, api_key_sha256, webhook_url, webhook_secret, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (name, display_name or name, hash_token(key), webhook_url, secret, iso(tx.now)),
+        )
+        return NewInsurer(name, key, secret)
+
+    return op
+
+
+def _client(row: Any) -> InsurerClient:
+    return InsurerClient(row["name"], row["display_name"], row["webhook_url"], row["webhook_secret"])
+
+
+async def insurer_for_key(store: Store, api_key: str) -> InsurerClient | None:
+    """The active client holding this key; None for an unknown or deactivated one."""
+    row = await store.fetchone(
+        "SELECT name, display_name, webhook_url, webhook_secret FROM insurer_clients"
+        " WHERE api_key_sha256 = ? AND active = 1",
+        (hash_token(api_key),),
+    )
+    return _client(row) if row else None
+
+
+async def insurer_by_name(store: Store, name: str) -> InsurerClient | None:
+    row = await store.fetchone(
+        "SELECT name, display_name, webhook_url, webhook_secret FROM insurer_clients WHERE name = ? AND active = 1",
+        (name,),
+    )
+    return _client(row) if row else None
+
+
+async def list_insurers(store: Store) -> list[dict[str, Any]]:
+    rows = await store.fetchall(
+        "SELECT name, display_name, webhook_url, active, created_at,"
+        " (SELECT count(*) FROM tickets t WHERE t.insurer = c.name) AS claims FROM insurer_clients c ORDER BY name"
+    )
+    return [dict(row) for row in rows]
+
+
+async def claim_ticket_for(store: Store, insurer: str, ref: str) -> int | None:
+    """The ticket id of claim `ref` when it belongs to `insurer`; None otherwise (isolation)."""
+    row = await store.fetchone("SELECT id FROM tickets WHERE ref = ? AND insurer = ?", (ref, insurer))
+    return row["id"] if row else None
+
+
+# -- CLI ----------------------------------------------------------------------------------------
+
+
+def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
+    """`insurer add|list` arguments, for run.py's `insurer` sub-command."""
+    sub = parser.add_subparsers(dest="action", required=True)
+    add = sub.add_parser("add", help="create an insurer API client; prints its API key and webhook secret once")
+    add.add_argument("name")
+    add.add_argument("--webhook-url", default="", help="where status and SLA webhooks are POSTed")
+    add.add_argument("--display-name", default="")
+    sub.add_parser("list", help="insurer clients and their claim counts")
+
+
+def cli_insurer_add(settings: Any, args: argparse.Namespace) -> int:
+    """Run `insurer add|list`; the key and secret are printed exactly once. Returns the exit status."""
+
+    async def work() -> int:
+        store = Store(settings.store.path, synchronous=settings.store.synchronous)
+        await store.open()
+        try:
+            if getattr(args, "action", "add") == "list":
+                for c in await list_insurers(store):
+                    print(f"{c['name']:<16} {c['display_name']:<24} {c['claims']:>6} claims  {c['webhook_url'] or '-'}")
+                return 0
+            made = await store.write(create_insurer(args.name, args.webhook_url, args.display_name))
+            print(f"api_key: {made.api_key}\nwebhook_secret: {made.webhook_secret}")
+            return 0
+        except InsurerError as exc:
+            print(str(exc), file=sys.stderr)
+            return 1
+        finally:
+            await store.close()
+
+    return asyncio.run(work())
+
+
+# -- what an insurer client reads ---------------------------------------------------------------
+
+# Timeline kinds an insurer sees, and data keys that never leave (agent names, internal rows).
+_PUBLIC_EVENTS = frozenset({"ticket_created", "claim_filed", "status_changed", "message_received",
+                            "outbound_queued", "priority_changed", "merged_from", "merged_into"})
+_PRIVATE_KEYS = frozenset({"actor", "author", "message_row", "outbox_id", "automatic", "matched_by"})
+_CLAIM_COLUMNS = (
+    "t.id, t.ref, t.status, t.queue, t.priority, t.line_of_business, t.subject, t.created_at, t.updated_at,"
+    " t.closed_at, c.claim_number, c.details"
+)
+
+
+def _is_public(kind: str) -> bool:
+    return kind in _PUBLIC_EVENTS or kind.startswith("sla_")
+
+
+def _summary(row: Any) -> dict[str, Any]:
+    return {
+        "reference": row["ref"], "insurer_claim_number": row["claim_number"], "status": row["status"],
+        "team": row["queue"], "priority": row["priority"], "line_of_business": row["line_of_business"],
+        "created_at": row["created_at"], "updated_at": row["updated_at"], "closed_at": row["closed_at"],
+    }
+
+
+async def _sla_state(store: Store, ticket_id: int) -> list[dict[str, Any]]:
+    """SLA clocks when the SLA engine's table exists (a store without it shows none)."""
+    exists = await store.fetchone("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sla_clocks'")
+    if not exists:
+        return []
+    rows = await store.fetchall(
+        "SELECT kind, policy, state, started_at, due_at, met_at, breached_at FROM sla_clocks WHERE ticket_id = ?"
+        " ORDER BY started_at, kind", (ticket_id,))
+    return [dict(row) for row in rows]
+
+
+def _author(channel: str, direction: str) -> str:
+    if direction == "out":
+        return "adjuster"
+    return "insurer" if channel == API_CHANNEL else "policyholder"
+
+
+async def claim_view(store: Store, insurer: str, ref: str) -> dict[str, Any] | None:
+    """The claim as its insurer sees it: status, team, SLA, the public timeline and the thread
+    without internal notes. None for a claim that is not this insurer's."""
+    row = await store.fetchone(
+        f"SELECT {_CLAIM_COLUMNS} FROM tickets t LEFT JOIN insurer_claims c ON c.ticket_id = t.id"
+        " WHERE t.ref = ? AND t.insurer = ?", (ref, insurer))
+    if row is None:
+        return None
+    events = await store.fetchall("SELECT at, kind, data FROM events WHERE ticket_id = ? ORDER BY id", (row["id"],))
+    messages = await store.fetchall(
+        "SELECT id, direction, channel, sender, display_text, created_at FROM messages"
+        " WHERE ticket_id = ? AND kind != 'note' AND direction != 'internal' ORDER BY id", (row["id"],))
+    view = _summary(row)
+    view["details"] = json.loads(row["details"]) if row["details"] else {}
+    view["sla"] = await _sla_state(store, row["id"])
+    view["timeline"] = [
+        {"at": e["at"], "kind": e["kind"],
+         "data": {k: v for k, v in json.loads(e["data"]).items() if k not in _PRIVATE_KEYS}}
+        for e in events if _is_public(e["kind"])
+    ]
+    view["messages"] = [
+        {"id": m["id"], "at": m["created_at"], "direction": m["direction"], "channel": m["channel"],
+         "from": _author(m["channel"], m["direction"]),
+         "text": m["display_text"]}
+        for m in messages
+    ]
+    return view
+
+
+async def list_claims(store: Store, insurer: str, *, status: str | None = None, updated_since: str | None = None,
+                      limit: int = 100) -> list[dict[str, Any]]:
+    """This insurer's claims, least recently updated first, so `updated_since` = the last one's
+    `updated_at` pages forward without missing any."""
+    where, params = ["t.insurer = ?"], [insurer]
+    if status:
+        where.append("t.status = ?")
+        params.append(status)
+    if updated_since:
+        where.append("t.updated_at > ?")
+        params.append(updated_since)
+    rows = await store.fetchall(
+        f"SELECT {_CLAIM_COLUMNS} FROM tickets t LEFT JOIN insurer_claims c ON c.ticket_id = t.id"
+        f" WHERE {' AND '.join(where)} ORDER BY t.updated_at, t.id LIMIT ?", (*params, limit))
+    return [_summary(row) for row in rows]

@@ -1,0 +1,479 @@
+"""Report figures over a period, overall and by insurer, queue, agent, channel or line of
+business, and their renderings: a text table and an HTML page (Jalali dates), CSV and JSON.
+
+What each figure means (all times in hours; a period is [start, end) in Tehran days):
+- opened: tickets created in the period; closed: tickets whose closing time is in it.
+- backlog: tickets created before the end and not closed at it; age = end (or now, if sooner)
+  minus creation, median and p90.
+- first response: for tickets opened in the period, creation to the first message an agent
+  sent (automatic acknowledgements do not count). Resolution: creation to closing, for tickets
+  closed in the period. Median and p90 (nearest rank).
+- SLA: the clocks of tickets opened in the period (when the SLA tables exist): compliance % =
+  clocks never breached / clocks; breaches = clocks whose breach time falls in the period.
+- time in status: hours every ticket spent in each status inside the period, rebuilt from the
+  timeline's `status_changed` events (the bottleneck view).
+- reopen rate: of the tickets opened in the period that were ever closed, the share reopened.
+- channel mix: customer messages received in the period, per channel.
+- contacts per claim: customer messages per ticket opened in the period.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import io
+import json
+import math
+import sys
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, timedelta
+from html import escape
+from typing import Any
+
+from persiantools.jdatetime import JalaliDate
+
+from ingest.store import Store, iso, utcnow
+from router.claimref import TEHRAN
+
+DIMENSIONS: dict[str, str] = {
+    "insurer": "CASE t.insurer WHEN '' THEN '(none)' ELSE t.insurer END",
+    "queue": "t.queue",
+    "agent": "coalesce(t.assignee, '(unassigned)')",
+    "channel": "t.channel",
+    "line_of_business": "t.line_of_business",
+}
+FORMATS = ("table", "csv", "json", "html")
+TOTAL = "total"
+
+
+# -- periods ------------------------------------------------------------------------------------
+
+
+def parse_day(text: str) -> date:
+    """A day as YYYY-MM-DD (or with '/'), Jalali when the year is below 1700, else Gregorian."""
+    try:
+        year, month, day = (int(part) for part in text.replace("/", "-").split("-"))
+        return JalaliDate(year, month, day).to_gregorian() if year < 1700 else date(year, month, day)
+    except (ValueError, TypeError):
+        raise ValueError(f"{text!r}: expected a day as YYYY-MM-DD (Jalali like 1404-07-01, or Gregorian)") from None
+
+
+def period_bounds(first: date, last: date) -> tuple[datetime, datetime]:
+    """[start of `first`, start of the day after `last`) in Tehran time."""
+    if last < first:
+        raise ValueError(f"the period ends ({last}) before it starts ({first})")
+    start = datetime(first.year, first.month, first.day, tzinfo=TEHRAN)
+    end = datetime(last.year, last.month, last.day, tzinfo=TEHRAN) + timedelta(days=1)
+    return start, end
+
+
+def jalali(moment: datetime | date) -> str:
+    day = moment.astimezone(TEHRAN).date() if isinstance(moment, datetime) else moment
+    return JalaliDate(day).strftime("%Y/%m/%d")
+
+
+# -- figures ------------------------------------------------------------------------------------
+
+
+def percentile(values: list[float], fraction: float) -> float | None:
+    """Nearest-rank percentile; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    key: str
+    opened: int = 0
+    closed: int = 0
+    backlog: int = 0
+    backlog_age_median_h: float | None = None
+    backlog_age_p90_h: float | None = None
+    first_response_median_h: float | None = None
+    first_response_p90_h: float | None = None
+    first_responses: int = 0
+    resolution_median_h: float | None = None
+    resolution_p90_h: float | None = None
+    sla_clocks: int | None = None
+    sla_compliance_pct: float | None = None
+    sla_breaches: int | None = None
+    reopen_rate_pct: float | None = None
+    contacts_per_claim: float | None = None
+    status_hours: dict[str, float] = field(default_factory=dict)
+    channel_mix: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    start: str
+    end: str
+    start_jalali: str
+    last_day_jalali: str
+    by: str | None
+    generated_at: str
+    total: Figures
+    groups: list[Figures]
+    daily: list[dict[str, Any]]
+
+
+@dataclass
+class _Acc:
+    """Per-group raw values, folded into Figures at the end."""
+
+    opened: int = 0
+    closed: int = 0
+    backlog_ages: list[float] = field(default_factory=list)
+    first_responses: list[float] = field(default_factory=list)
+    resolutions: list[float] = field(default_factory=list)
+    sla_clocks: int = 0
+    sla_breached: int = 0
+    sla_breaches: int = 0
+    ever_closed: int = 0
+    reopened: int = 0
+    inbound: int = 0
+    status_hours: Counter = field(default_factory=Counter)
+    channel_mix: Counter = field(default_factory=Counter)
+
+    def figures(self, key: str, has_sla: bool) -> Figures:
+        return Figures(
+            key=key, opened=self.opened, closed=self.closed, backlog=len(self.backlog_ages),
+            backlog_age_median_h=_round(percentile(self.backlog_ages, 0.5)),
+            backlog_age_p90_h=_round(percentile(self.backlog_ages, 0.9)),
+            first_response_median_h=_round(percentile(self.first_responses, 0.5)),
+            first_response_p90_h=_round(percentile(self.first_responses, 0.9)),
+            first_responses=len(self.first_responses),
+            resolution_median_h=_round(percentile(self.resolutions, 0.5)),
+            resolution_p90_h=_round(percentile(self.resolutions, 0.9)),
+            sla_clocks=self.sla_clocks if has_sla else None,
+            sla_compliance_pct=(_round(100 * (self.sla_clocks - self.sla_breached) / self.sla_clocks)
+                                if has_sla and self.sla_clocks else None),
+            sla_breaches=self.sla_breaches if has_sla else None,
+            reopen_rate_pct=_round(100 * self.reopened / self.ever_closed) if self.ever_closed else None,
+            contacts_per_claim=_round(self.inbound / self.opened) if self.opened else None,
+            status_hours={k: round(v, 2) for k, v in sorted(self.status_hours.items())},
+            channel_mix=dict(sorted(self.channel_mix.items())),
+        )
+
+
+def _h(column: str) -> str:
+    """SQL for a stored ISO instant as hours since the Unix epoch: arithmetic in floats, in
+    SQLite, rather than parsing a hundred thousand timestamps in Python."""
+    return f"((julianday({column}) - 2440587.5) * 24.0)"
+
+
+def _epoch_h(moment: datetime) -> float:
+    return moment.timestamp() / 3600
+
+
+def _tehran_day(hours: float) -> date:
+    return datetime.fromtimestamp(hours * 3600, TEHRAN).date()
+
+
+async def build_report(store: Store, start: datetime, end: datetime, by: str | None = None,
+                       now: datetime | None = None) -> Report:
+    if by is not None and by not in DIMENSIONS:
+        raise ValueError(f"--by {by!r}: expected one of {', '.join(DIMENSIONS)}")
+    now = now or utcnow()
+    horizon = _epoch_h(min(end, now))
+    dim = DIMENSIONS[by] if by else f"'{TOTAL}'"
+    lo, hi = iso(start), iso(end)
+    groups: dict[str, _Acc] = defaultdict(_Acc)
+    total = _Acc()
+
+    def both(key: str) -> tuple[_Acc, ...]:
+        return (groups[key], total) if by else (total,)
+
+    daily_opened: Counter = Counter()
+    daily_closed: Counter = Counter()
+
+    # Opened in the period: first agent answer and customer messages per ticket, from the index.
+    first_answer = ("(SELECT min(m.created_at) FROM messages m WHERE m.ticket_id = t.id AND m.direction = 'out'"
+                    " AND m.author NOT IN ('', 'system'))")
+    for row in await store.fetchall(
+        f"SELECT {dim} AS g, {_h('t.created_at')} AS created, {_h(first_answer)} AS first_answer,"
+        " (SELECT count(*) FROM messages m WHERE m.ticket_id = t.id AND m.direction = 'in') AS inbound"
+        " FROM tickets t WHERE t.created_at >= ? AND t.created_at < ?", (lo, hi)):
+        daily_opened[_tehran_day(row["created"])] += 1
+        for acc in both(row["g"]):
+            acc.opened += 1
+            acc.inbound += row["inbound"]
+            if row["first_answer"] is not None:
+                acc.first_responses.append(row["first_answer"] - row["created"])
+
+    for row in await store.fetchall(
+        f"SELECT {dim} AS g, {_h('t.created_at')} AS created, {_h('t.closed_at')} AS closed FROM tickets t"
+        " WHERE t.closed_at >= ? AND t.closed_at < ?", (lo, hi)):
+        daily_closed[_tehran_day(row["closed"])] += 1
+        for acc in both(row["g"]):
+            acc.closed += 1
+            acc.resolutions.append(row["closed"] - row["created"])
+
+    # Every ticket that existed and was not closed for good before the period: the backlog at
+    # its end and the time-in-status view both come from these (open ones through a partial index).
+    scope = await store.fetchall(
+        f"SELECT t.id, {dim} AS g, {_h('t.created_at')} AS created, t.closed_at >= ? AS open_at_end FROM tickets t"
+        " WHERE t.closed_at IS NULL AND t.created_at < ?"
+        f" UNION ALL SELECT t.id, {dim}, {_h('t.created_at')}, t.closed_at >= ? FROM tickets t"
+        " WHERE t.closed_at >= ? AND t.created_at < ?", (hi, hi, hi, lo, hi))
+    for row in scope:
+        if row["open_at_end"] is None or row["open_at_end"]:
+            for acc in both(row["g"]):
+                acc.backlog_ages.append(horizon - row["created"])
+
+    await _status_figures(store, scope, _epoch_h(start), _epoch_h(end), horizon, both)
+    has_sla = await _sla_figures(store, dim, lo, hi, both)
+
+    for row in await store.fetchall(
+        f"SELECT {dim} AS g, m.channel, count(*) AS n FROM messages m"
+        f"{' JOIN tickets t ON t.id = m.ticket_id' if by else ''}"
+        " WHERE m.created_at >= ? AND m.created_at < ? AND m.direction = 'in' GROUP BY 1, 2", (lo, hi)):
+        for acc in both(row["g"]):
+            acc.channel_mix[row["channel"]] += row["n"]
+
+    days = []
+    day = start.astimezone(TEHRAN).date()
+    while day < end.astimezone(TEHRAN).date():
+        days.append({"date": day.isoformat(), "jalali": jalali(day), "opened": daily_opened[day],
+                     "closed": daily_closed[day]})
+        day += timedelta(days=1)
+    return Report(
+        start=iso(start) or "", end=iso(end) or "", start_jalali=jalali(start),
+        last_day_jalali=jalali(end - timedelta(seconds=1)), by=by, generated_at=iso(now) or "",
+        total=total.figures(TOTAL, has_sla),
+        groups=[groups[k].figures(k, has_sla) for k in sorted(groups)] if by else [],
+        daily=days,
+    )
+
+
+async def _status_figures(store: Store, tickets: list[Any], start: float, end: float, horizon: float,
+                          both: Any) -> None:
+    """Hours in each status inside [start, horizon) rebuilt from the status changes, and the
+    reopen rate of the tickets opened in [start, end). Instants in epoch hours."""
+    if not tickets:
+        return
+    changes: dict[int, list[tuple[int, float, str, str]]] = defaultdict(list)
+    # The ids go in as one JSON array (no variable limit), joined through json_each.
+    for row in await store.fetchall(
+        f"SELECT e.ticket_id, e.id, {_h('e.at')} AS at, json_extract(e.data, '$.old') AS old,"
+        " json_extract(e.data, '$.new') AS new"
+        " FROM json_each(?) j JOIN events e ON e.ticket_id = j.value AND e.kind = 'status_changed'",
+            (json.dumps([t["id"] for t in tickets]),)):
+        changes[row["ticket_id"]].append((row["id"], row["at"], row["old"] or "", row["new"] or ""))
+    for ticket in tickets:
+        created = ticket["created"]
+        moves = sorted(changes.get(ticket["id"], ()))
+        status, since = (moves[0][2] if moves else "new"), created
+        spans: list[tuple[str, float]] = []
+        for _, at, _, new in moves:
+            spans.append((status, min(at, horizon) - max(since, start)))
+            status, since = new, at
+        spans.append((status, horizon - max(since, start)))
+        accs = both(ticket["g"])
+        for name, hours in spans:
+            if hours > 0 and name != "closed":
+                for acc in accs:
+                    acc.status_hours[name] += hours
+        if start <= created < end:
+            news = {move[3] for move in moves}
+            if "closed" in news or "reopened" in news:
+                for acc in accs:
+                    acc.ever_closed += 1
+                    acc.reopened += "reopened" in news
+
+
+async def _sla_figures(store: Store, dim: str, lo: str | None, hi: str | None, both: Any) -> bool:
+    exists = await store.fetchone("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sla_clocks'")
+    if not exists:
+        return False
+    for row in await store.fetchall(
+        f"SELECT {dim} AS g, count(*) AS clocks, sum(c.breached_at IS NOT NULL OR c.state = 'breached') AS breached"
+        " FROM sla_clocks c JOIN tickets t ON t.id = c.ticket_id WHERE t.created_at >= ? AND t.created_at < ?"
+        " GROUP BY 1", (lo, hi)):
+        for acc in both(row["g"]):
+            acc.sla_clocks += row["clocks"]
+            acc.sla_breached += row["breached"] or 0
+    for row in await store.fetchall(
+        f"SELECT {dim} AS g, count(*) AS n FROM sla_clocks c JOIN tickets t ON t.id = c.ticket_id"
+        " WHERE c.breached_at >= ? AND c.breached_at < ? GROUP BY 1", (lo, hi)):
+        for acc in both(row["g"]):
+            acc.sla_breaches += row["n"]
+    return True
+
+
+# -- renderings ---------------------------------------------------------------------------------
+
+_COLUMNS: list[tuple[str, str]] = [
+    ("opened", "opened"), ("closed", "closed"), ("backlog", "backlog"),
+    ("backlog_age_median_h", "backlog age med h"), ("first_response_median_h", "1st resp med h"),
+    ("first_response_p90_h", "1st resp p90 h"), ("resolution_median_h", "resol med h"),
+    ("resolution_p90_h", "resol p90 h"), ("sla_compliance_pct", "SLA %"), ("sla_breaches", "breaches"),
+    ("reopen_rate_pct", "reopen %"), ("contacts_per_claim", "contacts/claim"),
+]
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _rows(report: Report) -> list[Figures]:
+    return [*report.groups, report.total]
+
+
+def render_table(report: Report) -> str:
+    head = f"Report {report.start_jalali} – {report.last_day_jalali}" + (f", by {report.by}" if report.by else "")
+    names = [report.by or "", *(label for _, label in _COLUMNS)]
+    body = [[f.key, *(_cell(getattr(f, attr)) for attr, _ in _COLUMNS)] for f in _rows(report)]
+    widths = [max(len(r[i]) for r in [names, *body]) for i in range(len(names))]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+    out = [head, "", line(names), line(["-" * w for w in widths]), *(line(r) for r in body), ""]
+    out.append("Time in status (hours): " + ", ".join(f"{k} {v:g}" for k, v in report.total.status_hours.items()))
+    out.append("Channel mix (messages in): " + ", ".join(f"{k} {v}" for k, v in report.total.channel_mix.items()))
+    return "\n".join(out) + "\n"
+
+
+def _flat(f: Figures, statuses: list[str], channels: list[str]) -> dict[str, Any]:
+    row = {k: v for k, v in asdict(f).items() if k not in ("status_hours", "channel_mix")}
+    row |= {f"hours_in_{s}": f.status_hours.get(s, 0) for s in statuses}
+    row |= {f"messages_{c}": f.channel_mix.get(c, 0) for c in channels}
+    return row
+
+
+def render_csv(report: Report) -> str:
+    statuses = sorted({s for f in _rows(report) for s in f.status_hours})
+    channels = sorted({c for f in _rows(report) for c in f.channel_mix})
+    rows = [_flat(f, statuses, channels) for f in _rows(report)]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: ("" if v is None else v) for k, v in row.items()} for row in rows)
+    return buffer.getvalue()
+
+
+def render_json(report: Report) -> str:
+    return json.dumps(asdict(report), ensure_ascii=False, indent=2) + "\n"
+
+
+# Inline SVG charts: no scripts, fonts or images from anywhere, so the file can be mailed.
+_PALETTE = ["#2b6cb0", "#dd6b20", "#38a169", "#805ad5", "#d53f8c", "#319795", "#718096", "#b7791f"]
+
+
+def _svg_daily(days: list[dict[str, Any]]) -> str:
+    width, height, pad = 720, 220, 30
+    peak = max([1, *(max(d["opened"], d["closed"]) for d in days)])
+    step = (width - 2 * pad) / max(1, len(days))
+    bar = max(1.0, step / 2 - 1)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img"'
+             f' aria-label="tickets opened and closed per day">',
+             f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#999"/>']
+    for i, d in enumerate(days):
+        x = pad + i * step
+        for j, (kind, colour) in enumerate((("opened", _PALETTE[0]), ("closed", _PALETTE[1]))):
+            h = (height - 2 * pad) * d[kind] / peak
+            parts.append(f'<rect x="{x + j * bar:.1f}" y="{height - pad - h:.1f}" width="{bar:.1f}" height="{h:.1f}"'
+                         f' fill="{colour}"><title>{escape(d["jalali"])} {kind}: {d[kind]}</title></rect>')
+        if len(days) <= 31 or i % max(1, len(days) // 15) == 0:
+            parts.append(f'<text x="{x:.1f}" y="{height - pad + 14}" font-size="9">{escape(d["jalali"][5:])}</text>')
+    parts.append(f'<text x="{pad}" y="14" font-size="11">max {peak}/day — '
+                 f'<tspan fill="{_PALETTE[0]}">■ opened</tspan> <tspan fill="{_PALETTE[1]}">■ closed</tspan></text>')
+    return "".join(parts) + "</svg>"
+
+
+def _svg_bars(values: dict[str, float], unit: str, label: str) -> str:
+    if not values:
+        return "<p>No data.</p>"
+    width, row_h, left = 720, 22, 190
+    peak = max(values.values()) or 1
+    height = row_h * len(values) + 10
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img"'
+             f' aria-label="{escape(label)}">']
+    for i, (name, value) in enumerate(sorted(values.items(), key=lambda kv: -kv[1])):
+        y = 5 + i * row_h
+        w = (width - left - 90) * value / peak
+        parts.append(f'<text x="{left - 6}" y="{y + 15}" font-size="12" text-anchor="end">{escape(name)}</text>'
+                     f'<rect x="{left}" y="{y + 3}" width="{w:.1f}" height="{row_h - 6}"'
+                     f' fill="{_PALETTE[i % len(_PALETTE)]}"/>'
+                     f'<text x="{left + w + 6:.1f}" y="{y + 15}" font-size="12">{_cell(value)} {escape(unit)}</text>')
+    return "".join(parts) + "</svg>"
+
+
+def render_html(report: Report) -> str:
+    title = f"Parvandeh report {report.start_jalali} – {report.last_day_jalali}"
+    header = "".join(f"<th>{escape(label)}</th>" for label in [report.by or "", *(l for _, l in _COLUMNS)])
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{escape(_cell(v))}</td>" for v in [f.key, *(getattr(f, a) for a, _ in _COLUMNS)])
+        + "</tr>" for f in _rows(report))
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; color: #222; }}
+table {{ border-collapse: collapse; font-size: 13px; }}
+th, td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; }}
+th:first-child, td:first-child {{ text-align: left; }}
+tr:last-child td {{ font-weight: bold; }}
+h2 {{ margin-top: 1.6em; font-size: 1.1em; }}
+</style></head><body>
+<h1>{escape(title)}</h1>
+<p>Period {escape(report.start_jalali)} to {escape(report.last_day_jalali)} (Tehran days){
+        escape(f', by {report.by}') if report.by else ''}; generated {escape(jalali(datetime.fromisoformat(report.generated_at)))}.</p>
+<h2>Figures</h2>
+<table><thead><tr>{header}</tr></thead><tbody>{rows}</tbody></table>
+<h2>Tickets opened and closed per day</h2>
+{_svg_daily(report.daily)}
+<h2>Where claims wait: hours in each status</h2>
+{_svg_bars(report.total.status_hours, "h", "hours in each status")}
+<h2>Channel mix: customer messages received</h2>
+{_svg_bars({k: float(v) for k, v in report.total.channel_mix.items()}, "", "messages per channel")}
+</body></html>
+"""
+
+
+RENDERERS = {"table": render_table, "csv": render_csv, "json": render_json, "html": render_html}
+
+
+# -- CLI ----------------------------------------------------------------------------------------
+
+
+def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
+    """`report` arguments, for run.py's `report` sub-command."""
+    parser.add_argument("--from", dest="first", required=True, help="first day, Jalali (1404-07-01) or Gregorian")
+    parser.add_argument("--to", dest="last", required=True, help="last day (inclusive)")
+    parser.add_argument("--by", choices=list(DIMENSIONS), default=None)
+    parser.add_argument("--format", choices=FORMATS, default="table")
+    parser.add_argument("--output", default="-", help="file to write (default: standard output)")
+
+
+def cli_report(settings: Any, args: argparse.Namespace) -> int:
+    try:
+        start, end = period_bounds(parse_day(args.first), parse_day(args.last))
+    except ValueError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+
+    async def work() -> str:
+        store = Store(settings.store.path, synchronous=settings.store.synchronous)
+        await store.open()
+        try:
+            return RENDERERS[args.format](await build_report(store, start, end, args.by))
+        finally:
+            await store.close()
+
+    text = asyncio.run(work())
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        with open(args.output, "w", encoding="utf-8") as out:
+            out.write(text)
+    return 0

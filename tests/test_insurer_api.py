@@ -1,0 +1,298 @@
+"""The insurer B2B API over real HTTP on loopback: API keys, tenant isolation, idempotency,
+problem+json validation, the claim thread, the policyholder's later e-mail, and signed
+webhooks (with a failing first attempt) received by a stand-in insurer endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import smtplib
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from connectors.http_front import verify_hmac_sha256
+from ingest.apply import change_status
+from ingest.insurers import create_insurer
+from ingest.queries import ticket_detail
+from tests.mailgen import mail
+
+INSURER_API = """
+[insurer_api]
+retry_base_seconds = 0.05
+poll_seconds = 0.1
+"""
+VALID_NATIONAL_ID = "0499370899"
+
+
+def filing(claim_number: str = "ASIA-2025-001", **overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "claim_number": claim_number,
+        "policy_number": "POL-77",
+        "line_of_business": "auto",
+        "policyholder": {"name": "علی رضایی", "national_id": VALID_NATIONAL_ID,
+                         "phones": ["0912 123 4567"], "email": "Ali.Rezaei@Example.com"},
+        "vehicle": {"plate": "۲۲ ی ۴۵۶ - ۷۷"},
+        "loss_date": "2025-05-01",
+        "loss_place": "Tehran, Valiasr",
+        "description": "Rear-end collision at a red light.",
+    }
+    body.update(overrides)
+    return body
+
+
+@dataclass
+class Receiver:
+    """The insurer's webhook endpoint: answers 503 to the first `fail_first` deliveries."""
+
+    secret: str = "whsec-asia"
+    fail_first: int = 1
+    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    url: str = ""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.received.append((dict(request.headers), await request.read()))
+        if len(self.received) <= self.fail_first:
+            return web.Response(status=503, text="busy")
+        return web.Response(status=204)
+
+
+@dataclass
+class Api:
+    base: str
+    session: aiohttp.ClientSession
+    keys: dict[str, str]
+
+    async def call(self, method: str, path: str, insurer: str | None = "asia", *, body: Any = None,
+                   raw: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
+        sent = dict(headers or {})
+        if insurer:
+            sent["Authorization"] = f"Bearer {self.keys[insurer]}"
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        if data is not None:
+            sent.setdefault("Content-Type", "application/json")
+        async with self.session.request(method, self.base + path, data=data, headers=sent) as response:
+            text = await response.text()
+            return response.status, dict(response.headers), json.loads(text) if text else None
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    stand_in = Receiver()
+    app = web.Application()
+    app.router.add_post("/hooks", stand_in.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    stand_in.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/hooks"  # type: ignore[union-attr]
+    yield stand_in
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def api(make_daemon: Callable[..., Any], receiver: Receiver) -> AsyncIterator[Api]:
+    daemon = await make_daemon(INSURER_API)
+    keys = {}
+    for name, url, secret in (("asia", receiver.url, receiver.secret), ("dana", "", "whsec-dana")):
+        made = await daemon.store.write(create_insurer(name, url, webhook_secret=secret))
+        keys[name] = made.api_key
+    async with aiohttp.ClientSession() as session:
+        client = Api(f"http://127.0.0.1:{daemon.http_port}/api/v1", session, keys)
+        client.daemon = daemon  # type: ignore[attr-defined]
+        yield client
+
+
+async def until(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        await asyncio.sleep(0.02)
+    raise AssertionError("condition not met before the deadline")
+
+
+# -- authentication and isolation -------------------------------------------------------------
+
+
+async def test_requests_without_a_valid_api_key_are_refused_as_problem_json(api: Api) -> None:
+    status, headers, body = await api.call("POST", "/claims", None, body=filing())
+    assert status == 401 and headers["Content-Type"].startswith("application/problem+json")
+    assert body["status"] == 401 and "Bearer" in headers["WWW-Authenticate"]
+    status, _, _ = await api.call("GET", "/claims", None, headers={"Authorization": "Bearer pvi_forged"})
+    assert status == 401
+    assert await api.daemon.store.fetchone("SELECT 1 FROM tickets") is None  # type: ignore[attr-defined]
+
+
+async def test_filed_claim_gets_our_reference_insurer_and_line_of_business(api: Api) -> None:
+    status, headers, claim = await api.call("POST", "/claims", body=filing())
+    assert status == 201
+    ref = claim["reference"]
+    assert ref.startswith("PV-14") and headers["Location"].endswith(f"/claims/{ref}")
+    assert claim["insurer_claim_number"] == "ASIA-2025-001" and claim["status"] == "new"
+    assert claim["line_of_business"] == "auto" and claim["details"]["vehicle"]["plate"]
+    assert [e["kind"] for e in claim["timeline"]][:2] == ["ticket_created", "claim_filed"]
+    detail = await ticket_detail(api.daemon.store, ref)  # type: ignore[attr-defined]
+    assert detail["insurer"] == "asia" and detail["line_of_business"] == "auto"
+    identities = await api.daemon.store.fetchall(  # type: ignore[attr-defined]
+        "SELECT kind, value FROM identities WHERE contact_id = ? ORDER BY kind", (detail["contact"]["id"],))
+    assert [tuple(r) for r in identities] == [
+        ("email", "ali.rezaei@example.com"), ("national_id", VALID_NATIONAL_ID), ("phone", "+989121234567")]
+
+
+async def test_insurer_gets_404_for_another_insurers_claim(api: Api) -> None:
+    _, _, claim = await api.call("POST", "/claims", body=filing())
+    ref = claim["reference"]
+    status, headers, body = await api.call("GET", f"/claims/{ref}", "dana")
+    assert status == 404 and headers["Content-Type"].startswith("application/problem+json")
+    status, _, _ = await api.call("POST", f"/claims/{ref}/messages", "dana", body={"text": "mine now"})
+    assert status == 404
+    _, _, listing = await api.call("GET", "/claims", "dana")
+    assert listing["claims"] == []
+    # The same claim number at another insurer is another claim.
+    status, _, other = await api.call("POST", "/claims", "dana", body=filing())
+    assert status == 201 and other["reference"] != ref
+    detail = await ticket_detail(api.daemon.store, ref)  # type: ignore[attr-defined]
+    assert all("mine now" not in m["text"] for m in detail["messages"])
+
+
+# -- idempotency ------------------------------------------------------------------------------
+
+
+async def test_same_idempotency_key_returns_the_same_claim_and_another_body_is_refused(api: Api) -> None:
+    key = {"Idempotency-Key": "req-1"}
+    first = await api.call("POST", "/claims", body=filing(), headers=key)
+    again = await api.call("POST", "/claims", body=filing(), headers=key)
+    assert (first[0], again[0]) == (201, 200)
+    assert again[2]["reference"] == first[2]["reference"] and again[1]["Idempotent-Replayed"] == "idempotency_key"
+    status, _, problem = await api.call("POST", "/claims", body=filing("ASIA-2025-002"), headers=key)
+    assert status == 422 and problem["type"].endswith("idempotency-key-reused")
+    count = await api.daemon.store.fetchone("SELECT count(*) AS n FROM tickets")  # type: ignore[attr-defined]
+    assert count["n"] == 1
+
+
+async def test_same_insurer_claim_number_returns_the_same_claim(api: Api) -> None:
+    first = await api.call("POST", "/claims", body=filing(), headers={"Idempotency-Key": "a"})
+    again = await api.call("POST", "/claims", body=filing(description="resent by another system"),
+                           headers={"Idempotency-Key": "b"})
+    assert again[0] == 200 and again[2]["reference"] == first[2]["reference"]
+    assert again[1]["Idempotent-Replayed"] == "claim_number"
+
+
+async def test_concurrent_retries_open_one_claim(api: Api) -> None:
+    results = await asyncio.gather(*(api.call("POST", "/claims", body=filing()) for _ in range(8)))
+    assert sorted(r[0] for r in results) == [200] * 7 + [201]
+    assert len({r[2]["reference"] for r in results}) == 1
+
+
+# -- validation -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"policyholder": {"name": "Ali", "national_id": "0499370898"}}, "policyholder.national_id"),
+    ({"policyholder": {"name": "Ali", "phones": ["call me maybe"]}}, "policyholder.phones"),
+    ({"line_of_business": "marine"}, "line_of_business"),
+    ({"loss_date": "yesterday"}, "loss_date"),
+    ({"documents": [{"filename": "a.pdf"}]}, "documents.0"),
+])
+async def test_invalid_field_is_named_in_a_problem_json_answer(api: Api, change: dict, field: str) -> None:
+    status, headers, problem = await api.call("POST", "/claims", body=filing(**change))
+    assert status == 422 and headers["Content-Type"].startswith("application/problem+json")
+    assert problem["status"] == 422 and field in problem["detail"]
+    assert [e["field"] for e in problem["errors"]] == [field]
+    assert problem["errors"][0]["pointer"] == "#/" + field.replace(".", "/")
+    assert await api.daemon.store.fetchone("SELECT 1 FROM tickets") is None  # type: ignore[attr-defined]
+
+
+async def test_malformed_json_is_a_400_problem(api: Api) -> None:
+    status, headers, problem = await api.call("POST", "/claims", raw=b"{not json")
+    assert status == 400 and problem["type"].endswith("malformed-json")
+
+
+# -- reading, the thread, the policyholder ----------------------------------------------------
+
+
+async def test_list_pages_forward_with_updated_since(api: Api) -> None:
+    refs = [(await api.call("POST", "/claims", body=filing(f"C-{i}")))[2]["reference"] for i in range(3)]
+    _, _, page = await api.call("GET", "/claims?limit=2")
+    assert [c["reference"] for c in page["claims"]] == refs[:2]
+    _, _, rest = await api.call("GET", f"/claims?limit=2&updated_since={quote(page['next_updated_since'])}")
+    assert [c["reference"] for c in rest["claims"]] == refs[2:] and rest["next_updated_since"] is None
+    _, _, none = await api.call("GET", "/claims?status=closed")
+    assert none["claims"] == []
+    status, _, problem = await api.call("GET", "/claims?status=lost&updated_since=never")
+    assert status == 422 and {e["field"] for e in problem["errors"]} == {"status", "updated_since"}
+
+
+async def test_insurer_message_joins_the_thread_once_per_idempotency_key(api: Api) -> None:
+    _, _, claim = await api.call("POST", "/claims", body=filing())
+    ref = claim["reference"]
+    sent = [await api.call("POST", f"/claims/{ref}/messages", body={"text": "Please inspect Monday."},
+                           headers={"Idempotency-Key": "m1"}) for _ in range(2)]
+    assert [s[0] for s in sent] == [201, 200] and sent[0][2] == sent[1][2]
+    _, _, view = await api.call("GET", f"/claims/{ref}")
+    assert [(m["from"], m["text"]) for m in view["messages"]][-1] == ("insurer", "Please inspect Monday.")
+    assert sum(m["text"] == "Please inspect Monday." for m in view["messages"]) == 1
+
+
+async def test_policyholders_later_email_lands_on_the_claim(api: Api) -> None:
+    _, _, claim = await api.call("POST", "/claims", body=filing())
+    daemon = api.daemon  # type: ignore[attr-defined]
+    message = mail(sender="ali.rezaei@example.com", subject="photos of my car", body="attached, thanks")
+
+    def deliver() -> None:
+        with smtplib.SMTP("127.0.0.1", daemon.connectors["smtp"].port, timeout=10) as smtp:
+            smtp.send_message(message, from_addr="ali.rezaei@example.com", to_addrs=["claims@parvandeh.test"])
+
+    await asyncio.to_thread(deliver)
+    await daemon.ingest.drained()
+    detail = await ticket_detail(daemon.store, claim["reference"])
+    assert [m["channel"] for m in detail["messages"] if m["direction"] == "in"] == ["api", "email"]
+    _, _, view = await api.call("GET", f"/claims/{claim['reference']}")
+    assert view["messages"][-1]["from"] == "policyholder"
+
+
+# -- webhooks ---------------------------------------------------------------------------------
+
+
+async def test_status_change_webhook_is_signed_and_retried_after_a_failure(api: Api, receiver: Receiver) -> None:
+    _, _, claim = await api.call("POST", "/claims", body=filing())
+    _, _, other = await api.call("POST", "/claims", "dana", body=filing())  # dana has no webhook URL
+    daemon = api.daemon  # type: ignore[attr-defined]
+    await daemon.store.write(change_status(claim["reference"], "awaiting_documents", "maryam"))
+    await daemon.store.write(change_status(other["reference"], "awaiting_documents", "maryam"))
+
+    await until(lambda: len(receiver.received) >= 2)
+    (first_headers, first_body), (headers, body) = receiver.received[:2]
+    assert first_body == body and first_headers["X-Parvandeh-Delivery"] == headers["X-Parvandeh-Delivery"]
+    assert verify_hmac_sha256(receiver.secret, body, headers["X-Parvandeh-Signature"])
+    assert not verify_hmac_sha256("whsec-dana", body, headers["X-Parvandeh-Signature"])
+    assert abs(int(headers["X-Parvandeh-Timestamp"]) - time.time()) < 60
+    event = json.loads(body)
+    assert event["type"] == "claim.status_changed"
+    assert event["claim"] == {"reference": claim["reference"], "insurer_claim_number": "ASIA-2025-001",
+                              "status": "awaiting_documents", "queue": claim["team"]}
+    assert event["data"] == {"old": "new", "new": "awaiting_documents"}
+
+    async def logged() -> list:
+        return await daemon.store.fetchall("SELECT attempt, status_code, outcome FROM insurer_webhook_log ORDER BY id")
+
+    rows = await until(lambda: _two(logged))
+    assert [tuple(r) for r in rows] == [(1, 503, "retrying"), (2, 204, "delivered")]
+    owed = await daemon.store.fetchall("SELECT recipient, state FROM outbox WHERE channel = 'insurer_webhook'")
+    assert [tuple(r) for r in owed] == [("asia", "sent")]  # dana has no webhook: nothing queued for it
+
+
+async def _two(rows: Callable[[], Any]) -> Any:
+    found = await rows()
+    return found if len(found) >= 2 else None

@@ -1,0 +1,234 @@
+"""Report figures against a small dataset written through the real write operations with a
+controlled clock, checked against values computed by hand; the CLI's formats; and the HTML
+report rendered in headless Chromium."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import io
+import json
+import shutil
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ingest.apply import ApplyContext, agent_reply, apply_inbound, change_status, insert_inbox
+from ingest.claims_ops import ClaimFiling, open_claim
+from ingest.records import Identity, InboundMessage, RawPayload
+from ingest.reports import (
+    build_report, cli_report, parse_day, period_bounds, percentile, render_csv, render_html, render_table,
+)
+from ingest.store import Store, Tx, iso
+from router.claimref import TEHRAN
+
+# Saturday 2025-05-03 09:00 Tehran; the report covers that Tehran week, 1404/02/13 – 1404/02/19.
+T0 = datetime(2025, 5, 3, 9, 0, tzinfo=TEHRAN)
+START, END = period_bounds(parse_day("1404-02-13"), parse_day("1404-02-19"))
+CTX = ApplyContext(
+    reference_prefix="PV", continuity_window=timedelta(hours=72), default_queue="intake", acknowledge=False,
+    ack_hourly_limit=3, own_addresses=frozenset(), mail_domain="parvandeh.test", from_address="claims@parvandeh.test",
+    reply_connectors={"email": "outbound_smtp"},
+)
+
+
+@dataclass
+class Clock:
+    now: datetime
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def at(self, hours: float) -> None:
+        self.now = T0 + timedelta(hours=hours)
+
+
+class Dataset:
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self.store = store
+        self.clock = clock
+        self.mails = 0
+
+    async def claim(self, hours: float, insurer: str, number: str, lob: str, email: str) -> str:
+        self.clock.at(hours)
+        filing = ClaimFiling.model_validate_json(json.dumps({
+            "claim_number": number, "policy_number": "P-1", "line_of_business": lob,
+            "policyholder": {"name": "Policyholder", "email": email}, "loss_date": "2025-05-01"}))
+        opened = await self.store.write(open_claim(insurer, filing, CTX, connector="insurer_api",
+                                                   idempotency_key=None, fingerprint="", stored_documents=[]))
+        return opened.ref
+
+    async def email(self, hours: float, sender: str, text: str) -> str:
+        self.clock.at(hours)
+        self.mails += 1
+        payload = RawPayload("email", "smtp", f"m{self.mails}", "test", b"", self.clock.now)
+        inbox_id, _ = await self.store.write(insert_inbox(payload))
+        msg = InboundMessage(channel="email", channel_message_id=f"m{self.mails}@example.com",
+                             sender=Identity("email", sender), text=text, subject=text,
+                             conversation_key=f"email:{sender}")
+        return (await self.store.write(apply_inbound(inbox_id, "smtp", msg, [], CTX))).ticket_ref
+
+    async def reply(self, hours: float, ref: str) -> None:
+        self.clock.at(hours)
+        await self.store.write(agent_reply(ref, "on it", "maryam", CTX))
+
+    async def status(self, hours: float, ref: str, new: str) -> None:
+        self.clock.at(hours)
+        await self.store.write(change_status(ref, new, "maryam"))
+
+
+@pytest.fixture
+async def dataset(tmp_path: Path) -> AsyncIterator[Dataset]:
+    """Four tickets (hours from T0; the period starts at T0-9h and ends at T0+159h):
+    A asia/auto: filed 0, customer mail 1, answer 2, assigned 2, awaiting_documents 4, closed 10,
+      customer mail 12 reopens, closed 14.
+    B dana/health: filed 24, assigned 30, still open.
+    C by e-mail: 48, answer 49, closed 50.
+    D by e-mail before the period (-48), still new."""
+    clock = Clock(T0)
+    store = Store(tmp_path / "store.sqlite3", synchronous="OFF", clock=clock)
+    await store.open()
+    data = Dataset(store, clock)
+    await data.email(-48, "old@example.com", "an old claim")
+    a = await data.claim(0, "asia", "A-1", "auto", "a@example.com")
+    assert await data.email(1, "a@example.com", "photos") == a
+    await data.reply(2, a)
+    await data.status(2, a, "assigned")
+    await data.status(4, a, "awaiting_documents")
+    await data.status(10, a, "closed")
+    assert await data.email(12, "a@example.com", f"one more thing about {a}") == a  # by reference: reopens
+    await data.status(14, a, "closed")
+    b = await data.claim(24, "dana", "B-1", "health", "b@example.com")
+    await data.status(30, b, "assigned")
+    c = await data.email(48, "c@example.com", "a new claim")
+    await data.reply(49, c)
+    await data.status(50, c, "closed")
+
+    def clocks(tx: Tx) -> None:  # SLA clocks as the SLA engine keeps them: A breached, C met
+        tx.execute("DELETE FROM sla_clocks")
+        for ref, breached in ((a, T0 + timedelta(hours=3)), (c, None)):
+            tx.execute(
+                "INSERT INTO sla_clocks (ticket_id, kind, policy, calendar, started_at, target_seconds, warn_fraction,"
+                " breached_at, state) SELECT id, 'first_response', 'default', 'default', created_at, 3600, 0.75, ?, ?"
+                " FROM tickets WHERE ref = ?", (iso(breached), "breached" if breached else "met", ref))
+
+    await store.write(clocks)
+    data.refs = {"A": a, "B": b, "C": c}  # type: ignore[attr-defined]
+    yield data
+    await store.close()
+
+
+def test_nearest_rank_percentiles() -> None:
+    assert percentile([], 0.5) is None
+    assert percentile([3.0, 1.0, 2.0], 0.5) == 2.0
+    assert percentile([1.0, 2.0], 0.5) == 1.0 and percentile([1.0, 2.0], 0.9) == 2.0
+    assert percentile([float(i) for i in range(1, 11)], 0.9) == 9.0
+
+
+def test_jalali_and_gregorian_days_name_the_same_period() -> None:
+    assert period_bounds(parse_day("1404/02/13"), parse_day("1404-02-19")) == \
+        period_bounds(parse_day("2025-05-03"), parse_day("2025-05-09"))
+    assert START == datetime(2025, 5, 2, 20, 30, tzinfo=UTC) and END - START == timedelta(days=7)
+    with pytest.raises(ValueError, match="expected a day"):
+        parse_day("last tuesday")
+
+
+async def test_figures_match_the_hand_computed_values(dataset: Dataset) -> None:
+    report = await build_report(dataset.store, START, END, now=END + timedelta(days=1))
+    total = report.total
+    assert (total.opened, total.closed, total.backlog) == (3, 2, 2)
+    assert (total.backlog_age_median_h, total.backlog_age_p90_h) == (135.0, 207.0)  # B 159-24, D 159+48
+    assert (total.first_response_median_h, total.first_response_p90_h, total.first_responses) == (1.0, 2.0, 2)
+    assert (total.resolution_median_h, total.resolution_p90_h) == (2.0, 14.0)
+    assert (total.sla_clocks, total.sla_compliance_pct, total.sla_breaches) == (2, 50.0, 1)
+    assert total.reopen_rate_pct == 50.0  # A and C were closed; A was reopened
+    assert total.contacts_per_claim == round(5 / 3, 2)  # A: filing + 2 mails, B: filing, C: 1 mail
+    assert total.channel_mix == {"api": 2, "email": 3}  # D's mail is before the period
+    assert total.status_hours == {"assigned": 131.0, "awaiting_documents": 6.0, "new": 178.0, "reopened": 2.0}
+    assert [d["opened"] for d in report.daily] == [1, 1, 1, 0, 0, 0, 0]
+    assert sum(d["closed"] for d in report.daily) == 2 and report.daily[0]["jalali"] == "1404/02/13"
+
+
+async def test_figures_by_insurer_split_the_total(dataset: Dataset) -> None:
+    report = await build_report(dataset.store, START, END, by="insurer", now=END + timedelta(days=1))
+    groups = {g.key: g for g in report.groups}
+    assert sorted(groups) == ["(none)", "asia", "dana"]
+    assert (groups["asia"].opened, groups["asia"].closed, groups["asia"].resolution_median_h) == (1, 1, 14.0)
+    assert groups["asia"].status_hours == {"assigned": 2.0, "awaiting_documents": 6.0, "new": 2.0, "reopened": 2.0}
+    assert (groups["dana"].backlog, groups["dana"].first_response_median_h) == (1, None)
+    assert groups["(none)"].sla_compliance_pct == 100.0 and groups["asia"].sla_compliance_pct == 0.0
+    assert sum(g.opened for g in report.groups) == report.total.opened
+
+
+async def test_a_period_before_the_tickets_is_empty_not_an_error(dataset: Dataset) -> None:
+    start, end = period_bounds(parse_day("1403-01-01"), parse_day("1403-01-31"))
+    report = await build_report(dataset.store, start, end)
+    assert (report.total.opened, report.total.backlog, report.total.first_response_median_h) == (0, 0, None)
+    assert "n/a" in render_table(report)
+
+
+async def test_table_csv_and_json_carry_the_same_figures(dataset: Dataset) -> None:
+    report = await build_report(dataset.store, START, END, by="line_of_business", now=END + timedelta(days=1))
+    table = render_table(report)
+    assert "1404/02/13 – 1404/02/19" in table and "health" in table
+    rows = list(csv.DictReader(io.StringIO(render_csv(report))))
+    assert [r["key"] for r in rows] == ["auto", "health", "other", "total"]
+    assert rows[-1]["opened"] == "3" and rows[-1]["hours_in_new"] == "178.0" and rows[-1]["messages_email"] == "3"
+
+
+async def test_cli_writes_the_report_file_and_refuses_a_backwards_period(tmp_path: Path) -> None:
+    store_path = tmp_path / "cli.sqlite3"
+    store = Store(store_path, synchronous="OFF")
+    await store.open()
+    await store.close()
+    settings = argparse.Namespace(store=argparse.Namespace(path=store_path, synchronous="OFF"))
+    out = tmp_path / "report.json"
+    args = argparse.Namespace(first="1404-02-13", last="1404-02-19", by="queue", format="json", output=str(out))
+    assert await asyncio.to_thread(cli_report, settings, args) == 0
+    assert json.loads(out.read_text())["start_jalali"] == "1404/02/13"
+    bad = argparse.Namespace(first="1404-02-19", last="1404-02-13", by=None, format="table", output="-")
+    assert await asyncio.to_thread(cli_report, settings, bad) == 2
+
+
+@pytest.mark.chromium
+@pytest.mark.skipif(not shutil.which("chromium"), reason="needs /usr/bin/chromium")
+async def test_html_report_is_self_contained_and_renders_in_chromium(dataset: Dataset, tmp_path: Path) -> None:
+    report = await build_report(dataset.store, START, END, by="insurer", now=END + timedelta(days=1))
+    page = render_html(report)
+    assert "<svg" in page and "1404/02/13" in page
+    assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")  # no outside assets
+    assert "https://" not in page and "<script" not in page
+    html_file = tmp_path / "report.html"
+    html_file.write_text(page, encoding="utf-8")
+    shot = tmp_path / "report.png"
+    console = await _render(html_file, shot)
+    assert shot.stat().st_size > 10_000
+    assert console == [], console
+
+
+async def _render(html_file: Path, shot: Path) -> list[Any]:
+    """Open the file in headless Chromium (Playwright); returns console errors and page errors."""
+    from playwright.async_api import async_playwright
+
+    errors: list[Any] = []
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=shutil.which("chromium"),
+                                           args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        try:
+            page = await browser.new_page(viewport={"width": 1100, "height": 1400})
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("request", lambda r: errors.append(f"outside request {r.url}")
+                    if not r.url.startswith("file://") else None)
+            await page.goto(html_file.as_uri())
+            svgs = await page.locator("svg").count()
+            assert svgs == 3
+            await page.screenshot(path=str(shot), full_page=True)
+        finally:
+            await browser.close()
+    return errors

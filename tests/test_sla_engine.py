@@ -1,0 +1,267 @@
+"""The SLA scheduler in the running daemon, on a clock the test controls: warnings, breaches and
+escalations fire at their due instants, pauses stop the clock, and pending deadlines survive a
+restart. Mail comes in over real SMTP and the supervisor's notice leaves through a real relay."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from ingest import queries
+from ingest.apply import agent_reply, change_status
+from ingest.daemon import Daemon
+from tests.mailgen import mail
+from connectors.standins.smtp_sink import SmtpSink
+from tests.test_smtp import send
+
+TEHRAN = ZoneInfo("Asia/Tehran")
+
+POLICY_24X7 = """
+[sla]
+supervisor_email = "boss@parvandeh.test"
+
+[[sla.policies]]
+name = "standard"
+first_response = 4
+resolution = 40
+warn_at = 0.75
+calendar = "24x7"
+on_warning = ["notify"]
+on_breach = ["raise_priority", "notify"]
+"""
+
+
+class FakeClock:
+    """A mutable `now` shared by the store, the scheduler and the test."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+def saturday_morning() -> FakeClock:
+    # Saturday 7 Azar 1405, 09:00 in Tehran: a working day, no holiday near.
+    return FakeClock(datetime(2026, 11, 28, 9, 0, tzinfo=TEHRAN).astimezone(UTC))
+
+
+async def open_ticket(daemon: Daemon, subject: str = "Car accident claim", body: str = "My car was hit.") -> dict[str, Any]:
+    code, _ = await send(daemon, mail(subject=subject, body=body))
+    assert code == 250
+    await daemon.ingest.drained()
+    (ticket,) = await queries.list_tickets(daemon.store)
+    detail = await queries.ticket_detail(daemon.store, ticket["reference"])
+    assert detail is not None
+    return detail
+
+
+async def timeline(daemon: Daemon, ref: str) -> list[dict[str, Any]]:
+    detail = await queries.ticket_detail(daemon.store, ref)
+    assert detail is not None
+    return detail["timeline"]
+
+
+def kinds(events: list[dict[str, Any]], *wanted: str) -> list[str]:
+    return [e["kind"] for e in events if e["kind"] in wanted]
+
+
+async def test_ticket_warns_breaches_escalates_and_supervisor_mail_leaves_through_the_outbox(make_daemon: Any) -> None:
+    sink = await SmtpSink().start()
+    clock = saturday_morning()
+    start = clock.now
+    try:
+        daemon = await make_daemon(POLICY_24X7, outbound_port=sink.port, clock=clock)
+        ticket = await open_ticket(daemon)
+        ref = ticket["reference"]
+        (ack,) = await sink.wait_for(1)
+        assert "Expected response: by 13:00 on Saturday 28 November 2026 (Tehran time)" in ack.get_content()
+
+        clock.advance(hours=2, minutes=59)
+        assert await daemon.sla.fire_due() == 0  # not yet 75 %
+
+        clock.advance(minutes=1)
+        await daemon.sla.fire_due()
+        mails = await sink.wait_for(2)
+        warning = mails[1]
+        assert warning["To"] == "boss@parvandeh.test"
+        assert warning["Subject"].endswith(f"[{ref}] SLA warning: first response")
+        assert "is due by 13:00" in warning.get_content()
+
+        clock.advance(hours=1)
+        await daemon.sla.fire_due()
+        mails = await sink.wait_for(3)
+        assert mails[2]["Subject"].endswith(f"[{ref}] SLA breached: first response")
+
+        events = await timeline(daemon, ref)
+        sla = [e for e in events if e["kind"] in ("sla_started", "sla_warning", "sla_breached", "priority_changed",
+                                                   "supervisor_alert")]
+        assert [e["kind"] for e in sla] == [
+            "sla_started", "sla_warning", "supervisor_alert", "sla_breached", "priority_changed", "supervisor_alert",
+        ]
+        at = {e["kind"]: datetime.fromisoformat(e["at"]) for e in sla}
+        assert at["sla_started"] == start
+        assert at["sla_warning"] == start + timedelta(hours=3)
+        assert at["sla_breached"] == start + timedelta(hours=4)
+        breach = next(e for e in sla if e["kind"] == "sla_breached")
+        assert (breach["clock"], datetime.fromisoformat(breach["due_at"])) == ("first_response", start + timedelta(hours=4))
+        assert next(e for e in sla if e["kind"] == "priority_changed")["new"] == "high"
+        (row,) = await queries.list_tickets(daemon.store)
+        assert row["priority"] == "high"
+        # Each deadline fires once: nothing left to do at the same instant or later.
+        clock.advance(hours=1)
+        assert await daemon.sla.fire_due() == 0
+    finally:
+        await sink.stop()
+
+
+async def test_the_scheduler_fires_on_its_own_when_the_clock_reaches_the_due_time(make_daemon: Any) -> None:
+    clock = saturday_morning()
+    daemon = await make_daemon(POLICY_24X7, clock=clock)
+    ticket = await open_ticket(daemon)
+    clock.advance(hours=4)
+    deadline = asyncio.get_running_loop().time() + 10
+    while "sla_breached" not in kinds(await timeline(daemon, ticket["reference"]), "sla_breached"):
+        assert asyncio.get_running_loop().time() < deadline, "the scheduler did not wake up"
+        await asyncio.sleep(0.05)
+
+
+async def test_an_agent_reply_meets_the_first_response_and_nothing_fires(make_daemon: Any) -> None:
+    clock = saturday_morning()
+    daemon = await make_daemon(POLICY_24X7, clock=clock)
+    ref = (await open_ticket(daemon))["reference"]
+    clock.advance(hours=1)
+    await daemon.store.write(agent_reply(ref, "We are on it.", "ali", daemon.ingest.context))
+    clock.advance(hours=5)
+    await daemon.sla.fire_due()
+    events = await timeline(daemon, ref)
+    assert kinds(events, "sla_met", "sla_warning", "sla_breached") == ["sla_met"]
+    assert next(e for e in events if e["kind"] == "sla_met")["late"] is False
+
+
+async def test_a_pause_stops_the_clock_and_resuming_continues_it(make_daemon: Any) -> None:
+    clock = saturday_morning()
+    start = clock.now
+    daemon = await make_daemon(POLICY_24X7, clock=clock)
+    ref = (await open_ticket(daemon))["reference"]
+    clock.advance(hours=1)
+    await daemon.store.write(change_status(ref, "awaiting_documents", "ali"))
+    clock.advance(hours=10)  # far past the original due time, but paused
+    assert await daemon.sla.fire_due() == 0
+    await daemon.store.write(change_status(ref, "assigned", "ali"))
+    # One hour was used before the pause: three remain from the resumption.
+    clock.advance(hours=2, minutes=59)
+    await daemon.sla.fire_due()
+    assert kinds(await timeline(daemon, ref), "sla_breached") == []
+    clock.advance(minutes=1)
+    await daemon.sla.fire_due()
+    events = await timeline(daemon, ref)
+    assert kinds(events, "sla_paused", "sla_resumed", "sla_warning", "sla_breached") == [
+        "sla_paused", "sla_resumed", "sla_warning", "sla_breached"]
+    breach = next(e for e in events if e["kind"] == "sla_breached")
+    assert datetime.fromisoformat(breach["at"]) == start + timedelta(hours=14)
+
+
+async def test_a_pending_breach_survives_a_restart(make_daemon: Any) -> None:
+    clock = saturday_morning()
+    start = clock.now
+    daemon = await make_daemon(POLICY_24X7, clock=clock)
+    ref = (await open_ticket(daemon))["reference"]
+    await daemon.stop()
+
+    clock.advance(hours=6)  # the daemon was down while the deadline passed
+    again = await make_daemon(POLICY_24X7, clock=clock)
+    assert again.sla.pending == 1
+    await again.sla.fire_due()
+    events = await timeline(again, ref)
+    assert kinds(events, "sla_warning", "sla_breached") == ["sla_warning", "sla_breached"]
+    due = next(e for e in events if e["kind"] == "sla_breached")["due_at"]
+    assert datetime.fromisoformat(due) == start + timedelta(hours=4)
+
+
+BUSINESS = """
+[calendar]
+official_holidays = "IR"
+
+[[sla.policies]]
+name = "standard"
+first_response = 4
+calendar = "business"
+"""
+
+
+async def test_persian_acknowledgement_states_the_due_time_in_jalali_with_persian_digits(make_daemon: Any) -> None:
+    sink = await SmtpSink().start()
+    # Wednesday 16:50 (4 Azar 1405): the business day is over; Thursday's half day holds the 4 hours.
+    clock = FakeClock(datetime(2026, 11, 25, 16, 50, tzinfo=TEHRAN).astimezone(UTC))
+    try:
+        daemon = await make_daemon(BUSINESS, outbound_port=sink.port, clock=clock)
+        await open_ticket(daemon, subject="خسارت تصادف", body="سلام، ماشینم تصادف کرده است.")
+        (ack,) = await sink.wait_for(1)
+        assert "زمان تقریبی پاسخ: تا ساعت ۱۲:۰۰ روز پنجشنبه ۵ آذر ۱۴۰۵" in ack.get_content()
+    finally:
+        await sink.stop()
+
+
+WORKFLOW = POLICY_24X7 + """
+[calendar]
+official_holidays = ""
+[calendar.hours]
+saturday = [["08:00", "16:00"]]
+sunday = [["08:00", "16:00"]]
+monday = [["08:00", "16:00"]]
+tuesday = [["08:00", "16:00"]]
+wednesday = [["08:00", "16:00"]]
+thursday = [["08:00", "12:00"]]
+
+[[workflow.rules]]
+name = "documents-reminder"
+when = { event = "no_customer_reply", days = 3 }
+if = { status = "awaiting_documents" }
+then = [{ action = "send_template", template = "documents_reminder" }]
+
+[[workflow.rules]]
+name = "documents-timeout"
+when = { event = "no_customer_reply", days = 14 }
+if = { status = "awaiting_documents" }
+then = [
+  { action = "send_template", template = "documents_final_notice" },
+  { action = "set_status", status = "closed" },
+]
+"""
+
+
+async def test_shipped_workflow_reminds_after_3_business_days_and_closes_after_14(make_daemon: Any) -> None:
+    sink = await SmtpSink().start()
+    clock = saturday_morning()
+    try:
+        daemon = await make_daemon(WORKFLOW, outbound_port=sink.port, clock=clock)
+        ref = (await open_ticket(daemon))["reference"]
+        await daemon.store.write(change_status(ref, "awaiting_documents", "ali"))
+        await sink.wait_for(1)  # the acknowledgement
+        # Saturday + 3 business days (Sunday, Monday, Tuesday) = Tuesday 09:00.
+        clock.advance(days=2, hours=23)
+        await daemon.sla.fire_due()
+        assert len(sink.received) == 1
+        clock.advance(hours=1)
+        await daemon.sla.fire_due()
+        reminder = (await sink.wait_for(2))[1]
+        assert "still waiting for your documents" in reminder.get_content()
+        assert (await queries.list_tickets(daemon.store))[0]["status"] == "awaiting_documents"
+
+        clock.advance(days=20)
+        await daemon.sla.fire_due()
+        final = (await sink.wait_for(3))[2]
+        assert "has been closed" in final.get_content()
+        (row,) = await queries.list_tickets(daemon.store)
+        assert row["status"] == "closed"
+        events = await timeline(daemon, ref)
+        closing = [e for e in events if e["kind"] == "status_changed" and e["new"] == "closed"]
+        assert closing and closing[0]["actor"] == "workflow"
+    finally:
+        await sink.stop()
