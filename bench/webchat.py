@@ -211,7 +211,7 @@ def main() -> None:
 
     lat = sorted(result["latencies"])  # type: ignore[arg-type]
     ms = 1000
-    store = "nothing stored (--null-sink)" if args.null_sink else "SQLite synchronous=FULL"
+    store = "--null-sink: nothing stored" if args.null_sink else "SQLite synchronous=FULL"
     print(f"web chat: {args.clients} concurrent websocket clients, offered {args.rate:,.0f} msg/s for "
           f"{args.duration:g} s ({store}, daemon logging at {args.log_level}, {os.cpu_count()} CPUs)")
     print(f"  sent {result['sent']:,}  acknowledged {result['acked']:,}  unacknowledged {result['unacked']:,}"
@@ -224,7 +224,7 @@ def main() -> None:
     print(f"  daemon CPU      {cpu * 1e6 / max(messages, 1):,.0f} µs per message (all threads, connections"
           f" excluded): one free core would take ~{messages / max(cpu, 1e-9):,.0f} msg/s")
     print(f"  threading caught up {drain * ms:.0f} ms after the last ack; {tickets:,} tickets, "
-          f"{messages:,} inbound messages stored")
+          f"{messages:,} inbound messages accepted")
 
 
 if __name__ == "__main__":

@@ -251,7 +251,8 @@ def apply_inbound(
         facts = MatchFacts(
             claim_ticket=_claim_ticket(tx, msg, ctx.reference_prefix),
             header_ticket=_header_ticket(tx, msg) if msg.channel == "email" else None,
-            continuity_ticket=_continuity_ticket(tx, msg, contact_id, ctx.continuity_window),
+            # A web form is a new claim by intent: it never continues an open conversation.
+            continuity_ticket=None if msg.kind == "form" else _continuity_ticket(tx, msg, contact_id, ctx.continuity_window),
             automatic=msg.is_automatic,
             opens_ticket=msg.opens_ticket,
         )
@@ -427,12 +428,17 @@ def agent_reply(ref: str, text: str, author: str, ctx: ApplyContext, channel: st
         last = tx.one(sql + " ORDER BY id DESC LIMIT 1", params)
         if last is None:
             raise ReplyError(f"{ref} has no customer message{' on ' + channel if channel else ''} to answer")
-        connector = reply_connector(ctx, last["channel"], last["connector"])
+        reply_channel, recipient = last["channel"], last["sender"]
+        connector = reply_connector(ctx, reply_channel, last["connector"])
+        if not connector and not channel:
+            # Web forms and phone calls cannot be answered in kind: write to the contact by
+            # email or SMS instead.
+            reply_channel, connector, recipient = _answerable_identity(tx, ctx, ticket["id"])
         if not connector:
             raise ReplyError(f"no connector can send on channel {last['channel']!r}")
         references: tuple[str, ...] = ()
         in_reply_to = ""
-        if last["channel"] == "email":
+        if reply_channel == last["channel"] == "email":
             rows = tx.execute(
                 "SELECT channel_message_id FROM messages WHERE ticket_id = ? AND channel = 'email'"
                 " AND channel_message_id != '' ORDER BY id DESC LIMIT 20", (ticket["id"],)
@@ -440,12 +446,29 @@ def agent_reply(ref: str, text: str, author: str, ctx: ApplyContext, channel: st
             references = tuple(reversed([r[0] for r in rows if not r[0].startswith("sha256:")]))
             in_reply_to = last["channel_message_id"]
         return enqueue_outbound(
-            tx, ctx, ticket_id=ticket["id"], ref=ref, channel=last["channel"], connector=connector,
-            recipient=last["sender"], text=text, subject=last["subject"] or ticket["subject"],
+            tx, ctx, ticket_id=ticket["id"], ref=ref, channel=reply_channel, connector=connector,
+            recipient=recipient, text=text, subject=last["subject"] or ticket["subject"],
             in_reply_to=in_reply_to, references=references, author=author, automatic=automatic,
         )
 
     return op
+
+
+# Channels a contact's identity can be written to, in order of preference.
+_IDENTITY_CHANNELS = (("email", "email"), ("phone", "sms"), ("phone", "whatsapp"))
+
+
+def _answerable_identity(tx: Tx, ctx: ApplyContext, ticket_id: int) -> tuple[str, str, str]:
+    rows = tx.execute(
+        "SELECT i.kind, i.value FROM identities i JOIN tickets t ON t.contact_id = i.contact_id"
+        " WHERE t.id = ? ORDER BY i.id", (ticket_id,)
+    ).fetchall()
+    for kind, channel in _IDENTITY_CHANNELS:
+        connector = ctx.reply_connectors.get(channel, "")
+        value = next((r["value"] for r in rows if r["kind"] == kind), None)
+        if connector and value:
+            return channel, connector, value
+    return "", "", ""
 
 
 def delivery_status(channel: str, channel_message_id: str, status: str, detail: str) -> Callable[[Tx], bool]:

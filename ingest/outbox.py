@@ -104,6 +104,7 @@ class OutboxDispatcher:
         self.batch = batch
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
         self._events: asyncio.Queue | None = None
 
     async def start(self) -> None:
@@ -112,12 +113,13 @@ class OutboxDispatcher:
             log.warning("outbox_resending_interrupted", count=recovered)
         self._events = self.store.bus.subscribe()
         self._task = asyncio.create_task(self._run(), name="outbox")
-        asyncio.create_task(self._watch_events(), name="outbox-wake")
+        self._watcher = asyncio.create_task(self._watch_events(), name="outbox-wake")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        tasks = [t for t in (self._task, self._watcher) if t]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self._events is not None:
             self.store.bus.unsubscribe(self._events)
 
@@ -126,7 +128,7 @@ class OutboxDispatcher:
 
     async def _watch_events(self) -> None:
         assert self._events is not None
-        while self._task and not self._task.done():
+        while True:
             event = await self._events.get()
             if event.kind == "outbound_queued":
                 self._wake.set()
@@ -142,8 +144,11 @@ class OutboxDispatcher:
                 await asyncio.gather(*(self._deliver(row) for row in rows))
                 continue
             self._wake.clear()
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the cancel from stop()
+            # when the event is set at the same moment.
             try:
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                async with asyncio.timeout(self.poll_interval):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
 

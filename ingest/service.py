@@ -58,8 +58,9 @@ class Ingest:
         except Exception as exc:  # disk full, I/O error...: the channel must retry later
             log.error("accept_failed", channel=payload.channel, dedupe_key=payload.dedupe_key, error=str(exc))
             raise StoreUnavailable(str(exc)) from exc
+        # Not the dedupe key: for some channels (web chat) it embeds a session secret.
         log.info("message_accepted", channel=payload.channel, connector=payload.connector,
-                 dedupe_key=payload.dedupe_key, inbox_id=inbox_id, duplicate=duplicate, size=len(payload.body))
+                 inbox_id=inbox_id, duplicate=duplicate, size=len(payload.body))
         if not duplicate:
             self._enqueue(inbox_id, payload)
         return AcceptOutcome(inbox_id, duplicate)
@@ -137,9 +138,10 @@ class Ingest:
             try:
                 future = self.store.submit(op)
             except StoreUnavailable:
-                log.error("processing_stopped_store_closed", inbox_id=inbox_id)
+                # Still pending in the inbox: processed again at the next start.
+                log.error("processing_deferred_store_closed", inbox_id=inbox_id)
                 self._done()
-                return
+                continue
             self._inflight.add(future)
             future.add_done_callback(lambda f, i=inbox_id, p=payload: self._applied(f, i, p))
 

@@ -119,9 +119,7 @@ async def wait_until(predicate: Callable[[], Any], what: str) -> None:
 
 
 async def settled(daemon: Daemon) -> None:
-    """Wait until everything accepted is threaded and every due reply delivered. Stopping the
-    daemon while the outbox is being woken can lose the outbox's cancellation (Python 3.11
-    `asyncio.wait_for`), so tests end quiet."""
+    """Wait until everything accepted is threaded and every due reply delivered."""
     await drained(daemon)
 
     async def outbox_idle() -> bool:
@@ -141,10 +139,7 @@ class ClosedStore:
 
 @pytest.fixture
 async def daemon(make_daemon: Callable[..., Any]) -> AsyncIterator[Daemon]:
-    daemon = await make_daemon(WEBCHAT)
-    yield daemon
-    if daemon.store.is_open:
-        await settled(daemon)
+    yield await make_daemon(WEBCHAT)
 
 
 # -- chat over the websocket ------------------------------------------------------------------
@@ -529,3 +524,15 @@ def test_history_leaves_out_webchat_replies_not_yet_delivered() -> None:
         {"id": 3, "direction": "out", "channel": "webchat", "channel_message_id": "out-7", "display_text": "c", "created_at": "t3"},
     ]
     assert [item["id"] for item in protocol.history_items(rows)] == ["c1", "out-7"]
+
+
+async def test_second_form_opens_its_own_claim_and_replies_go_by_email(daemon: Daemon) -> None:
+    await post_form(daemon, multipart(form_fields()))
+    await post_form(daemon, multipart(form_fields(claim_type="health", description="صورتحساب بیمارستان")))
+    await daemon.ingest.drained()
+    refs = [t["reference"] for t in await list_tickets(daemon.store)]
+    assert len(refs) == 2, "each form submission is a claim of its own"
+    # Nobody can answer on the web form itself: the reply goes to the contact's email.
+    await daemon.store.write(agent_reply(refs[0], "مدارک را ارسال کنید", "agent1", daemon.ingest.context))
+    (row,) = await daemon.store.fetchall("SELECT channel, recipient FROM outbox WHERE automatic = 0")
+    assert (row["channel"], row["recipient"]) == ("email", "ali@example.com")

@@ -12,7 +12,7 @@ import pytest
 from ingest.apply import agent_reply
 from ingest.daemon import Daemon
 from ingest.queries import list_tickets, ticket_detail
-from test_webchat import drained, settled
+from test_webchat import drained
 
 CHROMIUM = Path("/usr/bin/chromium")
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -41,10 +41,7 @@ async def page() -> AsyncIterator[Any]:
 
 @pytest.fixture
 async def daemon(make_daemon: Callable[..., Any]) -> AsyncIterator[Daemon]:
-    daemon = await make_daemon(WEBCHAT)
-    yield daemon
-    if daemon.store.is_open:  # end quiet: see test_webchat.settled
-        await settled(daemon)
+    yield await make_daemon(WEBCHAT)
 
 
 def base_url(daemon: Daemon) -> str:
