@@ -154,7 +154,8 @@ class InsurerApi:
 
     async def list_claims(self, request: web.Request) -> web.StreamResponse:
         query = request.rel_url.query
-        errors = []
+        errors = [(name, "unknown query parameter; expected status, updated_since or limit")
+                  for name in sorted(set(query) - _LIST_PARAMETERS)]
         status = query.get("status")
         if status is not None and status not in TRANSITIONS:
             errors.append(("status", f"expected one of {', '.join(sorted(TRANSITIONS))}"))
@@ -175,6 +176,9 @@ class InsurerApi:
         claims = await list_claims(self.store, request[CLIENT].name, status=status, updated_since=since, limit=limit)
         return web.json_response({"claims": claims,
                                   "next_updated_since": claims[-1]["updated_at"] if len(claims) == limit else None})
+
+
+_LIST_PARAMETERS = frozenset({"status", "updated_since", "limit"})
 
 
 class _Refusal(Exception):
