@@ -78,6 +78,8 @@ def config(tmp: Path) -> Path:
 path = "{tmp / 'store.sqlite3'}"
 attachments_dir = "{tmp / 'att'}"
 synchronous = "FULL"
+[ingest]
+normaliser_processes = 1
 [claims]
 acknowledge_new_tickets = false
 [http]

@@ -41,7 +41,7 @@ from ingest.routing_hooks import RoutingHooks  # noqa: E402
 from ingest.sla_engine import SlaEngine  # noqa: E402
 from ingest.store import Store, iso  # noqa: E402
 
-AGENTS = 40
+AGENTS = 20
 POLICIES = """
 [[queues]]
 name = "intake"
@@ -148,7 +148,6 @@ def bulk_open_tickets(db: Path, n: int, now: datetime, due_within: timedelta, *,
     first `assigned` go to the agents (so loads are real), the rest wait in their queues."""
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("PRAGMA synchronous=OFF")
-    conn.execute("INSERT OR REPLACE INTO claim_sequence (year, last) VALUES (1405, ?)", (n + 10,))
     queues = ["intake", "auto", "health"]
     chunk = 50_000
     for base in range(0, n, chunk):
@@ -157,7 +156,7 @@ def bulk_open_tickets(db: Path, n: int, now: datetime, due_within: timedelta, *,
             tid = i + 1
             created = now - timedelta(seconds=rng.uniform(0, 3600))
             assignee = f"agent{i % AGENTS}" if i < assigned else None
-            tickets.append((tid, f"PV-1405-{tid:07d}", "assigned" if assignee else "new", queues[i % 3], "normal",
+            tickets.append((tid, f"BULK-{tid}", "assigned" if assignee else "new", queues[i % 3], "normal",
                             assignee, "email", f"bulk:{tid}", iso(created), iso(created), iso(created),
                             iso(created), "standard"))
             warn = now + timedelta(seconds=rng.uniform(0, due_within.total_seconds()))
@@ -186,7 +185,7 @@ def agents_sql(db: Path, now: datetime) -> None:
     for i in range(AGENTS):
         skills = ["motor", "health", "motor,health"][i % 3]
         conn.execute("INSERT INTO agents (name, role, queues, created_at, skills, load_cap, status)"
-                     " VALUES (?, 'agent', 'intake,auto,health', ?, ?, 1000000, ?)",
+                     " VALUES (?, 'agent', 'intake,auto,health', ?, ?, 100, ?)",
                      (f"agent{i}", iso(now), skills, "available" if i % 4 else "away"))
     conn.commit()
     conn.close()
@@ -207,7 +206,7 @@ async def per_message_cost(n: int, messages: int, tmp: Path) -> dict[str, float]
     await store.close()
     t = time.perf_counter()
     agents_sql(db, now)
-    bulk_open_tickets(db, n, now, timedelta(days=30), rng=rng, assigned=min(n, AGENTS * 50))
+    bulk_open_tickets(db, n, now, timedelta(days=30), rng=rng, assigned=min(n, AGENTS * 40))
     setup = time.perf_counter() - t
 
     hooks = TimedHooks(policies(tmp))

@@ -52,6 +52,10 @@ acknowledge_new_tickets = false
 host = "127.0.0.1"
 port = 0
 
+[agent_api]
+host = "127.0.0.1"
+port = 0
+
 [twilio]
 account_sid = "{ACCOUNT_SID}"
 from_number = "{OUR_NUMBER}"
@@ -147,7 +151,11 @@ def main() -> None:
         ours, theirs = ctx.Pipe()
         daemon = ctx.Process(target=serve, args=(theirs, tmp, args.log_level), daemon=True)
         daemon.start()
-        port = ours.recv()
+        theirs.close()  # so recv() fails instead of hanging when the daemon process dies
+        try:
+            port = ours.recv()
+        except EOFError:
+            raise SystemExit("the daemon process failed to start; its error is above") from None
         url = f"http://127.0.0.1:{port}/webhooks/twilio/messages"
         requests = signed_requests(url, args.n)
         asyncio.run(load(url, requests[: min(500, args.n)], args.concurrency))  # warm-up, also stored

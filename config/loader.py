@@ -51,6 +51,11 @@ class HttpSettings(Section):
     max_body_bytes: int = Field(10 * 2**20, ge=1024)
 
 
+class IngestSettings(Section):
+    # Processes that parse payloads (MIME...) beside the writer; 0 parses in the daemon itself.
+    normaliser_processes: int = Field(1, ge=0, le=16)
+
+
 class LogSettings(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
@@ -60,6 +65,7 @@ CORE_SECTIONS: dict[str, type[Section]] = {
     "store": StoreSettings,
     "claims": ClaimSettings,
     "http": HttpSettings,
+    "ingest": IngestSettings,
     "log": LogSettings,
 }
 
@@ -74,6 +80,7 @@ class Settings(BaseModel):
     store: StoreSettings = StoreSettings()
     claims: ClaimSettings = ClaimSettings()
     http: HttpSettings = HttpSettings()
+    ingest: IngestSettings = IngestSettings()
     log: LogSettings = LogSettings()
     connectors: dict[str, list[tuple[str, Any]]] = {}
     extra: dict[str, Any] = {}

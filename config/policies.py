@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from config.loader import ConfigError, Settings
 from router.calendar import IRANIAN_WEEK, BusinessCalendar, week_from_names

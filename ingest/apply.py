@@ -164,9 +164,14 @@ def resolve_contact(tx: Tx, identities: list[Identity]) -> int:
 # -- matching -----------------------------------------------------------------------------------
 
 
-def _claim_ticket(tx: Tx, msg: InboundMessage, prefix: str) -> int | None:
+def claim_ref_candidates(msg: InboundMessage, prefix: str) -> list[str]:
+    """Claim references the message names, best first. Pure and costly on long text, so it runs
+    before the write operation, outside the writer."""
     candidates = [msg.claim_ref_hint] if msg.claim_ref_hint else []
-    candidates += find_claim_refs(f"{msg.subject}\n{msg.text}", prefix)
+    return candidates + find_claim_refs(f"{msg.subject}\n{msg.text}", prefix)
+
+
+def _claim_ticket(tx: Tx, candidates: list[str]) -> int | None:
     for ref in candidates:
         # A merged ticket's reference leads to the ticket it was merged into.
         for _ in range(16):
@@ -246,10 +251,12 @@ def apply_inbound(
 ) -> Callable[[Tx], Applied]:
     """`stored_attachments`: for each of msg.attachments, (size, sha256 or None when not kept)."""
 
+    claim_refs = claim_ref_candidates(msg, ctx.reference_prefix)
+
     def op(tx: Tx) -> Applied:
         contact_id = resolve_contact(tx, [msg.sender, *msg.extra_identities])
         facts = MatchFacts(
-            claim_ticket=_claim_ticket(tx, msg, ctx.reference_prefix),
+            claim_ticket=_claim_ticket(tx, claim_refs),
             header_ticket=_header_ticket(tx, msg) if msg.channel == "email" else None,
             # A web form is a new claim by intent: it never continues an open conversation.
             continuity_ticket=None if msg.kind == "form" else _continuity_ticket(tx, msg, contact_id, ctx.continuity_window),

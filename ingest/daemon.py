@@ -81,7 +81,8 @@ class Daemon:
         )
         self.connectors = build_connectors(settings, self.context)
         self.ingest = Ingest(self.store, self.blobs, normalisers(), apply_context(settings, self.connectors),
-                             max_attachment_bytes=settings.claims.max_attachment_bytes)
+                             max_attachment_bytes=settings.claims.max_attachment_bytes,
+                             normaliser_processes=settings.ingest.normaliser_processes)
         self.outbox = OutboxDispatcher(self.store, self.connectors)
         self.agent_api = AgentApi(self.store, self.ingest.context, settings)
         self.sla = SlaEngine(self.store, self.ingest.context, clock=clock)

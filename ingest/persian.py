@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 
 _PERSIAN_DIGITS = "۰۱۲۳۴۵۶۷۸۹"  # U+06F0–06F9
 _ARABIC_DIGITS = "٠١٢٣٤٥٦٧٨٩"  # U+0660–0669
@@ -43,9 +44,28 @@ _TOKEN = re.compile(r"\w+")
 _ARABIC_SCRIPT = re.compile(r"[\u0600-\u06FF\u0750-\u077F\u08A0-\u08FF\uFB50-\uFDFF\uFE70-\uFEFF]")
 
 
+def _translator(table: dict[int, object]) -> Callable[[str], str]:
+    """str.translate costs a dict look-up per character even when nothing changes; a regex
+    search (in C) first skips the common case of a long text with nothing to translate."""
+    present = re.compile("[" + "".join(re.escape(chr(c)) for c in table) + "]")
+
+    def translate(s: str) -> str:
+        return s.translate(table) if present.search(s) else s
+
+    return translate
+
+
+_ascii_digits = _translator(_TO_ASCII)
+_fix_letters = _translator(_LETTERS)
+_remove_invisible = _translator(_INVISIBLE)
+# Decoration, Arabic letters and matching variants have disjoint keys and no value of one is a
+# key of another, so one pass equals the three in sequence.
+_matching_letters = _translator({**_DECORATION, **_LETTERS, **_MATCH_LETTERS})
+
+
 def ascii_digits(s: str) -> str:
     """Persian and Arabic-Indic digits to ASCII; everything else unchanged."""
-    return s.translate(_TO_ASCII)
+    return _ascii_digits(s)
 
 
 def persian_digits(s: str) -> str:
@@ -55,13 +75,13 @@ def persian_digits(s: str) -> str:
 
 def fix_letters(s: str) -> str:
     """Arabic yeh (ي, ى) to Persian ی and Arabic kaf ك to Persian ک; nothing else changes."""
-    return s.translate(_LETTERS)
+    return _fix_letters(s)
 
 
 def remove_invisible(s: str) -> str:
     """Drop zero-width and bidi-control characters (ZWNJ included), e.g. before parsing a
     number or reference copied out of right-to-left text."""
-    return s.translate(_INVISIBLE)
+    return _remove_invisible(s)
 
 
 def normalize_for_matching(s: str) -> str:
@@ -71,7 +91,7 @@ def normalize_for_matching(s: str) -> str:
     # NFKC before stripping marks: a decomposed ا + madda must become آ, not a bare ا.
     # It also folds Arabic presentation forms (old PDFs) and fullwidth characters to base letters.
     s = unicodedata.normalize("NFKC", s).casefold()
-    s = s.translate(_DECORATION).translate(_LETTERS).translate(_MATCH_LETTERS)
+    s = _matching_letters(s)
     # Again, since casefolding and mark removal can leave sequences NFKC would recompose.
     s = ascii_digits(unicodedata.normalize("NFKC", s))
     return " ".join(s.split())
@@ -82,9 +102,13 @@ def search_terms(s: str) -> list[str]:
     return list(dict.fromkeys(_TOKEN.findall(normalize_for_matching(s))))
 
 
+# The opening of a message tells its language; reading a whole 1 MB mail would not change it.
+LANGUAGE_SAMPLE_CHARS = 4000
+
+
 def looks_persian(s: str) -> bool:
     """True when at least half of the letters are in Arabic script (ties go to Persian: most
     senders are Iranian, and Latin claim refs or e-mail addresses inflate the other side)."""
-    letters = [c for c in s if c.isalpha()]
+    letters = [c for c in s[:LANGUAGE_SAMPLE_CHARS] if c.isalpha()]
     arabic = sum(1 for c in letters if _ARABIC_SCRIPT.match(c))
     return arabic > 0 and 2 * arabic >= len(letters)

@@ -33,7 +33,7 @@ from ingest.records import InboundMessage
 from ingest.store import Tx, iso
 from router.assignment import AgentState, AgentStatus, AssignedTicket, choose_agent, tickets_to_reassign
 from router.rules import RoutingFacts, raise_priority, route
-from router.sla import Pause, SlaClock, SlaPolicy, SlaTarget, mark_met, pause, resume, select_policy, start_clock
+from router.sla import Pause, SlaClock, SlaPolicy, mark_met, pause, resume, select_policy, start_clock
 from router.sla import due_at as sla_due_at
 from router.sla import state as sla_state
 from router.sla import warn_at as sla_warn_at
@@ -466,24 +466,23 @@ def status_changed(tx: Tx, ticket_id: int, ref: str, old: str, new: str) -> None
 
 
 def agent_states(tx: Tx, queue: str | None = None) -> list[AgentState]:
-    """Active agents (serving `queue`, when given) with their open-ticket load."""
+    """Active agents (serving `queue`, when given) with their open-ticket load.
+
+    Loads are counted for available agents only and only up to each one's cap: nobody else can
+    be chosen, so the cost is bounded by the caps, not by how many tickets are open."""
     rows = tx.execute("SELECT name, queues, skills, status, load_cap FROM agents WHERE active = 1").fetchall()
     agents = []
     for row in rows:
         queues = frozenset(q.strip() for q in row["queues"].split(",") if q.strip())
-        if queue is None or queue in queues:
-            agents.append((row, queues))
-    if not agents:
-        return []
-    names = [row["name"] for row, _ in agents]
-    loads = dict(tx.execute(
-        f"SELECT assignee, count(*) FROM tickets WHERE assignee IN ({','.join('?' * len(names))})"
-        " AND status != 'closed' GROUP BY assignee", names).fetchall())
-    return [
-        AgentState(row["name"], frozenset(s.strip() for s in row["skills"].split(",") if s.strip()), queues,
-                   row["status"], loads.get(row["name"], 0), row["load_cap"])
-        for row, queues in agents
-    ]
+        if queue is not None and queue not in queues:
+            continue
+        load = 0
+        if row["status"] == "available":
+            load = tx.one("SELECT count(*) FROM (SELECT 1 FROM tickets WHERE assignee = ? AND status != 'closed'"
+                          " LIMIT ?)", (row["name"], row["load_cap"]))[0]
+        agents.append(AgentState(row["name"], frozenset(s.strip() for s in row["skills"].split(",") if s.strip()),
+                                 queues, row["status"], load, row["load_cap"]))
+    return agents
 
 
 def set_agent_status(name: str, status: str, actor: str = "system") -> Callable[[Tx], list[tuple[str, str | None]]]:
@@ -567,14 +566,15 @@ def _pull_waiting(tx: Tx, hooks: RoutingHooks, name: str) -> list[tuple[str, str
               and hooks.policies.queues[q].assignment != "none"]
     if room <= 0 or not queues:
         return []
-    waiting = tx.execute(
-        f"SELECT ref, skill FROM tickets WHERE assignee IS NULL AND status IN ('new', 'reopened')"
-        f" AND queue IN ({','.join('?' * len(queues))}) ORDER BY id LIMIT ?", (*queues, room * 4)).fetchall()
-    taken = []
-    for row in waiting:
-        if len(taken) >= room:
-            break
-        if row["skill"] is None or row["skill"] in me.skills:
-            assign_ticket(row["ref"], name, "routing")(tx)
-            taken.append((row["ref"], name))
+    taken: list[tuple[str, str | None]] = []
+    # Oldest first per queue and status, along tickets_queue_status: no sort of the whole queue.
+    for queue in queues:
+        for status in ("new", "reopened"):
+            waiting = tx.execute(
+                "SELECT ref, skill FROM tickets WHERE queue = ? AND status = ? AND assignee IS NULL"
+                " ORDER BY updated_at LIMIT ?", (queue, status, room - len(taken))).fetchall()
+            for row in waiting:
+                if len(taken) < room and (row["skill"] is None or row["skill"] in me.skills):
+                    assign_ticket(row["ref"], name, "routing")(tx)
+                    taken.append((row["ref"], name))
     return taken

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import multiprocessing
 import traceback
+from concurrent.futures import ProcessPoolExecutor
 from collections.abc import Callable, Mapping
 from typing import Any
 from datetime import datetime
@@ -34,12 +36,18 @@ class Ingest:
         context: ApplyContext,
         *,
         max_attachment_bytes: int = 25 * 2**20,
+        normaliser_processes: int = 0,
     ) -> None:
         self.store = store
         self.blobs = blobs
         self.normalisers = normalisers
         self.context = context
         self.max_attachment_bytes = max_attachment_bytes
+        # Parsing mail is CPU work; in worker processes it runs beside the writer instead of
+        # competing with it for the GIL (see docs/decisions.md). Spawned: forking a process
+        # that runs threads is unsafe.
+        self._pool = (ProcessPoolExecutor(normaliser_processes, mp_context=multiprocessing.get_context("spawn"))
+                      if normaliser_processes > 0 else None)
         self._queue: asyncio.Queue[tuple[int, RawPayload] | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Future[Any]] = set()
@@ -75,6 +83,8 @@ class Ingest:
             self._enqueue(row["id"], payload_from_row(row))
         if rows:
             log.info("resuming_pending_inbox", count=len(rows))
+        if self._pool is not None:  # spawn the workers now, not on the first message
+            await asyncio.get_running_loop().run_in_executor(self._pool, normalise_in_worker, None)
         self._task = asyncio.create_task(self._run(), name="ingest-processor")
 
     async def stop(self) -> None:
@@ -86,6 +96,9 @@ class Ingest:
         if self._inflight:
             await asyncio.gather(*self._inflight, return_exceptions=True)
         self._task = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     async def retry(self, inbox_ids: list[int]) -> list[int]:
         """Replay quarantined messages (after a fix); returns the ids that were retried."""
@@ -118,40 +131,58 @@ class Ingest:
             await asyncio.sleep(0.002)
 
     async def _run(self) -> None:
-        # Normalise in arrival order and hand the write to the writer without waiting for it:
-        # the writer applies operations in submission order, so threading sees messages in
-        # the order they arrived while normalisation of the next overlaps with the commit.
-        while True:
-            item = await self._queue.get()
-            if item is None:
-                return
-            inbox_id, payload = item
-            structlog.contextvars.bind_contextvars(channel=payload.channel, inbox_id=inbox_id)
-            try:
-                op = await self._prepare(inbox_id, payload)
-            except Exception as exc:
-                await self._quarantine(inbox_id, exc)
-                self._done()
-                continue
-            finally:
-                structlog.contextvars.unbind_contextvars("channel", "inbox_id")
-            try:
-                future = self.store.submit(op)
-            except StoreUnavailable:
-                # Still pending in the inbox: processed again at the next start.
-                log.error("processing_deferred_store_closed", inbox_id=inbox_id)
-                self._done()
-                continue
-            self._inflight.add(future)
-            future.add_done_callback(lambda f, i=inbox_id, p=payload: self._applied(f, i, p))
+        # Two stages joined by a bounded queue that keeps arrival order: normalisation starts
+        # for several messages at once (in worker processes when configured), and each result
+        # is handed to the writer in arrival order without waiting for its commit. The writer
+        # applies operations in submission order, so threading sees messages as they arrived.
+        ordered: asyncio.Queue[tuple[int, RawPayload, asyncio.Future[InboundMessage]] | None] = asyncio.Queue(64)
+        dispatcher = asyncio.create_task(self._dispatch(ordered), name="ingest-normalise")
+        try:
+            while (item := await ordered.get()) is not None:
+                await self._apply(*item)
+        finally:
+            dispatcher.cancel()
 
-    async def _prepare(self, inbox_id: int, payload: RawPayload):
-        normalise = self.normalisers.get(payload.fmt)
-        if normalise is None:
-            raise LookupError(f"no normaliser for payload format {payload.fmt!r}")
-        msg = normalise(payload)
-        stored = await self._store_attachments(msg)
-        return apply_inbound(inbox_id, payload.connector, msg, stored, self.context)
+    async def _dispatch(self, ordered: asyncio.Queue) -> None:
+        loop = asyncio.get_running_loop()
+        while (item := await self._queue.get()) is not None:
+            inbox_id, payload = item
+            future: asyncio.Future[InboundMessage]
+            if payload.fmt not in self.normalisers:
+                future = loop.create_future()
+                future.set_exception(LookupError(f"no normaliser for payload format {payload.fmt!r}"))
+            elif self._pool is not None:
+                future = loop.run_in_executor(self._pool, normalise_in_worker, payload)
+            else:
+                future = loop.create_future()
+                try:
+                    future.set_result(self.normalisers[payload.fmt](payload))
+                except Exception as exc:
+                    future.set_exception(exc)
+            await ordered.put((inbox_id, payload, future))
+        await ordered.put(None)
+
+    async def _apply(self, inbox_id: int, payload: RawPayload, normalised: asyncio.Future[InboundMessage]) -> None:
+        structlog.contextvars.bind_contextvars(channel=payload.channel, inbox_id=inbox_id)
+        try:
+            msg = await normalised
+            stored = await self._store_attachments(msg)
+            op = apply_inbound(inbox_id, payload.connector, msg, stored, self.context)
+        except Exception as exc:
+            await self._quarantine(inbox_id, exc)
+            self._done()
+            return
+        finally:
+            structlog.contextvars.unbind_contextvars("channel", "inbox_id")
+        try:
+            future = self.store.submit(op)
+        except StoreUnavailable:
+            # Still pending in the inbox: processed again at the next start.
+            log.error("processing_deferred_store_closed", inbox_id=inbox_id)
+            self._done()
+            return
+        self._inflight.add(future)
+        future.add_done_callback(lambda f: self._applied(f, inbox_id, payload))
 
     async def _store_attachments(self, msg: InboundMessage) -> list[tuple[int, str | None]]:
         stored: list[tuple[int, str | None]] = []
@@ -194,6 +225,15 @@ class Ingest:
             await self.store.write(quarantine(inbox_id, error, summary))
         except StoreUnavailable:
             log.error("quarantine_failed_store_unavailable", inbox_id=inbox_id)
+
+
+def normalise_in_worker(payload: RawPayload | None) -> InboundMessage | None:
+    """Runs in a normaliser process: the registry there is the same entry-point registry.
+    None only loads the registry (warm-up)."""
+    from connectors.registry import normalisers
+
+    table = normalisers()
+    return table[payload.fmt](payload) if payload is not None else None
 
 
 def payload_from_row(row: Mapping) -> RawPayload:

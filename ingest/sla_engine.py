@@ -42,6 +42,13 @@ def fire_ticket(hooks: RoutingHooks, ctx: ApplyContext, ticket_id: int) -> Calla
     def op(tx: Tx) -> int:
         fired = 0
         now = iso(tx.now)
+        if load_ticket(tx, ticket_id).status == "closed":
+            # Closed without a status change (merged into another ticket): nothing is owed.
+            tx.execute("UPDATE sla_clocks SET state = 'cancelled', next_at = NULL WHERE ticket_id = ?"
+                       " AND next_at IS NOT NULL", (ticket_id,))
+            tx.execute("DELETE FROM workflow_timers WHERE ticket_id = ?", (ticket_id,))
+            arm(tx, ticket_id)
+            return 0
         for kind, row in load_clocks(tx, ticket_id).items():
             if row.cancelled or row.clock.met_at is not None:
                 continue
@@ -207,8 +214,11 @@ class SlaEngine:
                 await self.fire_due()
             except StoreUnavailable:
                 return
+            # asyncio.timeout, not wait_for: in 3.11 wait_for can swallow a cancellation that
+            # arrives as the queue yields an item, and stop() would then wait for ever.
             try:
-                event = await asyncio.wait_for(self._events.get(), self._delay())
+                async with asyncio.timeout(self._delay()):
+                    event = await self._events.get()
             except TimeoutError:
                 continue
             self._on_event(event)

@@ -137,6 +137,8 @@ class Store:
         conn.execute("PRAGMA busy_timeout=30000")
         # Checkpoint in larger steps: fewer stalls of the writer under bursts (WAL up to ~40 MB).
         conn.execute("PRAGMA wal_autocheckpoint=10000")
+        # A page cache that holds the hot indexes while large raw payloads stream through.
+        conn.execute("PRAGMA cache_size=-65536")
         return conn
 
     async def open(self) -> None:

@@ -34,6 +34,11 @@ port = 0
 host = "127.0.0.1"
 port = 0
 
+[ingest]
+# Parse in-process: a spawned worker per test daemon would cost a second each. The crash test
+# and the benchmarks run the production default (a worker process).
+normaliser_processes = 0
+
 [smtp]
 host = "127.0.0.1"
 port = 0

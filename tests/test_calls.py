@@ -4,15 +4,19 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
 from aiohttp import web
+from multidict import MultiDict
 
 from config.loader import ConfigError
 from connectors.base import ConnectorContext
 from connectors.calls import CallsConnector
+from connectors.calls.records import call_message, format_duration, pbx_call, twilio_call
 from connectors.http_front import hmac_sha256_hex
 from ingest import queries
 from ingest.daemon import Daemon
@@ -183,3 +187,28 @@ async def test_missing_pbx_secret_is_a_clear_error_at_start(tmp_path: Any, monke
 def test_unknown_timezone_names_the_key(tmp_path: Any) -> None:
     with pytest.raises(ConfigError, match=r"calls\.timezone = 'Tehran'"):
         settings_from(write_config(tmp_path, '[calls]\ntimezone = "Tehran"\n'))
+
+
+# -- the call message, pure ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(0, "0 s"), (45, "45 s"), (192, "3 min 12 s"), (180, "3 min"),
+                                               (3723, "1 h 2 min 3 s")])
+def test_durations_read_like_an_agent_would_say_them(seconds: int, text: str) -> None:
+    assert format_duration(seconds) == text
+
+
+def test_naive_pbx_times_are_local_and_outgoing_twilio_calls_belong_to_the_callee() -> None:
+    tehran = ZoneInfo("Asia/Tehran")
+    record = pbx_call(pbx_record(start="2024-05-14 14:05:12", answer=None, end=None, disposition="BUSY",
+                                 agent_extension=""), tehran)
+    message = call_message(record, datetime(2024, 5, 14, tzinfo=UTC), tehran, missed_opens=True, answered_opens=False)
+    assert message.text == f"Missed call from {CUSTOMER} at 14:05 (Tehran time) (busy)"
+    assert message.opens_ticket and message.conversation_key == f"tel:{CUSTOMER}"
+
+    outgoing = twilio_call(MultiDict(voice("completed", Direction="outbound-api", From=OUR_NUMBER, To="09121234567",
+                                           CallDuration="75")))
+    assert outgoing is not None and outgoing.customer == CUSTOMER
+    message = call_message(outgoing, datetime.now(UTC), tehran, missed_opens=True, answered_opens=True)
+    assert message.text == f"Outgoing call to {CUSTOMER} at 14:03 (Tehran time), 1 min 15 s"  # began 75 s before 14:05:12
+    assert not message.opens_ticket, "our own outgoing calls never open tickets"

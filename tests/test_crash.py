@@ -48,7 +48,7 @@ def test_kill_9_loses_nothing_that_was_acknowledged(tmp_path: Path) -> None:
     smtp_port = free_port()
     config = write_config(tmp_path)
     text = config.read_text().replace("[smtp]\nhost = \"127.0.0.1\"\nport = 0", f"[smtp]\nhost = \"127.0.0.1\"\nport = {smtp_port}")
-    config.write_text(text)
+    config.write_text(text.replace("normaliser_processes = 0", "normaliser_processes = 1"))
     daemon = start_daemon(config)
     wait_listening(smtp_port)
 

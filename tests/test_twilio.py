@@ -6,16 +6,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import aiohttp
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from aiohttp import web
 from multidict import MultiDict
 
 from config.loader import ConfigError
 from connectors.base import ConnectorContext
 from connectors.twilio import TwilioConnector, TwilioSettings
-from connectors.twilio.webhook import signature_valid
+from connectors.twilio.webhook import parse_form, signature_valid
 from ingest import queries
 from ingest.apply import agent_reply
 from ingest.daemon import Daemon
@@ -127,6 +130,20 @@ def test_our_validator_agrees_with_twilios_public_test_vector() -> None:
     assert signature_valid("12345", url, params, "0/KCTR6DLpKmkAf8muzZqo1nDgQ=")
     assert not signature_valid("12345", url, MultiDict({**params, "Digits": "1235"}), "0/KCTR6DLpKmkAf8muzZqo1nDgQ=")
     assert not signature_valid("12346", url, params, "0/KCTR6DLpKmkAf8muzZqo1nDgQ=")
+
+
+@given(st.lists(st.tuples(st.text(min_size=1, max_size=20), st.text(max_size=200)), max_size=12))
+def test_form_parsing_round_trips_whatever_twilio_encodes(pairs: list[tuple[str, str]]) -> None:
+    for body in (urlencode(pairs), urlencode(pairs, quote_via=quote)):  # '+' or %20 for spaces
+        assert list(parse_form(body.encode()).items()) == pairs
+
+
+def test_form_parsing_refuses_what_is_not_a_form() -> None:
+    for body in (b"MessageSid=SM1&From", b"Body=%FF%FE", b"a=1&&b=2"):
+        with pytest.raises(ValueError):
+            parse_form(body)
+    assert list(parse_form(b"Body=50%25+off%2C+%D8%B3%D9%84%D8%A7%D9%85&X=").items()) == [
+        ("Body", "50% off, سلام"), ("X", "")]
 
 
 async def test_forged_missing_and_wrong_url_signatures_are_refused_and_nothing_stored(make_daemon: Any) -> None:

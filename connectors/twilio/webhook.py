@@ -38,14 +38,18 @@ def auth_token(section: str) -> str:
 
 
 # urllib's unquote is a Python loop over every byte: ~0.3 ms for a Persian SMS, whose every letter
-# is two %XX escapes. Decoding whole runs of escapes with bytes.fromhex is ~20x faster.
+# is two %XX escapes. Here '+' becomes %20 so a whole Persian sentence is one run of escapes,
+# decoded by one bytes.fromhex call.
 _ESCAPE_RUNS = re.compile(rb"(?:%[0-9A-Fa-f]{2})+")
 
 
+def _decode_run(run: re.Match[bytes]) -> bytes:
+    return bytes.fromhex(run[0].replace(b"%", b"").decode("ascii"))
+
+
 def _unquote_plus(raw: bytes) -> str:
-    raw = raw.replace(b"+", b" ")
-    if b"%" in raw:
-        raw = _ESCAPE_RUNS.sub(lambda run: bytes.fromhex(run[0].replace(b"%", b"").decode("ascii")), raw)
+    if b"%" in raw or b"+" in raw:
+        raw = _ESCAPE_RUNS.sub(_decode_run, raw.replace(b"+", b"%20"))
     return raw.decode("utf-8")
 
 
