@@ -126,7 +126,8 @@ async def load(url: str, requests: list[tuple[bytes, str]], concurrency: int) ->
             latencies.append(time.perf_counter() - started)
 
     connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         started = time.perf_counter()
         await asyncio.gather(*(worker(session) for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
@@ -149,24 +150,28 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         ctx = mp.get_context("spawn")
         ours, theirs = ctx.Pipe()
-        daemon = ctx.Process(target=serve, args=(theirs, tmp, args.log_level), daemon=True)
+        # Not a daemonic process: the daemon under test starts worker processes of its own.
+        daemon = ctx.Process(target=serve, args=(theirs, tmp, args.log_level))
         daemon.start()
         theirs.close()  # so recv() fails instead of hanging when the daemon process dies
         try:
             port = ours.recv()
+            url = f"http://127.0.0.1:{port}/webhooks/twilio/messages"
+            requests = signed_requests(url, args.n)
+            asyncio.run(load(url, requests[: min(500, args.n)], args.concurrency))  # warm-up, also stored
+            ours.send("cpu")
+            cpu_before = ours.recv()
+            elapsed, latencies = asyncio.run(load(url, requests[min(500, args.n):], args.concurrency))
+            ours.send("drain")
+            drain_s, tickets, processed, cpu_after = ours.recv()
+            ours.send("stop")
+            ours.recv()
         except EOFError:
-            raise SystemExit("the daemon process failed to start; its error is above") from None
-        url = f"http://127.0.0.1:{port}/webhooks/twilio/messages"
-        requests = signed_requests(url, args.n)
-        asyncio.run(load(url, requests[: min(500, args.n)], args.concurrency))  # warm-up, also stored
-        ours.send("cpu")
-        cpu_before = ours.recv()
-        elapsed, latencies = asyncio.run(load(url, requests[min(500, args.n):], args.concurrency))
-        ours.send("drain")
-        drain_s, tickets, processed, cpu_after = ours.recv()
-        ours.send("stop")
-        ours.recv()
-        daemon.join(10)
+            raise SystemExit("the daemon process died; its error is above") from None
+        finally:
+            daemon.join(10)
+            if daemon.is_alive():
+                daemon.terminate()
 
     sent = len(latencies)
     print(f"webhooks: {sent} signed Twilio SMS, concurrency {args.concurrency}, SQLite synchronous=FULL, "
@@ -176,7 +181,7 @@ def main() -> None:
           f"p90 {percentile(latencies, 90) * 1000:.1f} ms, p99 {percentile(latencies, 99) * 1000:.1f} ms, "
           f"max {max(latencies) * 1000:.1f} ms")
     print(f"daemon CPU: {(cpu_after - cpu_before) / sent * 1e6:.0f} µs per webhook, accepted and threaded "
-          f"(all threads; the load generator runs in another process)")
+          "(the daemon process's threads; not its normaliser worker processes, nor the load generator)")
     print(f"threading caught up {drain_s:.2f} s after the last 200 ({processed} messages into {tickets} tickets)")
 
 

@@ -42,7 +42,7 @@ from ingest.autoreply import bounced_message_ids, detect_automatic, header_index
 from ingest.persian import fix_letters as _fix_all_letters
 from ingest.quoting import trim_quoted
 from ingest.records import AttachmentData, Identity, InboundMessage
-from router.identity import normalize_email
+from router.identity import normalize_email, stated_phones
 
 Message = email.message.Message
 
@@ -827,6 +827,7 @@ def parse_email(
     in_reply_to = _message_ids(headers.get("in-reply-to", _NONE))
     meta = [(name, value) for name in _META_HEADERS if (value := _header(headers, name))]
     meta += [("note", note) for note in walk.notes]
+    display_text = trim_quoted(text) if text else ""
 
     return InboundMessage(
         channel="email",
@@ -841,7 +842,9 @@ def parse_email(
         subject=fix_letters(_header(headers, "subject")),
         text=text,
         html="\n".join(walk.htmls),
-        display_text=trim_quoted(text) if text else "",
+        display_text=display_text,
+        # The sender's own phone, from their signature, links their SMS and calls to them.
+        extra_identities=() if auto_reason else tuple(stated_phones(display_text)),
         attachments=tuple(walk.attachments),
         sent_at=_sent_at(headers),
         auto_reason=auto_reason,

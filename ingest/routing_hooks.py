@@ -103,7 +103,7 @@ def _parse(text: str | None) -> datetime | None:
 
 
 @dataclass(frozen=True, slots=True)
-class _Ticket:
+class Ticket:
     id: int
     ref: str
     status: str
@@ -123,12 +123,12 @@ class _Ticket:
                            self.line_of_business, self.tags)  # type: ignore[arg-type]
 
 
-def load_ticket(tx: Tx, ticket_id: int) -> _Ticket:
+def load_ticket(tx: Tx, ticket_id: int) -> Ticket:
     row = tx.one(
         "SELECT id, ref, status, priority, queue, assignee, skill, sla_policy, insurer, line_of_business, tags,"
         " last_inbound_at, status_since FROM tickets WHERE id = ?", (ticket_id,))
     assert row is not None, ticket_id
-    return _Ticket(row["id"], row["ref"], row["status"], row["priority"], row["queue"], row["assignee"], row["skill"],
+    return Ticket(row["id"], row["ref"], row["status"], row["priority"], row["queue"], row["assignee"], row["skill"],
                    row["sla_policy"], row["insurer"], row["line_of_business"],
                    frozenset(t for t in row["tags"].split(",") if t), _parse(row["last_inbound_at"]),
                    _parse(row["status_since"]))
@@ -374,7 +374,7 @@ class RoutingHooks:
         finally:
             self._depth -= 1
 
-    def _apply_action(self, tx: Tx, ctx: ApplyContext, ticket: _Ticket, action: Any) -> None:
+    def _apply_action(self, tx: Tx, ctx: ApplyContext, ticket: Ticket, action: Any) -> None:
         if isinstance(action, SetStatus):
             if ticket.status != action.status:
                 change_status(ticket.ref, action.status, "workflow")(tx)
@@ -402,7 +402,7 @@ class RoutingHooks:
         elif isinstance(action, RaisePriority):
             change_priority(ticket.ref, raise_priority(ticket.priority), "workflow")(tx)  # type: ignore[arg-type]
 
-    def send_template(self, tx: Tx, ctx: ApplyContext, ticket: _Ticket, name: str) -> None:
+    def send_template(self, tx: Tx, ctx: ApplyContext, ticket: Ticket, name: str) -> None:
         """A template to the customer, on the channel of their latest message, in their language."""
         last = tx.one("SELECT subject, text FROM messages WHERE ticket_id = ? AND direction = 'in'"
                       " AND auto_reason = '' ORDER BY id DESC LIMIT 1", (ticket.id,))

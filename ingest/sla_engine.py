@@ -26,7 +26,8 @@ import structlog
 from connectors.base import StoreUnavailable
 from ingest.apply import ApplyContext, change_priority, record_event
 from ingest.routing_hooks import (
-    TIMER_EVENT, ClockRow, RoutingHooks, arm, format_due, install, load_clocks, load_ticket, uninstall,
+    TIMER_EVENT, ClockRow, RoutingHooks, Ticket, arm, clock_from_row, format_due, install, load_ticket,
+    uninstall,
 )
 from ingest.store import StoreEvent, Store, Tx, iso, utcnow
 from router.rules import raise_priority
@@ -35,47 +36,68 @@ from router.workflow import NoCustomerReply, SlaBreach, SlaWarning
 log = structlog.get_logger(__name__)
 
 
-def fire_ticket(hooks: RoutingHooks, ctx: ApplyContext, ticket_id: int) -> Callable[[Tx], int]:
-    """Fire whatever of this ticket is due at the batch's `now`: SLA warnings, breaches and their
-    escalations, workflow reply timers. Returns how many events fired; always re-arms."""
+FIRE_CHUNK = 64
+"""Tickets fired per write operation: fewer futures and bus hops when many fall due at once."""
+
+
+def fire_tickets(hooks: RoutingHooks, ctx: ApplyContext, ticket_ids: list[int]) -> Callable[[Tx], int]:
+    """Fire whatever of these tickets is due at the batch's `now`: SLA warnings, breaches and
+    their escalations, workflow reply timers. Each ticket in its own savepoint, so one failing
+    ticket (logged, left unarmed until restart) does not hold back the others. Returns how
+    many events fired."""
 
     def op(tx: Tx) -> int:
         fired = 0
-        now = iso(tx.now)
-        if load_ticket(tx, ticket_id).status == "closed":
-            # Closed without a status change (merged into another ticket): nothing is owed.
-            tx.execute("UPDATE sla_clocks SET state = 'cancelled', next_at = NULL WHERE ticket_id = ?"
-                       " AND next_at IS NOT NULL", (ticket_id,))
-            tx.execute("DELETE FROM workflow_timers WHERE ticket_id = ?", (ticket_id,))
-            arm(tx, ticket_id)
-            return 0
-        for kind, row in load_clocks(tx, ticket_id).items():
-            if row.cancelled or row.clock.met_at is not None:
-                continue
-            # The stored instants hold until the clock changes, and every change re-arms: no
-            # calendar arithmetic is needed here.
-            if row.warned_at is None and row.warn_at is not None and iso(row.warn_at) <= now:
-                row = replace(row, warned_at=tx.now)
-                _record_fired(tx, row)
-                _escalate(tx, hooks, ctx, ticket_id, kind, row.policy, row.due_at, breached=False)
-                fired += 1
-            if row.breached_at is None and row.due_at is not None and iso(row.due_at) <= now:
-                row = replace(row, breached_at=tx.now, warned_at=row.warned_at or tx.now)
-                _record_fired(tx, row)
-                _escalate(tx, hooks, ctx, ticket_id, kind, row.policy, row.due_at, breached=True)
-                fired += 1
-        due_days = tx.execute("SELECT days FROM workflow_timers WHERE ticket_id = ? AND fire_at <= ? ORDER BY days",
-                              (ticket_id, now)).fetchall()
-        for (days,) in due_days:
-            tx.execute("DELETE FROM workflow_timers WHERE ticket_id = ? AND days = ?", (ticket_id, days))
-            ticket = load_ticket(tx, ticket_id)
-            if ticket.status != "closed":
-                hooks.run_workflow(tx, ctx, NoCustomerReply(ticket.facts(), days))
-                fired += 1
-        arm(tx, ticket_id)
+        for ticket_id in ticket_ids:
+            mark = len(tx.events)
+            tx.execute("SAVEPOINT fire")
+            try:
+                fired += _fire_one(tx, hooks, ctx, ticket_id)
+            except Exception as exc:
+                tx.execute("ROLLBACK TO fire")
+                del tx.events[mark:]
+                log.error("sla_fire_failed", ticket_id=ticket_id, error=repr(exc))
+            tx.execute("RELEASE fire")
         return fired
 
     return op
+
+
+def _fire_one(tx: Tx, hooks: RoutingHooks, ctx: ApplyContext, ticket_id: int) -> int:
+    fired = 0
+    now = iso(tx.now)
+    ticket = load_ticket(tx, ticket_id)
+    if ticket.status == "closed":
+        # Closed without a status change (merged into another ticket): nothing is owed.
+        tx.execute("UPDATE sla_clocks SET state = 'cancelled', next_at = NULL WHERE ticket_id = ?"
+                   " AND next_at IS NOT NULL", (ticket_id,))
+        tx.execute("DELETE FROM workflow_timers WHERE ticket_id = ?", (ticket_id,))
+        arm(tx, ticket_id)
+        return 0
+    due_clocks = tx.execute("SELECT * FROM sla_clocks WHERE ticket_id = ? AND next_at <= ?", (ticket_id, now))
+    for row in [clock_from_row(r) for r in due_clocks.fetchall()]:
+        # The stored instants hold until the clock changes, and every change re-arms: no
+        # calendar arithmetic is needed here.
+        if row.warned_at is None and row.warn_at is not None and iso(row.warn_at) <= now:
+            row = replace(row, warned_at=tx.now)
+            _record_fired(tx, row)
+            ticket = _escalate(tx, hooks, ctx, ticket, row, breached=False)
+            fired += 1
+        if row.breached_at is None and row.due_at is not None and iso(row.due_at) <= now:
+            row = replace(row, breached_at=tx.now)
+            _record_fired(tx, row)
+            ticket = _escalate(tx, hooks, ctx, ticket, row, breached=True)
+            fired += 1
+    due_days = tx.execute("SELECT days FROM workflow_timers WHERE ticket_id = ? AND fire_at <= ? ORDER BY days",
+                          (ticket_id, now)).fetchall()
+    for (days,) in due_days:
+        tx.execute("DELETE FROM workflow_timers WHERE ticket_id = ? AND days = ?", (ticket_id, days))
+        ticket = load_ticket(tx, ticket_id)
+        if ticket.status != "closed":
+            hooks.run_workflow(tx, ctx, NoCustomerReply(ticket.facts(), days))
+            fired += 1
+    arm(tx, ticket_id)
+    return fired
 
 
 def _record_fired(tx: Tx, row: ClockRow) -> None:
@@ -85,15 +107,16 @@ def _record_fired(tx: Tx, row: ClockRow) -> None:
                                  iso(next_at), row.ticket_id, row.clock.kind))
 
 
-def _escalate(tx: Tx, hooks: RoutingHooks, ctx: ApplyContext, ticket_id: int, kind: str, policy: str,
-              due: datetime | None, *, breached: bool) -> None:
-    ticket = load_ticket(tx, ticket_id)
-    event = "sla_breached" if breached else "sla_warning"
-    record_event(tx, ticket_id, ticket.ref, event, clock=kind, policy=policy, due_at=iso(due))
+def _escalate(tx: Tx, hooks: RoutingHooks, ctx: ApplyContext, ticket: Ticket, row: ClockRow, *,
+              breached: bool) -> Ticket:
+    """Record the warning or breach, run the policy's escalations and the workflow rules for it;
+    returns the ticket as it is afterwards."""
+    kind, policy, due = row.clock.kind, row.policy, row.due_at
+    record_event(tx, ticket.id, ticket.ref, "sla_breached" if breached else "sla_warning", clock=kind,
+                 policy=policy, due_at=iso(due))
     escalation = hooks.policies.escalation.get(policy)
     actions = () if escalation is None else escalation.on_breach if breached else escalation.on_warning
     for action in actions:
-        ticket = load_ticket(tx, ticket_id)
         if action == "raise_priority":
             change_priority(ticket.ref, raise_priority(ticket.priority), "sla")(tx)  # type: ignore[arg-type]
         elif action == "notify":
@@ -103,11 +126,13 @@ def _escalate(tx: Tx, hooks: RoutingHooks, ctx: ApplyContext, ticket_id: int, ki
             text = (f"Claim {ticket.ref} ({ticket.queue}, {ticket.priority}, "
                     f"{'assigned to ' + ticket.assignee if ticket.assignee else 'unassigned'}): the {label} target "
                     f"of policy {policy} {'was due' if breached else 'is due'} {when}.")
-            hooks.notify_supervisor(tx, ctx, ticket_id, ticket.ref, subject, text)
+            hooks.notify_supervisor(tx, ctx, ticket.id, ticket.ref, subject, text)
         elif action == "reassign":
-            hooks.assign(tx, ticket_id, ticket.ref, ticket.queue, ticket.skill, exclude=ticket.assignee, actor="sla")
-    facts = load_ticket(tx, ticket_id).facts()
-    hooks.run_workflow(tx, ctx, SlaBreach(facts, kind) if breached else SlaWarning(facts, kind))  # type: ignore[arg-type]
+            hooks.assign(tx, ticket.id, ticket.ref, ticket.queue, ticket.skill, exclude=ticket.assignee, actor="sla")
+        ticket = load_ticket(tx, ticket.id) if action != "notify" else ticket
+    event = SlaBreach(ticket.facts(), kind) if breached else SlaWarning(ticket.facts(), kind)  # type: ignore[arg-type]
+    hooks.run_workflow(tx, ctx, event)
+    return ticket
 
 
 class SlaEngine:
@@ -190,13 +215,14 @@ class SlaEngine:
                     due.append(ticket_id)
             if not due:
                 return 0
+            chunks = [due[i:i + FIRE_CHUNK] for i in range(0, len(due), FIRE_CHUNK)]
             results = await asyncio.gather(
-                *(self.store.submit(fire_ticket(hooks, self.ctx, t)) for t in due), return_exceptions=True)
-            for ticket_id, result in zip(due, results):
+                *(self.store.submit(fire_tickets(hooks, self.ctx, c)) for c in chunks), return_exceptions=True)
+            for chunk, result in zip(chunks, results):
                 if isinstance(result, StoreUnavailable):
                     raise result
                 if isinstance(result, BaseException):
-                    log.error("sla_fire_failed", ticket_id=ticket_id, error=repr(result))
+                    log.error("sla_fire_failed", tickets=chunk, error=repr(result))
                 else:
                     self.fired += result
             self._take_events()  # the re-arming published by those writes

@@ -126,3 +126,23 @@ def email_identity(addr: str, name: str = "") -> Identity | None:
 def phone_identity(raw: str, region: str = "IR") -> Identity | None:
     value = normalize_phone(raw, region)
     return None if value is None else Identity("phone", value)
+
+
+# A phone the writer states as their own: a labelled line ("شماره همراه: ۰۹۱۲…", "Mobile: +98…").
+_STATED_PHONE = re.compile(
+    r"(?:شماره\s*(?:همراه|موبایل|تماس|تلفن)|همراه|موبایل|تلفن(?:\s*همراه)?|mobile|cell(?:phone)?|phone|tel)"
+    r"\s*[:：.\-]?\s*([+0-9۰-۹٠-٩][0-9۰-۹٠-٩ \-()]{6,20}[0-9۰-۹٠-٩])",
+    re.IGNORECASE,
+)
+
+
+def stated_phones(text: str, region: str = "IR") -> list[Identity]:
+    """Phone identities the writer gives as their own on a labelled line (signature blocks).
+    Only the text before any quoted reply should be passed: a quoted mail's signature is
+    someone else's."""
+    found: list[Identity] = []
+    for match in _STATED_PHONE.finditer(text):
+        ident = phone_identity(match.group(1), region)
+        if ident is not None and ident not in found:
+            found.append(ident)
+    return found

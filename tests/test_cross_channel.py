@@ -1,9 +1,6 @@
 """One customer across channels: an email opens the claim; an SMS from the phone number on that
-claim lands on the same contact and, within the continuity window, the same claim thread.
-
-The Telegram step of the issue (writing on Telegram after sharing that contact) is added by the
-Telegram connector's tests; it extends `test_email_then_sms_from_the_phone_on_the_claim...`.
-"""
+claim, then Telegram messages after sharing that contact, land on the same contact and, within the
+continuity window, the same claim thread."""
 
 from __future__ import annotations
 
@@ -15,7 +12,9 @@ import pytest
 
 from ingest import queries
 from ingest.daemon import Daemon
+from connectors.standins.bot_api import BotApiStandIn
 from tests.mailgen import mail
+from tests.test_telegram import TG_ENV, TG_TOKEN, bot_table, committed, text_update
 from tests.test_twilio import CUSTOMER, QUIET, TOKEN, post, sms, twilio_table
 
 EMAIL = "ali@example.com"
@@ -56,12 +55,28 @@ async def test_sms_quoting_the_emailed_claim_joins_its_thread(make_daemon: Any) 
     assert [(m["channel"], m["sender"]) for m in claim["messages"]] == [("email", EMAIL), ("sms", CUSTOMER)]
 
 
-@pytest.mark.xfail(strict=True, reason="core: the phone number written in the customer's email is not yet "
-                   "linked to their contact (see the channels helper's report to the lead)")
-async def test_email_then_sms_from_the_phone_on_the_claim_is_one_contact_and_one_thread(make_daemon: Any) -> None:
-    daemon = await make_daemon(twilio_table(), environ=QUIET)
-    await email(daemon, "خسارت تصادف", "سلام، خودروی من دیروز تصادف کرد.\n\nعلی رضایی\nشماره همراه: ۰۹۱۲۱۲۳۴۵۶۷")
-    await post(daemon, sms("SM2", body="سلام، کارشناس کی می‌آید؟"))
-    assert len(await contacts_of(daemon, EMAIL, CUSTOMER)) == 1
-    (claim,) = await claims(daemon)
-    assert [m["channel"] for m in claim["messages"]] == ["email", "sms"]
+async def test_email_then_sms_then_telegram_is_one_contact_and_one_claim_thread(
+    make_daemon: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bot_api = await BotApiStandIn([TG_TOKEN]).start()
+    try:
+        monkeypatch.setenv(TG_ENV, TG_TOKEN)
+        daemon = await make_daemon(twilio_table() + bot_table(bot_api), environ=QUIET)
+        # 1. An email whose signature gives the customer's mobile opens the claim.
+        await email(daemon, "خسارت تصادف", "سلام، خودروی من دیروز تصادف کرد.\n\nعلی رضایی\nشماره همراه: ۰۹۱۲۱۲۳۴۵۶۷")
+        # 2. An SMS from that mobile.
+        await post(daemon, sms("SM2", body="سلام، کارشناس کی می‌آید؟"))
+        # 3. On Telegram the customer shares their contact card, then writes.
+        (bot,) = bot_api.bots.values()
+        shared = bot.push(text_update("", user_id=7001, contact={"phone_number": "+989121234567",
+                                                                 "first_name": "Ali", "user_id": 7001}))
+        await committed(daemon, bot, shared)
+        written = bot.push(text_update("مدارک را فردا می‌فرستم", user_id=7001, message_id=2))
+        await committed(daemon, bot, written)
+
+        assert len(await contacts_of(daemon, EMAIL, CUSTOMER, "7001")) == 1
+        (claim,) = await claims(daemon)
+        inbound = [m["channel"] for m in claim["messages"] if m["direction"] == "in"]
+        assert inbound == ["email", "sms", "telegram", "telegram"]
+    finally:
+        await bot_api.stop()

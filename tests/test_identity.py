@@ -14,6 +14,7 @@ from router.identity import (
     normalize_national_id,
     normalize_phone,
     phone_identity,
+    stated_phones,
 )
 
 # --- e-mail -----------------------------------------------------------------------------------
@@ -264,3 +265,12 @@ def test_generated_national_id_is_valid_and_every_other_check_digit_is_not(nine:
     assert is_valid_national_id(persian_digits(nine + good))
     for other in set("0123456789") - {good}:
         assert not is_valid_national_id(nine + other)
+
+
+def test_stated_phone_on_a_labelled_signature_line_is_found() -> None:
+    text = "سلام، خودروی من تصادف کرد.\n\nعلی رضایی\nشماره همراه: ۰۹۱۲ ۱۲۳ ۴۵۶۷\nMobile: +98 935 111 2233"
+    assert [i.value for i in stated_phones(text)] == ["+989121234567", "+989351112233"]
+
+
+def test_numbers_without_a_phone_label_are_not_taken_as_the_senders_phone() -> None:
+    assert stated_phones("بیمه‌نامه شماره 1403123456 و پلاک 12ب345") == []
