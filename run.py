@@ -38,7 +38,10 @@ async def _with_store(settings: Settings, work: Callable[[Any], Awaitable[int]])
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from config.policies import load_policies
+
     settings = _settings(args)
+    load_policies(settings)  # routing rules, queues, SLA policies, calendar, workflow
     instances = ", ".join(f"{name} ({kind})" for kind, name, _ in settings.connector_instances()) or "none"
     print(f"{settings.source}: OK — connectors: {instances}")
     return 0

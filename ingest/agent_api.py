@@ -233,8 +233,8 @@ class AgentApi:
                             log.warning("agent_feed_lagging", agent=conn.agent.name)
 
     async def _event_payloads(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        summaries = {t["reference"]: self._with_sla(t)
-                     for t in await queries.ticket_summaries(self.store, sorted({e["ref"] for e in events}))}
+        summaries = {t["reference"]: t for t in await self._with_sla_all(
+            await queries.ticket_summaries(self.store, sorted({e["ref"] for e in events})))}
         message_rows = [e["data"]["message_row"] for e in events
                         if e["kind"] in MESSAGE_EVENTS and isinstance(e["data"].get("message_row"), int)]
         messages = {m["id"]: m for m in await queries.thread_messages(self.store, message_rows)}
@@ -301,6 +301,18 @@ class AgentApi:
 
     # -- helpers -----------------------------------------------------------------------------
 
+    async def _with_sla_all(self, tickets: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """SLA countdowns from the stored SLA clocks (business calendar, pauses); tickets with no
+        running clock fall back to the per-priority response minutes."""
+        clocks = await queries.running_sla_clocks(self.store, [t["reference"] for t in tickets])
+        for ticket in tickets:
+            clock = clocks.get(ticket["reference"])
+            if clock is not None:
+                ticket["sla_due_at"], ticket["sla_warn_at"] = clock
+            else:
+                self._with_sla(ticket)
+        return tickets
+
     def _with_sla(self, ticket: dict[str, Any]) -> dict[str, Any]:
         minutes = self.conf.response_minutes.get(ticket["priority"])
         waiting = ticket.get("waiting_since")
@@ -364,8 +376,7 @@ class AgentApi:
             self.store, agent.visible_queues(), queue=queue or None, status=request.get("status"),
             assignee=request.get("assignee"), offset=max(0, int(request.get("offset", 0))), limit=limit,
         )
-        for ticket in page["tickets"]:
-            self._with_sla(ticket)
+        await self._with_sla_all(page["tickets"])
         return page
 
     async def _open_ticket(self, agent: Agent, request: dict[str, Any]) -> Any:
@@ -375,7 +386,7 @@ class AgentApi:
             raise ApiError("not_found", f"no ticket {ref}")
         (summary,) = await queries.ticket_summaries(self.store, [ref])
         detail.update(waiting_since=summary["waiting_since"], merged_into=summary["merged_into"])
-        self._with_sla(detail)
+        await self._with_sla_all([detail])
         detail["contact_panel"] = await queries.contact_panel(self.store, detail["contact"]["id"])
         await self.store.write(audit(agent.name, "open_ticket", ref))
         return detail
@@ -447,7 +458,7 @@ class AgentApi:
             self.store, refs=find_claim_refs(text, self.ctx.reference_prefix), identities=identities,
             match=match, queues=agent.visible_queues(), limit=min(int(request.get("limit", 50)), self.conf.max_page),
         )
-        by_ref = {t["reference"]: self._with_sla(t) for t in await queries.ticket_summaries(self.store, refs)}
+        by_ref = {t["reference"]: t for t in await self._with_sla_all(await queries.ticket_summaries(self.store, refs))}
         return {"tickets": [by_ref[r] for r in refs if r in by_ref]}
 
     async def _supervisor(self, agent: Agent, request: dict[str, Any]) -> Any:

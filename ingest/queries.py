@@ -351,3 +351,17 @@ async def ticket_ref_for_inbox(store: Store, inbox_id: int) -> str | None:
         (inbox_id,),
     )
     return row["ref"] if row else None
+
+
+async def running_sla_clocks(store: Store, refs: list[str]) -> dict[str, tuple[str | None, str | None]]:
+    """ref -> (due, warn) of the ticket's earliest running SLA clock (not met, not paused)."""
+    if not refs:
+        return {}
+    marks = ",".join("?" * len(refs))
+    rows = await store.fetchall(
+        f"SELECT t.ref, min(c.due_at) AS due_at, min(c.warn_at) AS warn_at FROM sla_clocks c"
+        f" JOIN tickets t ON t.id = c.ticket_id WHERE t.ref IN ({marks}) AND c.met_at IS NULL"
+        " AND c.due_at IS NOT NULL GROUP BY t.ref",
+        tuple(refs),
+    )
+    return {row["ref"]: (row["due_at"], row["warn_at"]) for row in rows}

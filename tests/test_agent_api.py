@@ -285,3 +285,30 @@ async def test_search_is_persian_normalised_and_finds_refs_and_phones_in_any_for
     assert await found(ref.replace("1", "۱").replace("4", "۴").lower()) == [ref]
     assert await found("nothing") == [other]
     assert await found("zzz-no-such") == []
+
+
+SLA_POLICY = """
+[[sla.policies]]
+name = "standard"
+first_response = 4
+next_response = 8
+resolution = 80
+calendar = "business"
+"""
+
+
+async def test_ticket_list_shows_the_stored_sla_clock_due_time(make_daemon: Callable[..., Any]) -> None:
+    async with running_harness(make_daemon, SLA_POLICY) as harness:
+        await _list_shows_stored_clock(harness)
+
+
+async def _list_shows_stored_clock(harness: Harness) -> None:
+    ref = await harness.mail(subject="تصادف", body="سلام", sender="reza@example.com")
+    agent = await harness.client(await harness.agent("sara"))
+    (clock,) = await harness.daemon.store.fetchall(
+        "SELECT c.due_at, c.warn_at FROM sla_clocks c JOIN tickets t ON t.id = c.ticket_id"
+        " WHERE t.ref = ? AND c.met_at IS NULL ORDER BY c.due_at LIMIT 1", (ref,))
+    page = await agent.request("list_tickets")
+    (listed,) = [t for t in page["tickets"] if t["reference"] == ref]
+    # The business-calendar due time, not a wall-clock guess from the priority.
+    assert (listed["sla_due_at"], listed["sla_warn_at"]) == (clock["due_at"], clock["warn_at"])
