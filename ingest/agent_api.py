@@ -41,6 +41,7 @@ from ingest.apply import (
     change_status, index_for_search, merge_tickets,
 )
 from ingest.persian import normalize_for_matching, search_terms
+from ingest.routing_hooks import set_agent_status, update_agent
 from ingest.store import Store, Tx, WriteOp, iso
 from router.claimref import find_claim_refs
 from router.identity import normalize_email, normalize_phone
@@ -117,6 +118,7 @@ class AgentApi:
             "reply": self._reply, "note": self._note, "assign": self._assign, "unassign": self._unassign,
             "take": self._take, "set_status": self._set_status, "set_priority": self._set_priority,
             "merge": self._merge, "search": self._search, "supervisor": self._supervisor, "audit": self._audit,
+            "availability": self._availability, "update_agent": self._update_agent,
         }
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -460,6 +462,34 @@ class AgentApi:
         )
         by_ref = {t["reference"]: t for t in await self._with_sla_all(await queries.ticket_summaries(self.store, refs))}
         return {"tickets": [by_ref[r] for r in refs if r in by_ref]}
+
+    async def _availability(self, agent: Agent, request: dict[str, Any]) -> Any:
+        """An agent's shift status (available, away, offline): their own, or anyone's for a
+        supervisor. Going offline hands open work on; becoming available takes waiting tickets."""
+        name = request.get("agent") or agent.name
+        if name != agent.name:
+            self._require_role(agent, "changing another agent's availability")
+        status = self._text(request, "status")
+        try:
+            moved = await self.store.write(set_agent_status(name, status, agent.name))
+        except ValueError as exc:
+            raise ApiError("invalid", str(exc)) from None
+        return {"reassigned": [{"ref": ref, "assignee": to} for ref, to in moved]}
+
+    async def _update_agent(self, agent: Agent, request: dict[str, Any]) -> Any:
+        self._require_role(agent, "changing an agent's skills or load cap")
+        skills = request.get("skills")
+        load_cap = request.get("load_cap")
+        if skills is not None and not (isinstance(skills, list) and all(isinstance(k, str) for k in skills)):
+            raise ApiError("invalid", "update_agent: expected 'skills' as a list of names")
+        if load_cap is not None and not isinstance(load_cap, int):
+            raise ApiError("invalid", "update_agent: expected 'load_cap' as a whole number")
+        try:
+            await self.store.write(update_agent(self._text(request, "agent"), actor=agent.name, load_cap=load_cap,
+                                                skills=frozenset(skills) if skills is not None else None))
+        except ValueError as exc:
+            raise ApiError("invalid", str(exc)) from None
+        return {"ok": True}
 
     async def _supervisor(self, agent: Agent, request: dict[str, Any]) -> Any:
         self._require_role(agent, "the supervisor view")

@@ -312,3 +312,28 @@ async def _list_shows_stored_clock(harness: Harness) -> None:
     (listed,) = [t for t in page["tickets"] if t["reference"] == ref]
     # The business-calendar due time, not a wall-clock guess from the priority.
     assert (listed["sla_due_at"], listed["sla_warn_at"]) == (clock["due_at"], clock["warn_at"])
+
+
+SHIFTS = """
+[[queues]]
+name = "intake"
+assignment = "least_loaded"
+reassign_on_offline = true
+"""
+
+
+async def test_agent_going_offline_hands_open_work_to_a_colleague(make_daemon: Callable[..., Any]) -> None:
+    async with running_harness(make_daemon, SHIFTS) as harness:
+        sara = await harness.client(await harness.agent("sara"))
+        await harness.agent("reza")
+        await sara.request("availability", status="away")  # reza alone is available: he gets it
+        ref = await harness.mail(subject="تصادف", body="سلام", sender="nima@example.com")
+        assert (await queries.ticket_detail(harness.daemon.store, ref))["assignee"] == "reza"
+        await sara.request("availability", status="available")
+
+        boss = await harness.client(await harness.agent("boss", "supervisor"))
+        moved = await boss.request("availability", agent="reza", status="offline")
+        assert moved["reassigned"] == [{"ref": ref, "assignee": "sara"}]
+        assert (await queries.ticket_detail(harness.daemon.store, ref))["assignee"] == "sara"
+        with pytest.raises(ApiRequestError, match="forbidden|supervisor|admin|role"):
+            await sara.request("availability", agent="boss", status="offline")
