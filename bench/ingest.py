@@ -84,6 +84,8 @@ normaliser_processes = 1
 acknowledge_new_tickets = false
 [http]
 port = 0
+[agent_api]
+port = 0
 [smtp]
 port = 0
 """)

@@ -40,8 +40,10 @@ _INVISIBLE = dict.fromkeys(
 _DECORATION = dict.fromkeys([0x0640, 0x0670, *range(0x064B, 0x0660)])
 
 _TOKEN = re.compile(r"\w+")
+_LETTER = re.compile(r"[^\W\d_]")  # what str.isalpha() accepts, near enough: word chars minus digits and _
 
-_ARABIC_SCRIPT = re.compile(r"[\u0600-\u06FF\u0750-\u077F\u08A0-\u08FF\uFB50-\uFDFF\uFE70-\uFEFF]")
+# Arabic-script letters (not its digits or punctuation).
+_ARABIC_LETTER = re.compile(r"(?=[^\W\d_])[\u0600-\u06FF\u0750-\u077F\u08A0-\u08FF\uFB50-\uFDFF\uFE70-\uFEFF]")
 
 
 def _translator(table: dict[int, object]) -> Callable[[str], str]:
@@ -109,6 +111,8 @@ LANGUAGE_SAMPLE_CHARS = 4000
 def looks_persian(s: str) -> bool:
     """True when at least half of the letters are in Arabic script (ties go to Persian: most
     senders are Iranian, and Latin claim refs or e-mail addresses inflate the other side)."""
-    letters = [c for c in s[:LANGUAGE_SAMPLE_CHARS] if c.isalpha()]
-    arabic = sum(1 for c in letters if _ARABIC_SCRIPT.match(c))
-    return arabic > 0 and 2 * arabic >= len(letters)
+    sample = s[:LANGUAGE_SAMPLE_CHARS]
+    # Counted by regexes (in C): a per-character Python loop cost milliseconds per message.
+    letters = len(_LETTER.findall(sample))
+    arabic = len(_ARABIC_LETTER.findall(sample))
+    return arabic > 0 and 2 * arabic >= letters

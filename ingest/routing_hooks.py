@@ -208,6 +208,10 @@ class RoutingHooks:
     def __init__(self, policies: Policies) -> None:
         self.policies = policies
         self._depth = 0  # workflow rules that change status trigger rules again; bounded
+        # Load the holiday tables now (the `holidays` import takes ~0.7 s), not inside the
+        # first message's write.
+        for calendar in policies.calendars.values():
+            calendar.is_closed_day(datetime.now(calendar.tz).date())
 
     # ---- routing and assignment ------------------------------------------------------------
 
