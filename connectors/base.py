@@ -80,3 +80,8 @@ class Connector(ABC):
 
     async def send(self, outbound: OutboundMessage) -> DeliveryResult:
         return DeliveryResult(ok=False, permanent=True, detail=f"connector {self.kind} cannot send")
+
+    async def fetch_attachment(self, remote_ref: str) -> bytes | None:
+        """The bytes of an attachment the channel keeps (Telegram file id...), or None when this
+        connector does not download: the attachment then stays a link."""
+        return None

@@ -18,6 +18,7 @@ from connectors.http_front import install_http_front
 from connectors.registry import connector_classes, normalisers
 from ingest.agent_api import AgentApi
 from ingest.apply import ApplyContext, delivery_status
+from ingest.attachment_fetcher import AttachmentFetcher
 from ingest.blobs import BlobStore
 from ingest.outbox import OutboxDispatcher
 from ingest.queries import conversation_history, ticket_ref_for_inbox
@@ -84,6 +85,8 @@ class Daemon:
                              max_attachment_bytes=settings.claims.max_attachment_bytes,
                              normaliser_processes=settings.ingest.normaliser_processes)
         self.outbox = OutboxDispatcher(self.store, self.connectors)
+        self.attachments = AttachmentFetcher(self.store, self.blobs, self.connectors,
+                                             settings.claims.max_attachment_bytes)
         self.agent_api = AgentApi(self.store, self.ingest.context, settings)
         self.sla = SlaEngine(self.store, self.ingest.context, clock=clock)
         self._http_runner: web.AppRunner | None = None
@@ -110,6 +113,7 @@ class Daemon:
             await connector.start(self.ingest)
             log.info("connector_started", connector=name, kind=connector.kind)
         await self.outbox.start()
+        await self.attachments.start()
         await self.agent_api.start()
         self._http_runner = web.AppRunner(self.http_app, access_log=None)
         await self._http_runner.setup()
@@ -129,6 +133,7 @@ class Daemon:
         if self._http_runner:
             await self._http_runner.cleanup()
         await self.ingest.stop()
+        await self.attachments.stop()
         await self.outbox.stop()
         await self.sla.stop()
         await self.store.close()

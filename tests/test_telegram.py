@@ -458,7 +458,13 @@ async def test_photo_is_downloaded_through_the_bot_api_by_its_file_id(
     bot.add_file("AgACAgQAAxkBAAK", b"\xff\xd8\xff\xe0 jpeg bytes", "photos/file_7.jpg")
     update_id = bot.push(corpus_updates()["schema_photo_caption_fa"])
     await committed(telegram_daemon, bot, update_id)
-    (attachment,) = (await only_ticket(telegram_daemon))["messages"][0]["attachments"]
+    async def downloaded() -> dict[str, Any] | None:
+        (attachment,) = (await only_ticket(telegram_daemon))["messages"][0]["attachments"]
+        return attachment if attachment["sha256"] else None
+
+    # The daemon fetched it into the content-addressed store after the message was committed.
+    attachment = await eventually(downloaded, "the photo to be downloaded")
+    assert telegram_daemon.blobs.get(attachment["sha256"]) == b"\xff\xd8\xff\xe0 jpeg bytes"
     connector = telegram_daemon.connectors["telegram"]
     assert isinstance(connector, TelegramConnector)
     assert await connector.fetch_file(attachment["remote_ref"]) == b"\xff\xd8\xff\xe0 jpeg bytes"
@@ -637,3 +643,16 @@ async def test_missing_token_is_a_config_error_naming_the_variable(monkeypatch: 
     connector = TelegramConnector("telegram", TelegramSettings(), ConnectorContext())
     with pytest.raises(ConfigError, match="PARVANDEH_TELEGRAM_TOKEN"):
         await connector.start(FlakySink())
+
+
+async def test_photo_the_bot_api_refuses_stays_a_link_and_the_timeline_says_why(
+        api: BotApiStandIn, telegram_daemon: Daemon) -> None:
+    bot = api.bot(TG_TOKEN)  # no file registered: getFile fails
+    update_id = bot.push(corpus_updates()["schema_photo_caption_fa"])
+    await committed(telegram_daemon, bot, update_id)
+    ref = (await only_ticket(telegram_daemon))["reference"]
+    event = await eventually(lambda: timeline_event(telegram_daemon, ref, "attachment_fetch_failed"),
+                             "the failed download on the timeline")
+    assert event["filename"]
+    (attachment,) = (await only_ticket(telegram_daemon))["messages"][0]["attachments"]
+    assert attachment["sha256"] is None and attachment["remote_ref"]

@@ -171,6 +171,9 @@ class TelegramConnector(Connector):
 
     # -- files ------------------------------------------------------------------------------------
 
+    async def fetch_attachment(self, remote_ref: str) -> bytes | None:
+        return await self.fetch_file(remote_ref) if self.conf.download_files else None
+
     async def fetch_file(self, file_id: str) -> bytes:
         """The bytes of a file a customer sent (a Bot API file id from an attachment's
         remote_ref). Raises TelegramError when the Bot API refuses (bots may download files up

@@ -1,0 +1,87 @@
+"""Downloads attachments that channels only name (a Telegram file id) into the content-addressed
+store, after the message is committed: a slow or failing download never holds up an
+acknowledgement, and the message is on its thread meanwhile with the attachment as a link."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+
+import structlog
+
+from connectors.base import Connector, StoreUnavailable
+from ingest.apply import record_event
+from ingest.blobs import BlobStore
+from ingest.store import Store, Tx
+
+log = structlog.get_logger(__name__)
+
+
+def _stored(attachment_id: int, digest: str, size: int) -> Callable[[Tx], None]:
+    def op(tx: Tx) -> None:
+        tx.execute("UPDATE attachments SET sha256 = ?, size = ? WHERE id = ?", (digest, size, attachment_id))
+
+    return op
+
+
+def _failed(message_row: int, filename: str, error: str) -> Callable[[Tx], None]:
+    def op(tx: Tx) -> None:
+        row = tx.one("SELECT t.id, t.ref FROM messages m JOIN tickets t ON t.id = m.ticket_id WHERE m.id = ?",
+                     (message_row,))
+        if row:
+            record_event(tx, row["id"], row["ref"], "attachment_fetch_failed", filename=filename, error=error)
+
+    return op
+
+
+class AttachmentFetcher:
+    def __init__(self, store: Store, blobs: BlobStore, connectors: Mapping[str, Connector], max_bytes: int) -> None:
+        self.store = store
+        self.blobs = blobs
+        self.connectors = connectors
+        self.max_bytes = max_bytes
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(self.store.bus.subscribe()), name="attachment-fetcher")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self, events: asyncio.Queue) -> None:
+        try:
+            while True:
+                event = await events.get()
+                if event.kind == "message_received" and isinstance(event.data.get("message_row"), int):
+                    await self.fetch_for(event.data["message_row"])
+        finally:
+            self.store.bus.unsubscribe(events)
+
+    async def fetch_for(self, message_row: int) -> None:
+        rows = await self.store.fetchall(
+            "SELECT a.id, a.filename, a.remote_ref, m.connector FROM attachments a JOIN messages m ON m.id = a.message_id"
+            " WHERE a.message_id = ? AND a.sha256 IS NULL AND a.remote_ref != ''", (message_row,))
+        for row in rows:
+            connector = self.connectors.get(row["connector"])
+            if connector is None:
+                continue
+            bound = log.bind(connector=row["connector"], message_row=message_row, filename=row["filename"])
+            try:
+                data = await connector.fetch_attachment(row["remote_ref"])
+                if data is None:
+                    continue
+                if len(data) > self.max_bytes:
+                    raise ValueError(f"{len(data)} bytes is over the {self.max_bytes}-byte attachment limit")
+                digest = await asyncio.to_thread(self.blobs.put, data)
+                await self.store.write(_stored(row["id"], digest, len(data)))
+                bound.info("attachment_fetched", size=len(data))
+            except StoreUnavailable:
+                return
+            except Exception as exc:  # the channel refused or failed: the link stays, and says why
+                bound.warning("attachment_fetch_failed", error=str(exc))
+                try:
+                    await self.store.write(_failed(message_row, row["filename"], f"{type(exc).__name__}: {exc}"))
+                except StoreUnavailable:
+                    return
