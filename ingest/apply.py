@@ -22,7 +22,7 @@ from router.templates import acknowledgement
 from router.workflow import TransitionError, check_transition
 
 if TYPE_CHECKING:
-    from ingest.routing_hooks import RoutingHooks
+    from ingest.routing_hooks import RoutingHooks, TextFacts
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +55,6 @@ class ApplyContext:
     # connector instance -> channels it can send on (so a reply leaves through the bot or
     # number the customer wrote to, when there are several)
     sending_connectors: dict[str, frozenset[str]] = field(default_factory=dict)
-    route: Callable[[InboundMessage], RouteResult] | None = None
     # Routing rules, assignment, SLA clocks and workflow (ingest/routing_hooks.py); None: off.
     routing: RoutingHooks | None = None
 
@@ -224,11 +223,10 @@ def _next_claim_ref(tx: Tx, prefix: str) -> str:
     return format_claim_ref(prefix, year, row["last"])
 
 
-def _create_ticket(tx: Tx, ctx: ApplyContext, msg: InboundMessage, contact_id: int) -> tuple[int, str]:
-    if ctx.routing:
-        route = ctx.routing.route(tx, msg, contact_id)
-    else:
-        route = ctx.route(msg) if ctx.route else RouteResult(ctx.default_queue)
+def _create_ticket(tx: Tx, ctx: ApplyContext, msg: InboundMessage, contact_id: int,
+                   text: TextFacts | None = None) -> tuple[int, str]:
+    """`text`: the routing's word-derived facts when already computed outside the writer."""
+    route = ctx.routing.route(tx, msg, contact_id, text) if ctx.routing else RouteResult(ctx.default_queue)
     ref = _next_claim_ref(tx, ctx.reference_prefix)
     subject = msg.subject or (msg.display_text or msg.text).strip().split("\n", 1)[0][:120]
     ticket_id = tx.execute(
@@ -252,6 +250,7 @@ def apply_inbound(
     """`stored_attachments`: for each of msg.attachments, (size, sha256 or None when not kept)."""
 
     claim_refs = claim_ref_candidates(msg, ctx.reference_prefix)
+    text = ctx.routing.text_facts(msg) if ctx.routing else None
 
     def op(tx: Tx) -> Applied:
         contact_id = resolve_contact(tx, [msg.sender, *msg.extra_identities])
@@ -269,7 +268,7 @@ def apply_inbound(
             tx.emit("message_unthreaded", inbox_id=inbox_id, reason=msg.auto_reason)
             return Applied("", 0, decision.reason, False, False)
         if decision.creates_ticket:
-            ticket_id, ref = _create_ticket(tx, ctx, msg, contact_id)
+            ticket_id, ref = _create_ticket(tx, ctx, msg, contact_id, text)
         else:
             ticket_id = decision.ticket_id
             ref = tx.one("SELECT ref FROM tickets WHERE id = ?", (ticket_id,))["ref"]

@@ -78,9 +78,9 @@ _HEALTH_WORDS = tuple(normalize_for_matching(w) for w in (
     "بیمارستان", "درمان", "پزشک", "دارو", "hospital", "medical", "clinic"))
 
 
-def infer_line_of_business(text: str) -> str:
-    """A cheap guess from the words used, for channels that do not say (insurer payloads do)."""
-    folded = normalize_for_matching(text)
+def infer_line_of_business(folded: str) -> str:
+    """A cheap guess from the words used (normalised text), for channels that do not say
+    (insurer payloads do)."""
     if any(w in folded for w in _AUTO_WORDS):
         return "auto"
     if any(w in folded for w in _HEALTH_WORDS):
@@ -202,6 +202,34 @@ def arm(tx: Tx, ticket_id: int) -> None:
 # -- the hooks ----------------------------------------------------------------------------------
 
 
+# Routing reads the subject and the opening of the text: what a claim is about is said early,
+# and a 1 MB mail must not cost a megabyte of normalisation inside the writer.
+ROUTING_SAMPLE_CHARS = 4000
+
+
+@dataclass(frozen=True, slots=True)
+class TextFacts:
+    """What routing derives from the words alone. Pure, so it is computed before the write
+    operation, outside the store's writer."""
+
+    line_of_business: str
+    language: str
+    sample: str
+    folded: str
+
+
+def text_facts(msg: InboundMessage) -> TextFacts:
+    sample = msg.text[:ROUTING_SAMPLE_CHARS]
+    folded = normalize_for_matching(f"{msg.subject}\n{sample}")
+    lob = dict(msg.meta).get("line_of_business") or infer_line_of_business(folded)
+    return TextFacts(
+        line_of_business=lob if lob in ("auto", "health", "other") else "other",
+        language="fa" if looks_persian(f"{msg.subject}\n{sample}") else "en",
+        sample=sample,
+        folded=folded,
+    )
+
+
 class RoutingHooks:
     """The policies, and what the apply step calls at each point of a ticket's life."""
 
@@ -215,19 +243,20 @@ class RoutingHooks:
 
     # ---- routing and assignment ------------------------------------------------------------
 
-    def route(self, tx: Tx, msg: InboundMessage, contact_id: int) -> RouteResult:
-        meta = dict(msg.meta)
-        text = f"{msg.subject}\n{msg.text}"
-        lob = meta.get("line_of_business") or infer_line_of_business(text)
+    text_facts = staticmethod(text_facts)
+
+    def route(self, tx: Tx, msg: InboundMessage, contact_id: int, text: TextFacts | None = None) -> RouteResult:
+        text = text or text_facts(msg)
         facts = RoutingFacts(
             channel=msg.channel,
-            insurer=meta.get("insurer") or None,
-            line_of_business=lob if lob in ("auto", "health", "other") else "other",  # type: ignore[arg-type]
-            language="fa" if looks_persian(text) else "en",
+            insurer=dict(msg.meta).get("insurer") or None,
+            line_of_business=text.line_of_business,  # type: ignore[arg-type]
+            language=text.language,  # type: ignore[arg-type]
             business_hours=self.policies.business.is_open(tx.now),
             contact_tags=_contact_tags(tx, contact_id),
             subject=msg.subject,
-            text=msg.text,
+            text=text.sample,
+            folded=text.folded,
         )
         decision = route(self.policies.rules, self.policies.default_route, facts)
         return RouteResult(queue=decision.queue, priority=decision.priority, tags=decision.tags, skill=decision.skill,

@@ -114,6 +114,8 @@ class RoutingFacts:
     contact_tags: frozenset[str] = frozenset()
     subject: str = ""
     text: str = ""
+    # normalize_for_matching(subject + "\n" + text) when the caller already has it.
+    folded: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +164,7 @@ def parse_rules(
 
 def route(rules: Sequence[Rule], default: RouteAction, facts: RoutingFacts) -> RouteDecision:
     """The first rule whose conditions all hold decides; otherwise the default does."""
-    haystack: str | None = None
+    haystack = facts.folded
     tags = frozenset(tag.casefold() for tag in facts.contact_tags)
     for rule in rules:
         when = rule.when
