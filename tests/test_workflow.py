@@ -8,6 +8,7 @@ from typing import get_args
 
 import pytest
 
+from config.loader import DEFAULT_CONFIG_PATH
 from router.calendar import TEHRAN, BusinessCalendar
 from router.workflow import (
     PAUSING_STATUSES,
@@ -31,24 +32,8 @@ from router.workflow import (
 
 STATUSES: tuple[str, ...] = get_args(Status)
 
-# The example shipped in the default config.
-SHIPPED = """
-[[workflow.rules]]
-name = "documents-reminder"
-when = { event = "no_customer_reply", days = 3 }
-if = { status = "awaiting_documents" }
-then = [{ action = "send_template", template = "documents_reminder" }]
-
-[[workflow.rules]]
-name = "documents-timeout"
-when = { event = "no_customer_reply", days = 14 }
-if = { status = "awaiting_documents" }
-then = [
-  { action = "send_template", template = "documents_final_notice" },
-  { action = "set_status", status = "closed" },
-]
-"""
-SHIPPED_RULES = parse_workflow_rules(tomllib.loads(SHIPPED)["workflow"]["rules"])
+# The example shipped in the default config, read from it: what ships is what is tested.
+SHIPPED_RULES = parse_workflow_rules(tomllib.loads(DEFAULT_CONFIG_PATH.read_text(encoding="utf-8"))["workflow"]["rules"])
 
 
 def ticket(status: str = "awaiting_documents", **kw: object) -> TicketFacts:
