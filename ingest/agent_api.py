@@ -40,6 +40,14 @@ from ingest.apply import (
     ApplyContext, ReplyError, TicketActionError, add_note, agent_reply, assign_ticket, change_priority,
     change_status, index_for_search, merge_tickets,
 )
+from ingest.contacts import (
+    ContactError,
+    contact_profile,
+    duplicate_suggestions,
+    merge_contacts,
+    split_identity,
+    undo_merge,
+)
 from ingest.persian import normalize_for_matching, search_terms
 from ingest.routing_hooks import set_agent_status, update_agent
 from ingest.store import Store, Tx, WriteOp, iso
@@ -119,6 +127,8 @@ class AgentApi:
             "take": self._take, "set_status": self._set_status, "set_priority": self._set_priority,
             "merge": self._merge, "search": self._search, "supervisor": self._supervisor, "audit": self._audit,
             "availability": self._availability, "update_agent": self._update_agent,
+            "contact": self._contact, "duplicates": self._duplicates, "merge_contacts": self._merge_contacts,
+            "undo_contact_merge": self._undo_contact_merge, "split_identity": self._split_identity,
         }
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -490,6 +500,52 @@ class AgentApi:
         except ValueError as exc:
             raise ApiError("invalid", str(exc)) from None
         return {"ok": True}
+
+    # -- contacts (CRM): profiles for whoever sees one of the contact's claims; linking and
+    # -- splitting identities change who a claim belongs to, so supervisors only.
+
+    def _contact_id(self, request: dict[str, Any], key: str) -> int:
+        value = request.get(key)
+        if not isinstance(value, int):
+            raise ApiError("invalid", f"expected a contact id (a whole number) in {key!r}")
+        return value
+
+    async def _contact(self, agent: Agent, request: dict[str, Any]) -> Any:
+        contact_id = self._contact_id(request, "contact")
+        profile = await contact_profile(self.store, contact_id)
+        if profile is None:
+            raise ApiError("not_found", f"no contact {contact_id}")
+        queues = {c.get("queue") for c in profile.get("claims", [])}
+        if not agent.sees_all_queues and not any(agent.may_see(q) for q in queues if q):
+            raise ApiError("forbidden", f"contact {contact_id} has no claim in {agent.name}'s queues")
+        return profile
+
+    async def _duplicates(self, agent: Agent, request: dict[str, Any]) -> Any:
+        self._require_role(agent, "duplicate contact suggestions")
+        return {"suggestions": await duplicate_suggestions(self.store)}
+
+    async def _contact_op(self, agent: Agent, action: str, make_op: Callable[[], WriteOp[Any]]) -> Any:
+        self._require_role(agent, action)
+        try:
+            return await self.store.write(make_op())
+        except ContactError as exc:
+            raise ApiError("invalid", str(exc)) from None
+
+    async def _merge_contacts(self, agent: Agent, request: dict[str, Any]) -> Any:
+        keep, merge = self._contact_id(request, "keep"), self._contact_id(request, "merge")
+        return {"merge": await self._contact_op(agent, "merging contacts",
+                                                lambda: merge_contacts(keep, merge, agent.name))}
+
+    async def _undo_contact_merge(self, agent: Agent, request: dict[str, Any]) -> Any:
+        merge = self._contact_id(request, "merge")
+        return {"restored": await self._contact_op(agent, "undoing a contact merge",
+                                                   lambda: undo_merge(merge, agent.name))}
+
+    async def _split_identity(self, agent: Agent, request: dict[str, Any]) -> Any:
+        identity = self._contact_id(request, "identity")
+        with_claims = bool(request.get("with_claims", True))
+        return {"contact": await self._contact_op(agent, "splitting an identity off",
+                                                  lambda: split_identity(identity, agent.name, with_claims=with_claims))}
 
     async def _supervisor(self, agent: Agent, request: dict[str, Any]) -> Any:
         self._require_role(agent, "the supervisor view")

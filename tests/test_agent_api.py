@@ -337,3 +337,24 @@ async def test_agent_going_offline_hands_open_work_to_a_colleague(make_daemon: C
         assert (await queries.ticket_detail(harness.daemon.store, ref))["assignee"] == "sara"
         with pytest.raises(ApiRequestError, match="forbidden|supervisor|admin|role"):
             await sara.request("availability", agent="boss", status="offline")
+
+
+async def test_supervisor_links_two_contacts_and_undoes_it_agents_may_not(harness: Harness) -> None:
+    first = await harness.mail(subject="تصادف", body="سلام", sender="ali@example.com")
+    second = await harness.mail(subject="پیگیری", body="سلام", sender="ali.rezaei@work.example")
+    (a,) = await harness.daemon.store.fetchall("SELECT contact_id FROM tickets WHERE ref = ?", (first,))
+    (b,) = await harness.daemon.store.fetchall("SELECT contact_id FROM tickets WHERE ref = ?", (second,))
+    assert a["contact_id"] != b["contact_id"]
+    sara = await harness.client(await harness.agent("sara"))
+    boss = await harness.client(await harness.agent("boss", "supervisor"))
+
+    with pytest.raises(ApiRequestError, match="supervisor or admin"):
+        await sara.request("merge_contacts", keep=a["contact_id"], merge=b["contact_id"])
+    merged = await boss.request("merge_contacts", keep=a["contact_id"], merge=b["contact_id"])
+    profile = await sara.request("contact", contact=a["contact_id"])
+    assert {i["value"] for i in profile["identities"]} == {"ali@example.com", "ali.rezaei@work.example"}
+    assert {c["ref"] for c in profile["claims"]} == {first, second}
+
+    await boss.request("undo_contact_merge", merge=merged["merge"])
+    (after,) = await harness.daemon.store.fetchall("SELECT contact_id FROM tickets WHERE ref = ?", (second,))
+    assert after["contact_id"] == b["contact_id"]
