@@ -36,6 +36,14 @@ class LiveScreen(Protocol):
     def apply_event(self, payload: dict[str, Any]) -> None: ...
 
 
+# Timeline events that pop up a console alert: (label, who sees it).
+SLA_ALERTS = {
+    "sla_warning": ("SLA warning", "all"),
+    "sla_breached": ("SLA breached", "all"),
+    "supervisor_alert": ("escalated to supervisor", "supervisors"),
+}
+
+
 class ConsoleApp(App[None]):
     TITLE = "Parvandeh"
     CSS_PATH = "app.tcss"
@@ -89,6 +97,12 @@ class ConsoleApp(App[None]):
         for screen in self.screen_stack:
             if isinstance(screen, LiveScreen):
                 screen.apply_event(message.payload)
+        alert = SLA_ALERTS.get(message.payload.get("kind", ""))
+        if alert and (alert[1] == "all" or self.client.agent.get("role") in ("supervisor", "admin")):
+            # Only the ticket reference and the clock: never customer text in a toast.
+            clock = message.payload.get("data", {}).get("clock", "")
+            self.notify(f"{message.payload.get('ticket', '')} {alert[0]} {clock}".strip(),
+                        severity="error" if "breach" in alert[0] else "warning", timeout=10)
 
     def on_connection_state(self, message: ConnectionState) -> None:
         self.connection = message.state

@@ -21,7 +21,8 @@ EARLIER = "earlier"
 # Timeline events worth a line in the thread; the rest are already visible as messages.
 SHOWN_EVENTS = frozenset({
     "status_changed", "assigned", "unassigned", "priority_changed", "merged_into", "merged_from",
-    "delivery_sent", "delivery_failed", "delivery_retrying", "delivery_status", "sla_warning", "sla_breach",
+    "delivery_sent", "delivery_failed", "delivery_retrying", "delivery_status", "sla_warning", "sla_breached",
+    "supervisor_alert",
 })
 ARROWS = {"in": "→", "out": "←", "internal": "·"}
 HEAD_STYLE = {"in": "bold cyan", "out": "bold green", "internal": "bold yellow"}

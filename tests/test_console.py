@@ -162,3 +162,18 @@ async def test_search_in_persian_typed_on_an_arabic_keyboard_with_persian_digits
         await until(pilot, lambda: ticket_list(app).order == [ref])
         await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, TicketScreen) and app.screen.ref == ref)
+
+
+async def test_sla_breach_pops_an_alert_naming_the_ticket_not_the_customer_text(harness: Harness) -> None:
+    from ingest.apply import record_event
+
+    ref = await harness.mail(subject="[bold]secret[/bold]", body="private words", sender="a@example.com")
+    app = await console(harness, "boss", "supervisor")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, MainScreen) and len(ticket_list(app).order) == 1)
+        (row,) = await harness.daemon.store.fetchall("SELECT id FROM tickets WHERE ref = ?", (ref,))
+        await harness.daemon.store.write(
+            lambda tx: record_event(tx, row["id"], ref, "sla_breached", clock="first_response"))
+        await until(pilot, lambda: any(ref in n.message for n in app._notifications))
+        (alert,) = [n for n in app._notifications if ref in n.message]
+        assert alert.message == f"{ref} SLA breached first_response" and alert.severity == "error"
