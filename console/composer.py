@@ -33,11 +33,14 @@ class Composer(ModalScreen[Composed | None]):
     CSS_PATH = "composer.tcss"
     BINDINGS = [Binding("ctrl+s", "send", "Send"), Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, title: str, channels: list[str], channel: str | None) -> None:
+    def __init__(self, title: str, channels: list[str], channel: str | None,
+                 templates: list[tuple[str, str]] | None = None) -> None:
+        """`templates`: (name, text with placeholders already filled) to insert."""
         super().__init__()
         self.title_text = title
         self.channels = channels
         self.channel = channel
+        self.templates = dict(templates or [])
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
@@ -45,6 +48,8 @@ class Composer(ModalScreen[Composed | None]):
             if self.channels:
                 yield Select([(c, c) for c in self.channels], value=self.channel or self.channels[0],
                              allow_blank=False, id="channel")
+            if self.templates:
+                yield Select([(name, name) for name in self.templates], prompt="Insert a template", id="template")
             yield TextArea(id="body")
             yield Label(Text(counter("", self.channel)), id="counter")
             yield Label(Text("ctrl+s send · esc cancel"), classes="hint")
@@ -59,9 +64,14 @@ class Composer(ModalScreen[Composed | None]):
         self._update_counter()
 
     def on_select_changed(self, event: Select.Changed) -> None:
-        if isinstance(event.value, str):
+        if not isinstance(event.value, str):
+            return
+        if event.select.id == "template":
+            self.query_one(TextArea).insert(self.templates[event.value])
+            self.query_one(TextArea).focus()
+        else:
             self.channel = event.value
-            self._update_counter()
+        self._update_counter()
 
     def action_send(self) -> None:
         text = self.query_one(TextArea).text

@@ -16,6 +16,7 @@ from console.app import ConsoleApp
 from console.key_bar import KeyBar
 from console.client import ApiRequestError
 from console.composer import Composer
+from console.templates import fill
 from console.render import countdown, safe_text
 from console.thread_view import ThreadView
 from console.ticket_actions import TicketActions
@@ -139,9 +140,18 @@ class TicketScreen(TicketActions):
             self.notify("nothing from the customer to answer", severity="warning")
             return
         channels = sorted({m["channel"] for m in self.messages.values() if m["direction"] == "in"})
-        result = await self.app.push_screen_wait(Composer(f"Reply to {self.ref}", channels, channel))
+        result = await self.app.push_screen_wait(
+            Composer(f"Reply to {self.ref}", channels, channel, await self._templates()))
         if result is not None:
             await self._act("reply", ref=self.ref, text=result.text, channel=result.channel)
+
+    async def _templates(self) -> list[tuple[str, str]]:
+        """The configured reply templates, filled for this ticket."""
+        detail = self.detail or {}
+        values = {"ref": self.ref, "customer": (detail.get("contact") or {}).get("name") or "",
+                  "agent": self.app.agent.get("name", ""), "subject": detail.get("subject") or ""}
+        listed = await self.app.api("templates")
+        return [(t["name"], fill(t["text"], values)) for t in listed["templates"]]
 
     @work
     async def action_note(self) -> None:

@@ -66,6 +66,15 @@ def search_key(text: str) -> str:
     return _LETTER_DIGIT.sub(" ", normalize_for_matching(text))
 
 
+class ReplyTemplate(BaseModel):
+    """A canned reply; the console fills {ref}, {customer}, {agent} and {subject}."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    text: str = Field(min_length=1)
+
+
 class AgentApiSettings(BaseModel):
     """The `[agent_api]` table."""
 
@@ -80,6 +89,7 @@ class AgentApiSettings(BaseModel):
     max_page: int = Field(500, ge=1, le=5000)
     max_catch_up: int = Field(10_000, ge=0)
     search_index: bool = True
+    reply_templates: list[ReplyTemplate] = []
 
 
 def agent_api_settings(settings: Settings) -> AgentApiSettings:
@@ -127,7 +137,7 @@ class AgentApi:
             "take": self._take, "set_status": self._set_status, "set_priority": self._set_priority,
             "merge": self._merge, "search": self._search, "supervisor": self._supervisor, "audit": self._audit,
             "availability": self._availability, "update_agent": self._update_agent,
-            "contact": self._contact, "duplicates": self._duplicates, "merge_contacts": self._merge_contacts,
+            "templates": self._templates, "contact": self._contact, "duplicates": self._duplicates, "merge_contacts": self._merge_contacts,
             "undo_contact_merge": self._undo_contact_merge, "split_identity": self._split_identity,
         }
 
@@ -519,6 +529,9 @@ class AgentApi:
         if not agent.sees_all_queues and not any(agent.may_see(q) for q in queues if q):
             raise ApiError("forbidden", f"contact {contact_id} has no claim in {agent.name}'s queues")
         return profile
+
+    async def _templates(self, agent: Agent, request: dict[str, Any]) -> Any:
+        return {"templates": [t.model_dump() for t in self.conf.reply_templates]}
 
     async def _duplicates(self, agent: Agent, request: dict[str, Any]) -> Any:
         self._require_role(agent, "duplicate contact suggestions")

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import OptionList
+from textual.widgets import OptionList, Select, TextArea
 
 from console.app import ConsoleApp
 from console.composer import Composer, counter
@@ -177,3 +177,29 @@ async def test_sla_breach_pops_an_alert_naming_the_ticket_not_the_customer_text(
         await until(pilot, lambda: any(ref in n.message for n in app._notifications))
         (alert,) = [n for n in app._notifications if ref in n.message]
         assert alert.message == f"{ref} SLA breached first_response" and alert.severity == "error"
+
+
+TEMPLATES = """
+[[agent_api.reply_templates]]
+name = "documents"
+text = "{customer} عزیز، لطفاً مدارک پرونده {ref} را بفرستید. {agent}"
+"""
+
+
+async def test_reply_template_is_filled_for_the_ticket_and_sent(make_daemon: Callable[..., Any]) -> None:
+    async with running_harness(make_daemon, TEMPLATES) as harness:
+        ref = await harness.mail(subject="need help", sender="Ali Rezaei <ali@example.com>")
+        await harness.sink.wait_for(1)  # the acknowledgement
+        app = await console(harness)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, MainScreen) and ticket_list(app).order == [ref])
+            await pilot.press("enter")
+            await until(pilot, lambda: isinstance(app.screen, TicketScreen) and app.screen.detail is not None)
+            await pilot.press("r")
+            await until(pilot, lambda: isinstance(app.screen, Composer))
+            app.screen.query_one("#template", Select).value = "documents"
+            await until(pilot, lambda: ref in app.screen.query_one(TextArea).text)
+            assert app.screen.query_one(TextArea).text == f"Ali Rezaei عزیز، لطفاً مدارک پرونده {ref} را بفرستید. sara"
+            await pilot.press("ctrl+s")
+            *_, reply = await harness.sink.wait_for(2)
+            assert f"مدارک پرونده {ref}" in reply.get_content()

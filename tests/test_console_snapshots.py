@@ -110,6 +110,7 @@ class CannedClient(AgentClient):
         answers: dict[str, Any] = {
             "queues": QUEUES, "list_tickets": {"total": len(TICKETS), "offset": 0, "tickets": TICKETS},
             "open_ticket": THREAD, "supervisor": SUPERVISOR, "search": {"tickets": TICKETS[:1]},
+            "templates": {"templates": []},
         }
         return copy.deepcopy(answers[op])
 
