@@ -14,6 +14,7 @@ from textual.binding import Binding
 from textual.message import Message
 
 from console.client import AgentClient, ApiRequestError, AuthenticationError
+from console.commands import ConsoleCommands
 from console.render import Prefs, parse_time
 
 
@@ -47,6 +48,7 @@ SLA_ALERTS = {
 class ConsoleApp(App[None]):
     TITLE = "Parvandeh"
     CSS_PATH = "app.tcss"
+    COMMANDS = App.COMMANDS | {ConsoleCommands}
     BINDINGS = [
         Binding("j", "cursor_down", "Down", show=False),
         Binding("k", "cursor_up", "Up", show=False),

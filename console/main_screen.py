@@ -117,6 +117,10 @@ class MainScreen(TicketActions):
         finally:
             self._loading = False
 
+    def palette_refs(self) -> list[str]:
+        """Tickets the command palette offers to open: the top of the list on screen."""
+        return list(self.tickets.order[:20])
+
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if isinstance(event.data_table, QueueTable):
             key = event.row_key.value

@@ -15,6 +15,14 @@ from console.pickers import PRIORITIES, STATUSES, Choice, NamePrompt
 class TicketActions(Screen[Any]):
     """Mixed into screens that have a current ticket (`selected_ref`)."""
 
+    # (name in the command palette, action, help)
+    PALETTE_ACTIONS: tuple[tuple[str, str, str], ...] = (
+        ("Take the ticket", "take", "assign the current ticket to me"),
+        ("Assign the ticket", "assign", "assign the current ticket to an agent"),
+        ("Change status", "status", "move the current claim through its workflow"),
+        ("Change priority", "priority", "raise or lower the current ticket's priority"),
+    )
+
     def selected_ref(self) -> str | None:
         raise NotImplementedError
 

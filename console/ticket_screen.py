@@ -22,6 +22,10 @@ from console.thread_view import ThreadView
 from console.ticket_actions import TicketActions
 
 class TicketScreen(TicketActions):
+    PALETTE_ACTIONS = TicketActions.PALETTE_ACTIONS + (
+        ("Reply to the customer", "reply", "answer on the channel of the highlighted message"),
+        ("Internal note", "note", "a note only agents see"),
+    )
     CSS_PATH = "ticket_screen.tcss"
     BINDINGS = [
         Binding("escape", "back", "Back"),

@@ -203,3 +203,16 @@ async def test_reply_template_is_filled_for_the_ticket_and_sent(make_daemon: Cal
             await pilot.press("ctrl+s")
             *_, reply = await harness.sink.wait_for(2)
             assert f"مدارک پرونده {ref}" in reply.get_content()
+
+
+async def test_command_palette_opens_a_claim_by_name(harness: Harness) -> None:
+    ref = await harness.mail(subject="palette", sender="a@example.com")
+    app = await console(harness)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, MainScreen) and ticket_list(app).order == [ref])
+        await pilot.press("ctrl+p")
+        await pilot.press(*f"open {ref}")
+        await until(pilot, lambda: f"Open {ref}" in screen_text(app))
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, TicketScreen) and app.screen.detail is not None)
+        assert app.screen.ref == ref
