@@ -55,6 +55,7 @@ class ConsoleApp(App[None]):
         Binding("question_mark", "help", "Help"),
         Binding("slash", "search", "Search"),
         Binding("v", "supervisor", "Supervisor"),
+        Binding("R", "reports", "Reports"),
         Binding("q", "quit", "Quit"),
     ]
 
@@ -138,6 +139,14 @@ class ConsoleApp(App[None]):
         from console.search_screen import SearchScreen
 
         self.push_screen(SearchScreen())
+
+    def action_reports(self) -> None:
+        from console.reports_screen import ReportsScreen
+
+        if self.agent.get("role") in ("supervisor", "admin"):
+            self.push_screen(ReportsScreen())
+        else:
+            self.notify("reports need the supervisor role", severity="warning")
 
     def action_supervisor(self) -> None:
         from console.supervisor_screen import SupervisorScreen

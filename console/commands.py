@@ -16,6 +16,7 @@ class ConsoleCommands(Provider):
         commands = [
             ("Search claims", app.action_search, "claim reference, phone, email, national id, text"),
             ("Supervisor view", app.action_supervisor, "agents, load and breaches"),
+            ("Reports", app.action_reports, "opened, closed, response times, SLA compliance, channel mix"),
             ("Keys", app.action_help, "every key of the console"),
         ]
         screen: Any = self.screen

@@ -24,7 +24,7 @@ import asyncio
 import json
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -49,6 +49,7 @@ from ingest.contacts import (
     undo_merge,
 )
 from ingest.persian import normalize_for_matching, search_terms
+from ingest.reports import build_report, parse_day, period_bounds
 from ingest.routing_hooks import set_agent_status, update_agent
 from ingest.store import Store, Tx, WriteOp, iso
 from router.claimref import find_claim_refs
@@ -137,7 +138,7 @@ class AgentApi:
             "take": self._take, "set_status": self._set_status, "set_priority": self._set_priority,
             "merge": self._merge, "search": self._search, "supervisor": self._supervisor, "audit": self._audit,
             "availability": self._availability, "update_agent": self._update_agent,
-            "templates": self._templates, "contact": self._contact, "duplicates": self._duplicates, "merge_contacts": self._merge_contacts,
+            "templates": self._templates, "report": self._report, "contact": self._contact, "duplicates": self._duplicates, "merge_contacts": self._merge_contacts,
             "undo_contact_merge": self._undo_contact_merge, "split_identity": self._split_identity,
         }
 
@@ -529,6 +530,18 @@ class AgentApi:
         if not agent.sees_all_queues and not any(agent.may_see(q) for q in queues if q):
             raise ApiError("forbidden", f"contact {contact_id} has no claim in {agent.name}'s queues")
         return profile
+
+    async def _report(self, agent: Agent, request: dict[str, Any]) -> Any:
+        """The report figures for a period (days as YYYY-MM-DD, Jalali or Gregorian), as the
+        `report` command computes them; supervisors only (they span every queue)."""
+        self._require_role(agent, "reports")
+        by = request.get("by") or None
+        try:
+            start, end = period_bounds(parse_day(self._text(request, "from")), parse_day(self._text(request, "to")))
+            report = await build_report(self.store, start, end, by)
+        except ValueError as exc:
+            raise ApiError("invalid", str(exc)) from None
+        return asdict(report)
 
     async def _templates(self, agent: Agent, request: dict[str, Any]) -> Any:
         return {"templates": [t.model_dump() for t in self.conf.reply_templates]}

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import OptionList, Select, TextArea
+from textual.widgets import DataTable, OptionList, Select, TextArea
 
 from console.app import ConsoleApp
 from console.composer import Composer, counter
@@ -216,3 +216,23 @@ async def test_command_palette_opens_a_claim_by_name(harness: Harness) -> None:
         await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, TicketScreen) and app.screen.detail is not None)
         assert app.screen.ref == ref
+
+
+async def test_reports_screen_shows_the_periods_figures_for_supervisors_only(harness: Harness) -> None:
+    await harness.mail(subject="one", sender="a@example.com")
+    await harness.mail(subject="two", sender="b@example.com")
+    app = await console(harness, "boss", "supervisor")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, MainScreen) and len(ticket_list(app).order) == 2)
+        await pilot.press("R")
+        await until(pilot, lambda: "Tickets opened per day" in screen_text(app) and "email" in screen_text(app))
+        figures = app.screen.query_one("#figures", DataTable)
+        assert figures.row_count == 1 and str(figures.get_row_at(0)[1]) == "2"  # opened, in the total row
+        await pilot.press("b")  # by insurer
+        await until(pilot, lambda: "by insurer" in screen_text(app))
+    agent_app = await console(harness, "sara")
+    async with agent_app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(agent_app.screen, MainScreen))
+        await pilot.press("R")
+        await pilot.pause(0.1)
+        assert isinstance(agent_app.screen, MainScreen)

@@ -1,0 +1,97 @@
+"""The reports screen: the `report` command's figures for the last 30 days, overall or by
+insurer, queue, agent, channel or line of business, with small bar charts."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, cast
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Label, Static
+
+from console.app import ConsoleApp
+from console.key_bar import KeyBar
+from console.render import number
+
+DIMENSIONS: tuple[str | None, ...] = (None, "insurer", "queue", "agent", "channel", "line_of_business")
+PERIOD_DAYS = 30
+BAR_WIDTH = 40
+
+
+def bars(values: dict[str, float], width: int = BAR_WIDTH) -> Text:
+    """One line per key: a bar scaled to the largest value, and the value. Plain Text: keys
+    may be customer-supplied (insurer names) and are never parsed as markup."""
+    out = Text()
+    top = max(values.values(), default=0) or 1
+    label_width = max((len(k) for k in values), default=0)
+    for key, value in values.items():
+        out.append(f"{key:<{label_width}} ")
+        out.append("█" * max(1 if value else 0, round(width * value / top)), style="cyan")
+        out.append(f" {value:g}\n")
+    return out
+
+
+def hours(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f} h"
+
+
+class ReportsScreen(Screen[None]):
+    CSS_PATH = "reports_screen.tcss"
+    BINDINGS = [Binding("escape", "back", "Back"), Binding("b", "next_dimension", "By…"),
+                Binding("g", "reload", "Refresh")]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dimension_index = 0
+
+    @property
+    def console(self) -> ConsoleApp:
+        return cast(ConsoleApp, self.app)
+
+    def compose(self) -> ComposeResult:
+        yield Label(Text("Reports"), id="report-title", classes="section")
+        yield DataTable(id="figures", cursor_type="row")
+        yield Label(Text("Tickets opened per day"), classes="section")
+        yield Static(id="daily")
+        yield Label(Text("Channel mix"), classes="section")
+        yield Static(id="channels")
+        yield KeyBar()
+
+    def on_mount(self) -> None:
+        self.query_one("#figures", DataTable).add_columns(
+            "", "Opened", "Closed", "Backlog", "First response (median)", "Resolution (median)", "SLA %",
+            "Breaches", "Reopen %")
+        self.action_reload()
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_next_dimension(self) -> None:
+        self.dimension_index = (self.dimension_index + 1) % len(DIMENSIONS)
+        self.action_reload()
+
+    @work(exclusive=True)
+    async def action_reload(self) -> None:
+        last = self.console.now().date()
+        first = last - timedelta(days=PERIOD_DAYS - 1)
+        by = DIMENSIONS[self.dimension_index]
+        report: dict[str, Any] = await self.console.api("report", **{"from": first.isoformat(),
+                                                                     "to": last.isoformat(), "by": by})
+        self.query_one("#report-title", Label).update(
+            Text(f"Reports {report['start_jalali']} – {report['last_day_jalali']} · by {by or 'total'}"))
+        prefs = self.console.prefs
+        table = self.query_one("#figures", DataTable)
+        table.clear()
+        for f in [*report["groups"], report["total"]] if by else [report["total"]]:
+            sla = f["sla_compliance_pct"]
+            table.add_row(Text(f["key"]), *(Text(number(f[k] or 0, prefs)) for k in ("opened", "closed", "backlog")),
+                          Text(hours(f["first_response_median_h"])), Text(hours(f["resolution_median_h"])),
+                          Text("—" if sla is None else f"{sla:.0f}"), Text(number(f["sla_breaches"] or 0, prefs)),
+                          Text("—" if f["reopen_rate_pct"] is None else f"{f['reopen_rate_pct']:.0f}"))
+        key = "date" if prefs.calendar == "gregorian" else "jalali"
+        self.query_one("#daily", Static).update(bars({d[key]: d["opened"] for d in report["daily"]}))
+        self.query_one("#channels", Static).update(bars(report["total"]["channel_mix"]))
