@@ -8,11 +8,11 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import structlog
 from aiohttp import web
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from connectors.insurer_api.openapi import openapi_document
 from connectors.insurer_api.problems import problem, validation_problem
@@ -25,6 +25,7 @@ from ingest.insurers import InsurerClient, claim_view, insurer_for_key, list_cla
 from ingest.store import Store, iso
 from router.workflow import TRANSITIONS
 
+_Body = TypeVar("_Body", bound=BaseModel)
 log = structlog.get_logger(__name__)
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:[Zz]|[+-]\d{2}:\d{2})", re.ASCII)
 _INTEGER = re.compile(r"-?\d{1,9}", re.ASCII)
@@ -95,19 +96,26 @@ class InsurerApi:
 
     # -- handlers --------------------------------------------------------------------------------
 
+    async def _read(self, request: web.Request, model: type[_Body]) -> tuple[str | None, bytes, _Body] | web.StreamResponse:
+        """Idempotency key, raw body and the validated document, or the problem response."""
+        try:
+            key = self._idempotency_key(request)
+            raw = await self._body(request)
+            return key, raw, model.model_validate_json(raw)
+        except _Refusal as refusal:
+            return refusal.response
+        except ValidationError as exc:
+            return validation_problem(exc, request.path)
+
     async def openapi(self, request: web.Request) -> web.Response:
         return web.json_response(openapi_document(self.base_path.rstrip("/")))
 
     async def open_claim(self, request: web.Request) -> web.StreamResponse:
         client = request[CLIENT]
-        try:
-            key = self._idempotency_key(request)
-            raw = await self._body(request)
-            filing = ClaimFiling.model_validate_json(raw)
-        except _Refusal as refusal:
-            return refusal.response
-        except ValidationError as exc:
-            return validation_problem(exc, request.path)
+        read = await self._read(request, ClaimFiling)
+        if isinstance(read, web.StreamResponse):
+            return read
+        key, raw, filing = read
         stored = await self._store_documents(filing.documents)
         try:
             opened = await self.store.write(open_claim(
@@ -126,14 +134,10 @@ class InsurerApi:
     async def post_message(self, request: web.Request) -> web.StreamResponse:
         client = request[CLIENT]
         ref = request.match_info["ref"]
-        try:
-            key = self._idempotency_key(request)
-            raw = await self._body(request)
-            message = InsurerMessage.model_validate_json(raw)
-        except _Refusal as refusal:
-            return refusal.response
-        except ValidationError as exc:
-            return validation_problem(exc, request.path)
+        read = await self._read(request, InsurerMessage)
+        if isinstance(read, web.StreamResponse):
+            return read
+        key, raw, message = read
         stored = await self._store_documents(message.documents)
         try:
             posted = await self.store.write(post_insurer_message(
