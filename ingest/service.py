@@ -23,6 +23,10 @@ from ingest.store import Store
 
 log = structlog.get_logger(__name__)
 
+# Payloads smaller than this are parsed in the daemon: shipping a webhook form or a chat line to
+# the worker process and back costs more than parsing it (measured on bench/webhooks.py).
+WORKER_MIN_BYTES = 4096
+
 INBOX_COLUMNS = "id, channel, connector, dedupe_key, fmt, meta, received_at, body"
 INBOX_FROM = "inbox JOIN inbox_raw ON inbox_raw.inbox_id = inbox.id"
 
@@ -151,7 +155,7 @@ class Ingest:
             if payload.fmt not in self.normalisers:
                 future = loop.create_future()
                 future.set_exception(LookupError(f"no normaliser for payload format {payload.fmt!r}"))
-            elif self._pool is not None:
+            elif self._pool is not None and len(payload.body) >= WORKER_MIN_BYTES:
                 future = loop.run_in_executor(self._pool, normalise_in_worker, payload)
             else:
                 future = loop.create_future()

@@ -12,10 +12,10 @@ from typing import Any
 
 from ingest.email_payload import email_dedupe_key
 from ingest.records import RawPayload
-from ingest.service import Ingest
+from ingest.service import WORKER_MIN_BYTES, Ingest
 from tests.conftest import settings_from, write_config
 from tests.mailgen import mail
-from tests.test_smtp import send
+from tests.test_smtp import send, tickets
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "corpus" / "mail-spamscope"
@@ -112,3 +112,13 @@ async def test_every_corpus_mail_is_stored_or_quarantined_never_lost(make_daemon
     # Every corpus mail is distinct: each one got 250, so each must have its row, processed.
     assert len(rows) == len(files)
     assert {row["state"] for row in rows} <= {"done", "quarantined", "unthreaded"}
+
+
+async def test_worker_process_parses_large_payloads_and_small_ones_stay_in_process(make_daemon: Any) -> None:
+    assert len(("متن " * WORKER_MIN_BYTES).encode()) > WORKER_MIN_BYTES
+    daemon = await make_daemon("", environ={"PARVANDEH__INGEST__NORMALISER_PROCESSES": "1"})
+    await send(daemon, mail(subject="کوچک", body="سلام", message_id="<small@example.com>"))
+    await send(daemon, mail(subject="بزرگ", body="متن " * WORKER_MIN_BYTES, message_id="<large@example.com>"))
+    await tickets(daemon)  # waits until both are threaded
+    rows = await daemon.store.fetchall("SELECT channel_message_id FROM messages WHERE direction = 'in'")
+    assert {r["channel_message_id"] for r in rows} == {"small@example.com", "large@example.com"}
