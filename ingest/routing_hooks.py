@@ -518,7 +518,8 @@ def agent_states(tx: Tx, queue: str | None = None) -> list[AgentState]:
     return agents
 
 
-def set_agent_status(name: str, status: str, actor: str = "system") -> Callable[[Tx], list[tuple[str, str | None]]]:
+def set_agent_status(name: str, status: str, actor: str = "system", *,
+                     routing: RoutingHooks | None = None) -> Callable[[Tx], list[tuple[str, str | None]]]:
     """Shift changes. Going offline hands the agent's open tickets to colleagues (queues with
     `reassign_on_offline`; nobody able: back to the queue); becoming available takes waiting
     tickets of the agent's queues up to the load cap. Returns (ticket ref, new assignee) pairs."""
@@ -531,10 +532,10 @@ def set_agent_status(name: str, status: str, actor: str = "system") -> Callable[
             raise ValueError(f"no agent {name!r}")
         tx.execute("UPDATE agents SET status = ? WHERE name = ?", (status, name))
         write_audit(tx, actor, "agent_status", detail={"agent": name, "old": row["status"], "new": status})
-        ctx = active()
-        if ctx is None or ctx.routing is None or row["status"] == status:
+        # The daemon's own routing when the caller has it; the process-wide one otherwise.
+        hooks = routing or (ctx.routing if (ctx := active()) is not None else None)
+        if hooks is None or row["status"] == status:
             return []
-        hooks = ctx.routing
         if status == "offline":
             return _reassign_from(tx, hooks, name)
         if status == "available":
