@@ -29,6 +29,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchconfig import write_config  # noqa: E402
+
 from config.logs import configure_logging  # noqa: E402
 from connectors.registry import settings_schemas  # noqa: E402
 from config.loader import load_settings  # noqa: E402
@@ -72,24 +74,12 @@ def make_mails(n: int, seed: int = 7) -> list[bytes]:
 
 
 def config(tmp: Path) -> Path:
-    path = tmp / "bench.toml"
-    path.write_text(f"""
-[store]
-path = "{tmp / 'store.sqlite3'}"
-attachments_dir = "{tmp / 'att'}"
-synchronous = "FULL"
+    return write_config(tmp, """
 [ingest]
 normaliser_processes = 1
-[claims]
-acknowledge_new_tickets = false
-[http]
-port = 0
-[agent_api]
-port = 0
 [smtp]
 port = 0
 """)
-    return path
 
 
 async def bench_accept(mails: list[bytes]) -> float:

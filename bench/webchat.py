@@ -33,29 +33,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchconfig import write_config  # noqa: E402
+
 from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
 
 WORDS = ["خسارت", "تصادف", "بیمه‌نامه", "کارشناس", "بدنه", "شخص ثالث", "مدارک", "پرونده", "پیگیری", "سلام"]
 
 
 def config(tmp: Path) -> Path:
-    path = tmp / "bench.toml"
-    path.write_text(f"""
-[store]
-path = "{tmp / 'store.sqlite3'}"
-attachments_dir = "{tmp / 'att'}"
-synchronous = "FULL"
-
-[http]
-host = "127.0.0.1"
-port = 0
-
+    return write_config(tmp, """
 [webchat]
 host = "127.0.0.1"
 port = 0
 rate_limit_per_minute = 0
-""", encoding="utf-8")
-    return path
+""", acknowledge=True)
 
 
 def serve(conn: Connection, tmp: str, log_level: str, null_sink: bool) -> None:

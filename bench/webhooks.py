@@ -28,6 +28,8 @@ from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchconfig import write_config  # noqa: E402
+
 import aiohttp  # noqa: E402
 from twilio.request_validator import RequestValidator  # noqa: E402
 
@@ -38,31 +40,13 @@ WORDS = ["خسارت", "تصادف", "بیمه‌نامه", "کارشناس", "�
 
 
 def config(tmp: Path) -> Path:
-    path = tmp / "bench.toml"
-    path.write_text(f"""
-[store]
-path = "{tmp / 'store.sqlite3'}"
-attachments_dir = "{tmp / 'att'}"
-synchronous = "FULL"
-
-[claims]
-acknowledge_new_tickets = false
-
-[http]
-host = "127.0.0.1"
-port = 0
-
-[agent_api]
-host = "127.0.0.1"
-port = 0
-
+    return write_config(tmp, f"""
 [twilio]
 account_sid = "{ACCOUNT_SID}"
 from_number = "{OUR_NUMBER}"
 api_base_url = "http://127.0.0.1:9"
 status_callback = false
-""", encoding="utf-8")
-    return path
+""")
 
 
 def serve(conn: Connection, tmp: str, log_level: str) -> None:
