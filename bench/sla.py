@@ -214,6 +214,7 @@ async def per_message_cost(n: int, messages: int, tmp: Path) -> dict[str, float]
                        acknowledge=False, ack_hourly_limit=0, own_addresses=frozenset(), mail_domain="bench",
                        from_address="claims@bench", routing=hooks)
     store = Store(db, synchronous="NORMAL")
+    store.context = ctx
     await store.open()
     engine = TimedEngine(store, ctx)
     t = time.perf_counter()
@@ -256,6 +257,7 @@ async def scheduler_timers(count: int, tmp: Path, window: float = 60.0) -> dict[
                        acknowledge=False, ack_hourly_limit=0, own_addresses=frozenset(), mail_domain="bench",
                        from_address="claims@bench", routing=hooks)
     store = Store(db, synchronous="NORMAL", clock=clock)
+    store.context = ctx
     await store.open()
     engine = SlaEngine(store, ctx, clock=clock)
     tracemalloc.start()

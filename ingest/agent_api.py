@@ -492,7 +492,7 @@ class AgentApi:
             self._require_role(agent, "changing another agent's availability")
         status = self._text(request, "status")
         try:
-            moved = await self.store.write(set_agent_status(name, status, agent.name, routing=self.ctx.routing))
+            moved = await self.store.write(set_agent_status(name, status, agent.name))
         except ValueError as exc:
             raise ApiError("invalid", str(exc)) from None
         return {"reassigned": [{"ref": ref, "assignee": to} for ref, to in moved]}

@@ -7,8 +7,8 @@ which publishes the ticket's next due instant on the store's bus for the SLA sch
 (ingest/sla_engine.py) to sleep on; nothing here waits or scans.
 
 Status changes are made by operations built without the apply context (the agent API's
-`change_status`, `assign_ticket`), so the running daemon installs its context here (`install`)
-and `status_changed` finds it through `active()`.
+`change_status`, `assign_ticket`); they find it on the transaction (`tx.context`, bound to the
+store by the daemon's Ingest).
 """
 
 from __future__ import annotations
@@ -52,22 +52,6 @@ TIMER_EVENT = "timer_armed"
 MAX_WORKFLOW_DEPTH = 4
 AGENT_STATUSES: tuple[str, ...] = get_args(AgentStatus)
 
-_active: ApplyContext | None = None
-
-
-def install(ctx: ApplyContext) -> None:
-    global _active
-    _active = ctx
-
-
-def uninstall(ctx: ApplyContext) -> None:
-    global _active
-    if _active is ctx:
-        _active = None
-
-
-def active() -> ApplyContext | None:
-    return _active if _active is not None and _active.routing is not None else None
 
 
 # -- facts --------------------------------------------------------------------------------------
@@ -493,7 +477,7 @@ def format_due(moment: datetime, persian: bool, tz: Any) -> str:
 
 def status_changed(tx: Tx, ticket_id: int, ref: str, old: str, new: str) -> None:
     """Called by the status operations of ingest/apply.py, which carry no apply context."""
-    ctx = active()
+    ctx: ApplyContext | None = tx.context
     if ctx is not None and ctx.routing is not None:
         ctx.routing.status_changed(tx, ctx, ticket_id, ref, old, new)
 
@@ -518,8 +502,7 @@ def agent_states(tx: Tx, queue: str | None = None) -> list[AgentState]:
     return agents
 
 
-def set_agent_status(name: str, status: str, actor: str = "system", *,
-                     routing: RoutingHooks | None = None) -> Callable[[Tx], list[tuple[str, str | None]]]:
+def set_agent_status(name: str, status: str, actor: str = "system") -> Callable[[Tx], list[tuple[str, str | None]]]:
     """Shift changes. Going offline hands the agent's open tickets to colleagues (queues with
     `reassign_on_offline`; nobody able: back to the queue); becoming available takes waiting
     tickets of the agent's queues up to the load cap. Returns (ticket ref, new assignee) pairs."""
@@ -532,8 +515,7 @@ def set_agent_status(name: str, status: str, actor: str = "system", *,
             raise ValueError(f"no agent {name!r}")
         tx.execute("UPDATE agents SET status = ? WHERE name = ?", (status, name))
         write_audit(tx, actor, "agent_status", detail={"agent": name, "old": row["status"], "new": status})
-        # The daemon's own routing when the caller has it; the process-wide one otherwise.
-        hooks = routing or (ctx.routing if (ctx := active()) is not None else None)
+        hooks = tx.context.routing if tx.context is not None else None
         if hooks is None or row["status"] == status:
             return []
         if status == "offline":

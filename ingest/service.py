@@ -46,6 +46,7 @@ class Ingest:
         self.blobs = blobs
         self.normalisers = normalisers
         self.context = context
+        store.context = context
         self.max_attachment_bytes = max_attachment_bytes
         # Parsing mail is CPU work; in worker processes it runs beside the writer instead of
         # competing with it for the GIL (see docs/decisions.md). Spawned: forking a process

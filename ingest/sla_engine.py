@@ -26,8 +26,7 @@ import structlog
 from connectors.base import StoreUnavailable
 from ingest.apply import ApplyContext, change_priority, record_event
 from ingest.routing_hooks import (
-    TIMER_EVENT, ClockRow, RoutingHooks, Ticket, arm, clock_from_row, format_due, install, load_ticket,
-    uninstall,
+    TIMER_EVENT, ClockRow, RoutingHooks, Ticket, arm, clock_from_row, format_due, load_ticket,
 )
 from ingest.store import StoreEvent, Store, Tx, iso, utcnow
 from router.rules import raise_priority
@@ -160,7 +159,6 @@ class SlaEngine:
     async def start(self) -> None:
         if self.hooks is None:
             return
-        install(self.ctx)
         # Unbounded: a dropped arming event would be a lost deadline until the next restart.
         self._events = self.store.bus.subscribe(maxsize=0)
         rows = await self.store.fetchall(
@@ -180,7 +178,6 @@ class SlaEngine:
             self._task = None
         if self._events is not None:
             self.store.bus.unsubscribe(self._events)
-        uninstall(self.ctx)
 
     def _take_events(self) -> None:
         assert self._events is not None

@@ -51,11 +51,14 @@ class StoreEvent:
 class Tx:
     """What a write operation sees: the connection inside the batch, and an outbox of events."""
 
-    __slots__ = ("conn", "events", "now")
+    __slots__ = ("conn", "events", "now", "context")
 
-    def __init__(self, conn: sqlite3.Connection, now: datetime) -> None:
+    def __init__(self, conn: sqlite3.Connection, now: datetime, context: Any = None) -> None:
         self.conn = conn
         self.now = now
+        # The daemon's apply context (ingest/apply.py), for operations built without one
+        # (a status change from the agent API still runs the routing and SLA hooks).
+        self.context = context
         self.events: list[StoreEvent] = []
 
     def execute(self, sql: str, params: tuple | dict = ()) -> sqlite3.Cursor:
@@ -116,6 +119,7 @@ class Store:
         self.synchronous = synchronous
         self.max_batch = max_batch
         self.clock = clock
+        self.context: Any = None  # handed to every operation as `tx.context`; bound by Ingest
         self.bus = EventBus()
         self._queue: asyncio.Queue[_Pending[Any] | None] = asyncio.Queue()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
@@ -239,7 +243,7 @@ class Store:
         try:
             for op in ops:
                 conn.execute("SAVEPOINT op")
-                tx = Tx(conn, now)
+                tx = Tx(conn, now, self.context)
                 try:
                     value = op(tx)
                 except Exception as exc:  # one bad operation must not sink the batch
@@ -261,11 +265,12 @@ class Store:
     async def fetchall(self, sql: str, params: tuple | dict = ()) -> list[sqlite3.Row]:
         if self._reader is None:
             raise StoreUnavailable("the store is not open")
-        async with self._reader.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
+        # One hop on the reader's thread: a cursor left open between hops would hold its read
+        # snapshot, and another task's query slipped in meanwhile would miss newer commits.
+        return list(await self._reader.execute_fetchall(sql, params))
 
     async def fetchone(self, sql: str, params: tuple | dict = ()) -> sqlite3.Row | None:
         if self._reader is None:
             raise StoreUnavailable("the store is not open")
-        async with self._reader.execute(sql, params) as cursor:
-            return await cursor.fetchone()
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
