@@ -138,7 +138,7 @@ async def serve(store_path: Path, ready_file: Path) -> None:
     config.write_text(
         f'[store]\npath = "{store_path}"\nattachments_dir = "{work / "att"}"\nsynchronous = "NORMAL"\n'
         '[http]\nhost = "127.0.0.1"\nport = 0\n[smtp]\nhost = "127.0.0.1"\nport = 0\n'
-        '[agent_api]\nport = 0\nsearch_index = false\n', encoding="utf-8")
+        '[agent_api]\nport = 0\n', encoding="utf-8")
     settings = load_settings(config, environ={}, connector_schemas=settings_schemas())
     daemon = Daemon(settings)
     await daemon.start()

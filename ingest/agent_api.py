@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -48,7 +47,8 @@ from ingest.contacts import (
     split_identity,
     undo_merge,
 )
-from ingest.persian import normalize_for_matching, search_terms
+from ingest.analysis import message_search_body, search_key
+from ingest.persian import search_terms
 from ingest.reports import build_report, parse_day, period_bounds
 from ingest.routing_hooks import set_agent_status, update_agent
 from ingest.store import Store, Tx, WriteOp, iso
@@ -58,13 +58,6 @@ from router.identity import normalize_email, normalize_phone
 log = structlog.get_logger(__name__)
 
 MESSAGE_EVENTS = frozenset({"message_received", "outbound_queued", "note_added"})
-# Plates and ids mix letters and digits ("۲۲ی۴۵۶" -> "22ی456"): split them so a part matches.
-_LETTER_DIGIT = re.compile(r"(?<=\d)(?=[^\W\d])|(?<=[^\W\d])(?=\d)")
-
-
-def search_key(text: str) -> str:
-    """The form both indexed text and queries take: Persian-normalised, letters apart from digits."""
-    return _LETTER_DIGIT.sub(" ", normalize_for_matching(text))
 
 
 class ReplyTemplate(BaseModel):
@@ -89,7 +82,6 @@ class AgentApiSettings(BaseModel):
     warn_fraction: float = Field(0.75, gt=0, le=1)
     max_page: int = Field(500, ge=1, le=5000)
     max_catch_up: int = Field(10_000, ge=0)
-    search_index: bool = True
     reply_templates: list[ReplyTemplate] = []
 
 
@@ -131,7 +123,7 @@ class AgentApi:
         self._connections: set[_Connection] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._feed_cursor = 0
-        self._index_wake = asyncio.Event()
+        self._index_catch_up: asyncio.Task[None] | None = None
         self._handlers: dict[str, Handler] = {
             "queues": self._queues, "list_tickets": self._list_tickets, "open_ticket": self._open_ticket,
             "reply": self._reply, "note": self._note, "assign": self._assign, "unassign": self._unassign,
@@ -148,8 +140,8 @@ class AgentApi:
         self._feed_cursor = await queries.last_event_id(self.store)
         bus_queue = self.store.bus.subscribe()
         self._tasks.append(asyncio.create_task(self._feed(bus_queue), name="agent-api-feed"))
-        if self.conf.search_index:
-            self._tasks.append(asyncio.create_task(self._indexer(), name="agent-api-indexer"))
+        self._index_catch_up = asyncio.create_task(self._catch_up_index(), name="agent-api-index-catch-up")
+        self._tasks.append(self._index_catch_up)
         self._server = await serve(self._handle, self.conf.host, self.conf.port, max_size=2**20)
         self.port = self._server.sockets[0].getsockname()[1] if self._server.sockets else None
         log.info("agent_api_listening", host=self.conf.host, port=self.port)
@@ -244,8 +236,6 @@ class AgentApi:
             if not events:
                 return
             self._feed_cursor = events[-1]["id"]
-            if any(e["kind"] in MESSAGE_EVENTS for e in events):
-                self._index_wake.set()
             for payload in await self._event_payloads(events):
                 for conn in list(self._connections):
                     if conn.agent.may_see(payload["queue"]) and not conn.lagging:
@@ -305,22 +295,20 @@ class AgentApi:
 
     # -- search index ------------------------------------------------------------------------
 
-    async def _indexer(self) -> None:
-        while True:
-            rows = await queries.unindexed_messages(self.store)
-            if rows:
-                entries = [(r["id"], search_key(f"{r['subject']} {r['sender_name']} {r['sender']} {r['text']}"))
-                           for r in rows]
-                await self.store.write(index_for_search(entries, rows[-1]["id"]))
-                continue
-            await self._index_wake.wait()
-            self._index_wake.clear()
+    async def _catch_up_index(self) -> None:
+        """Every message is indexed in the write that stores it (ingest.apply.index_message);
+        this indexes, once at start, what a store holds from before that or from a bulk load,
+        then moves the mark past it so the next start does not look again."""
+        while rows := await queries.unindexed_messages(self.store):
+            entries = [(r["id"], message_search_body(r["subject"], r["sender_name"], r["sender"], r["text"]))
+                       for r in rows]
+            await self.store.write(index_for_search(entries, rows[-1]["id"]))
+        await self.store.write(index_for_search([], await queries.last_message_id(self.store)))
 
     async def index_caught_up(self) -> None:
         """Wait until every stored message is searchable (tests, demo)."""
-        self._index_wake.set()
-        while await queries.unindexed_messages(self.store, limit=1):
-            await asyncio.sleep(0.01)
+        if self._index_catch_up is not None:
+            await asyncio.shield(self._index_catch_up)
 
     # -- helpers -----------------------------------------------------------------------------
 

@@ -11,18 +11,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, get_args
 
-from ingest.persian import looks_persian
+from ingest.analysis import message_search_body
 from ingest.records import Identity, InboundMessage, RawPayload
 from ingest.store import Tx, iso
-from router.claimref import find_claim_refs, format_claim_ref, jalali_year
-from router.identity import is_unattended_address
+from router.claimref import format_claim_ref, jalali_year
 from router.matching import AckFacts, MatchDecision, MatchFacts, MatchReason, decide_thread, should_acknowledge
 from router.rules import Priority
 from router.templates import acknowledgement
 from router.workflow import TransitionError, check_transition
 
 if TYPE_CHECKING:
-    from ingest.routing_hooks import RoutingHooks, TextFacts
+    from ingest.analysis import MessageAnalysis
+    from ingest.routing_hooks import RoutingHooks
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,14 +163,7 @@ def resolve_contact(tx: Tx, identities: list[Identity]) -> int:
 # -- matching -----------------------------------------------------------------------------------
 
 
-def claim_ref_candidates(msg: InboundMessage, prefix: str) -> list[str]:
-    """Claim references the message names, best first. Pure and costly on long text, so it runs
-    before the write operation, outside the writer."""
-    candidates = [msg.claim_ref_hint] if msg.claim_ref_hint else []
-    return candidates + find_claim_refs(f"{msg.subject}\n{msg.text}", prefix)
-
-
-def _claim_ticket(tx: Tx, candidates: list[str]) -> int | None:
+def _claim_ticket(tx: Tx, candidates: tuple[str, ...]) -> int | None:
     for ref in candidates:
         # A merged ticket's reference leads to the ticket it was merged into.
         for _ in range(16):
@@ -224,9 +217,8 @@ def _next_claim_ref(tx: Tx, prefix: str) -> str:
 
 
 def _create_ticket(tx: Tx, ctx: ApplyContext, msg: InboundMessage, contact_id: int,
-                   text: TextFacts | None = None) -> tuple[int, str]:
-    """`text`: the routing's word-derived facts when already computed outside the writer."""
-    route = ctx.routing.route(tx, msg, contact_id, text) if ctx.routing else RouteResult(ctx.default_queue)
+                   analysis: MessageAnalysis) -> tuple[int, str]:
+    route = ctx.routing.route(tx, msg, contact_id, analysis.text) if ctx.routing else RouteResult(ctx.default_queue)
     ref = _next_claim_ref(tx, ctx.reference_prefix)
     subject = msg.subject or (msg.display_text or msg.text).strip().split("\n", 1)[0][:120]
     ticket_id = tx.execute(
@@ -245,17 +237,16 @@ def _create_ticket(tx: Tx, ctx: ApplyContext, msg: InboundMessage, contact_id: i
 
 
 def apply_inbound(
-    inbox_id: int, connector: str, msg: InboundMessage, stored_attachments: list[tuple[int, str | None]], ctx: ApplyContext
+    inbox_id: int, connector: str, msg: InboundMessage, stored_attachments: list[tuple[int, str | None]],
+    ctx: ApplyContext, analysis: MessageAnalysis,
 ) -> Callable[[Tx], Applied]:
-    """`stored_attachments`: for each of msg.attachments, (size, sha256 or None when not kept)."""
-
-    claim_refs = claim_ref_candidates(msg, ctx.reference_prefix)
-    text = ctx.routing.text_facts(msg) if ctx.routing else None
+    """`stored_attachments`: for each of msg.attachments, (size, sha256 or None when not kept);
+    `analysis`: what ingest.analysis read from its words, worked out before this write."""
 
     def op(tx: Tx) -> Applied:
         contact_id = resolve_contact(tx, [msg.sender, *msg.extra_identities])
         facts = MatchFacts(
-            claim_ticket=_claim_ticket(tx, claim_refs),
+            claim_ticket=_claim_ticket(tx, analysis.claim_refs),
             header_ticket=_header_ticket(tx, msg) if msg.channel == "email" else None,
             # A web form is a new claim by intent: it never continues an open conversation.
             continuity_ticket=None if msg.kind == "form" else _continuity_ticket(tx, msg, contact_id, ctx.continuity_window),
@@ -268,12 +259,13 @@ def apply_inbound(
             tx.emit("message_unthreaded", inbox_id=inbox_id, reason=msg.auto_reason)
             return Applied("", 0, decision.reason, False, False)
         if decision.creates_ticket:
-            ticket_id, ref = _create_ticket(tx, ctx, msg, contact_id, text)
+            ticket_id, ref = _create_ticket(tx, ctx, msg, contact_id, analysis)
         else:
             ticket_id = decision.ticket_id
             ref = tx.one("SELECT ref FROM tickets WHERE id = ?", (ticket_id,))["ref"]
 
-        message_row = _insert_message(tx, inbox_id, connector, msg, ticket_id, stored_attachments)
+        message_row = _insert_message(tx, inbox_id, connector, msg, ticket_id, stored_attachments,
+                                      analysis.search_body)
         _touch_ticket(tx, ticket_id, ref, msg)
         if ctx.routing:  # next-response clock, workflow "message received"
             ctx.routing.customer_message(tx, ctx, ticket_id, ref, msg)
@@ -281,16 +273,21 @@ def apply_inbound(
             tx, ticket_id, ref, "message_received", channel=msg.channel, message_row=message_row,
             matched_by=decision.reason.value, automatic=msg.auto_reason or None, message_kind=msg.kind,
         )
-        acknowledged = _maybe_acknowledge(tx, ctx, msg, connector, ticket_id, ref, decision.creates_ticket)
+        acknowledged = _maybe_acknowledge(tx, ctx, msg, analysis, connector, ticket_id, ref, decision.creates_ticket)
         tx.execute("UPDATE inbox SET state = 'done', message_row = ? WHERE id = ?", (message_row, inbox_id))
         return Applied(ref, message_row, decision.reason.value, decision.creates_ticket, acknowledged)
 
     return op
 
 
+def index_message(tx: Tx, message_row: int, body: str) -> None:
+    """Make a message findable at once: its full-text row is written with it."""
+    tx.execute("INSERT INTO search_index (rowid, body) VALUES (?, ?)", (message_row, body))
+
+
 def _insert_message(
-    tx: Tx, inbox_id: int, connector: str, msg: InboundMessage, ticket_id: int,
-    stored_attachments: list[tuple[int, str | None]],
+    tx: Tx, inbox_id: int | None, connector: str, msg: InboundMessage, ticket_id: int,
+    stored_attachments: list[tuple[int, str | None]], search_body: str,
 ) -> int:
     message_row = tx.execute(
         "INSERT INTO messages (ticket_id, inbox_id, direction, kind, channel, connector, channel_message_id,"
@@ -312,6 +309,7 @@ def _insert_message(
             "INSERT INTO email_message_ids (message_id, ticket_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
             (msg.message_id, ticket_id),
         )
+    index_message(tx, message_row, search_body)
     return message_row
 
 
@@ -338,7 +336,8 @@ def reply_connector(ctx: ApplyContext, channel: str, inbound_connector: str) -> 
 
 
 def _maybe_acknowledge(
-    tx: Tx, ctx: ApplyContext, msg: InboundMessage, connector: str, ticket_id: int, ref: str, created: bool
+    tx: Tx, ctx: ApplyContext, msg: InboundMessage, analysis: MessageAnalysis, connector: str, ticket_id: int,
+    ref: str, created: bool,
 ) -> bool:
     via = reply_connector(ctx, msg.channel, connector)
     recipient = msg.sender.value
@@ -350,7 +349,7 @@ def _maybe_acknowledge(
         created_ticket=created,
         enabled=ctx.acknowledge,
         automatic=msg.is_automatic,
-        unattended_sender=msg.channel == "email" and is_unattended_address(recipient),
+        unattended_sender=analysis.unattended_sender,
         own_address=recipient.lower() in ctx.own_addresses,
         sent_last_hour=sent_last_hour,
         hourly_limit=ctx.ack_hourly_limit,
@@ -358,7 +357,7 @@ def _maybe_acknowledge(
     )
     if not should_acknowledge(facts):
         return False
-    persian = looks_persian(f"{msg.subject} {msg.text}")
+    persian = analysis.text.language == "fa"
     expected = ctx.routing.expected_response(tx, ticket_id, persian) if ctx.routing else ""
     text = acknowledgement(ref, persian=persian, subject=msg.subject, expected_response=expected)
     enqueue_outbound(
@@ -393,6 +392,7 @@ def enqueue_outbound(
         (ticket_id, channel, connector, message_id, ctx.from_address if channel == "email" else "",
          json.dumps([recipient], ensure_ascii=False), subject, text, text, author, iso(tx.now)),
     ).lastrowid
+    index_message(tx, message_row, message_search_body(subject, "", ctx.from_address if channel == "email" else "", text))
     if message_id:
         tx.execute("INSERT INTO email_message_ids (message_id, ticket_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
                    (message_id, ticket_id))
@@ -541,6 +541,7 @@ def add_note(ref: str, text: str, author: str) -> Callable[[Tx], int]:
             " VALUES (?, 'internal', 'note', 'internal', ?, ?, ?, ?, ?)",
             (ticket["id"], author, text, text, author, iso(tx.now)),
         ).lastrowid
+        index_message(tx, message_row, message_search_body("", "", author, text))
         tx.execute("UPDATE tickets SET updated_at = ?, message_count = message_count + 1 WHERE id = ?",
                    (iso(tx.now), ticket["id"]))
         record_event(tx, ticket["id"], ref, "note_added", author, message_row=message_row)

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ingest.analysis import analyse, message_search_body
 from ingest.apply import ApplyContext, _create_ticket, _insert_message, _touch_ticket, record_event, resolve_contact
 from ingest.records import AttachmentData, Identity, InboundMessage
 from ingest.store import Tx, iso
@@ -266,7 +267,8 @@ def open_claim(
         else:
             contact_id = tx.execute("INSERT INTO contacts (display_name, created_at) VALUES (?, ?)",
                                     (filing.policyholder.name, iso(tx.now))).lastrowid
-        ticket_id, ref = _create_ticket(tx, ctx, msg, contact_id)
+        analysis = analyse(msg, ctx.reference_prefix)  # in the writer: insurer filings are few
+        ticket_id, ref = _create_ticket(tx, ctx, msg, contact_id, analysis)
         tx.execute("UPDATE tickets SET insurer = ?, line_of_business = ? WHERE id = ?",
                    (insurer, filing.line_of_business, ticket_id))
         tx.execute(
@@ -275,7 +277,7 @@ def open_claim(
         )
         record_event(tx, ticket_id, ref, "claim_filed", f"insurer:{insurer}", claim_number=filing.claim_number,
                      line_of_business=filing.line_of_business)
-        _thread_message(tx, connector, msg, ticket_id, ref, stored_documents)
+        _thread_message(tx, connector, msg, ticket_id, ref, stored_documents, analysis.search_body)
         _remember(tx, insurer, idempotency_key, fingerprint, {"ref": ref})
         return ClaimOpened(ref, True)
 
@@ -283,8 +285,8 @@ def open_claim(
 
 
 def _thread_message(tx: Tx, connector: str, msg: InboundMessage, ticket_id: int, ref: str,
-                    stored: list[tuple[int, str | None]]) -> int:
-    message_row = _insert_message(tx, None, connector, msg, ticket_id, stored)  # type: ignore[arg-type]
+                    stored: list[tuple[int, str | None]], search_body: str) -> int:
+    message_row = _insert_message(tx, None, connector, msg, ticket_id, stored, search_body)
     _touch_ticket(tx, ticket_id, ref, msg)
     record_event(tx, ticket_id, ref, "message_received", channel=msg.channel, message_row=message_row,
                  matched_by="insurer_api", message_kind=msg.kind)
@@ -306,7 +308,8 @@ def post_insurer_message(
             channel=API_CHANNEL, channel_message_id="", sender=Identity("insurer", insurer), text=message.text,
             attachments=_attachments(message.documents), opens_ticket=False,
         )
-        row = _thread_message(tx, connector, msg, ticket["id"], ref, stored_documents)
+        row = _thread_message(tx, connector, msg, ticket["id"], ref, stored_documents,
+                              message_search_body(msg.subject, msg.sender.display_name, msg.sender.value, msg.text))
         _remember(tx, insurer, idempotency_key, fingerprint, {"message_id": row})
         return MessagePosted(ref, row, False)
 

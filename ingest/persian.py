@@ -40,19 +40,27 @@ _INVISIBLE = dict.fromkeys(
 _DECORATION = dict.fromkeys([0x0640, 0x0670, *range(0x064B, 0x0660)])
 
 _TOKEN = re.compile(r"\w+")
-_LETTER = re.compile(r"[^\W\d_]")  # what str.isalpha() accepts, near enough: word chars minus digits and _
+# Runs of what str.isalpha() accepts, near enough: word characters minus digits and _.
+_LETTER_RUN = re.compile(r"[^\W\d_]+")
 
 # Arabic-script letters (not its digits or punctuation).
-_ARABIC_LETTER = re.compile(r"(?=[^\W\d_])[\u0600-\u06FF\u0750-\u077F\u08A0-\u08FF\uFB50-\uFDFF\uFE70-\uFEFF]")
+_ARABIC_LETTER_RUN = re.compile(r"(?:(?![\W\d_])[\u0600-\u06FF\u0750-\u077F\u08A0-\u08FF\uFB50-\uFDFF\uFE70-\uFEFF])+")
 
 
 def _translator(table: dict[int, object]) -> Callable[[str], str]:
-    """str.translate costs a dict look-up per character even when nothing changes; a regex
-    search (in C) first skips the common case of a long text with nothing to translate."""
-    present = re.compile("[" + "".join(re.escape(chr(c)) for c in table) + "]")
+    """`s.translate(table)`, fast. str.translate costs a dict look-up per character (~0.1 µs:
+    1.5 ms for a 10 KB mail holding one half-space), and a regex character class is ~10 ns per
+    character; `char in s` is a C search (~0.3 µs per 10 KB), so each of the table's characters
+    is looked for that way and the ones present are replaced with one `str.replace` pass each.
+    The tables here never map a character to another key, so the order of passes is free."""
+    mapping = [(chr(key), "" if value is None else (chr(value) if isinstance(value, int) else str(value)))
+               for key, value in table.items()]
 
     def translate(s: str) -> str:
-        return s.translate(table) if present.search(s) else s
+        for char, replacement in mapping:
+            if char in s:
+                s = s.replace(char, replacement)
+        return s
 
     return translate
 
@@ -105,14 +113,15 @@ def search_terms(s: str) -> list[str]:
 
 
 # The opening of a message tells its language; reading a whole 1 MB mail would not change it.
-LANGUAGE_SAMPLE_CHARS = 4000
+LANGUAGE_SAMPLE_CHARS = 1000
 
 
 def looks_persian(s: str) -> bool:
     """True when at least half of the letters are in Arabic script (ties go to Persian: most
     senders are Iranian, and Latin claim refs or e-mail addresses inflate the other side)."""
     sample = s[:LANGUAGE_SAMPLE_CHARS]
-    # Counted by regexes (in C): a per-character Python loop cost milliseconds per message.
-    letters = len(_LETTER.findall(sample))
-    arabic = len(_ARABIC_LETTER.findall(sample))
+    # Counted as what removing every run of them takes away (in C): neither a per-character
+    # Python loop nor findall's list of one-character strings.
+    letters = len(sample) - len(_LETTER_RUN.sub("", sample))
+    arabic = len(sample) - len(_ARABIC_LETTER_RUN.sub("", sample))
     return arabic > 0 and 2 * arabic >= letters

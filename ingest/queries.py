@@ -303,11 +303,17 @@ async def agent_load(store: Store) -> list[dict[str, Any]]:
     return [dict(row) for row in rows]
 
 
+async def last_message_id(store: Store) -> int:
+    row = await store.fetchone("SELECT coalesce(max(id), 0) AS n FROM messages")
+    return int(row["n"]) if row else 0
+
+
 async def unindexed_messages(store: Store, *, limit: int = 2000) -> list[dict[str, Any]]:
-    """Messages the search index has not taken in yet, oldest first."""
+    """Messages past the index's mark that it does not hold, oldest first."""
     rows = await store.fetchall(
         "SELECT m.id, m.subject, m.text, m.sender, m.sender_name FROM messages m"
-        " WHERE m.id > (SELECT last_message_id FROM search_state WHERE id = 1) ORDER BY m.id LIMIT ?",
+        " WHERE m.id > (SELECT last_message_id FROM search_state WHERE id = 1)"
+        " AND NOT EXISTS (SELECT 1 FROM search_index s WHERE s.rowid = m.id) ORDER BY m.id LIMIT ?",
         (limit,),
     )
     return [dict(row) for row in rows]

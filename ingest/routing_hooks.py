@@ -28,7 +28,8 @@ from ingest.apply import (
     RouteResult, TicketActionError, agent_reply, assign_ticket, change_priority, change_status, enqueue_outbound,
     record_event,
 )
-from ingest.persian import looks_persian, normalize_for_matching
+from ingest.analysis import TextFacts
+from ingest.persian import looks_persian
 from ingest.records import InboundMessage
 from ingest.store import Tx, iso
 from router.assignment import AgentState, AgentStatus, AssignedTicket, choose_agent, tickets_to_reassign
@@ -55,22 +56,6 @@ AGENT_STATUSES: tuple[str, ...] = get_args(AgentStatus)
 
 
 # -- facts --------------------------------------------------------------------------------------
-
-_AUTO_WORDS = tuple(normalize_for_matching(w) for w in (
-    "تصادف", "خودرو", "ماشین", "بدنه", "ثالث", "پلاک", "accident", "vehicle"))
-_HEALTH_WORDS = tuple(normalize_for_matching(w) for w in (
-    "بیمارستان", "درمان", "پزشک", "دارو", "hospital", "medical", "clinic"))
-
-
-def infer_line_of_business(folded: str) -> str:
-    """A cheap guess from the words used (normalised text), for channels that do not say
-    (insurer payloads do)."""
-    if any(w in folded for w in _AUTO_WORDS):
-        return "auto"
-    if any(w in folded for w in _HEALTH_WORDS):
-        return "health"
-    return "other"
-
 
 def _contact_tags(tx: Tx, contact_id: int) -> frozenset[str]:
     row = tx.one("SELECT role, tags FROM contacts WHERE id = ?", (contact_id,))
@@ -186,34 +171,6 @@ def arm(tx: Tx, ticket_id: int) -> None:
 # -- the hooks ----------------------------------------------------------------------------------
 
 
-# Routing reads the subject and the opening of the text: what a claim is about is said early,
-# and a 1 MB mail must not cost a megabyte of normalisation inside the writer.
-ROUTING_SAMPLE_CHARS = 4000
-
-
-@dataclass(frozen=True, slots=True)
-class TextFacts:
-    """What routing derives from the words alone. Pure, so it is computed before the write
-    operation, outside the store's writer."""
-
-    line_of_business: str
-    language: str
-    sample: str
-    folded: str
-
-
-def text_facts(msg: InboundMessage) -> TextFacts:
-    sample = msg.text[:ROUTING_SAMPLE_CHARS]
-    folded = normalize_for_matching(f"{msg.subject}\n{sample}")
-    lob = dict(msg.meta).get("line_of_business") or infer_line_of_business(folded)
-    return TextFacts(
-        line_of_business=lob if lob in ("auto", "health", "other") else "other",
-        language="fa" if looks_persian(f"{msg.subject}\n{sample}") else "en",
-        sample=sample,
-        folded=folded,
-    )
-
-
 class RoutingHooks:
     """The policies, and what the apply step calls at each point of a ticket's life."""
 
@@ -227,10 +184,7 @@ class RoutingHooks:
 
     # ---- routing and assignment ------------------------------------------------------------
 
-    text_facts = staticmethod(text_facts)
-
-    def route(self, tx: Tx, msg: InboundMessage, contact_id: int, text: TextFacts | None = None) -> RouteResult:
-        text = text or text_facts(msg)
+    def route(self, tx: Tx, msg: InboundMessage, contact_id: int, text: TextFacts) -> RouteResult:
         facts = RoutingFacts(
             channel=msg.channel,
             insurer=dict(msg.meta).get("insurer") or None,

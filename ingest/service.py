@@ -17,6 +17,7 @@ import structlog
 
 from connectors.base import Normaliser, StoreUnavailable
 from ingest.apply import Applied, ApplyContext, apply_inbound, insert_inbox, quarantine, release_from_quarantine
+from ingest.analysis import MessageAnalysis, analyse
 from ingest.blobs import BlobStore
 from ingest.records import AcceptOutcome, InboundMessage, RawPayload
 from ingest.store import Store
@@ -26,6 +27,8 @@ log = structlog.get_logger(__name__)
 # Payloads smaller than this are parsed in the daemon: shipping a webhook form or a chat line to
 # the worker process and back costs more than parsing it (measured on bench/webhooks.py).
 WORKER_MIN_BYTES = 4096
+
+Prepared = tuple[InboundMessage, MessageAnalysis]
 
 INBOX_COLUMNS = "id, channel, connector, dedupe_key, fmt, meta, received_at, body"
 INBOX_FROM = "inbox JOIN inbox_raw ON inbox_raw.inbox_id = inbox.id"
@@ -89,7 +92,7 @@ class Ingest:
         if rows:
             log.info("resuming_pending_inbox", count=len(rows))
         if self._pool is not None:  # spawn the workers now, not on the first message
-            await asyncio.get_running_loop().run_in_executor(self._pool, normalise_in_worker, None)
+            await asyncio.get_running_loop().run_in_executor(self._pool, prepare_in_worker, None)
         self._task = asyncio.create_task(self._run(), name="ingest-processor")
 
     async def stop(self) -> None:
@@ -140,7 +143,7 @@ class Ingest:
         # for several messages at once (in worker processes when configured), and each result
         # is handed to the writer in arrival order without waiting for its commit. The writer
         # applies operations in submission order, so threading sees messages as they arrived.
-        ordered: asyncio.Queue[tuple[int, RawPayload, asyncio.Future[InboundMessage]] | None] = asyncio.Queue(64)
+        ordered: asyncio.Queue[tuple[int, RawPayload, asyncio.Future[Prepared]] | None] = asyncio.Queue(64)
         dispatcher = asyncio.create_task(self._dispatch(ordered), name="ingest-normalise")
         try:
             while (item := await ordered.get()) is not None:
@@ -152,27 +155,28 @@ class Ingest:
         loop = asyncio.get_running_loop()
         while (item := await self._queue.get()) is not None:
             inbox_id, payload = item
-            future: asyncio.Future[InboundMessage]
+            future: asyncio.Future[Prepared]
+            prefix = self.context.reference_prefix
             if payload.fmt not in self.normalisers:
                 future = loop.create_future()
                 future.set_exception(LookupError(f"no normaliser for payload format {payload.fmt!r}"))
             elif self._pool is not None and len(payload.body) >= WORKER_MIN_BYTES:
-                future = loop.run_in_executor(self._pool, normalise_in_worker, payload)
+                future = loop.run_in_executor(self._pool, prepare_in_worker, payload, prefix)
             else:
                 future = loop.create_future()
                 try:
-                    future.set_result(self.normalisers[payload.fmt](payload))
+                    future.set_result(prepare(self.normalisers[payload.fmt], payload, prefix))
                 except Exception as exc:
                     future.set_exception(exc)
             await ordered.put((inbox_id, payload, future))
         await ordered.put(None)
 
-    async def _apply(self, inbox_id: int, payload: RawPayload, normalised: asyncio.Future[InboundMessage]) -> None:
+    async def _apply(self, inbox_id: int, payload: RawPayload, prepared: asyncio.Future[Prepared]) -> None:
         structlog.contextvars.bind_contextvars(channel=payload.channel, inbox_id=inbox_id)
         try:
-            msg = await normalised
+            msg, analysis = await prepared
             stored = await self._store_attachments(msg)
-            op = apply_inbound(inbox_id, payload.connector, msg, stored, self.context)
+            op = apply_inbound(inbox_id, payload.connector, msg, stored, self.context, analysis)
         except Exception as exc:
             await self._quarantine(inbox_id, exc)
             self._done()
@@ -232,13 +236,21 @@ class Ingest:
             log.error("quarantine_failed_store_unavailable", inbox_id=inbox_id)
 
 
-def normalise_in_worker(payload: RawPayload | None) -> InboundMessage | None:
+def prepare(normaliser: Normaliser, payload: RawPayload, reference_prefix: str) -> Prepared:
+    """Everything about a message that needs no store: its normal form and what its words say."""
+    msg = normaliser(payload)
+    return msg, analyse(msg, reference_prefix)
+
+
+def prepare_in_worker(payload: RawPayload | None, reference_prefix: str = "") -> Prepared | None:
     """Runs in a normaliser process: the registry there is the same entry-point registry.
     None only loads the registry (warm-up)."""
     from connectors.registry import normalisers
 
-    table = normalisers()
-    return table[payload.fmt](payload) if payload is not None else None
+    if payload is None:
+        normalisers()
+        return None
+    return prepare(normalisers()[payload.fmt], payload, reference_prefix)
 
 
 def payload_from_row(row: Mapping) -> RawPayload:

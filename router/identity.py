@@ -136,11 +136,20 @@ _STATED_PHONE = re.compile(
 )
 
 
+# A word every alternative of _STATED_PHONE's label begins with.
+_PHONE_LABELS = ("شماره", "همراه", "موبایل", "تلفن", "mobile", "cell", "phone", "tel")
+
+
 def stated_phones(text: str, region: str = "IR") -> list[Identity]:
     """Phone identities the writer gives as their own on a labelled line (signature blocks).
     Only the text before any quoted reply should be passed: a quoted mail's signature is
     someone else's."""
     found: list[Identity] = []
+    # The case-insensitive alternation costs ~25 ns per character; a text with none of the
+    # labels in it (C substring searches) cannot match.
+    folded = text.lower()
+    if not any(label in folded for label in _PHONE_LABELS):
+        return found
     for match in _STATED_PHONE.finditer(text):
         ident = phone_identity(match.group(1), region)
         if ident is not None and ident not in found:

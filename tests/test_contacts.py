@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from ingest.agents import audit_trail
+from ingest.analysis import analyse
 from ingest.apply import ApplyContext, apply_inbound, insert_inbox
 from ingest.claims_ops import ClaimFiling, open_claim
 from ingest.contacts import (
@@ -39,7 +40,7 @@ class Crm:
         inbox_id, _ = await self.store.write(insert_inbox(payload))
         msg = InboundMessage(channel=channel, channel_message_id=f"m{self.sent}", sender=sender, text=text,
                              conversation_key=f"{sender.kind}:{sender.value}:{self.sent}")
-        return (await self.store.write(apply_inbound(inbox_id, "test", msg, [], ctx))).ticket_ref
+        return (await self.store.write(apply_inbound(inbox_id, "test", msg, [], ctx, analyse(msg, ctx.reference_prefix)))).ticket_ref
 
     async def contact_of(self, kind: str, value: str) -> int:
         row = await self.store.fetchone("SELECT contact_id FROM identities WHERE kind = ? AND value = ?", (kind, value))

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from ingest.analysis import analyse
 from ingest.apply import ApplyContext, agent_reply, apply_inbound, change_status, insert_inbox
 from ingest.claims_ops import ClaimFiling, open_claim
 from ingest.records import Identity, InboundMessage, RawPayload
@@ -71,7 +72,7 @@ class Dataset:
         msg = InboundMessage(channel="email", channel_message_id=f"m{self.mails}@example.com",
                              sender=Identity("email", sender), text=text, subject=text,
                              conversation_key=f"email:{sender}")
-        return (await self.store.write(apply_inbound(inbox_id, "smtp", msg, [], CTX))).ticket_ref
+        return (await self.store.write(apply_inbound(inbox_id, "smtp", msg, [], CTX, analyse(msg, CTX.reference_prefix)))).ticket_ref
 
     async def reply(self, hours: float, ref: str) -> None:
         self.clock.at(hours)

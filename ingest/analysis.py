@@ -1,0 +1,90 @@
+"""What the words of an inbound message say, worked out once and before its write: the claim
+references it names, the facts routing reads (language, line of business, the folded opening),
+its full-text search key, and whether its sender is a robot no one should answer.
+
+Pure and CPU-bound (a 10 KB mail costs ~0.5 ms of Persian normalisation), so the ingest
+processor runs it next to parsing: in the normaliser process for large payloads, where it
+does not compete with the store's writer for the daemon's interpreter lock.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ingest.persian import looks_persian, normalize_for_matching
+from ingest.records import InboundMessage
+from router.claimref import find_claim_refs
+from router.identity import is_unattended_address
+
+# Routing reads the subject and the opening of the text: what a claim is about is said early,
+# and a 1 MB mail must not cost a megabyte of normalisation for a routing decision.
+ROUTING_SAMPLE_CHARS = 4000
+
+_AUTO_WORDS = tuple(normalize_for_matching(w) for w in (
+    "تصادف", "خودرو", "ماشین", "بدنه", "ثالث", "پلاک", "accident", "vehicle"))
+_HEALTH_WORDS = tuple(normalize_for_matching(w) for w in (
+    "بیمارستان", "درمان", "پزشک", "دارو", "hospital", "medical", "clinic"))
+
+# Plates and ids mix letters and digits ("۲۲ی۴۵۶" -> "22ی456"): split them so a part matches.
+_LETTER_DIGIT = re.compile(r"(?<=\d)(?=[^\W\d])|(?<=[^\W\d])(?=\d)")
+
+
+def search_key(text: str) -> str:
+    """The form both indexed text and queries take: Persian-normalised, letters apart from digits."""
+    return _LETTER_DIGIT.sub(" ", normalize_for_matching(text))
+
+
+def message_search_body(subject: str, sender_name: str, sender: str, text: str) -> str:
+    """What the full-text index holds for one message."""
+    return search_key(f"{subject} {sender_name} {sender} {text}")
+
+
+def infer_line_of_business(folded: str) -> str:
+    """A cheap guess from the words used (normalised text), for channels that do not say
+    (insurer payloads do)."""
+    if any(w in folded for w in _AUTO_WORDS):
+        return "auto"
+    if any(w in folded for w in _HEALTH_WORDS):
+        return "health"
+    return "other"
+
+
+@dataclass(frozen=True, slots=True)
+class TextFacts:
+    """What routing derives from the words alone."""
+
+    line_of_business: str
+    language: str
+    sample: str
+    folded: str
+
+
+def text_facts(msg: InboundMessage) -> TextFacts:
+    sample = msg.text[:ROUTING_SAMPLE_CHARS]
+    folded = normalize_for_matching(f"{msg.subject}\n{sample}")
+    lob = dict(msg.meta).get("line_of_business") or infer_line_of_business(folded)
+    return TextFacts(
+        line_of_business=lob if lob in ("auto", "health", "other") else "other",
+        language="fa" if looks_persian(f"{msg.subject}\n{sample}") else "en",
+        sample=sample,
+        folded=folded,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class MessageAnalysis:
+    claim_refs: tuple[str, ...]  # best first: the channel's own hint, then those in the text
+    text: TextFacts
+    search_body: str
+    unattended_sender: bool  # an e-mail robot (noreply, MAILER-DAEMON): never acknowledged
+
+
+def analyse(msg: InboundMessage, reference_prefix: str) -> MessageAnalysis:
+    refs = find_claim_refs(f"{msg.subject}\n{msg.text}", reference_prefix)
+    return MessageAnalysis(
+        claim_refs=tuple(dict.fromkeys([msg.claim_ref_hint, *refs] if msg.claim_ref_hint else refs)),
+        text=text_facts(msg),
+        search_body=message_search_body(msg.subject, msg.sender.display_name, msg.sender.value, msg.text),
+        unattended_sender=msg.channel == "email" and is_unattended_address(msg.sender.value),
+    )
