@@ -27,6 +27,8 @@ class StoreSettings(Section):
     attachments_dir: Path = Path("var/attachments")
     synchronous: Literal["FULL", "NORMAL"] = "FULL"
     max_batch: int = Field(256, ge=1, le=10_000)
+    # Threading operations per batch (each ~0.5 ms): bounds how long an acknowledgement waits.
+    background_batch: int = Field(32, ge=1, le=10_000)
 
 
 class ClaimSettings(Section):

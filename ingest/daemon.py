@@ -70,7 +70,8 @@ class Daemon:
     def __init__(self, settings: Settings, *, clock: Callable[[], datetime] = utcnow) -> None:
         self.settings = settings
         self.store = Store(settings.store.path, synchronous=settings.store.synchronous,
-                           max_batch=settings.store.max_batch, clock=clock)
+                           max_batch=settings.store.max_batch, background_batch=settings.store.background_batch,
+                           clock=clock)
         self.blobs = BlobStore(settings.store.attachments_dir)
         self.http_app = web.Application(client_max_size=settings.http.max_body_bytes)
         install_http_front(self.http_app)

@@ -30,6 +30,10 @@ WORKER_MIN_BYTES = 4096
 
 Prepared = tuple[InboundMessage, MessageAnalysis]
 
+# Threading writes handed to the store and not yet committed. They are background writes that
+# yield to acknowledgements, so under a burst they queue; past this many, normalisation waits.
+MAX_INFLIGHT = 512
+
 INBOX_COLUMNS = "id, channel, connector, dedupe_key, fmt, meta, received_at, body"
 INBOX_FROM = "inbox JOIN inbox_raw ON inbox_raw.inbox_id = inbox.id"
 
@@ -183,8 +187,11 @@ class Ingest:
             return
         finally:
             structlog.contextvars.unbind_contextvars("channel", "inbox_id")
+        # A bounded backlog in memory; the rest waits, durable, in the inbox and the queues.
+        while len(self._inflight) >= MAX_INFLIGHT:
+            await asyncio.wait(set(self._inflight), return_when=asyncio.FIRST_COMPLETED)
         try:
-            future = self.store.submit(op)
+            future = self.store.submit(op, background=True)
         except StoreUnavailable:
             # Still pending in the inbox: processed again at the next start.
             log.error("processing_deferred_store_closed", inbox_id=inbox_id)

@@ -1,7 +1,8 @@
 """The durable store: SQLite in WAL mode, one writer with group commit, aiosqlite readers.
 
 Every write is an *operation*: a plain function run against the writer's connection inside its
-own savepoint. The writer task takes whatever operations are queued (up to `max_batch`), runs
+own savepoint. The writer task takes whatever operations are queued (up to `max_batch`; the
+background lane, threading of accepted messages, a few at a time after the rest), runs
 them in one transaction, commits once (one fsync for the batch at synchronous=FULL), and only
 then resolves the callers' futures. A caller that got its result therefore knows its write is
 durable: that is what releases channel acknowledgements.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -113,15 +115,22 @@ class Store:
         *,
         synchronous: str = "FULL",
         max_batch: int = 256,
+        background_batch: int = 32,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.path = Path(path)
         self.synchronous = synchronous
         self.max_batch = max_batch
+        self.background_batch = background_batch
         self.clock = clock
         self.context: Any = None  # handed to every operation as `tx.context`; bound by Ingest
         self.bus = EventBus()
-        self._queue: asyncio.Queue[_Pending[Any] | None] = asyncio.Queue()
+        # Two lanes: what a caller is waiting on (a channel's acknowledgement, an agent's click)
+        # and background work (threading accepted messages), which may lag under load.
+        self._foreground: deque[_Pending[Any]] = deque()
+        self._background: deque[_Pending[Any]] = deque()
+        self._wake = asyncio.Event()
+        self._closing = False
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
         self._conn: sqlite3.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
@@ -167,7 +176,8 @@ class Store:
         if not self._open:
             return
         self._open = False
-        await self._queue.put(None)
+        self._closing = True
+        self._wake.set()
         if self._writer_task:
             await self._writer_task
         if self._reader:
@@ -183,34 +193,41 @@ class Store:
 
     # -- writes ------------------------------------------------------------------------------
 
-    def submit(self, op: WriteOp[T]) -> asyncio.Future[T]:
-        """Queue a write; the future resolves after the batch holding it has committed."""
+    def submit(self, op: WriteOp[T], *, background: bool = False) -> asyncio.Future[T]:
+        """Queue a write; the future resolves after the batch holding it has committed.
+
+        Background writes run in submission order among themselves, at most `background_batch`
+        per batch, so that a batch stays short and a foreground write (an acknowledgement that
+        a channel is waiting for) never queues behind a backlog of them."""
         if not self._open:
             raise StoreUnavailable("the store is closed")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Pending(op, future))
+        (self._background if background else self._foreground).append(_Pending(op, future))
+        self._wake.set()
         return future
 
     async def write(self, op: WriteOp[T]) -> T:
         return await self.submit(op)
 
+    def _next_batch(self) -> list[_Pending[Any]]:
+        batch: list[_Pending[Any]] = []
+        while self._foreground and len(batch) < self.max_batch:
+            batch.append(self._foreground.popleft())
+        room = min(self.background_batch, self.max_batch - len(batch))
+        while self._background and room > 0:
+            batch.append(self._background.popleft())
+            room -= 1
+        return batch
+
     async def _writer_loop(self) -> None:
         loop = asyncio.get_running_loop()
-        stopping = False
-        while not stopping:
-            first = await self._queue.get()
-            batch: list[_Pending[Any]] = []
-            if first is None:
-                stopping = True
-            else:
-                batch.append(first)
-            while len(batch) < self.max_batch and not self._queue.empty():
-                item = self._queue.get_nowait()
-                if item is None:
-                    stopping = True
-                    continue
-                batch.append(item)
+        while True:
+            batch = self._next_batch()
             if not batch:
+                if self._closing:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
                 continue
             try:
                 outcomes = await loop.run_in_executor(self._executor, self._run_batch, [p.op for p in batch])

@@ -4,6 +4,7 @@ other readers are busy on the shared reader connection at the time."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 from ingest.store import Store, Tx
@@ -33,5 +34,24 @@ async def test_a_read_after_a_resolved_write_sees_it_while_other_reads_are_in_fl
         stop.set()
         await asyncio.gather(*readers)
         assert stale == 0
+    finally:
+        await store.close()
+
+
+async def test_a_foreground_write_does_not_queue_behind_background_writes(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store.sqlite3", synchronous="OFF", background_batch=4)
+    await store.open()
+    try:
+        order: list[str] = []
+
+        def note(tag: str) -> Callable[[Tx], None]:
+            return lambda tx: order.append(tag)
+
+        background = [store.submit(note(f"b{i}"), background=True) for i in range(20)]
+        acknowledgement = store.submit(note("ack"))
+        await asyncio.gather(acknowledgement, *background)
+        assert order[0] == "ack"
+        assert order[1:] == [f"b{i}" for i in range(20)]  # background writes keep their order
+        assert store.batches == 5  # at most 4 background writes per batch
     finally:
         await store.close()
