@@ -236,6 +236,8 @@ class AgentApi:
             if not events:
                 return
             self._feed_cursor = events[-1]["id"]
+            if not self._connections:  # nobody to tell: building the payloads would be wasted
+                continue
             for payload in await self._event_payloads(events):
                 for conn in list(self._connections):
                     if conn.agent.may_see(payload["queue"]) and not conn.lagging:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ingest.store import Store, Tx, iso
+from ingest.store import Store, Tx
 
 Role = Literal["agent", "supervisor", "admin"]
 ROLES: tuple[Role, ...] = ("agent", "supervisor", "admin")
@@ -76,7 +76,7 @@ def create_agent(name: str, role: str, queues: frozenset[str], token: str) -> Ca
             raise AgentError(f"agent {name!r} already exists; issue a new token with `agent token`")
         agent_id = tx.execute(
             "INSERT INTO agents (name, role, queues, created_at) VALUES (?, ?, ?, ?)",
-            (name, role, ",".join(sorted(queues)), iso(tx.now)),
+            (name, role, ",".join(sorted(queues)), tx.stamp),
         ).lastrowid
         _insert_token(tx, agent_id, token)
         write_audit(tx, "system", "agent_created", detail={"agent": name, "role": role, "queues": sorted(queues)})
@@ -104,7 +104,7 @@ def revoke_agent(name: str) -> Callable[[Tx], int]:
         if row is None:
             raise AgentError(f"no agent {name!r}")
         revoked = tx.execute(
-            "UPDATE agent_tokens SET revoked_at = ? WHERE agent_id = ? AND revoked_at IS NULL", (iso(tx.now), row["id"])
+            "UPDATE agent_tokens SET revoked_at = ? WHERE agent_id = ? AND revoked_at IS NULL", (tx.stamp, row["id"])
         ).rowcount
         write_audit(tx, "system", "tokens_revoked", detail={"agent": name, "count": revoked})
         return revoked
@@ -114,14 +114,14 @@ def revoke_agent(name: str) -> Callable[[Tx], int]:
 
 def _insert_token(tx: Tx, agent_id: int, token: str) -> None:
     tx.execute("INSERT INTO agent_tokens (agent_id, token_sha256, created_at) VALUES (?, ?, ?)",
-               (agent_id, hash_token(token), iso(tx.now)))
+               (agent_id, hash_token(token), tx.stamp))
 
 
 def write_audit(tx: Tx, agent: str, action: str, ticket_ref: str = "", *, allowed: bool = True,
                 detail: dict[str, Any] | None = None) -> None:
     tx.execute(
         "INSERT INTO audit_log (at, agent, action, ticket_ref, allowed, detail) VALUES (?, ?, ?, ?, ?, ?)",
-        (iso(tx.now), agent, action, ticket_ref, int(allowed), json.dumps(detail or {}, ensure_ascii=False, default=str)),
+        (tx.stamp, agent, action, ticket_ref, int(allowed), json.dumps(detail or {}, ensure_ascii=False, default=str)),
     )
 
 

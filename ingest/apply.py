@@ -96,7 +96,7 @@ def quarantine(inbox_id: int, error: str, traceback_text: str) -> Callable[[Tx],
         tx.execute("UPDATE inbox SET state = 'quarantined' WHERE id = ?", (inbox_id,))
         cur = tx.execute(
             "INSERT INTO quarantine (inbox_id, error, traceback, created_at) VALUES (?, ?, ?, ?)",
-            (inbox_id, error, traceback_text, iso(tx.now)),
+            (inbox_id, error, traceback_text, tx.stamp),
         )
         tx.emit("message_quarantined", inbox_id=inbox_id, error=error)
         return cur.lastrowid
@@ -113,7 +113,7 @@ def release_from_quarantine(inbox_ids: list[int]) -> Callable[[Tx], list[int]]:
             cur = tx.execute("UPDATE inbox SET state = 'pending' WHERE id = ? AND state = 'quarantined'", (inbox_id,))
             if cur.rowcount:
                 tx.execute("UPDATE quarantine SET resolved_at = ? WHERE inbox_id = ? AND resolved_at IS NULL",
-                           (iso(tx.now), inbox_id))
+                           (tx.stamp, inbox_id))
                 released.append(inbox_id)
         return released
 
@@ -126,7 +126,7 @@ def release_from_quarantine(inbox_ids: list[int]) -> Callable[[Tx], list[int]]:
 def record_event(tx: Tx, ticket_id: int, ticket_ref: str, kind: str, actor: str = "system", **data: Any) -> None:
     tx.execute(
         "INSERT INTO events (ticket_id, at, kind, actor, data) VALUES (?, ?, ?, ?, ?)",
-        (ticket_id, iso(tx.now), kind, actor, json.dumps(data, ensure_ascii=False, default=str)),
+        (ticket_id, tx.stamp, kind, actor, json.dumps(data, ensure_ascii=False, default=str)),
     )
     tx.emit(kind, ticket_ref, actor=actor, **data)
 
@@ -148,14 +148,14 @@ def resolve_contact(tx: Tx, identities: list[Identity]) -> int:
     else:
         name = next((i.display_name for i in identities if i.display_name), "")
         contact_id = tx.execute(
-            "INSERT INTO contacts (display_name, created_at) VALUES (?, ?)", (name, iso(tx.now))
+            "INSERT INTO contacts (display_name, created_at) VALUES (?, ?)", (name, tx.stamp)
         ).lastrowid
     for ident in identities:
         if ident not in found:
             tx.execute(
                 "INSERT INTO identities (contact_id, kind, value, display_name, created_at) VALUES (?, ?, ?, ?, ?)"
                 " ON CONFLICT (kind, value) DO NOTHING",
-                (contact_id, ident.kind, ident.value, ident.display_name, iso(tx.now)),
+                (contact_id, ident.kind, ident.value, ident.display_name, tx.stamp),
             )
     return contact_id
 
@@ -225,7 +225,7 @@ def _create_ticket(tx: Tx, ctx: ApplyContext, msg: InboundMessage, contact_id: i
         "INSERT INTO tickets (ref, contact_id, subject, queue, priority, channel, conversation_key,"
         " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (ref, contact_id, subject, route.queue, route.priority, msg.channel, msg.conversation_key,
-         iso(tx.now), iso(tx.now)),
+         tx.stamp, tx.stamp),
     ).lastrowid
     record_event(tx, ticket_id, ref, "ticket_created", channel=msg.channel, queue=route.queue, priority=route.priority)
     if ctx.routing:  # assignment and SLA clocks
@@ -296,7 +296,7 @@ def _insert_message(
         (ticket_id, inbox_id, msg.kind, msg.channel, connector, msg.channel_message_id, msg.sender.value,
          msg.sender.display_name, json.dumps([r.value for r in msg.recipients], ensure_ascii=False),
          msg.subject, msg.text, msg.display_text or msg.text, msg.html, msg.auto_reason,
-         iso(msg.sent_at), iso(tx.now)),
+         iso(msg.sent_at), tx.stamp),
     ).lastrowid
     for att, (size, digest) in zip(msg.attachments, stored_attachments):
         tx.execute(
@@ -320,7 +320,7 @@ def _touch_ticket(tx: Tx, ticket_id: int, ref: str, msg: InboundMessage) -> None
         "UPDATE tickets SET updated_at = ?, last_inbound_at = ?, message_count = message_count + 1,"
         " status = CASE WHEN ? THEN 'reopened' ELSE status END,"
         " closed_at = CASE WHEN ? THEN NULL ELSE closed_at END WHERE id = ?",
-        (iso(tx.now), iso(tx.now), reopen, reopen, ticket_id),
+        (tx.stamp, tx.stamp, reopen, reopen, ticket_id),
     )
     if reopen:
         record_event(tx, ticket_id, ref, "status_changed", old="closed", new="reopened")
@@ -390,7 +390,7 @@ def enqueue_outbound(
         " recipients, subject, text, display_text, author, created_at)"
         " VALUES (?, 'out', 'message', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (ticket_id, channel, connector, message_id, ctx.from_address if channel == "email" else "",
-         json.dumps([recipient], ensure_ascii=False), subject, text, text, author, iso(tx.now)),
+         json.dumps([recipient], ensure_ascii=False), subject, text, text, author, tx.stamp),
     ).lastrowid
     index_message(tx, message_row, message_search_body(subject, "", ctx.from_address if channel == "email" else "", text))
     if message_id:
@@ -400,10 +400,10 @@ def enqueue_outbound(
         "INSERT INTO outbox (ticket_id, message_row, channel, connector, recipient, payload, automatic,"
         " next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (ticket_id, message_row, channel, connector, recipient, json.dumps(payload, ensure_ascii=False),
-         int(automatic), iso(now or tx.now), iso(tx.now)),
+         int(automatic), iso(now or tx.now), tx.stamp),
     ).lastrowid
     tx.execute(
-        "UPDATE tickets SET updated_at = ?, message_count = message_count + 1 WHERE id = ?", (iso(tx.now), ticket_id)
+        "UPDATE tickets SET updated_at = ?, message_count = message_count + 1 WHERE id = ?", (tx.stamp, ticket_id)
     )
     record_event(tx, ticket_id, ref, "outbound_queued", channel=channel, outbox_id=outbox_id,
                  automatic=automatic, author=author or None, message_row=message_row)
@@ -521,7 +521,7 @@ def _set_status(tx: Tx, ticket: Any, new: str, actor: str) -> None:
     tx.execute(
         "UPDATE tickets SET status = ?, updated_at = ?,"
         " closed_at = CASE WHEN ? = 'closed' THEN ? ELSE NULL END WHERE id = ?",
-        (new, iso(tx.now), new, iso(tx.now), ticket["id"]),
+        (new, tx.stamp, new, tx.stamp, ticket["id"]),
     )
     record_event(tx, ticket["id"], ticket["ref"], "status_changed", actor, old=ticket["status"], new=new)
     from ingest import routing_hooks  # late: routing_hooks builds on this module
@@ -539,11 +539,11 @@ def add_note(ref: str, text: str, author: str) -> Callable[[Tx], int]:
         message_row = tx.execute(
             "INSERT INTO messages (ticket_id, direction, kind, channel, sender, text, display_text, author, created_at)"
             " VALUES (?, 'internal', 'note', 'internal', ?, ?, ?, ?, ?)",
-            (ticket["id"], author, text, text, author, iso(tx.now)),
+            (ticket["id"], author, text, text, author, tx.stamp),
         ).lastrowid
         index_message(tx, message_row, message_search_body("", "", author, text))
         tx.execute("UPDATE tickets SET updated_at = ?, message_count = message_count + 1 WHERE id = ?",
-                   (iso(tx.now), ticket["id"]))
+                   (tx.stamp, ticket["id"]))
         record_event(tx, ticket["id"], ref, "note_added", author, message_row=message_row)
         return message_row
 
@@ -559,7 +559,7 @@ def assign_ticket(ref: str, assignee: str | None, actor: str) -> Callable[[Tx], 
         old = ticket["assignee"]
         if old == assignee:
             return old
-        tx.execute("UPDATE tickets SET assignee = ?, updated_at = ? WHERE id = ?", (assignee, iso(tx.now), ticket["id"]))
+        tx.execute("UPDATE tickets SET assignee = ?, updated_at = ? WHERE id = ?", (assignee, tx.stamp, ticket["id"]))
         record_event(tx, ticket["id"], ref, "assigned" if assignee else "unassigned", actor, old=old, new=assignee)
         if assignee and ticket["status"] == "new":
             _set_status(tx, ticket, "assigned", actor)
@@ -588,7 +588,7 @@ def change_priority(ref: str, priority: str, actor: str) -> Callable[[Tx], str]:
     def op(tx: Tx) -> str:
         ticket = _ticket_for_action(tx, ref)
         if ticket["priority"] != priority:
-            tx.execute("UPDATE tickets SET priority = ?, updated_at = ? WHERE id = ?", (priority, iso(tx.now), ticket["id"]))
+            tx.execute("UPDATE tickets SET priority = ?, updated_at = ? WHERE id = ?", (priority, tx.stamp, ticket["id"]))
             record_event(tx, ticket["id"], ref, "priority_changed", actor, old=ticket["priority"], new=priority)
         return ticket["priority"]
 
@@ -615,12 +615,12 @@ def merge_tickets(source_ref: str, target_ref: str, actor: str) -> Callable[[Tx]
             "UPDATE tickets SET message_count = message_count + ?, updated_at = ?,"
             " last_inbound_at = CASE WHEN ? > coalesce(last_inbound_at, '') THEN ? ELSE last_inbound_at END"
             " WHERE id = ?",
-            (moved, iso(tx.now), source_inbound, source_inbound, target["id"]),
+            (moved, tx.stamp, source_inbound, source_inbound, target["id"]),
         )
         tx.execute(
             "UPDATE tickets SET status = 'closed', closed_at = ?, updated_at = ?, message_count = 0, merged_into = ?"
             " WHERE id = ?",
-            (iso(tx.now), iso(tx.now), target_ref, source["id"]),
+            (tx.stamp, tx.stamp, target_ref, source["id"]),
         )
         record_event(tx, source["id"], source_ref, "merged_into", actor, target=target_ref, old_status=source["status"])
         record_event(tx, target["id"], target_ref, "merged_from", actor, source=source_ref, messages=moved)

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from ingest.analysis import analyse, message_search_body
 from ingest.apply import ApplyContext, _create_ticket, _insert_message, _touch_ticket, record_event, resolve_contact
 from ingest.records import AttachmentData, Identity, InboundMessage
-from ingest.store import Tx, iso
+from ingest.store import Tx
 from router.identity import normalize_email, normalize_national_id, normalize_phone
 
 API_CHANNEL = "api"
@@ -221,7 +221,7 @@ def _remember(tx: Tx, insurer: str, key: str | None, fingerprint: str, result: d
     if key:
         tx.execute(
             "INSERT INTO api_idempotency (insurer, key, fingerprint, result, created_at) VALUES (?, ?, ?, ?, ?)",
-            (insurer, key, fingerprint, json.dumps(result), iso(tx.now)),
+            (insurer, key, fingerprint, json.dumps(result), tx.stamp),
         )
 
 
@@ -266,14 +266,14 @@ def open_claim(
                        (filing.policyholder.name, contact_id))
         else:
             contact_id = tx.execute("INSERT INTO contacts (display_name, created_at) VALUES (?, ?)",
-                                    (filing.policyholder.name, iso(tx.now))).lastrowid
+                                    (filing.policyholder.name, tx.stamp)).lastrowid
         analysis = analyse(msg, ctx.reference_prefix)  # in the writer: insurer filings are few
         ticket_id, ref = _create_ticket(tx, ctx, msg, contact_id, analysis)
         tx.execute("UPDATE tickets SET insurer = ?, line_of_business = ? WHERE id = ?",
                    (insurer, filing.line_of_business, ticket_id))
         tx.execute(
             "INSERT INTO insurer_claims (ticket_id, insurer, claim_number, details, created_at) VALUES (?, ?, ?, ?, ?)",
-            (ticket_id, insurer, filing.claim_number, json.dumps(filing.details(), ensure_ascii=False), iso(tx.now)),
+            (ticket_id, insurer, filing.claim_number, json.dumps(filing.details(), ensure_ascii=False), tx.stamp),
         )
         record_event(tx, ticket_id, ref, "claim_filed", f"insurer:{insurer}", claim_number=filing.claim_number,
                      line_of_business=filing.line_of_business)
@@ -364,7 +364,7 @@ def enqueue_webhooks(connector: str) -> Callable[[Tx], tuple[int, bool]]:
                 " created_at) VALUES (?, ?, ?, ?, ?, 1, ?, ?)",
                 (event["ticket_id"], WEBHOOK_CHANNEL, connector, event["insurer"],
                  json.dumps({"text": body, "ticket_ref": event["ref"], "event_id": event["id"]}, ensure_ascii=False),
-                 iso(tx.now), iso(tx.now)),
+                 tx.stamp, tx.stamp),
             ).lastrowid
             tx.emit("outbound_queued", event["ref"], channel=WEBHOOK_CHANNEL, outbox_id=outbox_id)
         tx.execute("UPDATE insurer_webhook_cursor SET last_event_id = ? WHERE connector = ?", (upto, connector))
@@ -381,7 +381,7 @@ def log_webhook_attempt(outbox_id: int, insurer: str, attempt: int, status_code:
         tx.execute(
             "INSERT INTO insurer_webhook_log (outbox_id, insurer, attempt, at, status_code, outcome, detail)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (outbox_id, insurer, attempt, iso(tx.now), status_code, outcome, detail[:500]),
+            (outbox_id, insurer, attempt, tx.stamp, status_code, outcome, detail[:500]),
         )
 
     return op

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ingest.agents import write_audit
-from ingest.store import Store, Tx, iso
+from ingest.store import Store, Tx
 from router.identity import normalize_email, normalize_national_id, normalize_phone
 
 ROLES = ("policyholder", "claimant", "insurer", "broker", "reinsurer", "garage", "hospital", "witness", "other")
@@ -126,7 +126,7 @@ def add_contact_note(contact_id: int, text: str, author: str) -> Callable[[Tx], 
     def op(tx: Tx) -> int:
         _live_contact(tx, contact_id)
         note_id = tx.execute("INSERT INTO contact_notes (contact_id, author, text, created_at) VALUES (?, ?, ?, ?)",
-                             (contact_id, author, text, iso(tx.now))).lastrowid
+                             (contact_id, author, text, tx.stamp)).lastrowid
         write_audit(tx, author, "contact_note", detail={"contact": contact_id, "note": note_id})
         return note_id
 
@@ -172,7 +172,7 @@ def merge_contacts(keep_id: int, merge_id: int, actor: str) -> Callable[[Tx], in
         tx.execute("UPDATE contacts SET merged_into = ? WHERE id = ?", (keep_id, merge_id))
         log_id = tx.execute(
             "INSERT INTO contact_merges (at, actor, kept_id, merged_id, moved) VALUES (?, ?, ?, ?, ?)",
-            (iso(tx.now), actor, keep_id, merge_id, json.dumps(moved)),
+            (tx.stamp, actor, keep_id, merge_id, json.dumps(moved)),
         ).lastrowid
         write_audit(tx, actor, "contact_merge", detail={"kept": keep_id, "merged": merge_id, "merge": log_id,
                                                        **{k: len(v) for k, v in moved.items() if k != "tags_before"}})
@@ -201,7 +201,7 @@ def undo_merge(merge_log_id: int, actor: str) -> Callable[[Tx], int]:
                     (log["merged_id"], log["kept_id"], *ids))
         tx.execute("UPDATE contacts SET tags = ? WHERE id = ?", (moved["tags_before"], log["kept_id"]))
         tx.execute("UPDATE contacts SET merged_into = NULL WHERE id = ?", (log["merged_id"],))
-        tx.execute("UPDATE contact_merges SET undone_at = ? WHERE id = ?", (iso(tx.now), merge_log_id))
+        tx.execute("UPDATE contact_merges SET undone_at = ? WHERE id = ?", (tx.stamp, merge_log_id))
         write_audit(tx, actor, "contact_merge_undone", detail={"merge": merge_log_id, "restored": log["merged_id"]})
         tx.emit("contacts_unmerged", kept=log["kept_id"], restored=log["merged_id"])
         return log["merged_id"]
@@ -223,7 +223,7 @@ def split_identity(identity_id: int, actor: str, *, with_claims: bool = True) ->
         if not others:
             raise ContactError(f"identity {identity_id} is the contact's only one; nothing to split it from")
         new_id = tx.execute("INSERT INTO contacts (display_name, created_at) VALUES (?, ?)",
-                            (ident["display_name"], iso(tx.now))).lastrowid
+                            (ident["display_name"], tx.stamp)).lastrowid
         tx.execute("UPDATE identities SET contact_id = ? WHERE id = ?", (new_id, identity_id))
         claims: list[int] = []
         if with_claims:

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from ingest.agents import hash_token
 from ingest.claims_ops import API_CHANNEL
-from ingest.store import Store, Tx, iso
+from ingest.store import Store, Tx
 
 KEY_PREFIX = "pvi_"
 _NAME = re.compile(r"[a-z0-9][a-z0-9_\-]{0,62}")
@@ -75,7 +75,7 @@ def create_insurer(name: str, webhook_url: str = "", display_name: str = "", *,
         tx.execute(
             "INSERT INTO insurer_clients (name, display_name, api_key_sha256, webhook_url, webhook_secret, created_at)"
             " VALUES (?, ?, ?, ?, ?, ?)",
-            (name, display_name or name, hash_token(key), webhook_url, secret, iso(tx.now)),
+            (name, display_name or name, hash_token(key), webhook_url, secret, tx.stamp),
         )
         return NewInsurer(name, key, secret)
 

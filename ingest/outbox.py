@@ -34,7 +34,7 @@ def _claim_due(limit: int) -> Callable[[Tx], list[dict]]:
         rows = tx.execute(
             "SELECT o.*, t.ref FROM outbox o LEFT JOIN tickets t ON t.id = o.ticket_id"
             " WHERE o.state = 'pending' AND o.next_attempt_at <= ? ORDER BY o.next_attempt_at LIMIT ?",
-            (iso(tx.now), limit),
+            (tx.stamp, limit),
         ).fetchall()
         for row in rows:
             tx.execute("UPDATE outbox SET state = 'sending', attempts = attempts + 1 WHERE id = ?", (row["id"],))
@@ -49,12 +49,12 @@ def _record_result(row: dict, result: DeliveryResult) -> Callable[[Tx], str]:
         if result.ok:
             state = "sent"
             tx.execute("UPDATE outbox SET state = 'sent', sent_at = ?, last_error = '' WHERE id = ?",
-                       (iso(tx.now), row["id"]))
+                       (tx.stamp, row["id"]))
             if result.channel_message_id and row["message_row"]:
                 tx.execute("UPDATE messages SET channel_message_id = ?, sent_at = ? WHERE id = ?",
-                           (result.channel_message_id, iso(tx.now), row["message_row"]))
+                           (result.channel_message_id, tx.stamp, row["message_row"]))
             if row["ticket_id"]:
-                tx.execute("UPDATE tickets SET last_outbound_at = ? WHERE id = ?", (iso(tx.now), row["ticket_id"]))
+                tx.execute("UPDATE tickets SET last_outbound_at = ? WHERE id = ?", (tx.stamp, row["ticket_id"]))
         elif result.permanent or attempt >= MAX_ATTEMPTS:
             state = "failed"
             tx.execute("UPDATE outbox SET state = 'failed', last_error = ? WHERE id = ?", (result.detail, row["id"]))

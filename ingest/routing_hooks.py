@@ -207,7 +207,7 @@ class RoutingHooks:
             "UPDATE tickets SET skill = ?, sla_policy = ?, tags = ?, insurer = ?, line_of_business = ?,"
             " status_since = ? WHERE id = ?",
             (route.skill, policy.name if policy else None, ",".join(route.tags), route.insurer,
-             route.line_of_business, iso(tx.now), ticket_id))
+             route.line_of_business, tx.stamp, ticket_id))
         record_event(tx, ticket_id, ref, "routed", rule=route.rule, queue=route.queue, priority=route.priority,
                      skill=route.skill, tags=list(route.tags) or None, sla_policy=policy.name if policy else None)
         if policy is not None:
@@ -277,7 +277,7 @@ class RoutingHooks:
     # ---- status -------------------------------------------------------------------------------
 
     def status_changed(self, tx: Tx, ctx: ApplyContext, ticket_id: int, ref: str, old: str, new: str) -> None:
-        tx.execute("UPDATE tickets SET status_since = ? WHERE id = ?", (iso(tx.now), ticket_id))
+        tx.execute("UPDATE tickets SET status_since = ? WHERE id = ?", (tx.stamp, ticket_id))
         clocks = load_clocks(tx, ticket_id)
         running = {k: r for k, r in clocks.items() if r.clock.met_at is None and not r.cancelled}
         if new == "closed":

@@ -64,7 +64,7 @@ def fire_tickets(hooks: RoutingHooks, ctx: ApplyContext, ticket_ids: list[int]) 
 
 def _fire_one(tx: Tx, hooks: RoutingHooks, ctx: ApplyContext, ticket_id: int) -> int:
     fired = 0
-    now = iso(tx.now)
+    now = tx.stamp
     ticket = load_ticket(tx, ticket_id)
     if ticket.status == "closed":
         # Closed without a status change (merged into another ticket): nothing is owed.

@@ -53,11 +53,12 @@ class StoreEvent:
 class Tx:
     """What a write operation sees: the connection inside the batch, and an outbox of events."""
 
-    __slots__ = ("conn", "events", "now", "context")
+    __slots__ = ("conn", "events", "now", "stamp", "context")
 
     def __init__(self, conn: sqlite3.Connection, now: datetime, context: Any = None) -> None:
         self.conn = conn
         self.now = now
+        self.stamp = now.astimezone(UTC).isoformat(timespec="microseconds")  # `now` as stored, made once
         # The daemon's apply context (ingest/apply.py), for operations built without one
         # (a status change from the agent API still runs the routing and SLA hooks).
         self.context = context

@@ -287,6 +287,27 @@ async def test_search_is_persian_normalised_and_finds_refs_and_phones_in_any_for
     assert await found("zzz-no-such") == []
 
 
+async def test_messages_missing_from_the_search_index_are_indexed_when_the_api_starts(harness: Harness) -> None:
+    ref = await harness.mail(subject="خسارت بدنه", body="کارشناس")
+    agent = await harness.client(await harness.agent("sara"))
+    assert [t["reference"] for t in (await agent.request("search", query="بدنه"))["tickets"]] == [ref]
+
+    def forget(tx: Tx) -> None:  # as a store from before in-write indexing, or a bulk load, has it
+        tx.execute("DELETE FROM search_index")
+        tx.execute("UPDATE search_state SET last_message_id = 0")
+
+    await harness.daemon.store.write(forget)
+    assert (await agent.request("search", query="بدنه"))["tickets"] == []
+    await harness.api.stop()
+    await harness.api.start()
+    await harness.api.index_caught_up()
+    agent = await harness.client(await harness.agent("reza"))
+    assert [t["reference"] for t in (await agent.request("search", query="بدنه"))["tickets"]] == [ref]
+    mark = await harness.daemon.store.fetchone("SELECT last_message_id FROM search_state")
+    top = await harness.daemon.store.fetchone("SELECT max(id) FROM messages")
+    assert mark is not None and top is not None and mark[0] == top[0]  # the next start looks no further back
+
+
 SLA_POLICY = """
 [[sla.policies]]
 name = "standard"
