@@ -590,6 +590,9 @@ def change_priority(ref: str, priority: str, actor: str) -> Callable[[Tx], str]:
         if ticket["priority"] != priority:
             tx.execute("UPDATE tickets SET priority = ?, updated_at = ? WHERE id = ?", (priority, tx.stamp, ticket["id"]))
             record_event(tx, ticket["id"], ref, "priority_changed", actor, old=ticket["priority"], new=priority)
+            from ingest import routing_hooks  # late: routing_hooks builds on this module
+
+            routing_hooks.priority_changed(tx, ticket["id"], ref, ticket["priority"], priority)
         return ticket["priority"]
 
     return op

@@ -10,7 +10,7 @@ from ingest.store import Store
 TICKET_COLUMNS = (
     "t.id, t.ref, t.status, t.queue, t.priority, t.assignee, t.subject, t.channel, t.message_count,"
     " t.created_at, t.updated_at, t.last_inbound_at, t.last_outbound_at, t.closed_at, t.insurer,"
-    " t.line_of_business, t.contact_id, c.display_name AS contact_name,"
+    " t.line_of_business, t.sla_policy, t.contact_id, c.display_name AS contact_name,"
     " (SELECT value FROM identities i WHERE i.contact_id = t.contact_id ORDER BY i.id LIMIT 1) AS contact"
 )
 
@@ -28,6 +28,7 @@ def _ticket(row: Any, channels: list[str]) -> dict[str, Any]:
         "message_count": row["message_count"],
         "insurer": row["insurer"],
         "line_of_business": row["line_of_business"],
+        "sla_policy": row["sla_policy"],
         "created_at": row["created_at"],
         "updated_at": row["updated_at"],
         "last_inbound_at": row["last_inbound_at"],

@@ -311,6 +311,38 @@ class RoutingHooks:
         self.run_workflow(tx, ctx, StatusChanged(load_ticket(tx, ticket_id).facts(), old=old))  # type: ignore[arg-type]
         arm(tx, ticket_id)
 
+    def priority_changed(self, tx: Tx, ticket_id: int, ref: str, old: str, new: str) -> None:
+        """Policies are chosen per insurer and priority: a ticket whose policy was chosen that way
+        moves to the policy of its new priority, its running clocks keep their start and pauses
+        and take the new targets. A policy a routing rule named stays."""
+        ticket = load_ticket(tx, ticket_id)
+        if not ticket.sla_policy or not self.policies.sla or self._named_policy(tx, ticket_id):
+            return
+        policy = select_policy(self.policies.sla, ticket.insurer or None, new)  # type: ignore[arg-type]
+        if policy.name == ticket.sla_policy:
+            return
+        tx.execute("UPDATE tickets SET sla_policy = ? WHERE id = ?", (policy.name, ticket_id))
+        due = {}
+        for kind, row in load_clocks(tx, ticket_id).items():
+            target = policy.target(row.clock.kind)
+            if row.clock.met_at is not None or row.cancelled or target is None:
+                continue
+            clock = replace(row.clock, target=target, warn_fraction=policy.warn_at)
+            saved = save_clock(tx, self.policies, replace(row, policy=policy.name, calendar=policy.calendar, clock=clock))
+            due[kind] = iso(saved.due_at)
+        record_event(tx, ticket_id, ref, "sla_policy_changed", old=ticket.sla_policy, new=policy.name, due=due)
+        arm(tx, ticket_id)
+
+    def _named_policy(self, tx: Tx, ticket_id: int) -> str | None:
+        """The SLA policy the routing rule (or default route) that placed the ticket named, if any."""
+        routed = tx.one("SELECT data FROM events WHERE ticket_id = ? AND kind = 'routed' ORDER BY id LIMIT 1",
+                        (ticket_id,))
+        if routed is None:
+            return None
+        rule = json.loads(routed["data"]).get("rule")
+        action = next((r.then for r in self.policies.rules if r.name == rule), None) if rule else None
+        return (action or self.policies.default_route).sla_policy
+
     def _rearm_reply_timers(self, tx: Tx, ticket_id: int) -> None:
         thresholds = reply_timeouts(self.policies.workflow)
         if not thresholds:
@@ -434,6 +466,13 @@ def status_changed(tx: Tx, ticket_id: int, ref: str, old: str, new: str) -> None
     ctx: ApplyContext | None = tx.context
     if ctx is not None and ctx.routing is not None:
         ctx.routing.status_changed(tx, ctx, ticket_id, ref, old, new)
+
+
+def priority_changed(tx: Tx, ticket_id: int, ref: str, old: str, new: str) -> None:
+    """Called by `change_priority` of ingest/apply.py, which carries no apply context."""
+    ctx: ApplyContext | None = tx.context
+    if ctx is not None and ctx.routing is not None:
+        ctx.routing.priority_changed(tx, ticket_id, ref, old, new)
 
 
 def agent_states(tx: Tx, queue: str | None = None) -> list[AgentState]:

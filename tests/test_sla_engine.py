@@ -10,7 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from ingest import queries
-from ingest.apply import agent_reply, change_status
+from ingest.apply import agent_reply, change_priority, change_status
 from ingest.daemon import Daemon
 from tests.mailgen import mail
 from connectors.standins.smtp_sink import SmtpSink
@@ -265,3 +265,52 @@ async def test_shipped_workflow_reminds_after_3_business_days_and_closes_after_1
         assert closing and closing[0]["actor"] == "workflow"
     finally:
         await sink.stop()
+
+
+PER_PRIORITY = """
+[[sla.policies]]
+name = "standard"
+first_response = 4
+calendar = "24x7"
+
+[[sla.policies]]
+name = "fast"
+priority = "high"
+first_response = 1
+calendar = "24x7"
+"""
+
+
+async def test_a_priority_change_moves_the_ticket_to_the_policy_of_its_new_priority(make_daemon: Any) -> None:
+    clock = saturday_morning()
+    daemon = await make_daemon(PER_PRIORITY, clock=clock)
+    ticket = await open_ticket(daemon)
+    ref, opened = ticket["reference"], clock.now
+    assert ticket["sla_policy"] == "standard"
+    clock.advance(minutes=30)
+    await daemon.store.write(change_priority(ref, "high", "ali"))
+    (changed,) = [e for e in await timeline(daemon, ref) if e["kind"] == "sla_policy_changed"]
+    assert (changed["old"], changed["new"]) == ("standard", "fast")
+    # The clock keeps its start: due one hour after the mail came, not after the change.
+    assert datetime.fromisoformat(changed["due"]["first_response"]) == opened + timedelta(hours=1)
+    clock.advance(minutes=45)
+    await daemon.sla.fire_due()
+    assert kinds(await timeline(daemon, ref), "sla_breached") == ["sla_breached"]
+
+
+async def test_a_policy_named_by_the_routing_rule_stays_when_the_priority_changes(make_daemon: Any) -> None:
+    clock = saturday_morning()
+    daemon = await make_daemon(PER_PRIORITY + """
+[[queues]]
+name = "intake"
+
+[[routing.rules]]
+name = "accidents"
+when = { keywords = ["accident"] }
+then = { queue = "intake", sla_policy = "standard" }
+""", clock=clock)
+    ref = (await open_ticket(daemon))["reference"]
+    await daemon.store.write(change_priority(ref, "high", "ali"))
+    events = await timeline(daemon, ref)
+    assert kinds(events, "priority_changed", "sla_policy_changed") == ["priority_changed"]
+    assert (await queries.ticket_detail(daemon.store, ref))["sla_policy"] == "standard"  # type: ignore[index]
