@@ -56,6 +56,7 @@ class ConsoleApp(App[None]):
         Binding("slash", "search", "Search"),
         Binding("v", "supervisor", "Supervisor"),
         Binding("R", "reports", "Reports"),
+        Binding("A", "availability", "Availability", show=False),  # listed in help (?)
         Binding("q", "quit", "Quit"),
     ]
 
@@ -155,6 +156,18 @@ class ConsoleApp(App[None]):
             self.push_screen(SupervisorScreen())
         else:
             self.notify("the supervisor view needs the supervisor role", severity="warning")
+
+    def action_availability(self) -> None:
+        from console.pickers import AVAILABILITY, Choice
+
+        async def chosen(status: str | None) -> None:
+            if status is None:
+                return
+            result = await self.api("availability", status=status)
+            handed = len(result.get("reassigned", []))
+            self.notify(f"you are {status}" + (f"; {handed} ticket(s) moved" if handed else ""), timeout=6)
+
+        self.push_screen(Choice("Your availability", AVAILABILITY), chosen)
 
     def open_ticket(self, ref: str) -> None:
         from console.ticket_screen import TicketScreen

@@ -13,6 +13,7 @@ from textual.widgets.option_list import Option
 STATUSES = ("new", "assigned", "awaiting_documents", "awaiting_insurer", "inspection_scheduled", "assessed",
             "awaiting_settlement", "closed", "reopened")
 PRIORITIES = ("low", "normal", "high", "urgent")
+AVAILABILITY = ("available", "away", "offline")  # router.assignment.AgentStatus
 
 
 class Choice(ModalScreen[str | None]):

@@ -236,3 +236,22 @@ async def test_reports_screen_shows_the_periods_figures_for_supervisors_only(har
         await pilot.press("R")
         await pilot.pause(0.1)
         assert isinstance(agent_app.screen, MainScreen)
+
+
+async def test_availability_key_sets_the_agents_shift_status(harness: Harness) -> None:
+    app = await console(harness)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, MainScreen))
+        await pilot.press("A")
+        await pilot.press("down", "enter")  # available, away
+        await until(pilot, lambda: isinstance(app.screen, MainScreen))
+
+        async def status() -> str:
+            row = await harness.daemon.store.fetchone("SELECT status FROM agents WHERE name = 'sara'")
+            return row["status"] if row else ""
+
+        for _ in range(100):
+            if await status() == "away":
+                break
+            await pilot.pause(0.05)
+        assert await status() == "away"
