@@ -280,6 +280,10 @@ def apply_inbound(
     return op
 
 
+FILES_TO_FETCH = "attachments_to_fetch"
+"""Bus-only event (not on the timeline): `message_row` has attachments still at the channel."""
+
+
 def index_message(tx: Tx, message_row: int, body: str) -> None:
     """Make a message findable at once: its full-text row is written with it."""
     tx.execute("INSERT INTO search_index (rowid, body) VALUES (?, ?)", (message_row, body))
@@ -298,12 +302,16 @@ def _insert_message(
          msg.subject, msg.text, msg.display_text or msg.text, msg.html, msg.auto_reason,
          iso(msg.sent_at), tx.stamp),
     ).lastrowid
+    remote = False
     for att, (size, digest) in zip(msg.attachments, stored_attachments):
         tx.execute(
             "INSERT INTO attachments (message_id, filename, content_type, size, sha256, remote_ref)"
             " VALUES (?, ?, ?, ?, ?, ?)",
             (message_row, att.filename, att.content_type, size, digest, att.remote_ref),
         )
+        remote = remote or (digest is None and bool(att.remote_ref))
+    if remote:  # bus only: ingest/attachment_fetcher.py downloads them after the commit
+        tx.emit(FILES_TO_FETCH, message_row=message_row)
     if msg.message_id:
         tx.execute(
             "INSERT INTO email_message_ids (message_id, ticket_id) VALUES (?, ?) ON CONFLICT DO NOTHING",

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 import structlog
 
 from connectors.base import Connector, StoreUnavailable
-from ingest.apply import record_event
+from ingest.apply import FILES_TO_FETCH, record_event
 from ingest.blobs import BlobStore
 from ingest.store import Store, Tx
 
@@ -54,7 +54,7 @@ class AttachmentFetcher:
         try:
             while True:
                 event = await events.get()
-                if event.kind == "message_received" and isinstance(event.data.get("message_row"), int):
+                if event.kind == FILES_TO_FETCH:
                     await self.fetch_for(event.data["message_row"])
         finally:
             self.store.bus.unsubscribe(events)
