@@ -35,9 +35,21 @@ def search_key(text: str) -> str:
     return _LETTER_DIGIT.sub(" ", normalize_for_matching(text))
 
 
-def message_search_body(subject: str, sender_name: str, sender: str, text: str) -> str:
-    """What the full-text index holds for one message."""
-    return search_key(f"{subject} {sender_name} {sender} {text}")
+def _joined(*folded: str) -> str:
+    # normalize_for_matching of texts joined by whitespace is their keys joined by one space:
+    # nothing it does reaches across whitespace. So a key computed once serves twice.
+    return " ".join(part for part in folded if part)
+
+
+def message_search_body(subject: str, sender_name: str, sender: str, text: str, *,
+                        folded_subject: str | None = None, folded_text: str | None = None) -> str:
+    """What the full-text index holds for one message (`folded_*`: keys already computed)."""
+    if folded_subject is None:
+        folded_subject = normalize_for_matching(subject)
+    if folded_text is None:
+        folded_text = normalize_for_matching(text)
+    return _LETTER_DIGIT.sub(" ", _joined(folded_subject, normalize_for_matching(f"{sender_name} {sender}"),
+                                          folded_text))
 
 
 def infer_line_of_business(folded: str) -> str:
@@ -60,9 +72,14 @@ class TextFacts:
     folded: str
 
 
-def text_facts(msg: InboundMessage) -> TextFacts:
+def text_facts(msg: InboundMessage, folded_subject: str | None = None, folded_text: str | None = None) -> TextFacts:
+    """`folded_*`: normalize_for_matching of the subject and the whole text, when known."""
     sample = msg.text[:ROUTING_SAMPLE_CHARS]
-    folded = normalize_for_matching(f"{msg.subject}\n{sample}")
+    if folded_subject is None:
+        folded_subject = normalize_for_matching(msg.subject)
+    if folded_text is None or len(sample) < len(msg.text):
+        folded_text = normalize_for_matching(sample)
+    folded = _joined(folded_subject, folded_text)
     lob = dict(msg.meta).get("line_of_business") or infer_line_of_business(folded)
     return TextFacts(
         line_of_business=lob if lob in ("auto", "health", "other") else "other",
@@ -82,9 +99,11 @@ class MessageAnalysis:
 
 def analyse(msg: InboundMessage, reference_prefix: str) -> MessageAnalysis:
     refs = find_claim_refs(f"{msg.subject}\n{msg.text}", reference_prefix)
+    subject, text = normalize_for_matching(msg.subject), normalize_for_matching(msg.text)
     return MessageAnalysis(
         claim_refs=tuple(dict.fromkeys([msg.claim_ref_hint, *refs] if msg.claim_ref_hint else refs)),
-        text=text_facts(msg),
-        search_body=message_search_body(msg.subject, msg.sender.display_name, msg.sender.value, msg.text),
+        text=text_facts(msg, subject, text),
+        search_body=message_search_body(msg.subject, msg.sender.display_name, msg.sender.value, msg.text,
+                                        folded_subject=subject, folded_text=text),
         unattended_sender=msg.channel == "email" and is_unattended_address(msg.sender.value),
     )
