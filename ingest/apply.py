@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, get_args
 
@@ -349,21 +349,23 @@ def _maybe_acknowledge(
 ) -> bool:
     via = reply_connector(ctx, msg.channel, connector)
     recipient = msg.sender.value
-    sent_last_hour = tx.one(
-        "SELECT count(*) AS n FROM outbox WHERE recipient = ? AND automatic = 1 AND created_at >= ?",
-        (recipient, iso(tx.now - timedelta(hours=1))),
-    )["n"]
     facts = AckFacts(
         created_ticket=created,
         enabled=ctx.acknowledge,
         automatic=msg.is_automatic,
         unattended_sender=analysis.unattended_sender,
         own_address=recipient.lower() in ctx.own_addresses,
-        sent_last_hour=sent_last_hour,
+        sent_last_hour=0,
         hourly_limit=ctx.ack_hourly_limit,
         can_reply=bool(via),
     )
-    if not should_acknowledge(facts):
+    if not should_acknowledge(facts):  # no acknowledgement even before counting the recent ones
+        return False
+    sent_last_hour = tx.one(
+        "SELECT count(*) AS n FROM outbox WHERE recipient = ? AND automatic = 1 AND created_at >= ?",
+        (recipient, iso(tx.now - timedelta(hours=1))),
+    )["n"]
+    if not should_acknowledge(replace(facts, sent_last_hour=sent_last_hour)):
         return False
     persian = analysis.text.language == "fa"
     expected = ctx.routing.expected_response(tx, ticket_id, persian) if ctx.routing else ""
