@@ -342,3 +342,30 @@ async def test_missing_auth_token_is_a_clear_error_at_start(tmp_path: Any, monke
 def test_settings_name_the_bad_key(tmp_path: Any) -> None:
     with pytest.raises(ConfigError, match=r"twilio\.from_number = '09121234567'"):
         settings_from(write_config(tmp_path, twilio_table().replace(OUR_NUMBER + '"\nwhatsapp', '09121234567"\nwhatsapp')))
+
+
+async def test_media_are_downloaded_with_the_account_credentials_into_the_attachment_store(
+    make_daemon: Any, api: TwilioApiStandIn,
+) -> None:
+    daemon = await start(make_daemon, api.base_url)
+    photo = b"\xff\xd8\xff\xe0 a photo of the damaged bumper"
+    url = api.add_media("MM8", "ME8", photo, "image/jpeg")
+    elsewhere = "http://127.0.0.1:9/2010-04-01/Accounts/x/Messages/MM8/Media/ME9"  # not the API host
+    assert (await post(daemon, sms("MM8", body="", NumMedia="2", MediaUrl0=url, MediaContentType0="image/jpeg",
+                                   MediaUrl1=elsewhere, MediaContentType1="image/jpeg")))[0] == 200
+
+    async def fetched() -> dict[str, Any] | None:
+        ticket = await only_ticket(daemon)
+        failed = [e for e in ticket["timeline"] if e["kind"] == "attachment_fetch_failed"]
+        first = ticket["messages"][0]["attachments"][0]
+        return {"photo": first, "failed": failed} if first["sha256"] and failed else None
+
+    for _ in range(200):
+        if (result := await fetched()) is not None:
+            break
+        await asyncio.sleep(0.02)
+    assert result is not None, "the media were not fetched"
+    assert daemon.blobs.get(result["photo"]["sha256"]) == photo
+    assert result["photo"]["size"] == len(photo)
+    (refused,) = result["failed"]
+    assert refused["filename"] == "media1.jpg" and "not on the Twilio API host" in refused["error"]

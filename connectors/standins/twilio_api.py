@@ -36,6 +36,7 @@ class TwilioApiStandIn:
         self._runner: web.AppRunner | None = None
         self._changed = asyncio.Event()
         self.base_url = ""
+        self._media: dict[str, tuple[bytes, str]] = {}
 
     def fail_next(self, status: int, *, times: int = 1, code: int | None = None, message: str = "",
                   retry_after: str | None = None) -> None:
@@ -45,9 +46,36 @@ class TwilioApiStandIn:
         failure = _Failure(status, code or default[0], message or default[1], retry_after)
         self._failures += [failure] * times
 
+    def add_media(self, message_sid: str, media_sid: str, data: bytes, content_type: str) -> str:
+        """Media a customer sent; returns its MediaUrl as Twilio gives it in the webhook."""
+        self._media[media_sid] = (data, content_type)
+        return f"{self.base_url}/2010-04-01/Accounts/{self.account_sid}/Messages/{message_sid}/Media/{media_sid}"
+
+    async def _media_file(self, request: web.Request) -> web.Response:
+        if not self._authorised(request):
+            return self._error(401, 20003, "Authenticate")
+        if request.match_info["media"] not in self._media:
+            return self._error(404, 20404, "The requested resource was not found")
+        # As Twilio does: a redirect to a short-lived content URL.
+        raise web.HTTPTemporaryRedirect(f"/cdn/{request.match_info['media']}")
+
+    async def _cdn_file(self, request: web.Request) -> web.Response:
+        data, content_type = self._media[request.match_info["media"]]
+        return web.Response(body=data, content_type=content_type)
+
+    def _authorised(self, request: web.Request) -> bool:
+        try:
+            auth = BasicAuth.decode(request.headers.get(hdrs.AUTHORIZATION, ""))
+        except ValueError:
+            return False
+        return (auth.login, auth.password) == (self.account_sid, self.auth_token) \
+            and request.match_info["sid"] == self.account_sid
+
     async def start(self) -> TwilioApiStandIn:
         app = web.Application()
         app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", self._create_message)
+        app.router.add_get("/2010-04-01/Accounts/{sid}/Messages/{message}/Media/{media}", self._media_file)
+        app.router.add_get("/cdn/{media}", self._cdn_file)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -85,12 +113,7 @@ class TwilioApiStandIn:
                                      "more_info": f"https://www.twilio.com/docs/errors/{code}"}, headers)
 
     async def _create_message(self, request: web.Request) -> web.Response:
-        try:
-            auth = BasicAuth.decode(request.headers.get(hdrs.AUTHORIZATION, ""))
-        except ValueError:
-            auth = None
-        sid = request.match_info["sid"]
-        if auth is None or (auth.login, auth.password) != (self.account_sid, self.auth_token) or sid != self.account_sid:
+        if not self._authorised(request):
             return self._error(401, 20003, "Authenticate")
         form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
         if self._failures:
@@ -106,9 +129,9 @@ class TwilioApiStandIn:
         message_sid = "SM" + secrets.token_hex(16)
         now = format_datetime(datetime.now(UTC), usegmt=True)
         self.sent.append(form)
-        uri = f"/2010-04-01/Accounts/{sid}/Messages/{message_sid}"
+        uri = f"/2010-04-01/Accounts/{self.account_sid}/Messages/{message_sid}"
         return self._answer(201, {
-            "account_sid": sid, "api_version": "2010-04-01", "body": form["Body"],
+            "account_sid": self.account_sid, "api_version": "2010-04-01", "body": form["Body"],
             "date_created": now, "date_sent": None, "date_updated": now, "direction": "outbound-api",
             "error_code": None, "error_message": None, "from": form.get("From"),
             "messaging_service_sid": form.get("MessagingServiceSid"), "num_media": "0", "num_segments": "1",

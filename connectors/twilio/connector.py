@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import structlog
+import aiohttp
 from aiohttp import web
 from pydantic import Field
 from twilio.rest import Client
@@ -17,6 +18,7 @@ from twilio.rest import Client
 from connectors.base import Connector, ConnectorSettings, Sink
 from connectors.http_front import HttpError
 from connectors.twilio.inbound import MESSAGE_FORMAT, message_channel, normalise_twilio_message
+from connectors.twilio.media import fetch_media
 from connectors.twilio.outbound import addresses, make_client, plan_text, send_text
 from connectors.twilio.webhook import TwilioWebhook, auth_token, required
 from ingest.records import DeliveryResult, OutboundMessage, RawPayload
@@ -33,6 +35,7 @@ class TwilioSettings(ConnectorSettings):
     whatsapp_from: str = Field("", pattern=r"^(whatsapp:\+[1-9][0-9]{6,14})?$")
     api_base_url: str = Field("https://api.twilio.com", pattern=r"^https?://[^/\s]+/?$")
     status_callback: bool = True
+    download_media: bool = True  # false: media stay links (MediaUrl) on the thread
 
 
 def route_prefix(kind: str, name: str) -> str:
@@ -52,6 +55,8 @@ class TwilioConnector(Connector):
         self._sink = sink
         self._webhook = TwilioWebhook(token, public_base_url)
         self._client: Client = make_client(settings.account_sid, token, settings.api_base_url)
+        self._token = token
+        self._media = aiohttp.ClientSession()
         prefix = route_prefix(self.kind, self.name)
         # Twilio must be told where to report: only possible when we know our public URL.
         self._status_callback = f"{public_base_url.rstrip('/')}{prefix}/status" \
@@ -66,6 +71,9 @@ class TwilioConnector(Connector):
         client: Client | None = getattr(self, "_client", None)
         if client is not None:
             await client.http_client.close()  # type: ignore[attr-defined]
+        media: aiohttp.ClientSession | None = getattr(self, "_media", None)
+        if media is not None:
+            await media.close()
 
     async def _on_message(self, request: web.Request) -> web.Response:
         body, form = await self._webhook.read(request)
@@ -90,6 +98,13 @@ class TwilioConnector(Connector):
         log.info("twilio_delivery_status", channel=channel, message_id=sid, status=status, detail=detail or None,
                  known=known)
         return web.Response(status=204)
+
+    async def fetch_attachment(self, remote_ref: str) -> bytes | None:
+        settings: TwilioSettings = self.settings  # type: ignore[assignment]
+        if not settings.download_media:
+            return None
+        return await fetch_media(self._media, remote_ref, settings.api_base_url, settings.account_sid, self._token,
+                                 self.context.settings.claims.max_attachment_bytes)
 
     async def send(self, outbound: OutboundMessage) -> DeliveryResult:
         settings: TwilioSettings = self.settings  # type: ignore[assignment]
