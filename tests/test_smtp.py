@@ -6,15 +6,21 @@ from __future__ import annotations
 import asyncio
 import re
 import smtplib
+import string
 from email.policy import SMTP as SMTP_POLICY
 from email.message import EmailMessage
 from typing import Any
+
+from aiosmtpd.smtp import SMTP
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ingest import queries
 from ingest.apply import agent_reply
 from ingest.daemon import Daemon
 from tests.kit.contract import ConnectorContract
 from tests.mailgen import mail
+from connectors.smtp import _ListenerSMTP
 from connectors.standins.smtp_sink import SmtpSink
 
 
@@ -266,3 +272,21 @@ async def test_relay_failure_is_retried_and_shown_on_the_timeline(make_daemon: A
         assert row["state"] == "pending" and row["attempts"] == 1 and "451" in row["last_error"]
     finally:
         await sink.stop()
+
+
+_ATEXT_CHARS = string.ascii_letters + string.digits + "!#$%&'*+/=?^_`{|}~-"
+_ATOM = st.text(st.sampled_from(_ATEXT_CHARS), min_size=1, max_size=6)
+_LABEL = st.text(st.sampled_from(string.ascii_letters + string.digits + "-"), min_size=1, max_size=6)
+
+
+@given(st.lists(_ATOM, min_size=1, max_size=3), st.lists(_LABEL, min_size=1, max_size=3),
+       st.sampled_from(["", " ", "  "]), st.sampled_from(["", " SIZE=123", "  BODY=8BITMIME SMTPUTF8", "\t",
+                                                         " (comment) SIZE=2", "SIZE=3"]),
+       st.sampled_from([0, 8]))
+def test_the_listeners_address_fast_path_reads_what_aiosmtpds_parser_reads(
+    local: list[str], domain: list[str], lead: str, rest: str, local_part_limit: int,
+) -> None:
+    server = _ListenerSMTP.__new__(_ListenerSMTP)
+    server.local_part_limit = local_part_limit
+    arg = f"{lead}<{'.'.join(local)}@{'.'.join(domain)}>{rest}"
+    assert server._getaddr(arg) == SMTP._getaddr(server, arg)
