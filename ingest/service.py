@@ -33,6 +33,7 @@ Prepared = tuple[InboundMessage, MessageAnalysis]
 # Threading writes handed to the store and not yet committed. They are background writes that
 # yield to acknowledgements, so under a burst they queue; past this many, normalisation waits.
 MAX_INFLIGHT = 512
+POOL_SHUTDOWN_SECONDS = 10.0
 
 INBOX_COLUMNS = "id, channel, connector, dedupe_key, fmt, meta, received_at, body"
 INBOX_FROM = "inbox JOIN inbox_raw ON inbox_raw.inbox_id = inbox.id"
@@ -109,8 +110,8 @@ class Ingest:
             await asyncio.gather(*self._inflight, return_exceptions=True)
         self._task = None
         if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+            pool, self._pool = self._pool, None
+            await _shut_down(pool)
 
     async def retry(self, inbox_ids: list[int]) -> list[int]:
         """Replay quarantined messages (after a fix); returns the ids that were retried."""
@@ -241,6 +242,20 @@ class Ingest:
             await self.store.write(quarantine(inbox_id, error, summary))
         except StoreUnavailable:
             log.error("quarantine_failed_store_unavailable", inbox_id=inbox_id)
+
+
+async def _shut_down(pool: ProcessPoolExecutor) -> None:
+    """Stop the normaliser processes without blocking the event loop. A worker that does not
+    exit in time is killed: once seen hanging a test run's shutdown (Python 3.11), and nothing
+    it held is lost (its message is still pending in the inbox)."""
+    try:
+        await asyncio.wait_for(asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True),
+                               timeout=POOL_SHUTDOWN_SECONDS)
+    except TimeoutError:
+        processes = list(getattr(pool, "_processes", {}).values())  # the pool keeps them privately
+        log.error("normaliser_processes_killed", count=len(processes), after_seconds=POOL_SHUTDOWN_SECONDS)
+        for process in processes:
+            process.kill()
 
 
 def prepare(normaliser: Normaliser, payload: RawPayload, reference_prefix: str) -> Prepared:
