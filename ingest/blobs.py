@@ -16,7 +16,8 @@ class BlobStore:
         return self.root / digest[:2] / digest[2:4] / digest
 
     def put(self, data: bytes) -> str:
-        """Write durably (temp file, fsync, rename) unless present; returns the hex digest."""
+        """Write durably (temp file, fsync, rename, fsync of the directory) unless present; returns
+        the hex digest."""
         digest = hashlib.sha256(data).hexdigest()
         target = self.path_for(digest)
         if target.exists():
@@ -28,6 +29,13 @@ class BlobStore:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
+        # The rename lives in the directory: synced too, or a power cut could lose the file that
+        # a committed attachment row names.
+        directory = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
         return digest
 
     def get(self, digest: str) -> bytes:
