@@ -142,12 +142,14 @@ class Daemon:
 
 
 async def serve(settings: Settings) -> None:
-    daemon = Daemon(settings)
-    await daemon.start()
+    # Handlers first: a SIGTERM while the daemon is still starting (its SMTP port may already
+    # be taking mail) must stop it gracefully too, not kill it.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    daemon = Daemon(settings)
+    await daemon.start()
     await stop.wait()
     log.info("daemon_stopping")
     await daemon.stop()
