@@ -158,10 +158,10 @@ class Ingest:
 
     async def _dispatch(self, ordered: asyncio.Queue) -> None:
         loop = asyncio.get_running_loop()
+        prefix = self.context.reference_prefix
         while (item := await self._queue.get()) is not None:
             inbox_id, payload = item
             future: asyncio.Future[Prepared]
-            prefix = self.context.reference_prefix
             if payload.fmt not in self.normalisers:
                 future = loop.create_future()
                 future.set_exception(LookupError(f"no normaliser for payload format {payload.fmt!r}"))
