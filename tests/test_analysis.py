@@ -6,7 +6,9 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ingest.analysis import _joined, analyse, search_key, text_facts
+import re
+
+from ingest.analysis import _joined, analyse, letters_apart_from_digits, search_key, text_facts
 from ingest.persian import normalize_for_matching
 from ingest.records import Identity, InboundMessage
 
@@ -28,3 +30,16 @@ def test_analysis_gives_what_normalising_from_scratch_gives(subject: str, text: 
     analysis = analyse(msg, "PV")
     assert analysis.search_body == search_key(f"{subject} {name} +989121234567 {text}")
     assert analysis.text == text_facts(msg)
+
+
+# What the digit-run rule replaced: a space at every letter/digit boundary, tried at each position.
+_BOUNDARY = re.compile(r"(?<=[0-9])(?=[^\W\d])|(?<=[^\W\d])(?=[0-9])")
+
+
+@given(st.lists(st.sampled_from(list("ab_ 1 29ی۲ک-\u064b\u00b2") + ["ﻻ", "PV", "\n"]), max_size=20).map("".join))
+def test_letters_are_split_from_digits_at_every_boundary(text: str) -> None:
+    assert letters_apart_from_digits(text) == _BOUNDARY.sub(" ", text)
+
+
+def test_plates_and_refs_split_into_searchable_parts() -> None:
+    assert search_key("پلاک ۲۲ی۴۵۶ pv1405") == "پلاک 22 ی 456 pv 1405"

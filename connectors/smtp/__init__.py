@@ -10,10 +10,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session, syntax
 from pydantic import Field
 
 from connectors.base import Connector, ConnectorSettings, Sink, StoreUnavailable
+from connectors.smtp.data import read_data_section
 from ingest.email_payload import EMAIL_CHANNEL, MIME_FORMAT, email_dedupe_key, normalise_mime
 from ingest.records import RawPayload
 
@@ -48,6 +49,34 @@ class _ListenerSMTP(SMTP):
         if self.local_part_limit and len(plain[1].rpartition("@")[0]) > self.local_part_limit:
             return None, None
         return plain[1], rest
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        # aiosmtpd's own, but reading the data in chunks (connectors/smtp/data.py).
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        try:
+            section = await read_data_section(self._reader, size_limit=self.data_size_limit,
+                                              line_limit=self.line_length_limit)
+        except (asyncio.CancelledError, asyncio.IncompleteReadError):
+            self._writer.close()  # the connection went away mid-DATA: nothing was acknowledged
+            raise
+        if section.content is None:
+            self._set_post_data_state()
+            await self.push(section.refusal)
+            return
+        self.envelope.content = self.envelope.original_content = section.content
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()
+        await self.push("250 OK" if status is MISSING else status)
 
 
 class _Handler:
