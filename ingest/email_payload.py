@@ -8,6 +8,7 @@ from email.parser import BytesHeaderParser
 from email.policy import compat32
 
 from ingest.mime import parse_email
+from ingest.mime_split import parse_headers_fast
 from ingest.records import InboundMessage, RawPayload
 
 EMAIL_CHANNEL = "email"
@@ -17,9 +18,11 @@ MIME_FORMAT = "mime"
 def email_dedupe_key(raw: bytes) -> str:
     """The Message-ID when the mail has one, else a digest of its bytes."""
     # Only the header block: the parser would otherwise read the whole body line by line.
-    end = min((i for i in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if i >= 0), default=len(raw))
+    crlf = raw.find(b"\r\n\r\n")
+    end = min((i for i in (crlf, raw.find(b"\n\n", 0, crlf if crlf >= 0 else len(raw))) if i >= 0), default=len(raw))
     try:
-        headers = BytesHeaderParser(policy=compat32).parsebytes(raw[: end + 2])
+        block = raw[: end + 2]
+        headers = parse_headers_fast(block) or BytesHeaderParser(policy=compat32).parsebytes(block)
         mid = str(headers.get("Message-ID", "") or "").strip()
     except Exception:  # malformed headers: fall back to the content digest
         mid = ""

@@ -39,6 +39,7 @@ import charset_normalizer
 from bs4 import BeautifulSoup, NavigableString, Tag
 
 from ingest.autoreply import bounced_message_ids, detect_automatic, header_index, safe_read
+from ingest.mime_split import parse_fast
 from ingest.persian import fix_letters as _fix_all_letters
 from ingest.quoting import trim_quoted
 from ingest.records import AttachmentData, Identity, InboundMessage
@@ -797,7 +798,7 @@ def _join(texts: Texts) -> str:
 
 def _parse(raw: bytes) -> Message:
     try:
-        return email.message_from_bytes(raw, policy=compat32)
+        return parse_fast(raw) or email.message_from_bytes(raw, policy=compat32)
     except Exception as exc:  # the feed parser is lenient; nothing known reaches here
         raise MalformedMessage(f"mail could not be parsed at all: {exc!r}") from exc
 
