@@ -5,6 +5,7 @@ acknowledgement, and is restartable: at start-up every inbox row still pending i
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import multiprocessing
 import traceback
@@ -28,7 +29,8 @@ log = structlog.get_logger(__name__)
 # the worker process and back costs more than parsing it (measured on bench/webhooks.py).
 WORKER_MIN_BYTES = 4096
 
-Prepared = tuple[InboundMessage, MessageAnalysis]
+StoredFiles = list[tuple[int, str | None]]  # per attachment: (size, sha256 or None when not kept)
+Prepared = tuple[InboundMessage, MessageAnalysis, StoredFiles]
 
 # Threading writes handed to the store and not yet committed. They are background writes that
 # yield to acknowledgements, so under a burst they queue; past this many, normalisation waits.
@@ -157,6 +159,9 @@ class Ingest:
             dispatcher.cancel()
 
     async def _dispatch(self, ordered: asyncio.Queue) -> None:
+        # Each message's preparation (parsing, analysis, writing its attachment files) starts
+        # here and runs beside the others'; `_run` takes the results in arrival order. A file
+        # is durable before the write that names it is even built.
         loop = asyncio.get_running_loop()
         prefix = self.context.reference_prefix
         while (item := await self._queue.get()) is not None:
@@ -166,21 +171,31 @@ class Ingest:
                 future = loop.create_future()
                 future.set_exception(LookupError(f"no normaliser for payload format {payload.fmt!r}"))
             elif self._pool is not None and len(payload.body) >= WORKER_MIN_BYTES:
-                future = loop.run_in_executor(self._pool, prepare_in_worker, payload, prefix)
+                future = loop.run_in_executor(self._pool, prepare_in_worker, payload, prefix, str(self.blobs.root),
+                                              self.max_attachment_bytes)
             else:
-                future = loop.create_future()
-                try:
-                    future.set_result(prepare(self.normalisers[payload.fmt], payload, prefix))
-                except Exception as exc:
-                    future.set_exception(exc)
+                future = self._prepare_here(payload, prefix)
             await ordered.put((inbox_id, payload, future))
         await ordered.put(None)
+
+    def _prepare_here(self, payload: RawPayload, prefix: str) -> asyncio.Future[Prepared]:
+        loop = asyncio.get_running_loop()
+        try:
+            msg, analysis = prepare(self.normalisers[payload.fmt], payload, prefix)
+        except Exception as exc:
+            future: asyncio.Future[Prepared] = loop.create_future()
+            future.set_exception(exc)
+            return future
+        if any(att.data is not None for att in msg.attachments):  # file writes: off the loop
+            return loop.run_in_executor(None, with_files, msg, analysis, self.blobs, self.max_attachment_bytes)
+        future = loop.create_future()
+        future.set_result((msg, analysis, not_kept(msg)))
+        return future
 
     async def _apply(self, inbox_id: int, payload: RawPayload, prepared: asyncio.Future[Prepared]) -> None:
         structlog.contextvars.bind_contextvars(channel=payload.channel, inbox_id=inbox_id)
         try:
-            msg, analysis = await prepared
-            stored = await self._store_attachments(msg)
+            msg, analysis, stored = await prepared
             op = apply_inbound(inbox_id, payload.connector, msg, stored, self.context, analysis)
         except Exception as exc:
             await self._quarantine(inbox_id, exc)
@@ -200,16 +215,6 @@ class Ingest:
             return
         self._inflight.add(future)
         future.add_done_callback(lambda f: self._applied(f, inbox_id, payload))
-
-    async def _store_attachments(self, msg: InboundMessage) -> list[tuple[int, str | None]]:
-        stored: list[tuple[int, str | None]] = []
-        for att in msg.attachments:
-            if att.data is None or len(att.data) > self.max_attachment_bytes:
-                stored.append((att.size or (len(att.data) if att.data else 0), None))
-            else:
-                digest = await asyncio.to_thread(self.blobs.put, att.data)
-                stored.append((len(att.data), digest))
-        return stored
 
     def _applied(self, future: asyncio.Future[Applied], inbox_id: int, payload: RawPayload) -> None:
         self._inflight.discard(future)
@@ -258,21 +263,50 @@ async def _shut_down(pool: ProcessPoolExecutor) -> None:
             process.kill()
 
 
-def prepare(normaliser: Normaliser, payload: RawPayload, reference_prefix: str) -> Prepared:
+def prepare(normaliser: Normaliser, payload: RawPayload, reference_prefix: str,
+            ) -> tuple[InboundMessage, MessageAnalysis]:
     """Everything about a message that needs no store: its normal form and what its words say."""
     msg = normaliser(payload)
     return msg, analyse(msg, reference_prefix)
 
 
-def prepare_in_worker(payload: RawPayload | None, reference_prefix: str = "") -> Prepared | None:
-    """Runs in a normaliser process: the registry there is the same entry-point registry.
-    None only loads the registry (warm-up)."""
+def store_files(msg: InboundMessage, blobs: BlobStore, max_attachment_bytes: int) -> StoredFiles:
+    """Write the attachments' bytes to the blob store (durably); oversized ones are not kept."""
+    stored: StoredFiles = []
+    for att in msg.attachments:
+        if att.data is None or len(att.data) > max_attachment_bytes:
+            stored.append((att.size or (len(att.data) if att.data else 0), None))
+        else:
+            stored.append((len(att.data), blobs.put(att.data)))
+    return stored
+
+
+def not_kept(msg: InboundMessage) -> StoredFiles:
+    """What store_files gives for a message none of whose attachments has bytes here."""
+    return [(att.size or 0, None) for att in msg.attachments]
+
+
+def with_files(msg: InboundMessage, analysis: MessageAnalysis, blobs: BlobStore,
+               max_attachment_bytes: int) -> Prepared:
+    return msg, analysis, store_files(msg, blobs, max_attachment_bytes)
+
+
+def prepare_in_worker(payload: RawPayload | None, reference_prefix: str = "", blob_root: str = "",
+                      max_attachment_bytes: int = 0) -> Prepared | None:
+    """Runs in a normaliser process: the registry there is the same entry-point registry. The
+    attachment files are written here too, and their bytes not sent back (the write that
+    records them needs only sizes and digests). None only loads the registry (warm-up)."""
     from connectors.registry import normalisers
 
     if payload is None:
         normalisers()
         return None
-    return prepare(normalisers()[payload.fmt], payload, reference_prefix)
+    msg, analysis = prepare(normalisers()[payload.fmt], payload, reference_prefix)
+    stored = store_files(msg, BlobStore(blob_root), max_attachment_bytes)
+    if any(att.data is not None for att in msg.attachments):
+        msg = dataclasses.replace(msg, attachments=tuple(dataclasses.replace(att, data=None)
+                                                         for att in msg.attachments))
+    return msg, analysis, stored
 
 
 def payload_from_row(row: Mapping) -> RawPayload:

@@ -11,6 +11,7 @@ from email.policy import SMTP as SMTP_POLICY
 from email.message import EmailMessage
 from typing import Any
 
+import pytest
 from aiosmtpd.smtp import SMTP
 from hypothesis import given
 from hypothesis import strategies as st
@@ -102,10 +103,12 @@ async def test_html_only_mail_becomes_text(make_daemon: Any) -> None:
     assert "سلام" in text and "پلاک" in text and "evil" not in text and "<p>" not in text
 
 
-async def test_attachments_are_stored_by_content_hash(make_daemon: Any) -> None:
-    daemon = await make_daemon()
+@pytest.mark.parametrize("processes", ["0", "1"], ids=["parsed-in-daemon", "parsed-in-worker-process"])
+async def test_attachments_are_stored_by_content_hash(make_daemon: Any, processes: str) -> None:
+    # In the worker process the file is written there and only its digest comes back.
+    daemon = await make_daemon(environ={"PARVANDEH__INGEST__NORMALISER_PROCESSES": processes})
     msg = mail(subject="مدارک", body="عکس خودرو پیوست است")
-    photo = b"\x89PNG fake image bytes" * 100
+    photo = b"\x89PNG fake image bytes" * 300  # over the size parsed in a worker
     msg.add_attachment(photo, maintype="image", subtype="png", filename="../../etc/عکس.png")
     assert (await send(daemon, msg))[0] == 250
     (att,) = (await only_ticket(daemon))["messages"][0]["attachments"]
