@@ -27,8 +27,10 @@ class StoreSettings(Section):
     attachments_dir: Path = Path("var/attachments")
     synchronous: Literal["FULL", "NORMAL"] = "FULL"
     max_batch: int = Field(256, ge=1, le=10_000)
-    # Threading operations per batch (each ~0.5 ms): bounds how long an acknowledgement waits.
-    background_batch: int = Field(32, ge=1, le=10_000)
+    # Threading operations per batch (each ~1 ms) when no acknowledgement is waiting...
+    background_batch: int = Field(128, ge=1, le=10_000)
+    # ...and how much of them a batch runs once one is: bounds an acknowledgement's wait.
+    ack_wait_ms: float = Field(20.0, gt=0, le=10_000)
 
 
 class ClaimSettings(Section):

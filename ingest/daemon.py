@@ -71,6 +71,7 @@ class Daemon:
         self.settings = settings
         self.store = Store(settings.store.path, synchronous=settings.store.synchronous,
                            max_batch=settings.store.max_batch, background_batch=settings.store.background_batch,
+                           ack_wait_ms=settings.store.ack_wait_ms,
                            clock=clock)
         self.blobs = BlobStore(settings.store.attachments_dir)
         self.http_app = web.Application(client_max_size=settings.http.max_body_bytes)

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +32,8 @@ from connectors.base import StoreUnavailable
 from ingest.migrations import migrate
 
 T = TypeVar("T")
+CHECKPOINT_INTERVAL_SECONDS = 0.25
+CHECKPOINT_RESTART_FRAMES = 2048  # 8 MB of 4 KiB pages
 log = structlog.get_logger(__name__)
 
 
@@ -116,13 +120,15 @@ class Store:
         *,
         synchronous: str = "FULL",
         max_batch: int = 256,
-        background_batch: int = 32,
+        background_batch: int = 128,
+        ack_wait_ms: float = 5.0,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.path = Path(path)
         self.synchronous = synchronous
         self.max_batch = max_batch
         self.background_batch = background_batch
+        self.ack_wait = ack_wait_ms / 1000
         self.clock = clock
         self.context: Any = None  # handed to every operation as `tx.context`; bound by Ingest
         self.bus = EventBus()
@@ -136,6 +142,8 @@ class Store:
         self._conn: sqlite3.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._writer_task: asyncio.Task[None] | None = None
+        self._checkpointer: threading.Thread | None = None
+        self._checkpoint_stop = threading.Event()
         self._open = False
         self.batches = 0
         self.ops = 0
@@ -150,8 +158,10 @@ class Store:
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA busy_timeout=30000")
-        # Checkpoint in larger steps: fewer stalls of the writer under bursts (WAL up to ~40 MB).
-        conn.execute("PRAGMA wal_autocheckpoint=10000")
+        # No checkpoints in the writer's commits: copying the WAL into the database (and its
+        # fsync) stalled a commit, and every acknowledgement waiting on it, for 100+ ms. The
+        # checkpointer thread does it beside the writer (see `_checkpoint_loop`).
+        conn.execute("PRAGMA wal_autocheckpoint=0")
         # A page cache that holds the hot indexes while large raw payloads stream through.
         conn.execute("PRAGMA cache_size=-65536")
         return conn
@@ -167,6 +177,8 @@ class Store:
             return conn
 
         self._conn = await loop.run_in_executor(self._executor, setup)
+        self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="store-checkpointer", daemon=True)
+        self._checkpointer.start()
         self._reader = await aiosqlite.connect(self.path)
         self._reader.row_factory = sqlite3.Row
         await self._reader.execute("PRAGMA query_only=ON")
@@ -182,6 +194,9 @@ class Store:
         self._wake.set()
         if self._writer_task:
             await self._writer_task
+        self._checkpoint_stop.set()
+        if self._checkpointer:
+            await asyncio.to_thread(self._checkpointer.join)
         if self._reader:
             await self._reader.close()
         conn = self._conn
@@ -193,14 +208,35 @@ class Store:
     def is_open(self) -> bool:
         return self._open
 
+    def _checkpoint_loop(self) -> None:
+        """Copies committed WAL frames into the database file on its own connection, beside the
+        writer. A passive checkpoint never blocks a write, but under a steady stream of writes it
+        never finishes either, and the WAL only starts over once one has: so when the WAL holds
+        more than `CHECKPOINT_RESTART_FRAMES`, a passive pass (most of the copying) is followed by
+        a restarting one, which holds the writer back only while it copies the frames written
+        since."""
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        try:
+            while not self._checkpoint_stop.wait(CHECKPOINT_INTERVAL_SECONDS):
+                try:
+                    _, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    if frames > CHECKPOINT_RESTART_FRAMES:
+                        conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+                except sqlite3.Error as exc:  # e.g. disk full: the WAL keeps everything meanwhile
+                    log.error("store_checkpoint_failed", error=str(exc))
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the writer has stopped
+        finally:
+            conn.close()
+
     # -- writes ------------------------------------------------------------------------------
 
     def submit(self, op: WriteOp[T], *, background: bool = False) -> asyncio.Future[T]:
         """Queue a write; the future resolves after the batch holding it has committed.
 
-        Background writes run in submission order among themselves, at most `background_batch`
-        per batch, so that a batch stays short and a foreground write (an acknowledgement that
-        a channel is waiting for) never queues behind a backlog of them."""
+        Background writes run in submission order among themselves, after the batch's
+        foreground writes, at most `background_batch` per batch; and once a foreground write
+        (an acknowledgement a channel is waiting for) is queued, a batch takes no more of them
+        after `ack_wait_ms` of work, so the acknowledgement never waits behind a backlog."""
         if not self._open:
             raise StoreUnavailable("the store is closed")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
@@ -211,34 +247,38 @@ class Store:
     async def write(self, op: WriteOp[T]) -> T:
         return await self.submit(op)
 
-    def _next_batch(self) -> list[_Pending[Any]]:
-        batch: list[_Pending[Any]] = []
-        while self._foreground and len(batch) < self.max_batch:
-            batch.append(self._foreground.popleft())
-        room = min(self.background_batch, self.max_batch - len(batch))
-        while self._background and room > 0:
-            batch.append(self._background.popleft())
-            room -= 1
-        return batch
+    def _next_batch(self) -> tuple[list[_Pending[Any]], list[_Pending[Any]]]:
+        foreground: list[_Pending[Any]] = []
+        while self._foreground and len(foreground) < self.max_batch:
+            foreground.append(self._foreground.popleft())
+        background: list[_Pending[Any]] = []
+        room = min(self.background_batch, self.max_batch - len(foreground))
+        while self._background and len(background) < room:
+            background.append(self._background.popleft())
+        return foreground, background
 
     async def _writer_loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            batch = self._next_batch()
-            if not batch:
+            foreground, background = self._next_batch()
+            if not foreground and not background:
                 if self._closing:
                     return
                 self._wake.clear()
                 await self._wake.wait()
                 continue
             try:
-                outcomes = await loop.run_in_executor(self._executor, self._run_batch, [p.op for p in batch])
+                outcomes = await loop.run_in_executor(self._executor, self._run_batch, [p.op for p in foreground],
+                                                      [p.op for p in background])
             except sqlite3.Error as exc:
-                log.error("store_commit_failed", error=str(exc), batch=len(batch))
-                for pending in batch:
+                log.error("store_commit_failed", error=str(exc), batch=len(foreground) + len(background))
+                for pending in (*foreground, *background):
                     if not pending.future.done():
                         pending.future.set_exception(StoreUnavailable(f"commit failed: {exc}"))
                 continue
+            batch = foreground + background[:len(outcomes) - len(foreground)]
+            # Background writes the batch did not reach go back to the front, in order.
+            self._background.extendleft(reversed(background[len(batch) - len(foreground):]))
             self.batches += 1
             self.ops += len(batch)
             events: list[StoreEvent] = []
@@ -253,31 +293,42 @@ class Store:
             if events:
                 self.bus.publish(events)
 
-    def _run_batch(self, ops: list[WriteOp[Any]]) -> list[tuple[bool, Any, list[StoreEvent]]]:
+    def _run_batch(self, foreground: list[WriteOp[Any]], background: list[WriteOp[Any]],
+                   ) -> list[tuple[bool, Any, list[StoreEvent]]]:
+        """Runs in the writer thread: the foreground writes, then background writes until they
+        are done or a foreground write has been waiting while this batch ran `ack_wait`."""
         conn = self._conn
         assert conn is not None
+        started = time.perf_counter()
         now = self.clock()
         outcomes: list[tuple[bool, Any, list[StoreEvent]]] = []
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for op in ops:
-                conn.execute("SAVEPOINT op")
-                tx = Tx(conn, now, self.context)
-                try:
-                    value = op(tx)
-                except Exception as exc:  # one bad operation must not sink the batch
-                    conn.execute("ROLLBACK TO op")
-                    conn.execute("RELEASE op")
-                    outcomes.append((False, exc, []))
-                else:
-                    conn.execute("RELEASE op")
-                    outcomes.append((True, value, tx.events))
+            for op in foreground:
+                outcomes.append(self._run_op(conn, op, now))
+            for done, op in enumerate(background):
+                # `self._foreground` is appended to by the event loop's thread; a length read is atomic.
+                if done and self._foreground and time.perf_counter() - started > self.ack_wait:
+                    break
+                outcomes.append(self._run_op(conn, op, now))
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
         return outcomes
+
+    def _run_op(self, conn: sqlite3.Connection, op: WriteOp[Any], now: datetime) -> tuple[bool, Any, list[StoreEvent]]:
+        conn.execute("SAVEPOINT op")
+        tx = Tx(conn, now, self.context)
+        try:
+            value = op(tx)
+        except Exception as exc:  # one bad operation must not sink the batch
+            conn.execute("ROLLBACK TO op")
+            conn.execute("RELEASE op")
+            return False, exc, []
+        conn.execute("RELEASE op")
+        return True, value, tx.events
 
     # -- reads -------------------------------------------------------------------------------
 

@@ -4,6 +4,8 @@ other readers are busy on the shared reader connection at the time."""
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -55,3 +57,49 @@ async def test_a_foreground_write_does_not_queue_behind_background_writes(tmp_pa
         assert store.batches == 5  # at most 4 background writes per batch
     finally:
         await store.close()
+
+
+async def test_a_batch_stops_taking_background_writes_once_an_acknowledgement_waits(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store.sqlite3", synchronous="OFF", background_batch=100, ack_wait_ms=10)
+    await store.open()
+    try:
+        order: list[str] = []
+        first_running = threading.Event()
+
+        def slow(tag: str) -> Callable[[Tx], None]:
+            def op(tx: Tx) -> None:
+                first_running.set()
+                time.sleep(0.005)  # a threading write's worth of work
+                order.append(tag)
+            return op
+
+        background = [store.submit(slow(f"b{i}"), background=True) for i in range(40)]
+        await asyncio.to_thread(first_running.wait)
+        acknowledgement = store.submit(lambda tx: order.append("ack"))
+        await asyncio.gather(acknowledgement, *background)
+        # Without the cut it would have waited for all 40 (one batch of 100 allowed): ~200 ms.
+        assert order.index("ack") <= 15
+        assert [tag for tag in order if tag != "ack"] == [f"b{i}" for i in range(40)]
+    finally:
+        await store.close()
+
+
+async def test_the_wal_starts_over_under_a_steady_stream_of_writes(tmp_path: Path) -> None:
+    # The writer never checkpoints; the checkpointer beside it must still let the WAL restart,
+    # or it would grow by everything ever written (here ~48 MB).
+    store = Store(tmp_path / "store.sqlite3", synchronous="OFF")
+    await store.open()
+    try:
+        detail = "x" * 8000
+
+        def record(tx: Tx) -> None:
+            tx.execute("INSERT INTO audit_log (at, agent, action, detail) VALUES ('x', 'test', 'load', ?)", (detail,))
+
+        for _ in range(60):
+            await asyncio.gather(*(store.submit(record) for _ in range(100)))
+            await asyncio.sleep(0.02)  # a steady stream, not one burst
+        wal = tmp_path / "store.sqlite3-wal"
+        assert wal.stat().st_size < 40 * 2**20
+    finally:
+        await store.close()
+    assert not wal.exists() or wal.stat().st_size == 0  # truncated at close
