@@ -8,6 +8,7 @@ import asyncio
 import dataclasses
 import json
 import multiprocessing
+import pickle
 import traceback
 from concurrent.futures import ProcessPoolExecutor
 from collections.abc import Callable, Mapping
@@ -31,6 +32,9 @@ WORKER_MIN_BYTES = 4096
 
 StoredFiles = list[tuple[int, str | None]]  # per attachment: (size, sha256 or None when not kept)
 Prepared = tuple[InboundMessage, MessageAnalysis, StoredFiles]
+
+# Payloads sent to the normaliser process in one call, at most.
+WORKER_BATCH = 16
 
 # Threading writes handed to the store and not yet committed. They are background writes that
 # yield to acknowledgements, so under a burst they queue; past this many, normalisation waits.
@@ -99,7 +103,7 @@ class Ingest:
         if rows:
             log.info("resuming_pending_inbox", count=len(rows))
         if self._pool is not None:  # spawn the workers now, not on the first message
-            await asyncio.get_running_loop().run_in_executor(self._pool, prepare_in_worker, None)
+            await asyncio.get_running_loop().run_in_executor(self._pool, prepare_many_in_worker, None)
         self._task = asyncio.create_task(self._run(), name="ingest-processor")
 
     async def stop(self) -> None:
@@ -161,22 +165,57 @@ class Ingest:
     async def _dispatch(self, ordered: asyncio.Queue) -> None:
         # Each message's preparation (parsing, analysis, writing its attachment files) starts
         # here and runs beside the others'; `_run` takes the results in arrival order. A file
-        # is durable before the write that names it is even built.
+        # is durable before the write that names it is even built. What is queued already goes
+        # to the normaliser process in one call (up to WORKER_BATCH payloads): each call costs
+        # the daemon a wake-up write, a pickled call and result, and a future.
         loop = asyncio.get_running_loop()
         prefix = self.context.reference_prefix
-        while (item := await self._queue.get()) is not None:
-            inbox_id, payload = item
-            future: asyncio.Future[Prepared]
-            if payload.fmt not in self.normalisers:
-                future = loop.create_future()
-                future.set_exception(LookupError(f"no normaliser for payload format {payload.fmt!r}"))
-            elif self._pool is not None and len(payload.body) >= WORKER_MIN_BYTES:
-                future = loop.run_in_executor(self._pool, prepare_in_worker, payload, prefix, str(self.blobs.root),
-                                              self.max_attachment_bytes)
-            else:
-                future = self._prepare_here(payload, prefix)
-            await ordered.put((inbox_id, payload, future))
+        ended = False
+        while not ended and (item := await self._queue.get()) is not None:
+            items = [item]
+            while len(items) < WORKER_BATCH and not self._queue.empty():
+                if (queued := self._queue.get_nowait()) is None:
+                    ended = True
+                    break
+                items.append(queued)
+            to_worker: list[tuple[RawPayload, asyncio.Future[Prepared]]] = []
+            for inbox_id, payload in items:
+                future: asyncio.Future[Prepared]
+                if payload.fmt not in self.normalisers:
+                    future = loop.create_future()
+                    future.set_exception(LookupError(f"no normaliser for payload format {payload.fmt!r}"))
+                elif self._pool is not None and len(payload.body) >= WORKER_MIN_BYTES:
+                    future = loop.create_future()
+                    to_worker.append((payload, future))
+                else:
+                    future = self._prepare_here(payload, prefix)
+                await ordered.put((inbox_id, payload, future))
+            if to_worker:
+                self._send_to_worker(to_worker, prefix)
         await ordered.put(None)
+
+    def _send_to_worker(self, items: list[tuple[RawPayload, asyncio.Future[Prepared]]], prefix: str) -> None:
+        assert self._pool is not None
+        call = asyncio.get_running_loop().run_in_executor(
+            self._pool, prepare_many_in_worker, [payload for payload, _ in items], prefix, str(self.blobs.root),
+            self.max_attachment_bytes)
+
+        def settle(done: asyncio.Future[list[Prepared | WorkerFailure]]) -> None:
+            if done.cancelled() or done.exception() is not None:  # the worker died: each is retried at restart
+                error = done.exception() if not done.cancelled() else asyncio.CancelledError()
+                for _, future in items:
+                    if not future.done():
+                        future.set_exception(error)
+                return
+            for (_, future), outcome in zip(items, done.result()):
+                if future.done():
+                    continue
+                if isinstance(outcome, WorkerFailure):
+                    future.set_exception(outcome.exception())
+                else:
+                    future.set_result(outcome)
+
+        call.add_done_callback(settle)
 
     def _prepare_here(self, payload: RawPayload, prefix: str) -> asyncio.Future[Prepared]:
         loop = asyncio.get_running_loop()
@@ -291,22 +330,53 @@ def with_files(msg: InboundMessage, analysis: MessageAnalysis, blobs: BlobStore,
     return msg, analysis, store_files(msg, blobs, max_attachment_bytes)
 
 
-def prepare_in_worker(payload: RawPayload | None, reference_prefix: str = "", blob_root: str = "",
-                      max_attachment_bytes: int = 0) -> Prepared | None:
+@dataclasses.dataclass(frozen=True)
+class WorkerFailure:
+    """A payload the normaliser process could not prepare: its exception's type, text and
+    traceback (exceptions travel between processes without theirs)."""
+
+    error: BaseException
+    traceback: str
+
+    def exception(self) -> BaseException:
+        self.error.__cause__ = RemoteTraceback(self.traceback)
+        return self.error
+
+
+class RemoteTraceback(Exception):
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def prepare_many_in_worker(payloads: list[RawPayload] | None, reference_prefix: str = "", blob_root: str = "",
+                           max_attachment_bytes: int = 0) -> list[Prepared | WorkerFailure]:
     """Runs in a normaliser process: the registry there is the same entry-point registry. The
     attachment files are written here too, and their bytes not sent back (the write that
     records them needs only sizes and digests). None only loads the registry (warm-up)."""
     from connectors.registry import normalisers
 
-    if payload is None:
-        normalisers()
-        return None
-    msg, analysis = prepare(normalisers()[payload.fmt], payload, reference_prefix)
-    stored = store_files(msg, BlobStore(blob_root), max_attachment_bytes)
-    if any(att.data is not None for att in msg.attachments):
-        msg = dataclasses.replace(msg, attachments=tuple(dataclasses.replace(att, data=None)
-                                                         for att in msg.attachments))
-    return msg, analysis, stored
+    registry = normalisers()
+    outcomes: list[Prepared | WorkerFailure] = []
+    for payload in payloads or ():
+        try:
+            msg, analysis = prepare(registry[payload.fmt], payload, reference_prefix)
+            stored = store_files(msg, BlobStore(blob_root), max_attachment_bytes)
+        except Exception as exc:  # one bad payload is quarantined alone
+            outcomes.append(WorkerFailure(_picklable(exc), traceback.format_exc()))
+            continue
+        if any(att.data is not None for att in msg.attachments):
+            msg = dataclasses.replace(msg, attachments=tuple(dataclasses.replace(att, data=None)
+                                                             for att in msg.attachments))
+        outcomes.append((msg, analysis, stored))
+    return outcomes
+
+
+def _picklable(exc: BaseException) -> BaseException:
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
+    return exc
 
 
 def payload_from_row(row: Mapping) -> RawPayload:

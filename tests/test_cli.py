@@ -122,3 +122,20 @@ async def test_worker_process_parses_large_payloads_and_small_ones_stay_in_proce
     await tickets(daemon)  # waits until both are threaded
     rows = await daemon.store.fetchall("SELECT channel_message_id FROM messages WHERE direction = 'in'")
     assert {r["channel_message_id"] for r in rows} == {"small@example.com", "large@example.com"}
+
+
+async def test_a_payload_the_worker_cannot_parse_is_quarantined_alone_with_its_traceback(make_daemon: Any) -> None:
+    daemon = await make_daemon("", environ={"PARVANDEH__INGEST__NORMALISER_PROCESSES": "1"})
+    good = [mail(subject=f"بزرگ {i}", body="متن " * WORKER_MIN_BYTES, message_id=f"<big-{i}@example.com>").as_bytes()
+            for i in range(5)]
+    headless = b"\x00 not a mail header line at all\r\n" * 200  # large enough for the worker; no headers
+    raws = [*good[:2], headless, *good[2:]]
+    # Accepted together, so they reach the normaliser process in one call.
+    await asyncio.gather(*(daemon.ingest.accept(RawPayload("email", "smtp", email_dedupe_key(raw), "mime", raw,
+                                                           datetime.now(UTC))) for raw in raws))
+    await daemon.ingest.drained()
+    rows = await daemon.store.fetchall("SELECT channel_message_id FROM messages WHERE direction = 'in'")
+    assert {r["channel_message_id"] for r in rows} == {f"big-{i}@example.com" for i in range(5)}
+    (entry,) = await daemon.store.fetchall("SELECT error, traceback FROM quarantine")
+    assert entry["error"].startswith("MalformedMessage: no header lines")
+    assert "parse_email" in entry["traceback"]  # the worker's own traceback came along
