@@ -5,6 +5,7 @@ the same reply, dot-stuffing, limits and all."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from aiosmtpd.smtp import SMTP
@@ -54,10 +55,10 @@ async def _exchange(server_class: type[SMTP], data: bytes, fragment: int) -> tup
             writer.write(data[start:start + fragment])
             await writer.drain()
         reply = await asyncio.wait_for(reader.readline(), 10)
-        writer.write(b"QUIT\r\n")
-        await reader.readline()
     finally:
         writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
         server.close()
         await server.wait_closed()
     return reply[:3], capture.content
@@ -68,10 +69,11 @@ _LINE = st.one_of(
     st.sampled_from([b"", b".", b"..", b".x", b"x.", b"a.b", b"\r", b"\n", b"x\ny", b"end."]),
     st.binary(max_size=40).map(lambda b: b.replace(b"\r\n", b"")),
     st.integers(LINE_LIMIT - 4, LINE_LIMIT + 2).map(lambda n: b"L" * n),
+    st.sampled_from([b"M" * (LINE_LIMIT - 2), b"O" * (LINE_LIMIT + 50), b"N" * 300 + b"."]),  # size and line limits
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(_LINE, max_size=60), st.sampled_from([1, 2, 3, 7, 64, 4096]))
 async def test_chunked_data_reading_equals_aiosmtpds_line_reading(lines: list[bytes], fragment: int) -> None:
     data = b"".join(line + b"\r\n" for line in lines) + b".\r\n"

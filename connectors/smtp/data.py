@@ -13,6 +13,8 @@ import asyncio
 from dataclasses import dataclass
 
 _DOT_LINE = b".\r\n"
+TOO_MUCH = "552 Error: Too much mail data"
+TOO_LONG = "500 Line too long (see RFC5321 4.5.3.1.6)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,35 +35,48 @@ def longest_line(raw: bytes) -> int:
     return max(map(len, raw.split(b"\r\n"))) + 2 if raw else 0
 
 
+def first_refusal(raw: bytes, *, size_limit: int | None, line_limit: int) -> str:
+    """The reply aiosmtpd gives for this DATA section (stuffed, without its final `.` line):
+    the limit the stream crosses first, "" for none. A line longer than the line limit is
+    caught before its bytes count towards the size when it overruns the reader's buffer (more
+    than `line_limit` bytes before its CRLF), after them when only its CRLF makes it too long."""
+    if not (size_limit and len(raw) > size_limit) and not (len(raw) > line_limit and longest_line(raw) > line_limit):
+        return ""
+    size = 0
+    for line in raw.split(b"\r\n"):
+        if len(line) > line_limit:
+            return TOO_LONG
+        size += len(line) + 2
+        if size_limit and size > size_limit:
+            return TOO_MUCH
+        if len(line) + 2 > line_limit:
+            return TOO_LONG
+    return ""
+
+
 async def read_data_section(reader: asyncio.StreamReader, *, size_limit: int | None,
                             line_limit: int) -> DataSection:
     """Read up to and including the lone `.` line. Over a limit, the rest is still read (and
     dropped) so the reply comes after the data, as RFC 5321 §4.2.5 implies."""
+    # Past this much, which limit was crossed first is decided: the rest is read, not kept.
+    keep = (size_limit or 0) + line_limit + 4 if size_limit else None
     chunks: list[bytes] = []
     size = 0
-    too_much = False
     ends_line = True  # the data starts at the beginning of a line
     while True:
         try:
             chunk = await reader.readuntil(_DOT_LINE)
         except asyncio.LimitOverrunError as overrun:  # no `.<CRLF>` within the reader's limit yet
             chunk = await reader.readexactly(overrun.consumed)
-        if chunk.endswith(_DOT_LINE) and (chunk.endswith(b"\r\n" + _DOT_LINE) or (chunk == _DOT_LINE and ends_line)):
-            body = chunk[: -len(_DOT_LINE)]
-            size += len(body)
-            if not too_much:
-                chunks.append(body)
-            break
-        size += len(chunk)
-        ends_line = chunk.endswith(b"\r\n")
-        if size_limit and size > size_limit:
-            too_much = True
-            chunks.clear()  # don't hold what will be refused
-        if not too_much:
+        last = chunk.endswith(_DOT_LINE) and (chunk.endswith(b"\r\n" + _DOT_LINE) or (chunk == _DOT_LINE and ends_line))
+        if last:
+            chunk = chunk[: -len(_DOT_LINE)]
+        if keep is None or size < keep:
             chunks.append(chunk)
-    if too_much or (size_limit and size > size_limit):
-        return DataSection(None, "552 Error: Too much mail data")
+        size += len(chunk)
+        if last:
+            break
+        ends_line = chunk.endswith(b"\r\n")
     raw = b"".join(chunks)
-    if len(raw) > line_limit and longest_line(raw) > line_limit:
-        return DataSection(None, "500 Line too long (see RFC5321 4.5.3.1.6)")
-    return DataSection(unstuff(raw))
+    refusal = first_refusal(raw, size_limit=size_limit, line_limit=line_limit)
+    return DataSection(None, refusal) if refusal else DataSection(unstuff(raw))
