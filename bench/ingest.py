@@ -5,8 +5,10 @@
 
 Prints, per N: messages/s through accept() to processed-and-threaded (in-process), messages/s
 over SMTP from concurrent client processes, p50/p99 latency from the start of SMTP DATA to the
-ticket being visible (committed and threaded), and peak RSS; then the ratio of per-message cost
-between the largest and smallest N (near 1 means cost does not grow with the store).
+ticket being visible (committed and threaded), and peak RSS; then the CPU time per message of
+each daemon thread and of the normaliser process during the accept run (steadier than the rates on
+a shared machine), and the ratio of per-message cost between the largest and smallest N (near 1
+means cost does not grow with the store).
 SQLite runs at synchronous=FULL, as in production.
 """
 
@@ -15,12 +17,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing as mp
+import os
 import random
 import resource
 import smtplib
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -82,10 +86,33 @@ port = 0
 """)
 
 
-async def bench_accept(mails: list[bytes]) -> float:
+def _cpu_by_thread() -> dict[str, float]:
+    """CPU seconds so far of each of this process's threads (by Python name) and of its normaliser
+    processes: steadier than wall-clock rates on a shared machine, and it says where time goes."""
+    names = {t.native_id: t.name.split(" ")[0].split("_")[0] for t in threading.enumerate()}
+    tick = os.sysconf("SC_CLK_TCK")
+    cpu: dict[str, float] = {}
+
+    def add(name: str, stat_path: str) -> None:
+        try:
+            fields = Path(stat_path).read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread or process just ended
+            return
+        cpu[name] = cpu.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+
+    for tid in os.listdir("/proc/self/task"):
+        add(names.get(int(tid), "other threads"), f"/proc/self/task/{tid}/stat")
+    for child in mp.active_children():
+        add("normaliser process", f"/proc/{child.pid}/stat")
+    return cpu
+
+
+async def bench_accept(mails: list[bytes]) -> tuple[float, dict[str, float]]:
+    """Messages per second through accept() to threaded, and CPU µs per message by thread."""
     with tempfile.TemporaryDirectory() as tmp:
         daemon = Daemon(load_settings(config(Path(tmp)), environ={}, connector_schemas=settings_schemas()))
         await daemon.start()
+        before = _cpu_by_thread()
         start = time.perf_counter()
         sem = asyncio.Semaphore(64)  # as many concurrent senders as a busy listener sees
 
@@ -97,8 +124,10 @@ async def bench_accept(mails: list[bytes]) -> float:
         await asyncio.gather(*(one(m) for m in mails))
         await daemon.ingest.drained()
         elapsed = time.perf_counter() - start
+        after = _cpu_by_thread()
         await daemon.stop()
-    return len(mails) / elapsed
+    cpu_us = {name: (after[name] - before.get(name, 0.0)) / len(mails) * 1e6 for name in after}
+    return len(mails) / elapsed, {name: us for name, us in sorted(cpu_us.items(), key=lambda kv: -kv[1]) if us >= 1}
 
 
 def _client(port: int, chunk: list[bytes], out: mp.Queue) -> None:
@@ -150,14 +179,18 @@ def main() -> None:
     args = parser.parse_args()
     configure_logging(level="warning")
     per_message: dict[int, float] = {}
+    threads: list[str] = []
     print(f"{'N':>7} {'accept msg/s':>13} {'SMTP msg/s':>11} {'p50 ms':>8} {'p99 ms':>8} {'peak RSS MB':>12}")
     for n in args.sizes:
         mails = make_mails(n)
-        rate = asyncio.run(bench_accept(mails))
+        rate, cpu_us = asyncio.run(bench_accept(mails))
         smtp_rate, p50, p99 = asyncio.run(bench_smtp(mails, args.clients))
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         per_message[n] = 1 / rate
         print(f"{n:>7} {rate:>13,.0f} {smtp_rate:>11,.0f} {p50:>8.1f} {p99:>8.1f} {rss:>12,.0f}")
+        threads.append(f"{n:>7}  CPU µs per message in the accept run: {sum(cpu_us.values()):,.0f} = "
+                       + ", ".join(f"{name} {us:,.0f}" for name, us in cpu_us.items()))
+    print("\n".join(threads))
     if len(per_message) > 1:
         small, large = min(per_message), max(per_message)
         print(f"cost per message N={large:,} / N={small:,}: {per_message[large] / per_message[small]:.2f}")
