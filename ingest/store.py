@@ -215,7 +215,9 @@ class Store:
         more than `CHECKPOINT_RESTART_FRAMES`, a passive pass (most of the copying) is followed by
         a restarting one, which holds the writer back only while it copies the frames written
         since."""
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        # A restarting checkpoint holds the writer's lock while it waits for readers: it gives up
+        # (and copies what it can) after 10 ms, rather than stall every write behind a long report.
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=0.01)
         try:
             while not self._checkpoint_stop.wait(CHECKPOINT_INTERVAL_SECONDS):
                 try:
@@ -224,7 +226,11 @@ class Store:
                         conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
                 except sqlite3.Error as exc:  # e.g. disk full: the WAL keeps everything meanwhile
                     log.error("store_checkpoint_failed", error=str(exc))
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the writer has stopped
+            try:
+                conn.execute("PRAGMA busy_timeout=5000")  # the writer has stopped: readers may finish
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:  # a reader still busy: the WAL is checkpointed at next start
+                log.warning("store_final_checkpoint_skipped", error=str(exc))
         finally:
             conn.close()
 

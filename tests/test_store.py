@@ -4,6 +4,7 @@ other readers are busy on the shared reader connection at the time."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -103,3 +104,37 @@ async def test_the_wal_starts_over_under_a_steady_stream_of_writes(tmp_path: Pat
     finally:
         await store.close()
     assert not wal.exists() or wal.stat().st_size == 0  # truncated at close
+
+
+async def test_a_long_read_does_not_hold_writes_back_through_the_checkpointer(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store.sqlite3", synchronous="OFF")
+    await store.open()
+    reading = threading.Event()
+    done_reading = threading.Event()
+
+    def long_report() -> None:  # a reader holding its snapshot for 1.5 s, as a big report may
+        conn = sqlite3.connect(tmp_path / "store.sqlite3", isolation_level=None)
+        conn.execute("BEGIN")
+        conn.execute("SELECT count(*) FROM audit_log").fetchone()
+        reading.set()
+        done_reading.wait(1.5)
+        conn.execute("COMMIT")
+        conn.close()
+
+    report = asyncio.create_task(asyncio.to_thread(long_report))
+    try:
+        await asyncio.to_thread(reading.wait)
+        detail = "x" * 8000
+        slowest = 0.0
+        for _ in range(25):  # ~20 MB: past the restart threshold while the report reads
+            started = time.perf_counter()
+            await asyncio.gather(*(store.submit(
+                lambda tx: tx.execute("INSERT INTO audit_log (at, agent, action, detail) VALUES ('x', 't', 'w', ?)",
+                                      (detail,))) for _ in range(100)))
+            slowest = max(slowest, time.perf_counter() - started)
+            await asyncio.sleep(0.03)
+        assert slowest < 0.5
+    finally:
+        done_reading.set()
+        await report
+        await store.close()
