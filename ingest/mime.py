@@ -43,7 +43,7 @@ from ingest.mime_split import parse_fast
 from ingest.persian import fix_letters as _fix_all_letters
 from ingest.quoting import trim_quoted
 from ingest.records import AttachmentData, Identity, InboundMessage
-from router.identity import normalize_email, stated_phones
+from router.identity import PLAIN_ADDRESS, normalize_email, stated_phones
 
 Message = email.message.Message
 
@@ -291,14 +291,10 @@ def _display_name(raw: str) -> str:
     return fix_letters(_one_line(decode_header_text(name)).strip("\"' ")) if name else ""
 
 
-# A bare addr-spec of the shape nearly all mail uses, which getaddresses returns unchanged.
-_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9_+=-]+(?:\.[A-Za-z0-9_+=-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
-
-
 def _addresses(values: list[str]) -> list[tuple[str, str]]:
     """`email.utils.getaddresses`, without its slow pure-Python parser for plain addresses."""
     plain = [p.strip(" \t") for value in values for p in value.split(",")]
-    if all(_PLAIN_ADDRESS.fullmatch(p) for p in plain):
+    if all(PLAIN_ADDRESS.fullmatch(p) for p in plain):
         return [("", p) for p in plain]
     return email.utils.getaddresses(values)
 

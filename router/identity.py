@@ -29,8 +29,16 @@ _UNATTENDED_WORDS = frozenset({"postmaster", "bounce", "bounces", "notification"
 _LOCAL_SEPARATORS = re.compile(r"[._+=\-]")
 
 
+# A bare addr-spec of the shape nearly all mail uses, which getaddresses returns unchanged: read
+# without the email package's character-by-character parser (~0.15 ms an address).
+PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9_+=-]+(?:\.[A-Za-z0-9_+=-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+
+
 def _split_address(addr: str) -> tuple[str, str] | None:
     """(display name, address) when `addr` holds exactly one address, else None."""
+    plain = addr.strip(" \t")
+    if PLAIN_ADDRESS.fullmatch(plain):
+        return "", plain
     parsed = getaddresses([addr])
     if len(parsed) != 1:
         return None

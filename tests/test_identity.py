@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from ingest.persian import persian_digits
@@ -274,3 +274,19 @@ def test_stated_phone_on_a_labelled_signature_line_is_found() -> None:
 
 def test_numbers_without_a_phone_label_are_not_taken_as_the_senders_phone() -> None:
     assert stated_phones("بیمه‌نامه شماره 1403123456 و پلاک 12ب345") == []
+
+
+@given(st.one_of(st.text(alphabet="ab1.-_+=@ \t\"<>(),", max_size=24),
+                 st.from_regex(r"[ \t]?[a-z0-9_+=-]{1,4}(\.[a-z0-9_+=-]{1,3})?@[a-z0-9-]{1,4}\.[a-z]{1,3}[ \t]?",
+                               fullmatch=True)))
+@example("a@b.c")
+@example("a..b@c.d")
+@example(" Ali.Rezaei@Example.COM\t")
+def test_the_plain_address_fast_path_splits_as_getaddresses_does(addr: str) -> None:
+    import email.utils
+
+    from router.identity import _split_address
+
+    parsed = email.utils.getaddresses([addr])
+    expected = parsed[0] if len(parsed) == 1 and parsed[0][1] and parsed[0][1] in addr else None
+    assert _split_address(addr) == expected
