@@ -179,7 +179,8 @@ class Ingest:
                     break
                 items.append(queued)
             to_worker: list[tuple[RawPayload, asyncio.Future[Prepared]]] = []
-            for inbox_id, payload in items:
+            futures: list[asyncio.Future[Prepared]] = []
+            for _, payload in items:
                 future: asyncio.Future[Prepared]
                 if payload.fmt not in self.normalisers:
                     future = loop.create_future()
@@ -189,9 +190,11 @@ class Ingest:
                     to_worker.append((payload, future))
                 else:
                     future = self._prepare_here(payload, prefix)
-                await ordered.put((inbox_id, payload, future))
-            if to_worker:
+                futures.append(future)
+            if to_worker:  # sent before any of them is queued for `_run` to wait on
                 self._send_to_worker(to_worker, prefix)
+            for (inbox_id, payload), future in zip(items, futures):
+                await ordered.put((inbox_id, payload, future))
         await ordered.put(None)
 
     def _send_to_worker(self, items: list[tuple[RawPayload, asyncio.Future[Prepared]]], prefix: str) -> None:

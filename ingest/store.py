@@ -121,7 +121,7 @@ class Store:
         synchronous: str = "FULL",
         max_batch: int = 256,
         background_batch: int = 128,
-        ack_wait_ms: float = 5.0,
+        ack_wait_ms: float = 20.0,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.path = Path(path)
