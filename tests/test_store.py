@@ -112,12 +112,12 @@ async def test_a_long_read_does_not_hold_writes_back_through_the_checkpointer(tm
     reading = threading.Event()
     done_reading = threading.Event()
 
-    def long_report() -> None:  # a reader holding its snapshot for 1.5 s, as a big report may
+    def long_report() -> None:  # a reader holding its snapshot for up to 3 s, as a big report may
         conn = sqlite3.connect(tmp_path / "store.sqlite3", isolation_level=None)
         conn.execute("BEGIN")
         conn.execute("SELECT count(*) FROM audit_log").fetchone()
         reading.set()
-        done_reading.wait(1.5)
+        done_reading.wait(3)
         conn.execute("COMMIT")
         conn.close()
 
