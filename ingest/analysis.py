@@ -3,8 +3,8 @@ references it names, the facts routing reads (language, line of business, the fo
 its full-text search key, and whether its sender is a robot no one should answer.
 
 Pure and CPU-bound (a 10 KB mail costs ~0.5 ms of Persian normalisation), so the ingest
-processor runs it next to parsing: in the normaliser process for large payloads, where it
-does not compete with the store's writer for the daemon's interpreter lock.
+processor runs it next to parsing: in the normaliser process, where it does not compete with
+the store's writer for the daemon's interpreter lock.
 """
 
 from __future__ import annotations

@@ -26,14 +26,11 @@ from ingest.store import Store
 
 log = structlog.get_logger(__name__)
 
-# Payloads smaller than this are parsed in the daemon: shipping a webhook form or a chat line to
-# the worker process and back costs more than parsing it (measured on bench/webhooks.py).
-WORKER_MIN_BYTES = 4096
-
 StoredFiles = list[tuple[int, str | None]]  # per attachment: (size, sha256 or None when not kept)
 Prepared = tuple[InboundMessage, MessageAnalysis, StoredFiles]
 
-# Payloads sent to the normaliser process in one call, at most.
+# Payloads sent to the normaliser process in one call, at most. Batched, even a webhook form or
+# a chat line is cheaper to send there than to parse beside the protocols (bench/webhooks.py).
 WORKER_BATCH = 16
 
 # Threading writes handed to the store and not yet committed. They are background writes that
@@ -185,7 +182,7 @@ class Ingest:
                 if payload.fmt not in self.normalisers:
                     future = loop.create_future()
                     future.set_exception(LookupError(f"no normaliser for payload format {payload.fmt!r}"))
-                elif self._pool is not None and len(payload.body) >= WORKER_MIN_BYTES:
+                elif self._pool is not None:
                     future = loop.create_future()
                     to_worker.append((payload, future))
                 else:

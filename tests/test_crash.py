@@ -66,7 +66,7 @@ def test_kill_9_loses_nothing_that_was_acknowledged(tmp_path: Path) -> None:
                     client.mail("s@example.com")
                     client.rcpt("claims@parvandeh.test")
                     code, _ = client.data(mail(message_id=f"<{mid}>", subject=f"crash {mid}",
-                                               body="متن پیام " * 400).as_bytes())  # > WORKER_MIN_BYTES: parsed in the worker
+                                               body="متن پیام " * 400).as_bytes())  # parsed in the worker process
                 if code == 250:
                     acknowledged.append(mid)
             except (OSError, smtplib.SMTPException):
