@@ -39,12 +39,8 @@ def parse_headers_fast(raw: bytes) -> Message | None:
     """The top-level headers as `BytesHeaderParser(policy=compat32)` reads them, or None when it
     needs that parser. The body is not looked at."""
     text = raw.decode("ascii", "surrogateescape")
-    parsed = None if _needs_stdlib(text) else header_block(text, 0, len(text))
-    if parsed is None:
-        return None
-    msg = Message(policy=compat32)
-    _set_headers(msg, parsed[0])
-    return msg
+    headed = None if _needs_stdlib(text) else _headed(text, 0, len(text))
+    return headed[0] if headed else None
 
 
 def _needs_stdlib(text: str) -> bool:
@@ -52,7 +48,7 @@ def _needs_stdlib(text: str) -> bool:
     return ("\r" in text and text.count("\r") != text.count("\r\n")) or text.startswith("From ")
 
 
-def header_block(text: str, start: int, end: int) -> tuple[list[str], int] | None:
+def _header_lines(text: str, start: int, end: int) -> tuple[list[str], int] | None:
     """The header lines (with their line ends) of the entity at text[start:end], and where its
     body starts; None when a line is not one the feed parser takes as a header."""
     if text.startswith("\r\n", start):
@@ -74,8 +70,14 @@ def header_block(text: str, start: int, end: int) -> tuple[list[str], int] | Non
     return lines, body_start
 
 
-def _set_headers(msg: Message, lines: list[str]) -> None:
-    source: list[str] = []
+def _headed(text: str, start: int, end: int) -> tuple[Message, int] | None:
+    """A message holding the headers of the entity at text[start:end], and where its body starts."""
+    parsed = _header_lines(text, start, end)
+    if parsed is None:
+        return None
+    lines, body_start = parsed
+    msg = Message(policy=compat32)
+    source: list[str] = []  # one header's lines: the first and its continuations
     for line in lines:
         if line[0] in " \t":
             source.append(line)
@@ -85,15 +87,14 @@ def _set_headers(msg: Message, lines: list[str]) -> None:
         source = [line]
     if source:
         msg.set_raw(*compat32.header_source_parse(source))
+    return msg, body_start
 
 
 def _entity(text: str, start: int, end: int, depth: tuple[str, ...]) -> Message | None:
-    parsed = header_block(text, start, end)
-    if parsed is None:
+    headed = _headed(text, start, end)
+    if headed is None:
         return None
-    lines, body_start = parsed
-    msg = Message(policy=compat32)
-    _set_headers(msg, lines)
+    msg, body_start = headed
     maintype = msg.get_content_maintype()
     if maintype == "message":
         return None
