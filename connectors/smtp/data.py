@@ -59,7 +59,7 @@ async def read_data_section(reader: asyncio.StreamReader, *, size_limit: int | N
     """Read up to and including the lone `.` line. Over a limit, the rest is still read (and
     dropped) so the reply comes after the data, as RFC 5321 §4.2.5 implies."""
     # Past this much, which limit was crossed first is decided: the rest is read, not kept.
-    keep = (size_limit or 0) + line_limit + 4 if size_limit else None
+    keep = size_limit + line_limit + 4 if size_limit else None
     chunks: list[bytes] = []
     size = 0
     ends_line = True  # the data starts at the beginning of a line
