@@ -231,13 +231,16 @@ class AgentApi:
             self.store.bus.unsubscribe(bus_queue)
 
     async def _deliver_new(self) -> None:
+        if not self._connections:  # nobody to tell: only the cursor moves (one row, not the events)
+            last = await queries.last_event_id(self.store)
+            if not self._connections:  # checked again: one may have joined meanwhile
+                self._feed_cursor = max(self._feed_cursor, last)
+                return
         while True:
             events = await queries.events_after(self.store, self._feed_cursor, limit=1000)
             if not events:
                 return
             self._feed_cursor = events[-1]["id"]
-            if not self._connections:  # nobody to tell: building the payloads would be wasted
-                continue
             for payload in await self._event_payloads(events):
                 for conn in list(self._connections):
                     if conn.agent.may_see(payload["queue"]) and not conn.lagging:

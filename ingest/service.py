@@ -67,6 +67,8 @@ class Ingest:
         self._queue: asyncio.Queue[tuple[int, RawPayload] | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Future[Any]] = set()
+        self._room = asyncio.Event()  # set while fewer than MAX_INFLIGHT writes are in flight
+        self._room.set()
         self._outstanding = 0  # accepted but not yet threaded or quarantined
         self.processed = 0
         self.on_applied: list[Callable[[int, Applied], None]] = []  # (inbox id, outcome)
@@ -244,7 +246,8 @@ class Ingest:
             structlog.contextvars.unbind_contextvars("channel", "inbox_id")
         # A bounded backlog in memory; the rest waits, durable, in the inbox and the queues.
         while len(self._inflight) >= MAX_INFLIGHT:
-            await asyncio.wait(set(self._inflight), return_when=asyncio.FIRST_COMPLETED)
+            self._room.clear()
+            await self._room.wait()
         try:
             future = self.store.submit(op, background=True)
         except StoreUnavailable:
@@ -255,8 +258,13 @@ class Ingest:
         self._inflight.add(future)
         future.add_done_callback(lambda f: self._applied(f, inbox_id, payload))
 
-    def _applied(self, future: asyncio.Future[Applied], inbox_id: int, payload: RawPayload) -> None:
+    def _settled(self, future: asyncio.Future[Any]) -> None:
         self._inflight.discard(future)
+        if len(self._inflight) < MAX_INFLIGHT:
+            self._room.set()
+
+    def _applied(self, future: asyncio.Future[Applied], inbox_id: int, payload: RawPayload) -> None:
+        self._settled(future)
         if future.cancelled():
             self._done()
             return
@@ -276,7 +284,7 @@ class Ingest:
         else:
             task = asyncio.create_task(self._quarantine(inbox_id, exc))
             self._inflight.add(task)
-            task.add_done_callback(lambda t: (self._inflight.discard(t), self._done()))
+            task.add_done_callback(lambda t: (self._settled(t), self._done()))
 
     async def _quarantine(self, inbox_id: int, exc: BaseException) -> None:
         summary = "".join(traceback.format_exception(exc, limit=-6))

@@ -130,3 +130,25 @@ async def test_a_payload_the_worker_cannot_parse_is_quarantined_alone_with_its_t
     assert entry["error"].startswith("MalformedMessage: no header lines")
     # The worker's own traceback came along, as the cause: the small payload was parsed there.
     assert "RemoteTraceback" in entry["traceback"] and "parse_email" in entry["traceback"]
+
+
+async def test_threading_writes_in_flight_stay_bounded_and_all_complete(make_daemon: Any, monkeypatch: Any) -> None:
+    import ingest.service
+
+    monkeypatch.setattr(ingest.service, "MAX_INFLIGHT", 3)
+    daemon = await make_daemon()
+    in_flight: list[int] = []
+    submit = daemon.store.submit
+
+    def counting_submit(op: Any, *, background: bool = False) -> Any:
+        if background:
+            in_flight.append(len(daemon.ingest._inflight))  # those already handed over
+        return submit(op, background=background)
+
+    monkeypatch.setattr(daemon.store, "submit", counting_submit)
+    raws = [mail(subject=f"پیام {i}", message_id=f"<bound-{i}@example.com>").as_bytes() for i in range(40)]
+    await asyncio.gather(*(daemon.ingest.accept(RawPayload("email", "smtp", email_dedupe_key(raw), "mime", raw,
+                                                           datetime.now(UTC))) for raw in raws))
+    await asyncio.wait_for(daemon.ingest.drained(), 30)
+    assert daemon.ingest.processed == 40
+    assert max(in_flight) == 2  # the bound was reached (3 with this one) and never passed
