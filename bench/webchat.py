@@ -56,7 +56,7 @@ def serve(conn: Connection, tmp: str, log_level: str, null_sink: bool) -> None:
     from config.loader import load_settings
     from config.logs import configure_logging
     from connectors.registry import settings_schemas
-    from ingest.daemon import Daemon
+    from ingest.daemon import Daemon, freeze_startup_heap
     from ingest.records import AcceptOutcome, RawPayload
 
     configure_logging(log_level, "json", stream=open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115
@@ -84,6 +84,7 @@ def serve(conn: Connection, tmp: str, log_level: str, null_sink: bool) -> None:
 
         daemon.ingest.accept = timed_accept  # type: ignore[method-assign]
         await daemon.start()
+        freeze_startup_heap()  # as `run.py serve` does
         conn.send((daemon.http_port, daemon.connectors["webchat"].port))
         loop = asyncio.get_running_loop()
         cpu_mark = time.process_time()

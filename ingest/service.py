@@ -8,7 +8,10 @@ import asyncio
 import dataclasses
 import json
 import multiprocessing
+import multiprocessing.connection
+import os
 import pickle
+import threading
 import traceback
 from concurrent.futures import ProcessPoolExecutor
 from collections.abc import Callable, Mapping
@@ -62,7 +65,8 @@ class Ingest:
         # Parsing mail is CPU work; in worker processes it runs beside the writer instead of
         # competing with it for the GIL (see docs/decisions.md). Spawned: forking a process
         # that runs threads is unsafe.
-        self._pool = (ProcessPoolExecutor(normaliser_processes, mp_context=multiprocessing.get_context("spawn"))
+        self._pool = (ProcessPoolExecutor(normaliser_processes, mp_context=multiprocessing.get_context("spawn"),
+                                          initializer=exit_with_parent)
                       if normaliser_processes > 0 else None)
         self._queue: asyncio.Queue[tuple[int, RawPayload] | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
@@ -354,6 +358,21 @@ class WorkerFailure:
 class RemoteTraceback(Exception):
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+def exit_with_parent() -> None:
+    """Runs first in each normaliser process: it ends when the daemon does, however the daemon
+    ended. A pool's worker waits on a queue whose pipe it holds both ends of, so after a kill -9
+    of the daemon it would wait for ever (and each restart would leave one more)."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(1)  # nothing of the daemon's is held here: what it acknowledged is in the store
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def prepare_many_in_worker(payloads: list[RawPayload] | None, reference_prefix: str = "", blob_root: str = "",
