@@ -34,9 +34,6 @@ from ingest.migrations import migrate
 T = TypeVar("T")
 CHECKPOINT_INTERVAL_SECONDS = 0.25
 CHECKPOINT_RESTART_FRAMES = 2048  # 8 MB of 4 KiB pages
-# Of `ack_wait`, the background work a batch that holds acknowledgements may take. Not none:
-# threading keeps a share of the writer while acknowledgements arrive without pause.
-ACK_BATCH_SHARE = 0.25
 log = structlog.get_logger(__name__)
 
 
@@ -82,6 +79,7 @@ class Tx:
 
 
 WriteOp = Callable[[Tx], T]
+_Outcome = tuple[bool, Any, list[StoreEvent]]  # (committed?, its value or exception, its events)
 
 
 class _Pending(Generic[T]):
@@ -245,8 +243,8 @@ class Store:
         Background writes run in submission order among themselves, after the batch's
         foreground writes, at most `background_batch` per batch; and once a foreground write
         (an acknowledgement a channel is waiting for) is queued, a batch takes no more of them
-        after `ack_wait_ms` of work, and the batch holding it after a quarter of that, so the
-        acknowledgement never waits behind a backlog."""
+        after `ack_wait_ms` of work, so the acknowledgement never waits behind a backlog (and
+        it is committed and answered before the background writes of its own batch)."""
         if not self._open:
             raise StoreUnavailable("the store is closed")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
@@ -277,52 +275,63 @@ class Store:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
+
+            def settle_foreground(outcomes: list[_Outcome], batch: list[_Pending[Any]] = foreground) -> None:
+                loop.call_soon_threadsafe(self._settle, batch, outcomes)
+
             try:
                 outcomes = await loop.run_in_executor(self._executor, self._run_batch, [p.op for p in foreground],
-                                                      [p.op for p in background])
+                                                      [p.op for p in background], settle_foreground)
             except sqlite3.Error as exc:
                 log.error("store_commit_failed", error=str(exc), batch=len(foreground) + len(background))
                 for pending in (*foreground, *background):
                     if not pending.future.done():
                         pending.future.set_exception(StoreUnavailable(f"commit failed: {exc}"))
                 continue
-            batch = foreground + background[:len(outcomes) - len(foreground)]
+            reached = background[:len(outcomes)]
             # Background writes the batch did not reach go back to the front, in order.
-            self._background.extendleft(reversed(background[len(batch) - len(foreground):]))
+            self._background.extendleft(reversed(background[len(reached):]))
             self.batches += 1
-            self.ops += len(batch)
-            events: list[StoreEvent] = []
-            for pending, (ok, value, op_events) in zip(batch, outcomes):
-                if pending.future.done():  # caller gave up waiting; the write stands anyway
-                    continue
-                if ok:
-                    pending.future.set_result(value)
-                    events.extend(op_events)
-                else:
-                    pending.future.set_exception(value)
-            if events:
-                self.bus.publish(events)
+            self.ops += len(foreground) + len(reached)
+            self._settle(reached, outcomes)
+
+    def _settle(self, batch: list[_Pending[Any]], outcomes: list[_Outcome]) -> None:
+        """On the event loop: resolve the committed writes' futures and publish their events."""
+        events: list[StoreEvent] = []
+        for pending, (ok, value, op_events) in zip(batch, outcomes):
+            if ok:
+                events.extend(op_events)  # also when the caller gave up waiting: the write stands
+            if pending.future.done():
+                continue
+            if ok:
+                pending.future.set_result(value)
+            else:
+                pending.future.set_exception(value)
+        if events:
+            self.bus.publish(events)
 
     def _run_batch(self, foreground: list[WriteOp[Any]], background: list[WriteOp[Any]],
-                   ) -> list[tuple[bool, Any, list[StoreEvent]]]:
-        """Runs in the writer thread: the foreground writes, then background writes until they
-        are done, or this batch has run `ack_wait` while a foreground write waits for the next,
-        or a quarter of it when it holds foreground writes itself."""
+                   settle_foreground: Callable[[list[_Outcome]], None]) -> list[_Outcome]:
+        """Runs in the writer thread: the foreground writes, committed and handed to
+        `settle_foreground` before any background write runs (an acknowledgement never waits
+        for threading work in its own batch); then background writes in a second transaction,
+        until they are done or a foreground write has been waiting while this batch ran
+        `ack_wait`. Returns the background writes' outcomes, as many as were reached."""
         conn = self._conn
         assert conn is not None
         started = time.perf_counter()
-        # A batch holding acknowledgements keeps them waiting for all its work: it takes a
-        # quarter of the wait of background work (bench/webchat.py: ack p50 45 → 19 ms).
-        limit = self.ack_wait * ACK_BATCH_SHARE if foreground else self.ack_wait
         now = self.clock()
-        outcomes: list[tuple[bool, Any, list[StoreEvent]]] = []
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for op in foreground:
-                outcomes.append(self._run_op(conn, op, now))
+            committed = [self._run_op(conn, op, now) for op in foreground]
+            if foreground and background:
+                conn.execute("COMMIT")
+                settle_foreground(committed)
+                conn.execute("BEGIN IMMEDIATE")
+            outcomes: list[_Outcome] = []
             for done, op in enumerate(background):
                 # `self._foreground` is appended to by the event loop's thread; a length read is atomic.
-                if done and (foreground or self._foreground) and time.perf_counter() - started > limit:
+                if done and self._foreground and time.perf_counter() - started > self.ack_wait:
                     break
                 outcomes.append(self._run_op(conn, op, now))
             conn.execute("COMMIT")
@@ -330,9 +339,11 @@ class Store:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        if foreground and not background:
+            settle_foreground(committed)
         return outcomes
 
-    def _run_op(self, conn: sqlite3.Connection, op: WriteOp[Any], now: datetime) -> tuple[bool, Any, list[StoreEvent]]:
+    def _run_op(self, conn: sqlite3.Connection, op: WriteOp[Any], now: datetime) -> _Outcome:
         conn.execute("SAVEPOINT op")
         tx = Tx(conn, now, self.context)
         try:
