@@ -14,6 +14,7 @@ import pickle
 import threading
 import traceback
 from concurrent.futures import ProcessPoolExecutor
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 from datetime import datetime
@@ -39,6 +40,11 @@ WORKER_BATCH = 16
 # Threading writes handed to the store and not yet committed. They are background writes that
 # yield to acknowledgements, so under a burst they queue; past this many, normalisation waits.
 MAX_INFLIGHT = 512
+
+# Accepted payloads held in memory for normalisation, at most. Past this (a burst, or a backlog
+# found at start-up) only their inbox ids are kept, and the payloads are read back from the inbox
+# as the queue drains: a flood never has to fit in memory, nor be scanned by the collector.
+MAX_QUEUED = 1024
 POOL_SHUTDOWN_SECONDS = 10.0
 
 INBOX_COLUMNS = "id, channel, connector, dedupe_key, fmt, meta, received_at, body"
@@ -69,6 +75,7 @@ class Ingest:
                                           initializer=exit_with_parent)
                       if normaliser_processes > 0 else None)
         self._queue: asyncio.Queue[tuple[int, RawPayload] | None] = asyncio.Queue()
+        self._spilled: deque[int] = deque()  # accepted, pending, not in `_queue`: read back in order
         self._task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Future[Any]] = set()
         self._room = asyncio.Event()  # set while fewer than MAX_INFLIGHT writes are in flight
@@ -98,11 +105,10 @@ class Ingest:
     # -- processing --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        rows = await self.store.fetchall(
-            f"SELECT {INBOX_COLUMNS} FROM {INBOX_FROM} WHERE state = 'pending' ORDER BY id"
-        )
-        for row in rows:
-            self._enqueue(row["id"], payload_from_row(row))
+        rows = await self.store.fetchall("SELECT id FROM inbox WHERE state = 'pending' ORDER BY id")
+        for row in rows:  # read back as the queue has room, not all at once
+            self._outstanding += 1
+            self._spilled.append(row["id"])
         if rows:
             log.info("resuming_pending_inbox", count=len(rows))
         if self._pool is not None:  # spawn the workers now, not on the first message
@@ -142,7 +148,36 @@ class Ingest:
 
     def _enqueue(self, inbox_id: int, payload: RawPayload) -> None:
         self._outstanding += 1
-        self._queue.put_nowait((inbox_id, payload))
+        if self._spilled or self._queue.qsize() >= MAX_QUEUED:
+            self._spilled.append(inbox_id)  # behind those spilled before it: arrival order holds
+        else:
+            self._queue.put_nowait((inbox_id, payload))
+
+    async def _refill(self) -> None:
+        """Read spilled payloads back from the inbox, oldest first, as far as the queue has room."""
+        ids = [self._spilled.popleft() for _ in range(min(len(self._spilled), MAX_QUEUED - self._queue.qsize()))]
+        try:
+            rows = await self.store.fetchall(
+                f"SELECT {INBOX_COLUMNS} FROM {INBOX_FROM} WHERE id IN ({','.join('?' * len(ids))})"
+                " AND state = 'pending'", tuple(ids))
+        except Exception as exc:  # still pending in the inbox: processed at the next start
+            log.error("inbox_read_back_failed", count=len(ids), error=str(exc))
+            for _ in ids:
+                self._done()
+            return
+        by_id = {row["id"]: row for row in rows}
+        for inbox_id in ids:
+            row = by_id.get(inbox_id)
+            if row is None:  # no longer pending: nothing left to do for it
+                self._done()
+                continue
+            try:
+                payload = payload_from_row(row)
+            except Exception as exc:
+                await self._quarantine(inbox_id, exc)
+                self._done()
+                continue
+            self._queue.put_nowait((inbox_id, payload))
 
     def _done(self) -> None:
         self._outstanding -= 1
@@ -173,12 +208,22 @@ class Ingest:
         # the daemon a wake-up write, a pickled call and result, and a future.
         loop = asyncio.get_running_loop()
         prefix = self.context.reference_prefix
-        ended = False
-        while not ended and (item := await self._queue.get()) is not None:
+        while True:
+            if self._spilled and self._queue.qsize() < MAX_QUEUED // 2:
+                await self._refill()
+            if (item := await self._queue.get()) is None:
+                # Stopping, once what was accepted before is done: the spilled too, and anything
+                # read back behind this marker.
+                if not self._spilled and self._queue.empty():
+                    break
+                if self._spilled:
+                    await self._refill()
+                self._queue.put_nowait(None)
+                continue
             items = [item]
             while len(items) < WORKER_BATCH and not self._queue.empty():
                 if (queued := self._queue.get_nowait()) is None:
-                    ended = True
+                    self._queue.put_nowait(None)  # to the back: seen once the rest is taken
                     break
                 items.append(queued)
             to_worker: list[tuple[RawPayload, asyncio.Future[Prepared]]] = []

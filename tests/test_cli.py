@@ -152,3 +152,57 @@ async def test_threading_writes_in_flight_stay_bounded_and_all_complete(make_dae
     await asyncio.wait_for(daemon.ingest.drained(), 30)
     assert daemon.ingest.processed == 40
     assert max(in_flight) == 2  # the bound was reached (3 with this one) and never passed
+
+
+async def _watch_queue(monkeypatch: Any) -> list[int]:
+    """MAX_QUEUED set to 4; returns the in-memory queue's length after each read-back."""
+    import ingest.service
+
+    monkeypatch.setattr(ingest.service, "MAX_QUEUED", 4)
+    lengths: list[int] = []
+    refill = ingest.service.Ingest._refill
+
+    async def watched(self: Ingest) -> None:
+        await refill(self)
+        lengths.append(self._queue.qsize())
+
+    monkeypatch.setattr(ingest.service.Ingest, "_refill", watched)
+    return lengths
+
+
+async def _threaded_inbox_ids(daemon: Any) -> list[int]:
+    rows = await daemon.store.fetchall("SELECT inbox_id FROM messages WHERE direction = 'in' ORDER BY id")
+    return [row["inbox_id"] for row in rows]
+
+
+async def test_a_burst_past_the_memory_bound_waits_in_the_inbox_and_keeps_its_order(
+        make_daemon: Any, monkeypatch: Any) -> None:
+    lengths = await _watch_queue(monkeypatch)
+    daemon = await make_daemon()
+    raws = [mail(subject=f"موج {i}", message_id=f"<burst-{i}@example.com>").as_bytes() for i in range(40)]
+    await asyncio.gather(*(daemon.ingest.accept(RawPayload("email", "smtp", email_dedupe_key(raw), "mime", raw,
+                                                           datetime.now(UTC))) for raw in raws))
+    await asyncio.wait_for(daemon.ingest.drained(), 30)
+    threaded = await _threaded_inbox_ids(daemon)
+    assert len(threaded) == 40 and threaded == sorted(threaded)  # each once, in arrival order
+    assert lengths and max(lengths) <= 4  # read back from the inbox, never more than the bound held
+
+
+async def test_a_backlog_found_at_start_is_read_back_a_little_at_a_time(
+        tmp_path: Path, make_daemon: Any, monkeypatch: Any) -> None:
+    from ingest.apply import insert_inbox
+    from ingest.store import Store
+
+    store = Store(tmp_path / "store.sqlite3")  # where make_daemon's config keeps it
+    await store.open()
+    for i in range(30):  # accepted by a daemon that died before threading any of them
+        raw = mail(subject=f"مانده {i}", message_id=f"<backlog-{i}@example.com>").as_bytes()
+        await store.write(insert_inbox(RawPayload("email", "smtp", email_dedupe_key(raw), "mime", raw,
+                                                  datetime.now(UTC))))
+    await store.close()
+    lengths = await _watch_queue(monkeypatch)
+    daemon = await make_daemon()
+    await asyncio.wait_for(daemon.ingest.drained(), 30)
+    threaded = await _threaded_inbox_ids(daemon)
+    assert threaded == list(range(1, 31))
+    assert len(lengths) >= 8 and max(lengths) <= 4
