@@ -13,9 +13,9 @@ import os
 import pickle
 import threading
 import traceback
-from concurrent.futures import ProcessPoolExecutor
 from collections import deque
 from collections.abc import Callable, Mapping
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 from datetime import datetime
 
@@ -156,6 +156,8 @@ class Ingest:
     async def _refill(self) -> None:
         """Read spilled payloads back from the inbox, oldest first, as far as the queue has room."""
         ids = [self._spilled.popleft() for _ in range(min(len(self._spilled), MAX_QUEUED - self._queue.qsize()))]
+        if not ids:
+            return
         try:
             rows = await self.store.fetchall(
                 f"SELECT {INBOX_COLUMNS} FROM {INBOX_FROM} WHERE id IN ({','.join('?' * len(ids))})"
