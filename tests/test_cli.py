@@ -206,3 +206,16 @@ async def test_a_backlog_found_at_start_is_read_back_a_little_at_a_time(
     threaded = await _threaded_inbox_ids(daemon)
     assert threaded == list(range(1, 31))
     assert len(lengths) >= 8 and max(lengths) <= 4
+
+
+async def test_stopping_finishes_what_waits_in_the_inbox_too(make_daemon: Any, monkeypatch: Any) -> None:
+    lengths = await _watch_queue(monkeypatch)
+    daemon = await make_daemon()
+    raws = [mail(subject=f"پایان {i}", message_id=f"<stop-{i}@example.com>").as_bytes() for i in range(30)]
+    await asyncio.gather(*(daemon.ingest.accept(RawPayload("email", "smtp", email_dedupe_key(raw), "mime", raw,
+                                                           datetime.now(UTC))) for raw in raws))
+    await asyncio.wait_for(daemon.ingest.stop(), 30)  # "finish what was accepted so far, then stop"
+    assert lengths  # some of it was read back from the inbox on the way
+    assert await _threaded_inbox_ids(daemon) == list(range(1, 31))
+    pending = await daemon.store.fetchall("SELECT id FROM inbox WHERE state = 'pending'")
+    assert pending == []
