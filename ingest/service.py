@@ -211,7 +211,8 @@ class Ingest:
         loop = asyncio.get_running_loop()
         prefix = self.context.reference_prefix
         while True:
-            if self._spilled and self._queue.qsize() < MAX_QUEUED // 2:
+            # A loop, not once: a read-back that failed leaves the queue as empty as it was.
+            while self._spilled and self._queue.qsize() < MAX_QUEUED // 2:
                 await self._refill()
             if (item := await self._queue.get()) is None:
                 # Stopping, once what was accepted before is done: the spilled too, and anything

@@ -219,3 +219,30 @@ async def test_stopping_finishes_what_waits_in_the_inbox_too(make_daemon: Any, m
     assert await _threaded_inbox_ids(daemon) == list(range(1, 31))
     pending = await daemon.store.fetchall("SELECT id FROM inbox WHERE state = 'pending'")
     assert pending == []
+
+
+async def test_a_failed_read_back_leaves_its_messages_pending_and_the_rest_flowing(
+        make_daemon: Any, monkeypatch: Any) -> None:
+    from connectors.base import StoreUnavailable
+
+    await _watch_queue(monkeypatch)
+    daemon = await make_daemon()
+    fetchall = daemon.store.fetchall
+    failures: list[str] = []
+
+    async def failing_once(sql: str, params: Any = ()) -> Any:
+        if "IN (" in sql and not failures:  # the first read-back, as if the disk had hiccupped
+            failures.append(sql)
+            raise StoreUnavailable("read failed")
+        return await fetchall(sql, params)
+
+    monkeypatch.setattr(daemon.store, "fetchall", failing_once)
+    raws = [mail(subject=f"خطا {i}", message_id=f"<hiccup-{i}@example.com>").as_bytes() for i in range(14)]
+    await asyncio.gather(*(daemon.ingest.accept(RawPayload("email", "smtp", email_dedupe_key(raw), "mime", raw,
+                                                           datetime.now(UTC))) for raw in raws))
+    await asyncio.wait_for(daemon.ingest.drained(), 30)
+    assert failures
+    threaded = await _threaded_inbox_ids(daemon)
+    pending = [row["id"] for row in await fetchall("SELECT id FROM inbox WHERE state = 'pending'")]
+    # Those whose read failed wait, durable, for the next start; everything after them went on.
+    assert len(pending) == 4 and sorted(threaded + pending) == list(range(1, 15))
