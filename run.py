@@ -48,9 +48,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from ingest import event_loop
     from ingest.daemon import serve
 
-    asyncio.run(serve(_settings(args)))
+    settings = _settings(args)
+    event_loop.run(serve(settings), settings.ingest.event_loop)
     return 0
 
 

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
+
+
+def add_event_loop_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--event-loop", choices=["uvloop", "asyncio"], default="uvloop",
+                        help="the daemon's event loop, as [ingest] event_loop (default uvloop, as in production)")
 
 
 def write_config(tmp: Path, extra: str = "", *, acknowledge: bool = False) -> Path:

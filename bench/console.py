@@ -41,6 +41,7 @@ from console.client import AgentClient  # noqa: E402
 from console.main_screen import MainScreen  # noqa: E402
 from console.render import Prefs  # noqa: E402
 from console.ticket_screen import TicketScreen  # noqa: E402
+from ingest import event_loop  # noqa: E402
 from ingest.agents import create_agent, new_token  # noqa: E402
 from ingest.daemon import Daemon, freeze_startup_heap  # noqa: E402
 from ingest.migrations import migrate  # noqa: E402
@@ -203,7 +204,7 @@ def main() -> int:
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)  # the daemon-side process
     args = parser.parse_args()
     if args.serve:
-        asyncio.run(serve(args.store, args.serve))
+        event_loop.run(serve(args.store, args.serve), "uvloop")  # as `run.py serve` by default
         return 0
     if not args.store.exists():
         began = time.perf_counter()

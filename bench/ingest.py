@@ -33,11 +33,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchconfig import write_config  # noqa: E402
+from benchconfig import add_event_loop_option, write_config  # noqa: E402
 
 from config.logs import configure_logging  # noqa: E402
 from connectors.registry import settings_schemas  # noqa: E402
 from config.loader import load_settings  # noqa: E402
+from ingest import event_loop  # noqa: E402
 from ingest.daemon import Daemon, freeze_startup_heap  # noqa: E402
 from ingest.email_payload import email_dedupe_key  # noqa: E402
 from ingest.records import RawPayload  # noqa: E402
@@ -178,15 +179,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, 20_000])
     parser.add_argument("--clients", type=int, default=8)
+    add_event_loop_option(parser)
     args = parser.parse_args()
     configure_logging(level="warning")
     per_message: dict[int, float] = {}
     threads: list[str] = []
+    print(f"ingest: SQLite synchronous=FULL, {os.cpu_count()} CPUs, {args.clients} SMTP clients, {args.event_loop}")
     print(f"{'N':>7} {'accept msg/s':>13} {'SMTP msg/s':>11} {'p50 ms':>8} {'p99 ms':>8} {'peak RSS MB':>12}")
     for n in args.sizes:
         mails = make_mails(n)
-        rate, cpu_us = asyncio.run(bench_accept(mails))
-        smtp_rate, p50, p99 = asyncio.run(bench_smtp(mails, args.clients))
+        rate, cpu_us = event_loop.run(bench_accept(mails), args.event_loop)
+        smtp_rate, p50, p99 = event_loop.run(bench_smtp(mails, args.clients), args.event_loop)
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         per_message[n] = 1 / rate
         print(f"{n:>7} {rate:>13,.0f} {smtp_rate:>11,.0f} {p50:>8.1f} {p99:>8.1f} {rss:>12,.0f}")

@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchconfig import write_config  # noqa: E402
+from benchconfig import add_event_loop_option, write_config  # noqa: E402
 
 from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
 
@@ -50,12 +50,13 @@ rate_limit_per_minute = 0
 """, acknowledge=True)
 
 
-def serve(conn: Connection, tmp: str, log_level: str, null_sink: bool) -> None:
+def serve(conn: Connection, tmp: str, log_level: str, null_sink: bool, loop: str) -> None:
     """The daemon process: reports its ports; "mark" starts its CPU clock; "drain" answers with the
     time threading took to catch up, the CPU seconds used since the mark, and what was stored."""
     from config.loader import load_settings
     from config.logs import configure_logging
     from connectors.registry import settings_schemas
+    from ingest import event_loop
     from ingest.daemon import Daemon, freeze_startup_heap
     from ingest.records import AcceptOutcome, RawPayload
 
@@ -102,7 +103,7 @@ def serve(conn: Connection, tmp: str, log_level: str, null_sink: bool) -> None:
         await daemon.stop()
         conn.send("stopped")
 
-    asyncio.run(main())
+    event_loop.run(main(), loop)  # type: ignore[arg-type]
 
 
 class Visitor:
@@ -197,11 +198,12 @@ def main() -> None:
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--null-sink", action="store_true",
                         help="acknowledge without storing: the chat server's own cost, without the store's")
+    add_event_loop_option(parser)
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="parvandeh-bench-") as tmp:
         parent, child = mp.Pipe()
-        daemon = mp.get_context("spawn").Process(target=serve, args=(child, tmp, args.log_level, args.null_sink))
+        daemon = mp.get_context("spawn").Process(target=serve, args=(child, tmp, args.log_level, args.null_sink, args.event_loop))
         daemon.start()
         http_port, ws_port = parent.recv()
         try:
@@ -218,7 +220,7 @@ def main() -> None:
     ms = 1000
     store = "--null-sink: nothing stored" if args.null_sink else "SQLite synchronous=FULL"
     print(f"web chat: {args.clients} concurrent websocket clients, offered {args.rate:,.0f} msg/s for "
-          f"{args.duration:g} s ({store}, daemon logging at {args.log_level}, {os.cpu_count()} CPUs)")
+          f"{args.duration:g} s ({store}, daemon logging at {args.log_level}, {args.event_loop}, {os.cpu_count()} CPUs)")
     print(f"  sent {result['sent']:,}  acknowledged {result['acked']:,}  unacknowledged {result['unacked']:,}"
           f"  errors {result['errors'] or 'none'}  live replies {result['replies']:,}")
     print(f"  throughput      {result['acked'] / result['elapsed']:,.0f} msg/s acknowledged")  # type: ignore[operator]

@@ -28,7 +28,7 @@ from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchconfig import write_config  # noqa: E402
+from benchconfig import add_event_loop_option, write_config  # noqa: E402
 
 import aiohttp  # noqa: E402
 from twilio.request_validator import RequestValidator  # noqa: E402
@@ -49,12 +49,13 @@ status_callback = false
 """)
 
 
-def serve(conn: Connection, tmp: str, log_level: str) -> None:
+def serve(conn: Connection, tmp: str, log_level: str, loop: str) -> None:
     """The daemon process: reports its HTTP port, then answers "drain" with the time it took."""
     os.environ["PARVANDEH_TWILIO_AUTH_TOKEN"] = TOKEN
     from config.loader import load_settings
     from config.logs import configure_logging
     from connectors.registry import settings_schemas
+    from ingest import event_loop
     from ingest.daemon import Daemon, freeze_startup_heap
 
     configure_logging(log_level, "json", stream=open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115
@@ -76,7 +77,7 @@ def serve(conn: Connection, tmp: str, log_level: str) -> None:
         await daemon.stop()
         conn.send("stopped")
 
-    asyncio.run(main())
+    event_loop.run(main(), loop)  # type: ignore[arg-type]
 
 
 def signed_requests(url: str, n: int, seed: int = 11) -> list[tuple[bytes, str]]:
@@ -130,13 +131,14 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=20_000, help="webhooks to send")
     parser.add_argument("-c", "--concurrency", type=int, default=50)
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    add_event_loop_option(parser)
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
         ctx = mp.get_context("spawn")
         ours, theirs = ctx.Pipe()
         # Not a daemonic process: the daemon under test starts worker processes of its own.
-        daemon = ctx.Process(target=serve, args=(theirs, tmp, args.log_level))
+        daemon = ctx.Process(target=serve, args=(theirs, tmp, args.log_level, args.event_loop))
         daemon.start()
         theirs.close()  # so recv() fails instead of hanging when the daemon process dies
         try:
@@ -160,7 +162,7 @@ def main() -> None:
 
     sent = len(latencies)
     print(f"webhooks: {sent} signed Twilio SMS, concurrency {args.concurrency}, SQLite synchronous=FULL, "
-          f"{os.cpu_count()} CPUs, daemon log level {args.log_level}")
+          f"{os.cpu_count()} CPUs, daemon log level {args.log_level}, {args.event_loop}")
     print(f"throughput: {sent / elapsed:,.0f} webhooks/s ({elapsed:.2f} s)")
     print(f"request→commit latency: p50 {percentile(latencies, 50) * 1000:.1f} ms, "
           f"p90 {percentile(latencies, 90) * 1000:.1f} ms, p99 {percentile(latencies, 99) * 1000:.1f} ms, "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import tomllib
 from collections.abc import Mapping
@@ -58,6 +59,16 @@ class HttpSettings(Section):
 class IngestSettings(Section):
     # Processes that parse payloads (MIME...) beside the writer; 0 parses in the daemon itself.
     normaliser_processes: int = Field(1, ge=0, le=16)
+    # uvloop runs sockets, timers and callbacks in C (docs/decisions.md); "asyncio" is the stdlib's.
+    event_loop: Literal["uvloop", "asyncio"] = Field("uvloop", validate_default=True)
+
+    @field_validator("event_loop")
+    @classmethod
+    def _loop_installed(cls, value: str) -> str:
+        if value == "uvloop" and importlib.util.find_spec("uvloop") is None:
+            raise ValueError('uvloop is not installed here (pip install uvloop; it has no Windows build),'
+                             ' or set event_loop = "asyncio"')
+        return value
 
 
 class LogSettings(Section):

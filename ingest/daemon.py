@@ -123,7 +123,8 @@ class Daemon:
         site = web.TCPSite(self._http_runner, self.settings.http.host, self.settings.http.port)
         await site.start()
         self.http_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        log.info("daemon_started", http_port=self.http_port, connectors=sorted(self.connectors))
+        log.info("daemon_started", http_port=self.http_port, connectors=sorted(self.connectors),
+                 event_loop=type(asyncio.get_running_loop()).__module__.split(".")[0])
 
     async def stop(self) -> None:
         """Stop accepting first, then finish processing, then close the store."""

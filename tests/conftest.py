@@ -11,6 +11,7 @@ import pytest
 from config.loader import Settings, load_settings
 from connectors.registry import settings_schemas
 from ingest.daemon import Daemon
+from ingest.event_loop import loop_factory
 
 
 def write_config(tmp_path: Path, extra: str = "", *, outbound_port: int = 1) -> Path:
@@ -74,3 +75,8 @@ async def make_daemon(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     yield factory
     for daemon in reversed(started):
         await daemon.stop()  # also when a test closed its store: connectors must stop polling
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
+    """Async tests run on the loop the daemon runs on by default (uvloop, see ingest.event_loop)."""
+    return {"uvloop": loop_factory("uvloop")}

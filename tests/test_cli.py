@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import subprocess
 import sys
@@ -10,6 +11,9 @@ from pathlib import Path
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
+from config.loader import ConfigError
 from ingest.email_payload import email_dedupe_key
 from ingest.records import RawPayload
 from ingest.service import Ingest
@@ -49,6 +53,22 @@ def test_wrong_type_in_connector_table_is_reported(tmp_path: Path) -> None:
     result = run_cli("check-config", "--config", str(bad))
     assert result.returncode == 2
     assert "smtp.port = 'twenty-five': expected a valid integer" in result.stderr
+
+
+def test_an_unknown_event_loop_is_reported(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(write_config(tmp_path).read_text().replace("[ingest]\n", '[ingest]\nevent_loop = "tokio"\n'))
+    result = run_cli("check-config", "--config", str(bad))
+    assert result.returncode == 2
+    assert "ingest.event_loop = 'tokio': expected 'uvloop' or 'asyncio'" in result.stderr
+
+
+def test_uvloop_chosen_but_not_installed_is_reported(tmp_path: Path, monkeypatch: Any) -> None:
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "uvloop" else real_find_spec(name, *a))
+    with pytest.raises(ConfigError, match=r"ingest\.event_loop = 'uvloop'.*uvloop is not installed.*event_loop = \"asyncio\""):
+        settings_from(write_config(tmp_path), {})
+    assert settings_from(write_config(tmp_path), {"PARVANDEH__INGEST__EVENT_LOOP": "asyncio"}).ingest.event_loop == "asyncio"
 
 
 def test_environment_overrides_a_key(tmp_path: Path) -> None:

@@ -135,3 +135,30 @@ def test_kill_9_loses_nothing_that_was_acknowledged(tmp_path: Path) -> None:
     lines = [json.loads(line) for line in (tmp_path / "restarted.log").read_text().splitlines()]
     (frozen,) = [line for line in lines if line["event"] == "startup_heap_frozen"]
     assert frozen["objects"] > 10_000
+    (started,) = [line for line in lines if line["event"] == "daemon_started"]
+    assert started["event_loop"] == "uvloop", "the default event loop"
+
+
+def test_serve_runs_on_the_stdlib_event_loop_when_configured(tmp_path: Path) -> None:
+    smtp_port = free_port()
+    config = write_config(tmp_path)
+    text = config.read_text().replace("[smtp]\nhost = \"127.0.0.1\"\nport = 0", f"[smtp]\nhost = \"127.0.0.1\"\nport = {smtp_port}")
+    config.write_text(text.replace("[ingest]\n", '[ingest]\nevent_loop = "asyncio"\n'))
+    daemon = start_daemon(config, log=tmp_path / "daemon.log")
+    try:
+        wait_listening(smtp_port)
+        with smtplib.SMTP("127.0.0.1", smtp_port, timeout=5) as client:
+            client.send_message(mail(message_id="<loop@example.com>", subject="خسارت بدنه"))
+        db = sqlite3.connect(tmp_path / "store.sqlite3")
+        end = time.monotonic() + 20
+        while not db.execute("SELECT count(*) FROM messages").fetchone()[0] and time.monotonic() < end:
+            time.sleep(0.05)
+        (subject,) = db.execute("SELECT subject FROM tickets").fetchone()
+        db.close()
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=20) == 0, "graceful stop on SIGTERM"
+    assert subject == "خسارت بدنه"
+    lines = [json.loads(line) for line in (tmp_path / "daemon.log").read_text().splitlines()]
+    (started,) = [line for line in lines if line["event"] == "daemon_started"]
+    assert started["event_loop"] == "asyncio"
