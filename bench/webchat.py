@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchconfig import add_event_loop_option, write_config  # noqa: E402
 
+import uvloop  # noqa: E402
 from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
 
 WORDS = ["خسارت", "تصادف", "بیمه‌نامه", "کارشناس", "بدنه", "شخص ثالث", "مدارک", "پرونده", "پیگیری", "سلام"]
@@ -207,7 +208,7 @@ def main() -> None:
         daemon.start()
         http_port, ws_port = parent.recv()
         try:
-            result = asyncio.run(load(http_port, ws_port, args.clients, args.rate, args.duration,
+            result = uvloop.run(load(http_port, ws_port, args.clients, args.rate, args.duration,
                                       lambda: parent.send("mark")))
             parent.send("drain")
             drain, cpu, tickets, messages, in_daemon = parent.recv()
