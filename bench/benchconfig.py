@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import get_args
+
+from config.loader import EventLoopName
 
 
 def add_event_loop_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--event-loop", choices=["uvloop", "asyncio"], default="uvloop",
+    parser.add_argument("--event-loop", choices=get_args(EventLoopName), default="uvloop",
                         help="the daemon's event loop, as [ingest] event_loop (default uvloop, as in production)")
 
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("default.toml")
 ENV_PREFIX = "PARVANDEH__"
+EventLoopName = Literal["uvloop", "asyncio"]
 
 
 class ConfigError(Exception):
@@ -60,7 +61,7 @@ class IngestSettings(Section):
     # Processes that parse payloads (MIME...) beside the writer; 0 parses in the daemon itself.
     normaliser_processes: int = Field(1, ge=0, le=16)
     # uvloop runs sockets, timers and callbacks in C (docs/decisions.md); "asyncio" is the stdlib's.
-    event_loop: Literal["uvloop", "asyncio"] = Field("uvloop", validate_default=True)
+    event_loop: EventLoopName = Field("uvloop", validate_default=True)
 
     @field_validator("event_loop")
     @classmethod

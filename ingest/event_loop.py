@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
+
+from config.loader import EventLoopName
 
 T = TypeVar("T")
-EventLoopName = Literal["uvloop", "asyncio"]
 
 
 def loop_factory(name: EventLoopName) -> Callable[[], asyncio.AbstractEventLoop]:
