@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import logging
 import sys
+import threading
+from typing import TextIO
 
 import orjson
 import structlog
@@ -16,8 +20,60 @@ def _json_line(event: dict, **kwargs: object) -> str:
     return orjson.dumps(event, default=kwargs.get("default"), option=orjson.OPT_NON_STR_KEYS).decode()
 
 
+class TurnBufferedLogger:
+    """Writes lines logged on an event loop's thread once per loop turn, together (one write
+    scheduled with `call_soon`), and lines logged anywhere else at once.
+
+    structlog's PrintLogger writes and flushes every line: a system call that hands the GIL to
+    the store's writer thread and waits to take it back, twice per webhook — ~10 % of the event
+    loop's time under load (docs/decisions.md). A kill -9 loses at most the lines of the turn
+    then running, whose work was microseconds from done anyway; what is pending when a loop
+    closes is written at exit."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+        self._pending: dict[asyncio.AbstractEventLoop, list[str]] = {}
+        atexit.register(self.flush_all)
+
+    def msg(self, message: str) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._write([message])
+            return
+        # Only this loop's thread touches its entry; dict operations are atomic under the GIL.
+        lines = self._pending.get(loop)
+        if lines is None:
+            self._pending[loop] = [message]
+            loop.call_soon(self._flush, loop)
+        else:
+            lines.append(message)
+
+    log = debug = info = warn = warning = msg
+    fatal = failure = err = error = critical = exception = msg
+
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._write(self._pending.pop(loop, []))
+
+    def flush_all(self) -> None:
+        for loop in list(self._pending):
+            self._flush(loop)
+
+    def _write(self, lines: list[str]) -> None:
+        if not lines:
+            return
+        with self._lock:
+            try:
+                self._stream.write("\n".join(lines) + "\n")
+                self._stream.flush()
+            except ValueError:  # closed at interpreter exit or by a test: nowhere left to write
+                pass
+
+
 def configure_logging(level: str = "info", fmt: str = "auto", stream=None) -> None:
     stream = stream or sys.stderr
+    logger = TurnBufferedLogger(stream)
     pretty = fmt == "console" or (fmt == "auto" and stream.isatty())
     processors: list = [
         structlog.contextvars.merge_contextvars,
@@ -31,6 +87,6 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream=None) -> No
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(stream),
+        logger_factory=lambda *args: logger,
         cache_logger_on_first_use=True,
     )
