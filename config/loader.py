@@ -29,10 +29,11 @@ class StoreSettings(Section):
     attachments_dir: Path = Path("var/attachments")
     synchronous: Literal["FULL", "NORMAL"] = "FULL"
     max_batch: int = Field(256, ge=1, le=10_000)
-    # Threading operations per batch (each ~1 ms) when no acknowledgement is waiting...
+    # Threading operations per batch (each ~0.5-1 ms)...
     background_batch: int = Field(128, ge=1, le=10_000)
-    # ...and how much of them a batch runs once one is: bounds an acknowledgement's wait.
-    ack_wait_ms: float = Field(20.0, gt=0, le=10_000)
+    # ...and how long an acknowledgement waits behind them before it joins the running
+    # transaction, which then commits (ingest/store.py).
+    ack_wait_ms: float = Field(10.0, gt=0, le=10_000)
 
 
 class ClaimSettings(Section):

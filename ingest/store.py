@@ -2,10 +2,11 @@
 
 Every write is an *operation*: a plain function run against the writer's connection inside its
 own savepoint. The writer task takes whatever operations are queued (up to `max_batch`; the
-background lane, threading of accepted messages, a few at a time after the rest), runs
-them in one transaction, commits once (one fsync for the batch at synchronous=FULL), and only
-then resolves the callers' futures. A caller that got its result therefore knows its write is
-durable: that is what releases channel acknowledgements.
+background lane, threading of accepted messages, up to `background_batch` after the rest), runs
+them in a transaction, commits (one fsync for many writes at synchronous=FULL), and only then
+resolves the callers' futures; an acknowledgement queued during a long run of threading work
+joins the running transaction, which commits early for it. A caller that got its result
+therefore knows its write is durable: that is what releases channel acknowledgements.
 
 The writer runs the whole batch in its thread in one hop, rather than one aiosqlite round trip
 per statement; see docs/decisions.md for why and what it measured.
@@ -83,11 +84,12 @@ _Outcome = tuple[bool, Any, list[StoreEvent]]  # (committed?, its value or excep
 
 
 class _Pending(Generic[T]):
-    __slots__ = ("op", "future")
+    __slots__ = ("op", "future", "queued_at")
 
     def __init__(self, op: WriteOp[T], future: asyncio.Future[T]) -> None:
         self.op = op
         self.future = future
+        self.queued_at = time.perf_counter()
 
 
 class EventBus:
@@ -122,7 +124,7 @@ class Store:
         synchronous: str = "FULL",
         max_batch: int = 256,
         background_batch: int = 128,
-        ack_wait_ms: float = 20.0,
+        ack_wait_ms: float = 10.0,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.path = Path(path)
@@ -241,10 +243,10 @@ class Store:
         """Queue a write; the future resolves after the batch holding it has committed.
 
         Background writes run in submission order among themselves, after the batch's
-        foreground writes, at most `background_batch` per batch; and once a foreground write
-        (an acknowledgement a channel is waiting for) is queued, a batch takes no more of them
-        after `ack_wait_ms` of work, so the acknowledgement never waits behind a backlog (and
-        it is committed and answered before the background writes of its own batch)."""
+        foreground writes, at most `background_batch` per batch. A foreground write (an
+        acknowledgement a channel is waiting for) queued while a batch runs its background
+        writes joins that batch's transaction once it has waited `ack_wait_ms`, and the
+        transaction commits there and then: it never waits behind a backlog."""
         if not self._open:
             raise StoreUnavailable("the store is closed")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
@@ -267,6 +269,10 @@ class Store:
 
     async def _writer_loop(self) -> None:
         loop = asyncio.get_running_loop()
+
+        def settle(batch: list[_Pending[Any]], outcomes: list[_Outcome]) -> None:
+            loop.call_soon_threadsafe(self._settle, batch, outcomes)
+
         while True:
             foreground, background = self._next_batch()
             if not foreground and not background:
@@ -275,28 +281,20 @@ class Store:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-
-            def settle_foreground(outcomes: list[_Outcome], batch: list[_Pending[Any]] = foreground) -> None:
-                loop.call_soon_threadsafe(self._settle, batch, outcomes)
-
             try:
-                outcomes = await loop.run_in_executor(self._executor, self._run_batch, [p.op for p in foreground],
-                                                      [p.op for p in background], settle_foreground)
+                await loop.run_in_executor(self._executor, self._run_batch, foreground, background, settle)
             except sqlite3.Error as exc:
+                # What was committed is settled already; the rest of the batch fails (nothing of
+                # it stands), and the callers' channels retry.
                 log.error("store_commit_failed", error=str(exc), batch=len(foreground) + len(background))
                 for pending in (*foreground, *background):
                     if not pending.future.done():
                         pending.future.set_exception(StoreUnavailable(f"commit failed: {exc}"))
-                continue
-            reached = background[:len(outcomes)]
-            # Background writes the batch did not reach go back to the front, in order.
-            self._background.extendleft(reversed(background[len(reached):]))
             self.batches += 1
-            self.ops += len(foreground) + len(reached)
-            self._settle(reached, outcomes)
 
     def _settle(self, batch: list[_Pending[Any]], outcomes: list[_Outcome]) -> None:
         """On the event loop: resolve the committed writes' futures and publish their events."""
+        self.ops += len(batch)
         events: list[StoreEvent] = []
         for pending, (ok, value, op_events) in zip(batch, outcomes):
             if ok:
@@ -310,38 +308,59 @@ class Store:
         if events:
             self.bus.publish(events)
 
-    def _run_batch(self, foreground: list[WriteOp[Any]], background: list[WriteOp[Any]],
-                   settle_foreground: Callable[[list[_Outcome]], None]) -> list[_Outcome]:
-        """Runs in the writer thread: the foreground writes, committed and handed to
-        `settle_foreground` before any background write runs (an acknowledgement never waits
-        for threading work in its own batch); then background writes in a second transaction,
-        until they are done or a foreground write has been waiting while this batch ran
-        `ack_wait`. Returns the background writes' outcomes, as many as were reached."""
+    def _run_batch(self, foreground: list[_Pending[Any]], background: list[_Pending[Any]],
+                   settle: Callable[[list[_Pending[Any]], list[_Outcome]], None]) -> None:
+        """Runs in the writer thread. The foreground writes are committed first, on their own
+        when background writes follow (an acknowledgement never waits for threading work queued
+        before it); then the background writes, in order. A foreground write queued meanwhile
+        that has waited `ack_wait` is taken into the running transaction, which commits at once,
+        and the work goes on in a new one: acknowledgements wait at most `ack_wait` plus the
+        write in progress, and threading loses no more than a commit. Each write is handed to
+        `settle` right after the commit that made it durable (or its failure)."""
         conn = self._conn
         assert conn is not None
-        started = time.perf_counter()
-        now = self.clock()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            committed = [self._run_op(conn, op, now) for op in foreground]
-            if foreground and background:
-                conn.execute("COMMIT")
-                settle_foreground(committed)
-                conn.execute("BEGIN IMMEDIATE")
-            outcomes: list[_Outcome] = []
-            for done, op in enumerate(background):
-                # `self._foreground` is appended to by the event loop's thread; a length read is atomic.
-                if done and self._foreground and time.perf_counter() - started > self.ack_wait:
-                    break
-                outcomes.append(self._run_op(conn, op, now))
+        ran: list[_Pending[Any]] = []
+        outcomes: list[_Outcome] = []
+
+        def run(pending: _Pending[Any]) -> None:
+            ran.append(pending)
+            outcomes.append(self._run_op(conn, pending.op, now))
+
+        def commit() -> None:
             conn.execute("COMMIT")
-        except BaseException:
+            settle(ran[:], outcomes[:])
+            ran.clear()
+            outcomes.clear()
+
+        try:
+            now = self._begin(conn)
+            for pending in foreground:
+                run(pending)
+            if foreground and background:
+                commit()
+                now = self._begin(conn)
+            for pending in background:
+                # `self._foreground` is appended to by the event loop's thread; reading its
+                # head, and popping from it while this batch runs, is safe under the GIL.
+                if self._foreground and time.perf_counter() - self._foreground[0].queued_at >= self.ack_wait:
+                    for _ in range(min(len(self._foreground), self.max_batch)):
+                        run(self._foreground.popleft())
+                    commit()
+                    now = self._begin(conn)
+                run(pending)
+            commit()
+        except BaseException as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            # Writes taken from the foreground lane are not in the caller's lists: fail them here.
+            failure = StoreUnavailable(f"commit failed: {exc}")
+            settle(ran[:], [(False, failure, [])] * len(ran))
             raise
-        if foreground and not background:
-            settle_foreground(committed)
-        return outcomes
+
+    def _begin(self, conn: sqlite3.Connection) -> datetime:
+        """Opens a transaction; its operations see one instant, `tx.now`."""
+        conn.execute("BEGIN IMMEDIATE")
+        return self.clock()
 
     def _run_op(self, conn: sqlite3.Connection, op: WriteOp[Any], now: datetime) -> _Outcome:
         conn.execute("SAVEPOINT op")

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from connectors.base import StoreUnavailable
 from ingest.store import Store, Tx
 
 
@@ -62,7 +63,7 @@ async def test_a_foreground_write_does_not_queue_behind_background_writes(tmp_pa
         await store.close()
 
 
-async def test_a_batch_stops_taking_background_writes_once_an_acknowledgement_waits(tmp_path: Path) -> None:
+async def test_an_acknowledgement_joins_the_running_batch_once_it_has_waited_ack_wait(tmp_path: Path) -> None:
     store = Store(tmp_path / "store.sqlite3", synchronous="OFF", background_batch=100, ack_wait_ms=10)
     await store.open()
     try:
@@ -80,17 +81,18 @@ async def test_a_batch_stops_taking_background_writes_once_an_acknowledgement_wa
         await asyncio.to_thread(first_running.wait)
         acknowledgement = store.submit(lambda tx: order.append("ack"))
         await asyncio.gather(acknowledgement, *background)
-        # Without the cut it would have waited for all 40 (one batch of 100 allowed): ~200 ms.
-        assert order.index("ack") <= 15
+        # Without it the acknowledgement would have waited for all 40 (one batch of 100 allowed).
+        assert order.index("ack") <= 6
         assert [tag for tag in order if tag != "ack"] == [f"b{i}" for i in range(40)]
+        assert store.batches == 1, "the batch went on: no hop back to the event loop for the acknowledgement"
     finally:
         await store.close()
 
 
-async def test_an_acknowledgement_is_answered_before_the_background_writes_of_its_batch(tmp_path: Path) -> None:
-    batch_times = (datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=i) for i in itertools.count())
-    store = Store(tmp_path / "store.sqlite3", synchronous="OFF", background_batch=100, ack_wait_ms=80,
-                  clock=lambda: next(batch_times))  # one instant per batch: tells the batches apart
+async def test_an_acknowledgement_is_answered_when_it_joins_not_when_the_batch_ends(tmp_path: Path) -> None:
+    instants = (datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=i) for i in itertools.count())
+    store = Store(tmp_path / "store.sqlite3", synchronous="OFF", background_batch=100, ack_wait_ms=20,
+                  clock=lambda: next(instants))  # one instant per transaction: tells them apart
     await store.open()
     try:
         ran: list[tuple[str, datetime]] = []
@@ -107,19 +109,53 @@ async def test_an_acknowledgement_is_answered_before_the_background_writes_of_it
         await asyncio.to_thread(first_running.wait)
         acknowledgement = store.submit(lambda tx: ran.append(("ack", tx.now)))
         await acknowledgement
-        answered_after = list(ran)
+        answered_after = [tag for tag, _ in ran]
         await asyncio.gather(*background)
-        ack_batch = dict(ran)["ack"]
-        alongside = [tag for tag, at in ran if at == ack_batch and tag != "ack"]
-        assert len(alongside) >= 5  # the batch went on with threading work (~20 here)...
-        # ...but the acknowledgement was committed and answered before it, not after all of it.
-        assert len([tag for tag, at in answered_after if at == ack_batch and tag != "ack"]) <= 2
+        tags = [tag for tag, _ in ran]
+        ack_transaction = dict(ran)["ack"]
+        # It joined the transaction the threading writes before it were in...
+        assert [tag for tag, at in ran if at == ack_transaction] == tags[:tags.index("ack") + 1]
+        # ...about 20 ms after it was queued, and was answered at that commit, while the rest of
+        # the batch was still to run (in a transaction of its own).
+        assert 3 <= tags.index("ack") <= 12
+        assert len(answered_after) <= tags.index("ack") + 4 < len(tags)
+        assert all(at != ack_transaction for _, at in ran[tags.index("ack") + 1:])
         # The events of a committed write are published even if its caller stopped waiting.
         events = store.bus.subscribe()
         waiting = store.submit(lambda tx: tx.emit("noted", "PV-1"))
         waiting.cancel()
         await store.write(lambda tx: None)
         assert (await asyncio.wait_for(events.get(), 5)).kind == "noted"
+    finally:
+        await store.close()
+
+
+async def test_a_failed_commit_fails_the_acknowledgements_that_joined_it_and_the_store_goes_on(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store.sqlite3", synchronous="OFF", background_batch=100, ack_wait_ms=5)
+    await store.open()
+    try:
+        first_running = threading.Event()
+
+        def slow(tx: Tx) -> None:
+            first_running.set()
+            time.sleep(0.004)
+
+        def fails_at_commit(tx: Tx) -> None:
+            # A dangling reference checked only at COMMIT: the transaction's commit fails.
+            tx.execute("PRAGMA defer_foreign_keys = ON")
+            tx.execute("INSERT INTO identities (contact_id, kind, value, created_at) VALUES (999, 'email', 'x@y', 'now')")
+
+        committed = store.submit(lambda tx: None)  # a batch of its own, before the rest is queued
+        await committed
+        background = [store.submit(slow, background=True),
+                      store.submit(fails_at_commit, background=True),
+                      *(store.submit(slow, background=True) for _ in range(20))]
+        await asyncio.to_thread(first_running.wait)
+        acknowledgement = store.submit(lambda tx: "stored?")
+        results = await asyncio.wait_for(asyncio.gather(acknowledgement, *background, return_exceptions=True), 10)
+        assert isinstance(results[0], StoreUnavailable), "the acknowledgement in the failed commit is told so"
+        assert all(isinstance(r, StoreUnavailable) for r in results[1:])
+        assert await store.write(lambda tx: tx.one("SELECT count(*) AS n FROM identities")["n"]) == 0
     finally:
         await store.close()
 
