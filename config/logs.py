@@ -64,11 +64,10 @@ class TurnBufferedLogger:
         if not lines:
             return
         with self._lock:
-            try:
-                self._stream.write("\n".join(lines) + "\n")
-                self._stream.flush()
-            except ValueError:  # closed at interpreter exit or by a test: nowhere left to write
-                pass
+            if self._stream.closed:  # at interpreter exit, or a log file closed: nowhere to write
+                return
+            self._stream.write("\n".join(lines) + "\n")
+            self._stream.flush()
 
 
 def configure_logging(level: str = "info", fmt: str = "auto", stream=None) -> None:
