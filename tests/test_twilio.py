@@ -4,6 +4,7 @@ local stand-in of the Messages API, delivery status back onto the timeline."""
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import quote, unquote_to_bytes, urlencode
@@ -18,6 +19,7 @@ from multidict import MultiDict
 from config.loader import ConfigError
 from connectors.base import ConnectorContext
 from connectors.twilio import TwilioConnector, TwilioSettings
+from connectors.twilio.media import fetch_media
 from connectors.twilio.webhook import parse_form, signature_valid
 from ingest import queries
 from ingest.apply import agent_reply
@@ -388,3 +390,38 @@ async def test_media_are_downloaded_with_the_account_credentials_into_the_attach
     assert result["photo"]["size"] == len(photo)
     (refused,) = result["failed"]
     assert refused["filename"] == "media1.jpg" and "not on the Twilio API host" in refused["error"]
+
+
+async def test_media_credentials_go_to_the_api_host_and_not_where_it_redirects() -> None:
+    seen: dict[str, str | None] = {}
+
+    async def api(request: web.Request) -> web.Response:
+        seen["api"] = request.headers.get("Authorization")
+        raise web.HTTPFound(f"http://127.0.0.1:{cdn_port}/file")  # another origin: another port
+
+    async def cdn(request: web.Request) -> web.Response:
+        seen["cdn"] = request.headers.get("Authorization")
+        return web.Response(body=b"photo bytes", content_type="image/jpeg")
+
+    runners = []
+    ports = []
+    for route, handler in (("/Media/ME1", api), ("/file", cdn)):
+        app = web.Application()
+        app.router.add_get(route, handler)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        runners.append(runner)
+        ports.append(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+    api_port, cdn_port = ports
+    try:
+        async with aiohttp.ClientSession() as session:
+            data = await fetch_media(session, f"http://127.0.0.1:{api_port}/Media/ME1",
+                                     f"http://127.0.0.1:{api_port}", "ACsid", "token", 1000)
+    finally:
+        for runner in runners:
+            await runner.cleanup()
+    assert data == b"photo bytes"
+    assert seen["api"] == "Basic " + base64.b64encode(b"ACsid:token").decode()
+    assert seen["cdn"] is None

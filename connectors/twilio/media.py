@@ -8,6 +8,7 @@ refused rather than sent the account's credentials.
 
 from __future__ import annotations
 
+from base64 import b64encode
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -27,7 +28,11 @@ async def fetch_media(session: aiohttp.ClientSession, url: str, api_base_url: st
     `max_bytes` (read no further than that), aiohttp.ClientResponseError for a refusal."""
     if not same_origin(url, api_base_url):
         raise PermissionError(f"media URL {url!r} is not on the Twilio API host {api_base_url}")
-    async with session.get(url, auth=aiohttp.BasicAuth(account_sid, token), timeout=MEDIA_TIMEOUT) as response:
+    # The header rather than aiohttp's deprecated BasicAuth; aiohttp drops it all the same on a
+    # redirect to another origin.
+    credentials = b64encode(f"{account_sid}:{token}".encode()).decode()
+    headers = {"Authorization": f"Basic {credentials}"}
+    async with session.get(url, headers=headers, timeout=MEDIA_TIMEOUT) as response:
         response.raise_for_status()
         if (response.content_length or 0) > max_bytes:
             raise ValueError(f"{response.content_length} bytes is over the {max_bytes}-byte attachment limit")
