@@ -63,27 +63,42 @@ async def test_a_foreground_write_does_not_queue_behind_background_writes(tmp_pa
         await store.close()
 
 
+class SlowWrites:
+    """Writes that each take `seconds` in the writer thread (a threading write's worth of work),
+    recording their tag and their transaction's instant as they run."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.started = threading.Event()
+        self.ran: list[tuple[str, datetime]] = []
+
+    def op(self, tag: str) -> Callable[[Tx], None]:
+        def op(tx: Tx) -> None:
+            self.started.set()
+            time.sleep(self.seconds)
+            self.ran.append((tag, tx.now))
+        return op
+
+    def quick(self, tag: str) -> Callable[[Tx], None]:
+        return lambda tx: self.ran.append((tag, tx.now))
+
+    @property
+    def tags(self) -> list[str]:
+        return [tag for tag, _ in self.ran]
+
+
 async def test_an_acknowledgement_joins_the_running_batch_once_it_has_waited_ack_wait(tmp_path: Path) -> None:
     store = Store(tmp_path / "store.sqlite3", synchronous="OFF", background_batch=100, ack_wait_ms=10)
     await store.open()
     try:
-        order: list[str] = []
-        first_running = threading.Event()
-
-        def slow(tag: str) -> Callable[[Tx], None]:
-            def op(tx: Tx) -> None:
-                first_running.set()
-                time.sleep(0.005)  # a threading write's worth of work
-                order.append(tag)
-            return op
-
-        background = [store.submit(slow(f"b{i}"), background=True) for i in range(40)]
-        await asyncio.to_thread(first_running.wait)
-        acknowledgement = store.submit(lambda tx: order.append("ack"))
+        writes = SlowWrites(0.005)
+        background = [store.submit(writes.op(f"b{i}"), background=True) for i in range(40)]
+        await asyncio.to_thread(writes.started.wait)
+        acknowledgement = store.submit(writes.quick("ack"))
         await asyncio.gather(acknowledgement, *background)
         # Without it the acknowledgement would have waited for all 40 (one batch of 100 allowed).
-        assert order.index("ack") <= 6
-        assert [tag for tag in order if tag != "ack"] == [f"b{i}" for i in range(40)]
+        assert writes.tags.index("ack") <= 6
+        assert [tag for tag in writes.tags if tag != "ack"] == [f"b{i}" for i in range(40)]
         assert store.batches == 1, "the batch went on: no hop back to the event loop for the acknowledgement"
     finally:
         await store.close()
@@ -95,23 +110,13 @@ async def test_an_acknowledgement_is_answered_when_it_joins_not_when_the_batch_e
                   clock=lambda: next(instants))  # one instant per transaction: tells them apart
     await store.open()
     try:
-        ran: list[tuple[str, datetime]] = []
-        first_running = threading.Event()
-
-        def slow(tag: str) -> Callable[[Tx], None]:
-            def op(tx: Tx) -> None:
-                first_running.set()
-                time.sleep(0.004)
-                ran.append((tag, tx.now))
-            return op
-
-        background = [store.submit(slow(f"b{i}"), background=True) for i in range(60)]
-        await asyncio.to_thread(first_running.wait)
-        acknowledgement = store.submit(lambda tx: ran.append(("ack", tx.now)))
-        await acknowledgement
-        answered_after = [tag for tag, _ in ran]
+        writes = SlowWrites(0.004)
+        background = [store.submit(writes.op(f"b{i}"), background=True) for i in range(60)]
+        await asyncio.to_thread(writes.started.wait)
+        await store.submit(writes.quick("ack"))
+        answered_after = writes.tags
         await asyncio.gather(*background)
-        tags = [tag for tag, _ in ran]
+        tags, ran = writes.tags, writes.ran
         ack_transaction = dict(ran)["ack"]
         # It joined the transaction the threading writes before it were in...
         assert [tag for tag, at in ran if at == ack_transaction] == tags[:tags.index("ack") + 1]
@@ -134,23 +139,18 @@ async def test_a_failed_commit_fails_the_acknowledgements_that_joined_it_and_the
     store = Store(tmp_path / "store.sqlite3", synchronous="OFF", background_batch=100, ack_wait_ms=5)
     await store.open()
     try:
-        first_running = threading.Event()
-
-        def slow(tx: Tx) -> None:
-            first_running.set()
-            time.sleep(0.004)
+        writes = SlowWrites(0.004)
 
         def fails_at_commit(tx: Tx) -> None:
             # A dangling reference checked only at COMMIT: the transaction's commit fails.
             tx.execute("PRAGMA defer_foreign_keys = ON")
             tx.execute("INSERT INTO identities (contact_id, kind, value, created_at) VALUES (999, 'email', 'x@y', 'now')")
 
-        committed = store.submit(lambda tx: None)  # a batch of its own, before the rest is queued
-        await committed
-        background = [store.submit(slow, background=True),
+        await store.submit(lambda tx: None)  # a batch of its own, before the rest is queued
+        background = [store.submit(writes.op("b0"), background=True),
                       store.submit(fails_at_commit, background=True),
-                      *(store.submit(slow, background=True) for _ in range(20))]
-        await asyncio.to_thread(first_running.wait)
+                      *(store.submit(writes.op(f"b{i}"), background=True) for i in range(1, 21))]
+        await asyncio.to_thread(writes.started.wait)
         acknowledgement = store.submit(lambda tx: "stored?")
         results = await asyncio.wait_for(asyncio.gather(acknowledgement, *background, return_exceptions=True), 10)
         assert isinstance(results[0], StoreUnavailable), "the acknowledgement in the failed commit is told so"
