@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-from config.logs import TurnBufferedLogger, configure_logging
+from config.logs import TurnBufferedLogger, configure_logging, log_context
 
 
 class RecordingStream(io.StringIO):
@@ -77,3 +77,27 @@ async def test_lines_still_pending_are_written_at_exit() -> None:
     assert stream.getvalue() == "pending when the process ends\n"
     await asyncio.sleep(0)  # the turn's own flush finds nothing left to write
     assert stream.getvalue() == "pending when the process ends\n"
+
+
+def test_log_context_binds_for_its_block_and_restores_what_was_bound_before(stream: RecordingStream) -> None:
+    log = structlog.get_logger("test")
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id="r1")
+    with log_context(channel="sms", request_id="r2"):
+        log.error("inside")
+        with log_context(channel="whatsapp"):
+            log.error("nested")
+        log.error("back")
+    log.error("after")
+    structlog.contextvars.clear_contextvars()
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(ln["event"], ln.get("channel"), ln.get("request_id")) for ln in lines] == [
+        ("inside", "sms", "r2"), ("nested", "whatsapp", "r2"), ("back", "sms", "r2"), ("after", None, "r1"),
+    ]
+
+
+def test_log_context_unbinds_when_its_block_raises(stream: RecordingStream) -> None:
+    structlog.contextvars.clear_contextvars()
+    with pytest.raises(RuntimeError), log_context(message_id="SM1"):
+        raise RuntimeError("handler failed")
+    assert structlog.contextvars.get_contextvars() == {}

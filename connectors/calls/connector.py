@@ -19,6 +19,7 @@ from aiohttp import web
 from pydantic import field_validator
 
 from config.loader import ConfigError, secret_from_env
+from config.logs import log_context
 from connectors.base import Connector, ConnectorSettings, Sink
 from connectors.calls.records import (
     PBX_CALL_FORMAT, TWILIO_CALL_FORMAT, CallPolicy, CallRecord, NoCallerNumber, normalise_pbx_call,
@@ -108,7 +109,7 @@ class CallsConnector(Connector):
         return web.json_response({"stored": True, "duplicate": duplicate})
 
     async def _accept(self, record: CallRecord, fmt: str, body: bytes) -> bool:
-        with structlog.contextvars.bound_contextvars(channel="call", message_id=record.call_id):
+        with log_context(channel="call", message_id=record.call_id):
             outcome = await self._sink.accept(RawPayload(
                 channel="call", connector=self.name, dedupe_key=record.dedupe_key, fmt=fmt, body=body,
                 received_at=datetime.now(UTC), meta=self._policy.as_meta(),

@@ -14,6 +14,7 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from config.logs import log_context
 from connectors.insurer_api.openapi import openapi_document
 from connectors.insurer_api.problems import problem, validation_problem
 from ingest.apply import ApplyContext
@@ -64,7 +65,7 @@ class InsurerApi:
                 return problem(401, "unauthorised", "Unauthorised", "a valid API key is required as a Bearer token",
                                instance=request.path, headers={"WWW-Authenticate": 'Bearer realm="insurer-api"'})
             request[CLIENT] = client
-            with structlog.contextvars.bound_contextvars(insurer=client.name):
+            with log_context(insurer=client.name):
                 return await handler(request)
 
         return wrapped

@@ -15,6 +15,7 @@ from aiohttp import web
 from pydantic import Field
 from twilio.rest import Client
 
+from config.logs import log_context
 from connectors.base import Connector, ConnectorSettings, Sink
 from connectors.http_front import HttpError
 from connectors.twilio.inbound import MESSAGE_FORMAT, message_channel, normalise_twilio_message
@@ -79,7 +80,7 @@ class TwilioConnector(Connector):
         body, form = await self._webhook.read(request)
         sid, sender = required(form, "MessageSid", "From")
         channel = message_channel(sender)
-        with structlog.contextvars.bound_contextvars(channel=channel, message_id=sid):
+        with log_context(channel=channel, message_id=sid):
             await self._sink.accept(RawPayload(  # logs message_accepted
                 channel=channel, connector=self.name, dedupe_key=sid, fmt=MESSAGE_FORMAT, body=body,
                 received_at=datetime.now(UTC),
