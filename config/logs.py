@@ -7,7 +7,9 @@ import atexit
 import logging
 import sys
 import threading
-from typing import TextIO
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any, TextIO
 
 import orjson
 import structlog
@@ -16,8 +18,17 @@ import structlog
 def _json_line(event: dict, **kwargs: object) -> str:
     # orjson (C) instead of json.dumps: half the cost of a log line on a daemon that writes
     # several per message. Non-string keys are allowed as json.dumps allows them; `default`
-    # is structlog's fallback for values JSON has no type for.
-    return orjson.dumps(event, default=kwargs.get("default"), option=orjson.OPT_NON_STR_KEYS).decode()
+    # is structlog's fallback for values JSON has no type for. Datetimes (the timestamp) in
+    # RFC 3339, UTC as "Z".
+    return orjson.dumps(event, default=kwargs.get("default"),
+                        option=orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z).decode()
+
+
+def _utc_now(logger: object, method_name: str, event_dict: dict) -> dict:
+    # The datetime itself, for orjson to write: structlog's TimeStamper formats it in Python
+    # (isoformat, then "+00:00" → "Z"), ~3 µs of the ~12 a line costs.
+    event_dict["timestamp"] = datetime.now(UTC)
+    return event_dict
 
 
 class TurnBufferedLogger:
@@ -89,19 +100,45 @@ class log_context:  # noqa: N801 (used like the context manager function it repl
         structlog.contextvars.reset_contextvars(**self._tokens)
 
 
+_request_line: ContextVar[dict[str, Any] | None] = ContextVar("parvandeh_request_line", default=None)
+
+
+class request_line:  # noqa: N801 (a context manager, named for what it collects)
+    """Collects, for the one line an HTTP request is logged with when it ends, what its handler
+    did (`log_or_add_to_request_line`): a webhook is then one line, not two. Each log line costs
+    the event loop ~40 µs under load, ~8 % of a webhook."""
+
+    __slots__ = ("fields", "_token")
+
+    def __enter__(self) -> dict[str, Any]:
+        self.fields: dict[str, Any] = {}
+        self._token = _request_line.set(self.fields)
+        return self.fields
+
+    def __exit__(self, *exc_info: object) -> None:
+        _request_line.reset(self._token)
+
+
+def log_or_add_to_request_line(logger: Any, event: str, **fields: Any) -> None:
+    """Inside an HTTP request, put `event` and its fields on the request's line (once: a second
+    such event in the same request gets a line of its own, as it does outside any request)."""
+    line = _request_line.get()
+    if line is None or event in line:
+        logger.info(event, **fields)
+    else:
+        line[event] = fields
+
+
 def configure_logging(level: str = "info", fmt: str = "auto", stream=None) -> None:
     stream = stream or sys.stderr
     logger = TurnBufferedLogger(stream)
     pretty = fmt == "console" or (fmt == "auto" and stream.isatty())
-    processors: list = [
-        structlog.contextvars.merge_contextvars,
-        structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-    ]
+    processors: list = [structlog.contextvars.merge_contextvars, structlog.processors.add_log_level]
     if pretty:
-        processors.append(structlog.dev.ConsoleRenderer())
+        processors += [structlog.processors.TimeStamper(fmt="iso", utc=True), structlog.dev.ConsoleRenderer()]
     else:
-        processors += [structlog.processors.format_exc_info, structlog.processors.JSONRenderer(serializer=_json_line)]
+        processors += [_utc_now, structlog.processors.format_exc_info,
+                       structlog.processors.JSONRenderer(serializer=_json_line)]
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),

@@ -2,7 +2,8 @@
 
 - a request id (`X-Request-Id` taken from the caller when sane, else made up), echoed back and
   bound into structlog's context for everything logged while handling the request;
-- one structlog line per request (`http_request`: method, path, status, duration);
+- one structlog line per request (`http_request`: method, path, status, duration, and what the
+  handler added to it: `message_accepted` with the inbox id);
 - errors as JSON `{"error": ..., "detail": ...}`, never aiohttp's HTML pages: 413 over the body
   limit (the app's `client_max_size`, set from `[http] max_body_bytes`), 404/405 from routing,
   503 when a handler hit `StoreUnavailable` (the channel must retry: nothing was committed), 500
@@ -24,7 +25,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 from aiohttp import web
 
-from config.logs import log_context
+from config.logs import log_context, request_line
 from connectors.base import StoreUnavailable
 
 log = structlog.get_logger(__name__)
@@ -73,16 +74,17 @@ async def _echo_request_id(request: web.Request, response: web.StreamResponse) -
 async def access_log_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.perf_counter()
     status = 500
-    try:
-        response = await handler(request)
-        status = response.status
-        return response
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    finally:
-        log.info("http_request", method=request.method, path=request.path, status=status,
-                 duration_ms=round((time.perf_counter() - started) * 1000, 2), remote=request.remote)
+    with request_line() as handled:  # e.g. message_accepted, with its inbox id
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            log.info("http_request", method=request.method, path=request.path, status=status,
+                     duration_ms=round((time.perf_counter() - started) * 1000, 2), remote=request.remote, **handled)
 
 
 @web.middleware

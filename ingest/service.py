@@ -21,6 +21,7 @@ from datetime import datetime
 
 import structlog
 
+from config.logs import log_or_add_to_request_line
 from connectors.base import Normaliser, StoreUnavailable
 from ingest.apply import Applied, ApplyContext, apply_inbound, insert_inbox, quarantine, release_from_quarantine
 from ingest.analysis import MessageAnalysis, analyse
@@ -96,8 +97,8 @@ class Ingest:
             log.error("accept_failed", channel=payload.channel, dedupe_key=payload.dedupe_key, error=str(exc))
             raise StoreUnavailable(str(exc)) from exc
         # Not the dedupe key: for some channels (web chat) it embeds a session secret.
-        log.info("message_accepted", channel=payload.channel, connector=payload.connector,
-                 inbox_id=inbox_id, duplicate=duplicate, size=len(payload.body))
+        log_or_add_to_request_line(log, "message_accepted", channel=payload.channel, connector=payload.connector,
+                                   inbox_id=inbox_id, duplicate=duplicate, size=len(payload.body))
         if not duplicate:
             self._enqueue(inbox_id, payload)
         return AcceptOutcome(inbox_id, duplicate)

@@ -13,6 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 from multidict import CIMultiDict
 
+from config.logs import log_or_add_to_request_line
 from connectors.base import StoreUnavailable
 from connectors.http_front import (
     HttpError, hmac_sha256_hex, install_http_front, signed_url, verify_hmac_sha256,
@@ -38,6 +39,13 @@ async def _bug(request: web.Request) -> web.Response:
     raise RuntimeError("secret internals")
 
 
+async def _accepts_two(request: web.Request) -> web.Response:
+    log = structlog.get_logger("test")
+    log_or_add_to_request_line(log, "message_accepted", inbox_id=1, duplicate=False)
+    log_or_add_to_request_line(log, "message_accepted", inbox_id=2, duplicate=True)
+    return web.json_response({"ok": True})
+
+
 async def _refuse(request: web.Request) -> web.Response:
     raise HttpError(403, "invalid_signature", "not signed")
 
@@ -51,6 +59,7 @@ async def base_url() -> AsyncIterator[str]:
     app.router.add_get("/store-down", _store_down)
     app.router.add_get("/bug", _bug)
     app.router.add_get("/refuse", _refuse)
+    app.router.add_post("/accepts-two", _accepts_two)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -75,6 +84,23 @@ async def test_request_id_is_made_up_echoed_and_bound_into_logs(base_url: str) -
     access = next(e for e in logs if e["event"] == "http_request")
     assert handled["request_id"] == access["request_id"] == request_id
     assert (access["method"], access["path"], access["status"]) == ("GET", "/ok", 200)
+
+
+async def test_what_a_handler_did_is_on_the_request_line_once_and_a_second_time_a_line_of_its_own(
+        base_url: str) -> None:
+    with structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+        status, _, _ = await fetch("POST", f"{base_url}/accepts-two")
+    assert status == 200
+    access = next(e for e in logs if e["event"] == "http_request")
+    assert access["message_accepted"] == {"inbox_id": 1, "duplicate": False}
+    own = [e for e in logs if e["event"] == "message_accepted"]
+    assert [(e["inbox_id"], e["request_id"]) for e in own] == [(2, access["request_id"])]
+
+
+def test_outside_a_request_the_event_is_a_line_of_its_own() -> None:
+    with structlog.testing.capture_logs() as logs:
+        log_or_add_to_request_line(structlog.get_logger("test"), "message_accepted", inbox_id=3)
+    assert logs == [{"event": "message_accepted", "inbox_id": 3, "log_level": "info"}]
 
 
 async def test_callers_request_id_is_kept_and_a_hostile_one_replaced(base_url: str) -> None:

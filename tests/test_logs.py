@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 import structlog
@@ -101,3 +103,11 @@ def test_log_context_unbinds_when_its_block_raises(stream: RecordingStream) -> N
     with pytest.raises(RuntimeError), log_context(message_id="SM1"):
         raise RuntimeError("handler failed")
     assert structlog.contextvars.get_contextvars() == {}
+
+
+def test_json_lines_are_stamped_in_utc_rfc3339_with_z(stream: RecordingStream) -> None:
+    before = datetime.now(UTC)
+    structlog.get_logger("test").error("stamped")
+    stamp = json.loads(stream.getvalue())["timestamp"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z", stamp)
+    assert before <= datetime.fromisoformat(stamp) <= datetime.now(UTC)
