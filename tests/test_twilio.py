@@ -165,6 +165,8 @@ def test_form_parsing_refuses_what_is_not_a_form() -> None:
     assert list(parse_form(b"Body=100%+sure+%2&P=C%3A%5Cx41%5C%5Cn\\x42%2").items()) == [
         ("Body", "100% sure %2"), ("P", "C:\\x41\\\\n\\x42%2")]
     assert parse_form(b"P=a\\x41%41")["P"] == "a\\x41A"
+    # An escaped '&' or '=' stays inside its value (fields are then unescaped one by one).
+    assert list(parse_form(b"Body=a%26b%3Dc+%D8%B3&To=%2B98").items()) == [("Body", "a&b=c س"), ("To", "+98")]
 
 
 async def test_forged_missing_and_wrong_url_signatures_are_refused_and_nothing_stored(make_daemon: Any) -> None:
