@@ -43,7 +43,7 @@ from console.render import Prefs  # noqa: E402
 from console.ticket_screen import TicketScreen  # noqa: E402
 from ingest import event_loop  # noqa: E402
 from ingest.agents import create_agent, new_token  # noqa: E402
-from ingest.daemon import Daemon, freeze_startup_heap  # noqa: E402
+from ingest.daemon import Daemon, tune_garbage_collector  # noqa: E402
 from ingest.migrations import migrate  # noqa: E402
 
 QUEUES = ("intake", "motor", "property", "health")
@@ -143,7 +143,7 @@ async def serve(store_path: Path, ready_file: Path) -> None:
     settings = load_settings(config, environ={}, connector_schemas=settings_schemas())
     daemon = Daemon(settings)
     await daemon.start()
-    freeze_startup_heap()  # as `run.py serve` does
+    tune_garbage_collector()  # as `run.py serve` does
     api = daemon.agent_api
     token = new_token()
     await daemon.store.write(create_agent(f"bench{time.time_ns()}", "supervisor", frozenset(), token))

@@ -43,7 +43,7 @@ from config.logs import configure_logging  # noqa: E402
 from connectors.registry import settings_schemas  # noqa: E402
 from config.loader import load_settings  # noqa: E402
 from ingest import event_loop  # noqa: E402
-from ingest.daemon import Daemon, freeze_startup_heap  # noqa: E402
+from ingest.daemon import Daemon, tune_garbage_collector  # noqa: E402
 from ingest.email_payload import email_dedupe_key  # noqa: E402
 from ingest.records import RawPayload  # noqa: E402
 
@@ -117,7 +117,7 @@ async def bench_accept(mails: list[bytes]) -> tuple[float, dict[str, float]]:
     with tempfile.TemporaryDirectory() as tmp:
         daemon = Daemon(load_settings(config(Path(tmp)), environ={}, connector_schemas=settings_schemas()))
         await daemon.start()
-        freeze_startup_heap()  # as `run.py serve` does
+        tune_garbage_collector()  # as `run.py serve` does
         before = _cpu_by_thread()
         start = time.perf_counter()
         sem = asyncio.Semaphore(64)  # as many concurrent senders as a busy listener sees
@@ -197,7 +197,7 @@ async def bench_smtp(mails: list[bytes], clients: int) -> tuple[float, float, fl
         visible: dict[int, float] = {}
         daemon.ingest.on_applied.append(lambda inbox_id, applied: visible.__setitem__(inbox_id, time.monotonic()))
         await daemon.start()
-        freeze_startup_heap()  # as `run.py serve` does
+        tune_garbage_collector()  # as `run.py serve` does
         port = daemon.connectors["smtp"].port  # type: ignore[attr-defined]
         ctx = mp.get_context("fork")
         out: mp.Queue = ctx.Queue()

@@ -58,7 +58,7 @@ def serve(conn: Connection, tmp: str, log_level: str, null_sink: bool, loop: str
     from config.logs import configure_logging
     from connectors.registry import settings_schemas
     from ingest import event_loop
-    from ingest.daemon import Daemon, freeze_startup_heap
+    from ingest.daemon import Daemon, tune_garbage_collector
     from ingest.records import AcceptOutcome, RawPayload
 
     configure_logging(log_level, "json", stream=open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115
@@ -86,7 +86,7 @@ def serve(conn: Connection, tmp: str, log_level: str, null_sink: bool, loop: str
 
         daemon.ingest.accept = timed_accept  # type: ignore[method-assign]
         await daemon.start()
-        freeze_startup_heap()  # as `run.py serve` does
+        tune_garbage_collector()  # as `run.py serve` does
         conn.send((daemon.http_port, daemon.connectors["webchat"].port))
         loop = asyncio.get_running_loop()
         cpu_mark = time.process_time()

@@ -58,14 +58,14 @@ def serve(conn: Connection, tmp: str, log_level: str, loop: str) -> None:
     from config.logs import configure_logging
     from connectors.registry import settings_schemas
     from ingest import event_loop
-    from ingest.daemon import Daemon, freeze_startup_heap
+    from ingest.daemon import Daemon, tune_garbage_collector
 
     configure_logging(log_level, "json", stream=open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115
 
     async def main() -> None:
         daemon = Daemon(load_settings(config(Path(tmp)), environ={}, connector_schemas=settings_schemas()))
         await daemon.start()
-        freeze_startup_heap()  # as `run.py serve` does
+        tune_garbage_collector()  # as `run.py serve` does
         conn.send(daemon.http_port)
         loop = asyncio.get_running_loop()
         while (command := await loop.run_in_executor(None, conn.recv)) != "stop":
