@@ -159,6 +159,10 @@ def test_form_parsing_refuses_what_is_not_a_form() -> None:
     for body in (b"MessageSid=SM1&From", b"Body=%FF%FE", b"a=1&&b=2"):
         with pytest.raises(ValueError):
             parse_form(body)
+    with pytest.raises(ValueError, match="field b'Body' is not UTF-8"):  # named, whichever path decoded it
+        parse_form(b"From=%2B98912&Body=%D8%B3%FF")
+    with pytest.raises(ValueError, match="field b'Body' is not UTF-8"):
+        parse_form(b"From=a%26b&Body=%D8%B3%FF")
     assert list(parse_form(b"Body=50%25+off%2C+%D8%B3%D9%84%D8%A7%D9%85&X=").items()) == [
         ("Body", "50% off, سلام"), ("X", "")]
     # What no encoder sends, read as before: a stray '%' stays, backslashes are only characters.

@@ -80,10 +80,13 @@ def parse_form(body: bytes) -> MultiDict[str]:
         parts = [_unescape(part) if b"%" in part or b"+" in part else part for part in parts]
     elif b"%" in joined or b"+" in joined:
         parts = _unescape(joined).split(b"&")
-    try:
-        text = [part.decode("utf-8") for part in parts]
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"a field is not UTF-8: {exc.reason}") from None
+    text: list[str] = []
+    for part in parts:
+        try:
+            text.append(part.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            name = fields[len(text) // 2].partition(b"=")[0]
+            raise ValueError(f"field {name[:40]!r} is not UTF-8: {exc.reason}") from None
     return MultiDict(zip(text[::2], text[1::2]))
 
 
