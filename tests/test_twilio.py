@@ -11,6 +11,7 @@ from urllib.parse import quote, unquote_to_bytes, urlencode
 
 import aiohttp
 import pytest
+import structlog
 from hypothesis import given
 from hypothesis import strategies as st
 from aiohttp import web
@@ -123,6 +124,19 @@ async def test_signed_sms_opens_a_claim_with_the_e164_sender(make_daemon: Any) -
     (message,) = [m for m in ticket["messages"] if m["direction"] == "in"]
     assert (message["channel"], message["sender"], message["text"]) == ("sms", CUSTOMER, "سلام، ماشینم تصادف کرده")
     assert message["recipients"] == [OUR_NUMBER]
+
+
+async def test_a_webhook_is_one_log_line_naming_the_inbox_row_and_the_request(make_daemon: Any) -> None:
+    daemon = await start(make_daemon)
+    with structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+        status, _ = await post(daemon, sms("SM0002"))
+        await post(daemon, sms("SM0002"))  # Twilio's retry
+    assert status == 200
+    requests = [e for e in logs if e["event"] == "http_request"]
+    assert [e["message_accepted"]["duplicate"] for e in requests] == [False, True]
+    assert requests[0]["message_accepted"]["inbox_id"] == requests[1]["message_accepted"]["inbox_id"]
+    assert requests[0]["message_accepted"]["channel"] == "sms" and requests[0]["request_id"]
+    assert not [e for e in logs if e["event"] == "message_accepted"], "not a line of its own as well"
 
 
 def test_our_validator_agrees_with_twilios_public_test_vector() -> None:
