@@ -81,7 +81,7 @@ class TwilioConnector(Connector):
         sid, sender = required(form, "MessageSid", "From")
         channel = message_channel(sender)
         with log_context(channel=channel, message_id=sid):
-            await self._sink.accept(RawPayload(  # logs message_accepted
+            await self._sink.accept(RawPayload(  # message_accepted goes on the request's log line
                 channel=channel, connector=self.name, dedupe_key=sid, fmt=MESSAGE_FORMAT, body=body,
                 received_at=datetime.now(UTC),
             ))
