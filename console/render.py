@@ -22,8 +22,9 @@ TEHRAN = ZoneInfo("Asia/Tehran")
 _ESCAPE_SEQUENCE = re.compile(
     r"\x1b(?:\[[0-?]*[ -/]*[@-~]?|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[PX^_][^\x1b]*(?:\x1b\\)?|[ -~]?)"
 )
-# C0 (but tab and newline), DEL and C1 controls; C1 0x9B is a one-byte CSI on some terminals.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# C0 (but tab and newline), DEL and C1 controls (0x9B is a one-byte CSI on some terminals), and
+# the bidi embeddings, overrides and isolates: `\u202egpj.exe` would show as "exe.jpg".
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 _RTL = re.compile(r"[\u0590-\u08FF\uFB1D-\uFDFF\uFE70-\uFEFF]")
 
 

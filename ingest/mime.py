@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.policy import compat32
 from functools import lru_cache
+from typing import Any
 
 import charset_normalizer
 from bs4 import BeautifulSoup, NavigableString, Tag
@@ -382,61 +383,90 @@ _NO_LINK_SCHEMES = ("#", "javascript:", "cid:", "data:")
 
 def html_to_text(html: str) -> str:
     """Readable text of an HTML mail: scripts and styles dropped, block elements and <br> as line
-    breaks, list items as "- ", links as "text (url)" when the url adds something."""
+    breaks, list items as "- ", links as "text (url)" when the url adds something.
+
+    One iterative walk over the parsed tree, which is never modified: bs4's insertions cost a
+    scan of the parent's children and of the previous sibling's descendants each, so marking
+    every block in place was quadratic (80 KB of flat `<p>` took 25 s, deep nesting longer)."""
     html = html.replace(_LINE, "").replace(_PARAGRAPH, "")
     try:
         soup = BeautifulSoup(html, "html.parser")
-        for tag in soup(_DROP_TAGS):
-            tag.decompose()
-        # One pass over the tree instead of a find_all (bs4's matching is slow) per step below.
-        strings: list[NavigableString] = []
-        links: list[Tag] = []
-        breaks: list[Tag] = []
-        cells: list[Tag] = []
-        blocks: list[Tag] = []
-        pres: list[Tag] = []
-        for node in soup.descendants:
-            if isinstance(node, Tag):
-                name = node.name
-                if name == "a":
-                    links.append(node)
-                elif name == "br":
-                    breaks.append(node)
-                elif name in ("td", "th"):
-                    cells.append(node)
-                if name in _BLOCK_TAGS:
-                    blocks.append(node)
-                    if name == "pre":
-                        pres.append(node)
-            elif type(node) is NavigableString:
-                strings.append(node)
-        in_pre = {id(s) for pre in pres for s in pre.descendants if type(s) is NavigableString}
-        # Source whitespace means nothing in HTML (outside <pre>): collapse it before adding ours.
-        for string in strings:
-            if id(string) not in in_pre:
-                string.replace_with(_HTML_SPACE.sub(" ", str(string)))
-        for link in links:
-            href = str(link.get("href") or "").strip()
-            label = link.get_text(" ", strip=True)
-            if label and href and not href.lower().startswith(_NO_LINK_SCHEMES):
-                if href not in (label, f"mailto:{label}", f"tel:{label}"):
-                    link.append(f" ({href})")
-        for br in breaks:
-            br.replace_with("\n")
-        for cell in cells:
-            cell.insert_after(" ")
-        for block in blocks:
-            gap = _PARAGRAPH if block.name in _PARAGRAPH_TAGS else _LINE
-            block.insert_before(gap)
-            block.insert_after(gap)
-            if block.name == "li":
-                block.insert(0, "- ")
-        text = soup.get_text()
+        text = "".join(_html_pieces(soup))
     except Exception:  # bs4 has no failure mode we rely on; tags stripped crudely beats nothing
         text = re.sub(r"<[^>]*>", " ", html)
     text = _BREAKS.sub(_merge_breaks, text)
     lines = [line.strip() for line in text.replace("\xa0", " ").split("\n")]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+def _string_types(tag: Tag) -> tuple[type, ...]:
+    """The strings `tag.get_text()` reads (NavigableString and CData: no comments)."""
+    types = tag.interesting_string_types or Tag.MAIN_CONTENT_STRING_TYPES
+    return (types,) if isinstance(types, type) else tuple(types)
+
+
+def _html_pieces(soup: BeautifulSoup) -> list[str]:
+    """The text of the tree in document order, with the marks `html_to_text` turns into breaks:
+    what `get_text()` gives after dropping `_DROP_TAGS`, collapsing source whitespace outside
+    <pre>, a link's text followed by " (url)", <br> as a line break, a space after each cell,
+    block sentinels around blocks and "- " opening list items."""
+    out: list[str] = []
+    shown = _string_types(soup)
+    # A link's label is its `get_text(" ", strip=True)`: the stripped, non-empty strings inside
+    # it, in `words`; `sizes[i]` is the length of words[:i] joined with a space after each, so
+    # whether a label can equal its href is known without joining it (nested links would
+    # otherwise rebuild the same text at every level).
+    words: list[str] = []
+    sizes = [0]
+    links: list[tuple[str, int, tuple[type, ...]]] = []  # (href, first word, string types)
+    in_pre = 0
+    # (node, True) enters a node, (tag, False) leaves it; children are pushed in reverse.
+    stack: list[tuple[Any, bool]] = [(child, True) for child in reversed(soup.contents)]
+    while stack:
+        node, entering = stack.pop()
+        if not isinstance(node, Tag):
+            kind = type(node)
+            text = _HTML_SPACE.sub(" ", node) if kind is NavigableString and not in_pre else str(node)
+            if kind in shown:
+                out.append(text)
+            if links and kind in links[-1][2] and (word := text.strip()):
+                words.append(word)
+                sizes.append(sizes[-1] + len(word) + 1)
+            continue
+        name = node.name
+        if not entering:
+            if name == "a":
+                href, first, _ = links.pop()
+                if href and len(words) > first and not href.lower().startswith(_NO_LINK_SCHEMES):
+                    short = sizes[-1] - sizes[first] - 1 <= len(href)
+                    label = " ".join(words[first:]) if short else None
+                    if label is None or href not in (label, f"mailto:{label}", f"tel:{label}"):
+                        out.append(f" ({href})")
+                if not links:
+                    del words[:], sizes[1:]
+            elif name in ("td", "th"):
+                out.append(" ")
+            elif name == "pre":
+                in_pre -= 1
+            if name in _BLOCK_TAGS:
+                out.append(_PARAGRAPH if name in _PARAGRAPH_TAGS else _LINE)
+            continue
+        if name in _DROP_TAGS:
+            continue
+        if name == "br":
+            out.append("\n")
+            continue
+        if name in _BLOCK_TAGS:
+            out.append(_PARAGRAPH if name in _PARAGRAPH_TAGS else _LINE)
+            if name == "li":
+                out.append("- ")
+        if name == "pre":
+            in_pre += 1
+        elif name == "a":
+            links.append((str(node.get("href") or "").strip(), len(words), _string_types(node)))
+        stack.append((node, False))
+        stack.extend((child, True) for child in reversed(node.contents))
+    return out
 
 
 def _merge_breaks(run: re.Match[str]) -> str:
@@ -817,7 +847,8 @@ def parse_email(
     text = fix_letters(_clean(_join(texts))).strip()
 
     sender = _sender(headers)
-    auto_reason = detect_automatic(msg, sender.value, headers)
+    # From raw header text: 8-bit bytes in Auto-Submitted arrive surrogate-escaped.
+    auto_reason = _clean(detect_automatic(msg, sender.value, headers))
     message_id = next(map(_message_id, headers.get("message-id", _NONE)), "")
     references = _message_ids(headers.get("references", _NONE))
     references += [i for i in map(_message_id, bounced_message_ids(msg)) if i and i not in references]

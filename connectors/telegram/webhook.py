@@ -39,7 +39,7 @@ def webhook_handler(sink: Sink, secret: str, make_payload: PayloadFactory,
             update_id = json.loads(body)["update_id"]
             if not isinstance(update_id, int) or isinstance(update_id, bool):
                 raise TypeError(f"update_id {update_id!r} is not an integer")
-        except (ValueError, TypeError, KeyError) as exc:
+        except (ValueError, TypeError, KeyError, RecursionError) as exc:
             bound.warning("telegram_webhook_malformed", error=str(exc), size=len(body))
             return json_error(400, "malformed_update",
                               "expected a Bot API Update: a JSON object with an integer update_id")

@@ -15,6 +15,9 @@ CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # secrets.token_urlsafe(32) gives 43 characters; older or foreign tokens are simply replaced.
 SESSION_TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")
 LANGS = frozenset({"fa", "en"})
+# JSON may escape half of a surrogate pair alone ("\ud83d": an emoji cut in two by a client);
+# such text cannot be encoded as UTF-8, so it is shown as a replacement character instead.
+_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +48,8 @@ def parse_client_frame(raw: str | bytes, max_chars: int) -> Hello | ChatText:
         frame = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise FrameError("bad_json", f"frame is not JSON: {exc}") from None
+    except RecursionError:
+        raise FrameError("bad_json", "frame is nested too deeply") from None
     if not isinstance(frame, dict):
         raise FrameError("bad_json", "frame must be a JSON object")
     kind = frame.get("type")
@@ -63,7 +68,7 @@ def _hello(frame: Mapping[str, Any]) -> Hello:
         raise FrameError("bad_frame", "hello: name and lang must be strings")
     # An unknown or malformed token is not an error: the visitor just starts a new session.
     token = session if isinstance(session, str) and SESSION_TOKEN.fullmatch(session) else None
-    return Hello(token, name.strip()[:100], lang if lang in LANGS else "fa")
+    return Hello(token, _text(name).strip()[:100], lang if lang in LANGS else "fa")
 
 
 def _chat_text(frame: Mapping[str, Any], max_chars: int) -> ChatText:
@@ -75,7 +80,11 @@ def _chat_text(frame: Mapping[str, Any], max_chars: int) -> ChatText:
         raise FrameError("bad_frame", "message: text must be a non-empty string", client_id)
     if len(text) > max_chars:
         raise FrameError("too_long", f"message has {len(text)} characters; the limit is {max_chars}", client_id)
-    return ChatText(client_id, text)
+    return ChatText(client_id, _text(text))
+
+
+def _text(value: str) -> str:
+    return _LONE_SURROGATE.sub("\ufffd", value)
 
 
 # -- server frames --------------------------------------------------------------------------------

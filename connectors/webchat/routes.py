@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import structlog
 from structlog.typing import FilteringBoundLogger
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import BadHttpMessage
 
 from connectors.base import Sink, StoreUnavailable
 from connectors.webchat import form, pages
@@ -111,7 +112,7 @@ class WebchatRoutes:
             fields, uploads = await self._read(request, limit)
         except TooLarge as exc:
             return self._too_large(bound, int(str(exc)))
-        except ValueError as exc:
+        except (ValueError, BadHttpMessage) as exc:  # BadHttpMessage: a part header aiohttp refuses
             return self._notice(400, "درخواست نامعتبر", f"The form could not be read: {exc}")
         submission, errors = form.validate(fields, self.settings.max_message_chars)
         if len(uploads) > self.settings.form_max_files:
@@ -154,8 +155,8 @@ class WebchatRoutes:
                 fields[part.name or ""] = data.decode(part.get_charset("utf-8"), errors="replace")
             elif part.name == "attachments" and (part.filename or data):
                 uploads.append(form.Upload(
-                    _safe_filename(part.filename), part.headers.get("Content-Type", "application/octet-stream"),
-                    bytes(data)))
+                    _safe_filename(part.filename),
+                    _valid_text(part.headers.get("Content-Type", "application/octet-stream")), bytes(data)))
         return fields, uploads
 
     async def _store(self, bound: FilteringBoundLogger, submission: form.Submission, uploads: list[form.Upload],
@@ -205,5 +206,11 @@ class WebchatRoutes:
 def _safe_filename(name: str) -> str:
     """Only the last path component (some browsers send a full Windows path), at most 200 chars.
     Browsers percent-encode `"` and line breaks in the name, some clients every non-ASCII byte."""
-    base = PurePosixPath(unquote(name).replace("\\", "/")).name.strip()
+    base = PurePosixPath(_valid_text(unquote(name)).replace("\\", "/")).name.strip()
     return base[-200:] or "attachment"
+
+
+def _valid_text(header_text: str) -> str:
+    """aiohttp reads part headers as UTF-8 with bytes that are not valid UTF-8 surrogate-escaped;
+    those cannot be stored (the form's document is UTF-8), so they become U+FFFD."""
+    return header_text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
