@@ -22,8 +22,9 @@ from console.ticket_screen import TicketScreen
 from console.main_screen import MainScreen
 from ingest import queries
 from ingest.daemon import Daemon
-from tests.test_agent_api import Harness, running_harness
+from tests.test_agent_api import Harness
 from tests.test_console import SIZE, console, screen_text, ticket_list, until
+from tests.test_console import harness  # noqa: F401  (fixture)
 from tests.test_smtp import only_ticket as only_mail_ticket
 from tests.test_smtp import send
 from tests.test_telegram import SECRET_ENV, bot_table, inbox_states, post_webhook, text_update
@@ -101,12 +102,6 @@ def test_bidi_override_and_isolate_controls_are_shown_not_obeyed() -> None:
         assert not any(c in shown for c in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
     # Marks that only hint a direction (RLM, LRM, ALM) and ZWNJ are ordinary Persian text.
     assert safe_text("می\u200cخواهم\u200f", Prefs(bidi=False)).plain == "می\u200cخواهم\u200f"
-
-
-@pytest.fixture
-async def harness(make_daemon: Callable[..., Any]) -> AsyncIterator[Harness]:
-    async with running_harness(make_daemon) as h:
-        yield h
 
 
 async def test_bidi_override_in_a_customers_mail_reaches_the_console_inert(harness: Harness) -> None:
