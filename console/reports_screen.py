@@ -15,7 +15,7 @@ from textual.widgets import DataTable, Label, Static
 
 from console.app import ConsoleApp
 from console.key_bar import KeyBar
-from console.render import number
+from console.render import TEHRAN, number
 
 DIMENSIONS: tuple[str | None, ...] = (None, "insurer", "queue", "agent", "channel", "line_of_business")
 PERIOD_DAYS = 30
@@ -76,7 +76,8 @@ class ReportsScreen(Screen[None]):
 
     @work(exclusive=True)
     async def action_reload(self) -> None:
-        last = self.console.now().date()
+        # The firm's day, as the report buckets it: after 20:30 UTC it is already tomorrow in Tehran.
+        last = self.console.now().astimezone(TEHRAN).date()
         first = last - timedelta(days=PERIOD_DAYS - 1)
         by = DIMENSIONS[self.dimension_index]
         report: dict[str, Any] = await self.console.api("report", **{"from": first.isoformat(),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -236,6 +237,19 @@ async def test_reports_screen_shows_the_periods_figures_for_supervisors_only(har
         await pilot.press("R")
         await pilot.pause(0.1)
         assert isinstance(agent_app.screen, MainScreen)
+
+
+async def test_reports_period_ends_on_the_firms_day_not_utcs(harness: Harness) -> None:
+    # 21:00 UTC on 28 November is 00:30 on 29 November (1405/09/08) in Tehran: the report asked
+    # for must end on that day, or the tickets opened since Tehran's midnight drop out of it.
+    after_tehran_midnight = datetime(2026, 11, 28, 21, 0, tzinfo=UTC)
+    app = ConsoleApp(harness.url, await harness.agent("boss", "supervisor", "intake"), Prefs(digits="latin"),
+                     clock=lambda: after_tehran_midnight)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, MainScreen))
+        await pilot.press("R")
+        await until(pilot, lambda: "Tickets opened per day" in screen_text(app))
+        assert "– 1405/09/08 ·" in screen_text(app)
 
 
 async def test_availability_key_sets_the_agents_shift_status(harness: Harness) -> None:
