@@ -4,6 +4,7 @@ over HTTP, inside a real daemon; the pure parts (normaliser, error mapping) tabl
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import time
 import zlib
@@ -554,6 +555,17 @@ def test_edited_message_is_a_distinct_record_marked_as_edited() -> None:
     assert original.channel_message_id == "1111111:1365"
     assert edited.channel_message_id == "1111111:1365:edited:1441646600"
     assert edited.display_text == "(edited) Edited text" and ("edited", "true") in edited.meta
+
+
+def test_a_documents_name_is_cleaned_as_mail_attachment_names_are() -> None:
+    update = copy.deepcopy(corpus_updates()["doc_document"])
+    update["message"]["document"]["file_name"] = "../../\u202egpj.exe\x00"
+    (attachment,) = normalise_update(payload_of(update)).attachments
+    name = attachment.filename
+    assert name.endswith("gpj.exe") and not {"/", "\u202e", "\x00"} & set(name) and not name.startswith(".")
+    update["message"]["document"]["file_name"] = "../.."
+    (attachment,) = normalise_update(payload_of(update)).attachments
+    assert attachment.filename.startswith("document_")  # nothing usable left: the made-up name
 
 
 def test_attachment_only_message_says_what_it_is() -> None:

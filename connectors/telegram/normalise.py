@@ -15,6 +15,7 @@ from datetime import datetime
 
 from telegram import CallbackQuery, Chat, Message, Update, User
 
+from ingest.mime import sanitize_filename
 from ingest.records import AttachmentData, Identity, InboundMessage, RawPayload
 from router.claimref import parse_claim_ref
 from router.identity import normalize_phone
@@ -108,7 +109,9 @@ def _attachments(message: Message) -> tuple[AttachmentData, ...]:
         media = getattr(message, attribute)
         if media is None:
             continue
-        filename = getattr(media, "file_name", None) or f"{attribute}_{media.file_unique_id}{extension}"
+        # The sender names the file: cleaned as mail attachment names are (no path, no bidi tricks).
+        filename = sanitize_filename(getattr(media, "file_name", None),
+                                     f"{attribute}_{media.file_unique_id}{extension}")
         found.append(AttachmentData(filename, getattr(media, "mime_type", None) or default_type,
                                     remote_ref=media.file_id, size=media.file_size))
     return tuple(found)
