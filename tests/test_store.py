@@ -65,7 +65,8 @@ async def test_a_foreground_write_does_not_queue_behind_background_writes(tmp_pa
 
 class SlowWrites:
     """Writes that each take `seconds` in the writer thread (a threading write's worth of work),
-    recording their tag and their transaction's instant as they run."""
+    recording their tag and their transaction's instant as they run. A held write waits, once
+    started, for its gate: the test, not the machine's load, decides what is queued by then."""
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
@@ -74,8 +75,14 @@ class SlowWrites:
 
     def op(self, tag: str) -> Callable[[Tx], None]:
         def op(tx: Tx) -> None:
-            self.started.set()
             time.sleep(self.seconds)
+            self.ran.append((tag, tx.now))
+        return op
+
+    def held(self, tag: str, gate: threading.Event) -> Callable[[Tx], None]:
+        def op(tx: Tx) -> None:
+            self.started.set()
+            gate.wait(10)
             self.ran.append((tag, tx.now))
         return op
 
@@ -91,13 +98,16 @@ async def test_an_acknowledgement_joins_the_running_batch_once_it_has_waited_ack
     store = Store(tmp_path / "store.sqlite3", synchronous="OFF", background_batch=100, ack_wait_ms=10)
     await store.open()
     try:
-        writes = SlowWrites(0.005)
-        background = [store.submit(writes.op(f"b{i}"), background=True) for i in range(40)]
+        writes, queued = SlowWrites(0.005), threading.Event()
+        background = [store.submit(writes.held("b0", queued), background=True),
+                      *(store.submit(writes.op(f"b{i}"), background=True) for i in range(1, 40))]
         await asyncio.to_thread(writes.started.wait)
         acknowledgement = store.submit(writes.quick("ack"))
+        queued.set()
         await asyncio.gather(acknowledgement, *background)
-        # Without it the acknowledgement would have waited for all 40 (one batch of 100 allowed).
-        assert writes.tags.index("ack") <= 6
+        # Without it the acknowledgement would have waited for all 40 (one batch of 100 allowed);
+        # each write takes at least 5 ms, so 10 ms have passed by the third check at the latest.
+        assert writes.tags.index("ack") <= 3
         assert [tag for tag in writes.tags if tag != "ack"] == [f"b{i}" for i in range(40)]
         assert store.batches == 1, "the batch went on: no hop back to the event loop for the acknowledgement"
     finally:
@@ -110,20 +120,26 @@ async def test_an_acknowledgement_is_answered_when_it_joins_not_when_the_batch_e
                   clock=lambda: next(instants))  # one instant per transaction: tells them apart
     await store.open()
     try:
-        writes = SlowWrites(0.004)
-        background = [store.submit(writes.op(f"b{i}"), background=True) for i in range(60)]
+        writes, queued, answered = SlowWrites(0.004), threading.Event(), threading.Event()
+        background = [store.submit(writes.held("b0", queued), background=True),
+                      *(store.submit(writes.op(f"b{i}"), background=True) for i in range(1, 59)),
+                      store.submit(writes.held("last", answered), background=True)]
         await asyncio.to_thread(writes.started.wait)
-        await store.submit(writes.quick("ack"))
-        answered_after = writes.tags
+        queued_at = time.perf_counter()
+        acknowledgement = store.submit(writes.quick("ack"))
+        queued.set()
+        # The batch's last write waits for this answer: answered only at the batch's end, it times out.
+        await asyncio.wait_for(acknowledgement, 5)
+        waited = time.perf_counter() - queued_at
+        answered.set()
         await asyncio.gather(*background)
         tags, ran = writes.tags, writes.ran
         ack_transaction = dict(ran)["ack"]
-        # It joined the transaction the threading writes before it were in...
+        # It joined the transaction the threading writes before it were in, after waiting its
+        # 20 ms (the first write behind it ended after 4), and the rest went on in a new one.
+        assert waited >= 0.020
         assert [tag for tag, at in ran if at == ack_transaction] == tags[:tags.index("ack") + 1]
-        # ...about 20 ms after it was queued, and was answered at that commit, while the rest of
-        # the batch was still to run (in a transaction of its own).
-        assert 3 <= tags.index("ack") <= 12
-        assert len(answered_after) <= tags.index("ack") + 4 < len(tags)
+        assert 1 <= tags.index("ack") < len(tags) - 1
         assert all(at != ack_transaction for _, at in ran[tags.index("ack") + 1:])
         # The events of a committed write are published even if its caller stopped waiting.
         events = store.bus.subscribe()
@@ -139,7 +155,7 @@ async def test_a_failed_commit_fails_the_acknowledgements_that_joined_it_and_the
     store = Store(tmp_path / "store.sqlite3", synchronous="OFF", background_batch=100, ack_wait_ms=5)
     await store.open()
     try:
-        writes = SlowWrites(0.004)
+        writes, queued = SlowWrites(0.004), threading.Event()
 
         def fails_at_commit(tx: Tx) -> None:
             # A dangling reference checked only at COMMIT: the transaction's commit fails.
@@ -147,11 +163,12 @@ async def test_a_failed_commit_fails_the_acknowledgements_that_joined_it_and_the
             tx.execute("INSERT INTO identities (contact_id, kind, value, created_at) VALUES (999, 'email', 'x@y', 'now')")
 
         await store.submit(lambda tx: None)  # a batch of its own, before the rest is queued
-        background = [store.submit(writes.op("b0"), background=True),
-                      store.submit(fails_at_commit, background=True),
+        background = [store.submit(fails_at_commit, background=True),
+                      store.submit(writes.held("b0", queued), background=True),
                       *(store.submit(writes.op(f"b{i}"), background=True) for i in range(1, 21))]
         await asyncio.to_thread(writes.started.wait)
         acknowledgement = store.submit(lambda tx: "stored?")
+        queued.set()
         results = await asyncio.wait_for(asyncio.gather(acknowledgement, *background, return_exceptions=True), 10)
         assert isinstance(results[0], StoreUnavailable), "the acknowledgement in the failed commit is told so"
         assert all(isinstance(r, StoreUnavailable) for r in results[1:])
