@@ -122,13 +122,13 @@ def app() -> ConsoleApp:
     return ConsoleApp("ws://canned.invalid", "canned", Prefs(), client=CannedClient(), clock=lambda: NOW)
 
 
-async def settled(pilot: Pilot[Any], predicate: Callable[[], bool]) -> None:
-    for _ in range(200):
-        if predicate():
-            await pilot.pause()
-            return
+async def settled(pilot: Pilot[Any], predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("the screen did not settle")
         await asyncio.sleep(0.01)
-    raise AssertionError("the screen did not settle")
+    await pilot.pause()
 
 
 async def on_list(pilot: Pilot[Any]) -> None:
