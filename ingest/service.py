@@ -7,15 +7,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import multiprocessing
-import multiprocessing.connection
-import os
 import pickle
-import threading
 import traceback
 from collections import deque
 from collections.abc import Callable, Mapping
-from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 from datetime import datetime
 
@@ -26,6 +21,7 @@ from connectors.base import Normaliser, StoreUnavailable
 from ingest.apply import Applied, ApplyContext, apply_inbound, insert_inbox, quarantine, release_from_quarantine
 from ingest.analysis import MessageAnalysis, analyse
 from ingest.blobs import BlobStore
+from ingest.normaliser_pool import NormaliserPool, WorkerFailure
 from ingest.records import AcceptOutcome, InboundMessage, RawPayload
 from ingest.store import Store
 
@@ -46,7 +42,6 @@ MAX_INFLIGHT = 512
 # found at start-up) only their inbox ids are kept, and the payloads are read back from the inbox
 # as the queue drains: a flood never has to fit in memory, nor be scanned by the collector.
 MAX_QUEUED = 1024
-POOL_SHUTDOWN_SECONDS = 10.0
 
 INBOX_COLUMNS = "id, channel, connector, dedupe_key, fmt, meta, received_at, body"
 INBOX_FROM = "inbox JOIN inbox_raw ON inbox_raw.inbox_id = inbox.id"
@@ -69,12 +64,8 @@ class Ingest:
         self.context = context
         store.context = context
         self.max_attachment_bytes = max_attachment_bytes
-        # Parsing mail is CPU work; in worker processes it runs beside the writer instead of
-        # competing with it for the GIL (see docs/decisions.md). Spawned: forking a process
-        # that runs threads is unsafe.
-        self._pool = (ProcessPoolExecutor(normaliser_processes, mp_context=multiprocessing.get_context("spawn"),
-                                          initializer=exit_with_parent)
-                      if normaliser_processes > 0 else None)
+        self._pool = NormaliserPool(normaliser_processes, prepare_many_in_worker) if normaliser_processes > 0 else None
+        self._preparing: set[asyncio.Task[Any]] = set()
         self._queue: asyncio.Queue[tuple[int, RawPayload] | None] = asyncio.Queue()
         self._spilled: deque[int] = deque()  # accepted, pending, not in `_queue`: read back in order
         self._task: asyncio.Task[None] | None = None
@@ -112,8 +103,8 @@ class Ingest:
             self._spilled.append(row["id"])
         if rows:
             log.info("resuming_pending_inbox", count=len(rows))
-        if self._pool is not None:  # spawn the workers now, not on the first message
-            await asyncio.get_running_loop().run_in_executor(self._pool, prepare_many_in_worker, None)
+        if self._pool is not None:
+            await self._pool.start()
         self._task = asyncio.create_task(self._run(), name="ingest-processor")
 
     async def stop(self) -> None:
@@ -127,7 +118,7 @@ class Ingest:
         self._task = None
         if self._pool is not None:
             pool, self._pool = self._pool, None
-            await _shut_down(pool)
+            await pool.close()
 
     async def retry(self, inbox_ids: list[int]) -> list[int]:
         """Replay quarantined messages (after a fix); returns the ids that were retried."""
@@ -251,12 +242,13 @@ class Ingest:
 
     def _send_to_worker(self, items: list[tuple[RawPayload, asyncio.Future[Prepared]]], prefix: str) -> None:
         assert self._pool is not None
-        call = asyncio.get_running_loop().run_in_executor(
-            self._pool, prepare_many_in_worker, [payload for payload, _ in items], prefix, str(self.blobs.root),
-            self.max_attachment_bytes)
+        call = asyncio.create_task(self._pool.run(
+            [payload for payload, _ in items], prefix, str(self.blobs.root), self.max_attachment_bytes))
+        self._preparing.add(call)
 
-        def settle(done: asyncio.Future[list[Prepared | WorkerFailure]]) -> None:
-            if done.cancelled() or done.exception() is not None:  # the worker died: each is retried at restart
+        def settle(done: asyncio.Task[list[Prepared | WorkerFailure]]) -> None:
+            self._preparing.discard(done)
+            if done.cancelled() or done.exception() is not None:  # e.g. a payload that would not pickle
                 error = done.exception() if not done.cancelled() else asyncio.CancelledError()
                 for _, future in items:
                     if not future.done():
@@ -349,20 +341,6 @@ class Ingest:
             log.error("quarantine_failed_store_unavailable", inbox_id=inbox_id)
 
 
-async def _shut_down(pool: ProcessPoolExecutor) -> None:
-    """Stop the normaliser processes without blocking the event loop. A worker that does not
-    exit in time is killed: once seen hanging a test run's shutdown (Python 3.11), and nothing
-    it held is lost (its message is still pending in the inbox)."""
-    try:
-        await asyncio.wait_for(asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True),
-                               timeout=POOL_SHUTDOWN_SECONDS)
-    except TimeoutError:
-        processes = list(getattr(pool, "_processes", {}).values())  # the pool keeps them privately
-        log.error("normaliser_processes_killed", count=len(processes), after_seconds=POOL_SHUTDOWN_SECONDS)
-        for process in processes:
-            process.kill()
-
-
 def prepare(normaliser: Normaliser, payload: RawPayload, reference_prefix: str,
             ) -> tuple[InboundMessage, MessageAnalysis]:
     """Everything about a message that needs no store: its normal form and what its words say."""
@@ -389,39 +367,6 @@ def not_kept(msg: InboundMessage) -> StoredFiles:
 def with_files(msg: InboundMessage, analysis: MessageAnalysis, blobs: BlobStore,
                max_attachment_bytes: int) -> Prepared:
     return msg, analysis, store_files(msg, blobs, max_attachment_bytes)
-
-
-@dataclasses.dataclass(frozen=True)
-class WorkerFailure:
-    """A payload the normaliser process could not prepare: its exception's type, text and
-    traceback (exceptions travel between processes without theirs)."""
-
-    error: BaseException
-    traceback: str
-
-    def exception(self) -> BaseException:
-        self.error.__cause__ = RemoteTraceback(self.traceback)
-        return self.error
-
-
-class RemoteTraceback(Exception):
-    def __str__(self) -> str:
-        return str(self.args[0])
-
-
-def exit_with_parent() -> None:
-    """Runs first in each normaliser process: it ends when the daemon does, however the daemon
-    ended. A pool's worker waits on a queue whose pipe it holds both ends of, so after a kill -9
-    of the daemon it would wait for ever (and each restart would leave one more)."""
-    parent = multiprocessing.parent_process()
-    if parent is None:
-        return
-
-    def watch() -> None:
-        multiprocessing.connection.wait([parent.sentinel])
-        os._exit(1)  # nothing of the daemon's is held here: what it acknowledged is in the store
-
-    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def prepare_many_in_worker(payloads: list[RawPayload] | None, reference_prefix: str = "", blob_root: str = "",
