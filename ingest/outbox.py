@@ -14,7 +14,7 @@ from datetime import timedelta
 
 import structlog
 
-from connectors.base import Connector, StoreUnavailable
+from connectors.base import Connector
 from ingest.apply import record_event
 from ingest.records import DeliveryResult, OutboundMessage
 from ingest.store import Store, Tx, iso
@@ -138,8 +138,13 @@ class OutboxDispatcher:
         while True:
             try:
                 rows = await self.store.write(_claim_due(self.batch))
-            except StoreUnavailable:
-                return
+            except Exception as exc:  # a failed write (disk full, a read-only remount): nothing claimed
+                if not self.store.is_open:
+                    return  # stopping
+                log.error("outbox_claim_failed", error=f"{type(exc).__name__}: {exc}")
+                # A pause, not the wake event: a reply queued meanwhile would fail the same way.
+                await asyncio.sleep(self.poll_interval)
+                continue
             if rows:
                 await asyncio.gather(*(self._deliver(row) for row in rows))
                 continue
@@ -163,5 +168,9 @@ class OutboxDispatcher:
                 result = await connector.send(outbound)
             except Exception as exc:  # a connector bug must not stop the outbox
                 result = DeliveryResult(ok=False, detail=f"{type(exc).__name__}: {exc}")
-        state = await self.store.write(_record_result(row, result))
+        try:
+            state = await self.store.write(_record_result(row, result))
+        except Exception as exc:  # the row stays 'sending': the next start resends it
+            bound.error("outbound_result_not_recorded", delivered=result.ok, error=f"{type(exc).__name__}: {exc}")
+            return
         bound.info("outbound_delivery", state=state, attempt=outbound.attempt, detail=result.detail or None)

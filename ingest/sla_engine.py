@@ -147,6 +147,7 @@ class SlaEngine:
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self.fired = 0
+        self.failed = 0  # tickets whose firing failed in the last round (due again after a pause)
 
     @property
     def hooks(self) -> RoutingHooks | None:
@@ -215,15 +216,24 @@ class SlaEngine:
             chunks = [due[i:i + FIRE_CHUNK] for i in range(0, len(due), FIRE_CHUNK)]
             results = await asyncio.gather(
                 *(self.store.submit(fire_tickets(hooks, self.ctx, c)) for c in chunks), return_exceptions=True)
+            self.failed = 0
             for chunk, result in zip(chunks, results):
-                if isinstance(result, StoreUnavailable):
-                    raise result
                 if isinstance(result, BaseException):
-                    log.error("sla_fire_failed", tickets=chunk, error=repr(result))
+                    # A write that failed (disk full, a read-only remount, the store stopping)
+                    # fired nothing: the tickets stay due, and are tried again after a pause.
+                    log.error("sla_fire_failed", tickets=chunk, error=f"{type(result).__name__}: {result}")
+                    self._rearm(chunk, now)
+                    self.failed += len(chunk)
                 else:
                     self.fired += result
             self._take_events()  # the re-arming published by those writes
             return len(due)
+
+    def _rearm(self, ticket_ids: list[int], at: float) -> None:
+        for ticket_id in ticket_ids:
+            if ticket_id not in self._next:  # an event taken since may have set a newer instant
+                self._next[ticket_id] = at
+                heapq.heappush(self._heap, (at, ticket_id))
 
     def _delay(self) -> float:
         if not self._heap:
@@ -235,8 +245,10 @@ class SlaEngine:
         while True:
             try:
                 await self.fire_due()
-            except StoreUnavailable:
+            except StoreUnavailable:  # raised by submit() only once the store is closed
                 return
+            if self.failed:
+                await asyncio.sleep(self.max_sleep)
             # asyncio.timeout, not wait_for: in 3.11 wait_for can swallow a cancellation that
             # arrives as the queue yields an item, and stop() would then wait for ever.
             try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -80,3 +81,12 @@ async def make_daemon(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
     """Async tests run on the loop the daemon runs on by default (uvloop, see ingest.event_loop)."""
     return {"uvloop": loop_factory("uvloop")}
+
+
+async def refuse_writes(daemon: Daemon, refuse: bool) -> None:
+    """SQLite refuses every write on the daemon's writer connection, as after its filesystem was
+    remounted read-only, or accepts them again. Set between batches, on the writer's own thread:
+    no write can carry it (BEGIN IMMEDIATE itself is refused while it holds)."""
+    store = daemon.store
+    await asyncio.get_running_loop().run_in_executor(
+        store._executor, store._conn.execute, f"PRAGMA query_only = {'ON' if refuse else 'OFF'}")  # type: ignore[union-attr]

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 from ingest import queries
 from ingest.apply import agent_reply, change_priority, change_status
 from ingest.daemon import Daemon
+from tests.conftest import refuse_writes
 from tests.mailgen import mail
 from connectors.standins.smtp_sink import SmtpSink
 from tests.test_smtp import send
@@ -129,6 +130,25 @@ async def test_the_scheduler_fires_on_its_own_when_the_clock_reaches_the_due_tim
     while "sla_breached" not in kinds(await timeline(daemon, ticket["reference"]), "sla_breached"):
         assert asyncio.get_running_loop().time() < deadline, "the scheduler did not wake up"
         await asyncio.sleep(0.05)
+
+
+async def test_a_breach_due_while_the_store_refuses_writes_is_recorded_once_it_accepts_them(make_daemon: Any) -> None:
+    clock = saturday_morning()
+    daemon = await make_daemon(POLICY_24X7, clock=clock)
+    ticket = await open_ticket(daemon)
+    await refuse_writes(daemon, True)
+    clock.advance(hours=4)
+    deadline = asyncio.get_running_loop().time() + 10
+    while not daemon.sla.failed:
+        assert asyncio.get_running_loop().time() < deadline, "the scheduler did not try"
+        await asyncio.sleep(0.05)
+    assert not kinds(await timeline(daemon, ticket["reference"]), "sla_breached")
+    await refuse_writes(daemon, False)
+    deadline = asyncio.get_running_loop().time() + 10
+    while not kinds(await timeline(daemon, ticket["reference"]), "sla_breached"):
+        assert asyncio.get_running_loop().time() < deadline, "the breach was dropped with the failed write"
+        await asyncio.sleep(0.05)
+    assert kinds(await timeline(daemon, ticket["reference"]), "sla_breached") == ["sla_breached"]
 
 
 async def test_an_agent_reply_meets_the_first_response_and_nothing_fires(make_daemon: Any) -> None:

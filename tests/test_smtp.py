@@ -19,6 +19,9 @@ from hypothesis import strategies as st
 from ingest import queries
 from ingest.apply import agent_reply
 from ingest.daemon import Daemon
+from structlog.testing import capture_logs
+
+from tests.conftest import refuse_writes
 from tests.kit.contract import ConnectorContract
 from tests.mailgen import mail
 from connectors.smtp import _ListenerSMTP
@@ -222,6 +225,26 @@ async def test_acknowledgements_are_rate_limited_per_recipient(make_daemon: Any)
     await daemon.ingest.drained()
     (row,) = await daemon.store.fetchall("SELECT count(*) AS n FROM outbox WHERE automatic = 1")
     assert len(await tickets(daemon)) == 5 and row["n"] == 3
+
+
+async def test_the_outbox_waits_out_a_store_that_refuses_writes_and_then_sends(make_daemon: Any) -> None:
+    sink = await SmtpSink().start()
+    try:
+        daemon = await make_daemon(outbound_port=sink.port)
+        with capture_logs() as logs:
+            await refuse_writes(daemon, True)
+            for _ in range(500):  # the outbox polls: its claim is refused
+                if any(e["event"] == "outbox_claim_failed" for e in logs):
+                    break
+                await asyncio.sleep(0.02)
+            else:
+                raise AssertionError("the outbox's claim was not refused")
+        await refuse_writes(daemon, False)
+        await send(daemon, mail(message_id="<after@example.com>", subject="after the outage"))
+        (ack,) = await sink.wait_for(1)
+        assert ack["In-Reply-To"] == "<after@example.com>"
+    finally:
+        await sink.stop()
 
 
 async def test_acknowledgement_and_agent_reply_leave_through_relay_threaded(make_daemon: Any) -> None:
