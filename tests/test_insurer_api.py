@@ -17,11 +17,13 @@ from urllib.parse import quote
 import aiohttp
 import pytest
 from aiohttp import web
+from structlog.testing import capture_logs
 
 from connectors.http_front import verify_hmac_sha256
 from ingest.apply import change_status
 from ingest.insurers import create_insurer
 from ingest.queries import ticket_detail
+from tests.conftest import refuse_writes
 from tests.mailgen import mail
 
 INSURER_API = """
@@ -295,6 +297,20 @@ async def test_status_change_webhook_is_signed_and_retried_after_a_failure(api: 
         return [tuple(r) for r in rows] if all(r["state"] != "sending" for r in rows) else []
 
     assert await until(owed) == [("asia", "sent")]  # dana has no webhook: nothing queued for it
+
+
+async def test_status_webhooks_go_on_after_the_store_refused_writes_for_a_while(api: Api, receiver: Receiver) -> None:
+    receiver.fail_first = 0
+    _, _, claim = await api.call("POST", "/claims", body=filing())
+    daemon = api.daemon  # type: ignore[attr-defined]
+    with capture_logs() as logs:
+        await refuse_writes(daemon, True)  # as after a read-only remount
+        await until(lambda: any(e["event"] == "insurer_webhooks_not_queued" for e in logs))
+    await refuse_writes(daemon, False)
+    await daemon.store.write(change_status(claim["reference"], "awaiting_documents", "maryam"))
+    await until(lambda: receiver.received)
+    (_, body), = receiver.received
+    assert json.loads(body)["data"] == {"old": "new", "new": "awaiting_documents"}
 
 
 async def _two(rows: Callable[[], Any]) -> Any:

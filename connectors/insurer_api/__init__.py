@@ -98,15 +98,18 @@ class InsurerApiConnector(Connector):
                         event = await asyncio.wait_for(events.get(), self.settings.poll_seconds)
                         if event.kind == "status_changed" or event.kind.startswith("sla_"):
                             break
-                caught_up = False
-                while not caught_up:
-                    queued, caught_up = await self._store.write(enqueue_webhooks(self.name))
-                    if queued:
-                        log.info("insurer_webhooks_queued", count=queued)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # the store closed under us: the daemon is stopping
-            log.warning("insurer_webhook_pump_stopped", error=str(exc))
+                try:
+                    caught_up = False
+                    while not caught_up:
+                        queued, caught_up = await self._store.write(enqueue_webhooks(self.name))
+                        if queued:
+                            log.info("insurer_webhooks_queued", count=queued)
+                except Exception as exc:
+                    if not self._store.is_open:
+                        return  # the daemon is stopping
+                    # A failed write (disk full, a read-only remount) moved no cursor: the next
+                    # round, an event or `poll_seconds` away, queues what this one did not.
+                    log.error("insurer_webhooks_not_queued", error=f"{type(exc).__name__}: {exc}")
         finally:
             self._store.bus.unsubscribe(events)
 
