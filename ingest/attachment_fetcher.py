@@ -1,6 +1,8 @@
 """Downloads attachments that channels only name (a Telegram file id) into the content-addressed
 store, after the message is committed: a slow or failing download never holds up an
-acknowledgement, and the message is on its thread meanwhile with the attachment as a link."""
+acknowledgement, and the message is on its thread meanwhile with the attachment as a link.
+A download the daemon did not finish (stopped or killed meanwhile) is taken up again at start;
+one that failed stays a link, its failure on the ticket's timeline."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import structlog
 
 from connectors.base import Connector, StoreUnavailable
 from ingest.apply import FILES_TO_FETCH, record_event
+from ingest import queries
 from ingest.blobs import BlobStore
 from ingest.store import Store, Tx
 
@@ -52,6 +55,8 @@ class AttachmentFetcher:
 
     async def _run(self, events: asyncio.Queue) -> None:
         try:
+            for message_row in await queries.messages_with_unfetched_files(self.store):
+                await self.fetch_for(message_row)
             while True:
                 event = await events.get()
                 if event.kind == FILES_TO_FETCH:

@@ -133,6 +133,9 @@ class Daemon:
     async def stop(self) -> None:
         """Stop accepting first, then finish processing, then close the store."""
         await self.agent_api.stop()
+        # Before the connectors it downloads through: a download cut short is taken up at the
+        # next start, whereas one failed by a closing connector would be recorded as failed.
+        await self.attachments.stop()
         for name, connector in self.connectors.items():
             try:
                 await connector.stop()
@@ -141,7 +144,6 @@ class Daemon:
         if self._http_runner:
             await self._http_runner.cleanup()
         await self.ingest.stop()
-        await self.attachments.stop()
         await self.outbox.stop()
         await self.sla.stop()
         await self.store.close()

@@ -350,6 +350,17 @@ async def search_ticket_refs(
     return [row["ref"] for row in rows]
 
 
+async def messages_with_unfetched_files(store: Store) -> list[int]:
+    """Messages with an attachment the channel only names, neither downloaded nor recorded as
+    failed on the ticket's timeline: their download was cut short (a stop, a crash)."""
+    rows = await store.fetchall(
+        "SELECT DISTINCT a.message_id FROM attachments a JOIN messages m ON m.id = a.message_id"
+        " WHERE a.sha256 IS NULL AND a.remote_ref != '' AND NOT EXISTS (SELECT 1 FROM events e"
+        " WHERE e.ticket_id = m.ticket_id AND e.kind = 'attachment_fetch_failed'"
+        " AND json_extract(e.data, '$.filename') = a.filename) ORDER BY a.message_id")
+    return [row["message_id"] for row in rows]
+
+
 async def ticket_ref_for_inbox(store: Store, inbox_id: int) -> str | None:
     """The reference of the ticket an accepted message was threaded on; None until processed."""
     row = await store.fetchone(

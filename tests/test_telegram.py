@@ -657,6 +657,28 @@ async def test_missing_token_is_a_config_error_naming_the_variable(monkeypatch: 
         await connector.start(FlakySink())
 
 
+async def test_a_download_cut_short_by_a_stop_is_taken_up_again_at_the_next_start(
+        api: BotApiStandIn, tokens: None, make_daemon: Any) -> None:
+    bot = api.bot(TG_TOKEN)
+    bot.add_file("AgACAgQAAxkBAAK", b"\xff\xd8\xff\xe0 the damaged bumper", "photos/file_9.jpg")
+    bot.downloads_flowing.clear()  # the file server hangs: the download is under way at the stop
+    first = await make_daemon(bot_table(api))
+    update_id = bot.push(corpus_updates()["schema_photo_caption_fa"])
+    await committed(first, bot, update_id)
+    await bot.wait(lambda: bot.downloads_asked == 1, TIMEOUT, "the photo's download")
+    await first.stop()
+    bot.downloads_flowing.set()
+    second = await make_daemon(bot_table(api))  # same store: a restart
+
+    async def downloaded() -> dict[str, Any] | None:
+        (attachment,) = (await only_ticket(second))["messages"][0]["attachments"]
+        return attachment if attachment["sha256"] else None
+
+    attachment = await eventually(downloaded, "the photo to be downloaded after the restart")
+    assert second.blobs.get(attachment["sha256"]) == b"\xff\xd8\xff\xe0 the damaged bumper"
+    assert bot.downloads_asked == 2
+
+
 async def test_photo_the_bot_api_refuses_stays_a_link_and_the_timeline_says_why(
         api: BotApiStandIn, telegram_daemon: Daemon) -> None:
     bot = api.bot(TG_TOKEN)  # no file registered: getFile fails

@@ -50,6 +50,12 @@ class StandInBot:
     confirmed_below: int = 0  # Telegram's view: updates below this were confirmed and are gone
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     next_message_id: int = 1
+    downloads_asked: int = 0
+    # Cleared: file downloads are held (a slow or stuck file server) until it is set again.
+    downloads_flowing: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.downloads_flowing.set()
 
     @property
     def id(self) -> int:
@@ -241,6 +247,10 @@ class BotApiStandIn:
     async def _download(self, request: web.Request) -> web.Response:
         bot = self.bots.get(request.match_info["token"])
         wanted = request.match_info["path"]
+        if bot:
+            bot.downloads_asked += 1
+            bot._poke()
+            await bot.downloads_flowing.wait()
         for path, data in (bot.files.values() if bot else ()):
             if path == wanted:
                 return web.Response(body=data, content_type="application/octet-stream")
