@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import structlog
 
 from connectors.base import Connector, StoreUnavailable
-from ingest.apply import FILES_TO_FETCH, record_event
 from ingest import queries
+from ingest.apply import FILES_TO_FETCH, record_event
 from ingest.blobs import BlobStore
 from ingest.store import Store, Tx
+from ingest.supervision import watched
 
 log = structlog.get_logger(__name__)
 
@@ -46,7 +48,11 @@ class AttachmentFetcher:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(self.store.bus.subscribe()), name="attachment-fetcher")
+        self._task = watched(asyncio.create_task(self._run(self.store.bus.subscribe()), name="attachment-fetcher"))
+
+    @property
+    def background_tasks(self) -> list[asyncio.Task[Any] | None]:
+        return [self._task]
 
     async def stop(self) -> None:
         if self._task:

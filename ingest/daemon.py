@@ -27,6 +27,7 @@ from ingest.routing_hooks import RoutingHooks
 from ingest.service import Ingest
 from ingest.sla_engine import SlaEngine
 from ingest.store import Store, utcnow
+from ingest.supervision import ended
 
 log = structlog.get_logger(__name__)
 
@@ -109,8 +110,11 @@ class Daemon:
         return await ticket_ref_for_inbox(self.store, inbox_id)
 
     async def _healthz(self, request: web.Request) -> web.Response:
-        ok = self.store.is_open
-        return web.json_response({"ok": ok}, status=200 if ok else 503)
+        stopped = ended(task for part in (self.store, self.ingest, self.outbox, self.sla, self.attachments)
+                        for task in part.background_tasks)
+        if self.store.is_open and not stopped:
+            return web.json_response({"ok": True})
+        return web.json_response({"ok": False, "store_open": self.store.is_open, "stopped": stopped}, status=503)
 
     async def start(self) -> None:
         await self.store.open()

@@ -11,6 +11,7 @@ import asyncio
 import json
 from collections.abc import Callable, Mapping
 from datetime import timedelta
+from typing import Any
 
 import structlog
 
@@ -18,6 +19,7 @@ from connectors.base import Connector
 from ingest.apply import record_event
 from ingest.records import DeliveryResult, OutboundMessage
 from ingest.store import Store, Tx, iso
+from ingest.supervision import watched
 
 log = structlog.get_logger(__name__)
 
@@ -112,8 +114,8 @@ class OutboxDispatcher:
         if recovered:
             log.warning("outbox_resending_interrupted", count=recovered)
         self._events = self.store.bus.subscribe()
-        self._task = asyncio.create_task(self._run(), name="outbox")
-        self._watcher = asyncio.create_task(self._watch_events(), name="outbox-wake")
+        self._task = watched(asyncio.create_task(self._run(), name="outbox"))
+        self._watcher = watched(asyncio.create_task(self._watch_events(), name="outbox-wake"))
 
     async def stop(self) -> None:
         tasks = [t for t in (self._task, self._watcher) if t]
@@ -122,6 +124,10 @@ class OutboxDispatcher:
         await asyncio.gather(*tasks, return_exceptions=True)
         if self._events is not None:
             self.store.bus.unsubscribe(self._events)
+
+    @property
+    def background_tasks(self) -> list[asyncio.Task[Any] | None]:
+        return [self._task, self._watcher]
 
     def wake(self) -> None:
         self._wake.set()

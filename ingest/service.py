@@ -23,6 +23,7 @@ from ingest.analysis import MessageAnalysis, analyse
 from ingest.blobs import BlobStore
 from ingest.normaliser_pool import NormaliserPool, WorkerFailure
 from ingest.records import AcceptOutcome, InboundMessage, RawPayload
+from ingest.supervision import watched
 from ingest.store import Store
 
 log = structlog.get_logger(__name__)
@@ -69,12 +70,17 @@ class Ingest:
         self._queue: asyncio.Queue[tuple[int, RawPayload] | None] = asyncio.Queue()
         self._spilled: deque[int] = deque()  # accepted, pending, not in `_queue`: read back in order
         self._task: asyncio.Task[None] | None = None
+        self._dispatcher: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Future[Any]] = set()
         self._room = asyncio.Event()  # set while fewer than MAX_INFLIGHT writes are in flight
         self._room.set()
         self._outstanding = 0  # accepted but not yet threaded or quarantined
         self.processed = 0
         self.on_applied: list[Callable[[int, Applied], None]] = []  # (inbox id, outcome)
+
+    @property
+    def background_tasks(self) -> list[asyncio.Task[Any] | None]:
+        return [self._task, self._dispatcher]
 
     # -- the sink connectors call ----------------------------------------------------------
 
@@ -105,7 +111,7 @@ class Ingest:
             log.info("resuming_pending_inbox", count=len(rows))
         if self._pool is not None:
             await self._pool.start()
-        self._task = asyncio.create_task(self._run(), name="ingest-processor")
+        self._task = watched(asyncio.create_task(self._run(), name="ingest-processor"))
 
     async def stop(self) -> None:
         """Finish what was accepted so far, then stop."""
@@ -130,7 +136,7 @@ class Ingest:
             f"SELECT {INBOX_COLUMNS} FROM {INBOX_FROM} WHERE id IN ({marks}) ORDER BY id", tuple(released))
         running = self._task is not None
         if not running:
-            self._task = asyncio.create_task(self._run(), name="ingest-processor")
+            self._task = watched(asyncio.create_task(self._run(), name="ingest-processor"))
         for row in rows:
             self._enqueue(row["id"], payload_from_row(row))
         await self.drained()
@@ -187,7 +193,7 @@ class Ingest:
         # is handed to the writer in arrival order without waiting for its commit. The writer
         # applies operations in submission order, so threading sees messages as they arrived.
         ordered: asyncio.Queue[tuple[int, RawPayload, asyncio.Future[Prepared]] | None] = asyncio.Queue(64)
-        dispatcher = asyncio.create_task(self._dispatch(ordered), name="ingest-normalise")
+        self._dispatcher = dispatcher = watched(asyncio.create_task(self._dispatch(ordered), name="ingest-normalise"))
         try:
             while (item := await ordered.get()) is not None:
                 await self._apply(*item)

@@ -20,6 +20,7 @@ import heapq
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 import structlog
 
@@ -29,6 +30,7 @@ from ingest.routing_hooks import (
     TIMER_EVENT, ClockRow, RoutingHooks, Ticket, arm, clock_from_row, format_due, load_ticket,
 )
 from ingest.store import StoreEvent, Store, Tx, iso, utcnow
+from ingest.supervision import watched
 from router.rules import raise_priority
 from router.workflow import NoCustomerReply, SlaBreach, SlaWarning
 
@@ -154,6 +156,10 @@ class SlaEngine:
         return self.ctx.routing
 
     @property
+    def background_tasks(self) -> list[asyncio.Task[Any] | None]:
+        return [self._task]
+
+    @property
     def pending(self) -> int:
         return len(self._next)
 
@@ -170,7 +176,7 @@ class SlaEngine:
         self._heap = [(at, ticket_id) for ticket_id, at in self._next.items()]
         heapq.heapify(self._heap)
         log.info("sla_scheduler_started", pending=len(self._heap))
-        self._task = asyncio.create_task(self._run(), name="sla-scheduler")
+        self._task = watched(asyncio.create_task(self._run(), name="sla-scheduler"))
 
     async def stop(self) -> None:
         if self._task:

@@ -30,6 +30,7 @@ import aiosqlite
 import structlog
 
 from connectors.base import StoreUnavailable
+from ingest.supervision import watched
 from ingest.migrations import migrate
 
 T = TypeVar("T")
@@ -186,7 +187,7 @@ class Store:
         self._reader.row_factory = sqlite3.Row
         await self._reader.execute("PRAGMA query_only=ON")
         self._open = True
-        self._writer_task = asyncio.create_task(self._writer_loop(), name="store-writer")
+        self._writer_task = watched(asyncio.create_task(self._writer_loop(), name="store-writer"))
 
     async def close(self) -> None:
         """Stop taking writes, commit what is queued, close connections."""
@@ -210,6 +211,10 @@ class Store:
     @property
     def is_open(self) -> bool:
         return self._open
+
+    @property
+    def background_tasks(self) -> list[asyncio.Task[Any] | None]:
+        return [self._writer_task]
 
     def _checkpoint_loop(self) -> None:
         """Copies committed WAL frames into the database file on its own connection, beside the

@@ -3,6 +3,7 @@ outage, and the HMAC helper webhooks share. Over real HTTP on loopback."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,9 +13,11 @@ import structlog
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 from multidict import CIMultiDict
+from structlog.testing import capture_logs
 
 from config.logs import log_or_add_to_request_line
 from connectors.base import StoreUnavailable
+from ingest import queries
 from connectors.http_front import (
     HttpError, hmac_sha256_hex, install_http_front, signed_url, verify_hmac_sha256,
 )
@@ -158,6 +161,25 @@ async def test_daemon_serves_through_the_front(make_daemon: Any) -> None:
     assert status == 200 and body == {"ok": True} and headers["X-Request-Id"]
     status, _, body = await fetch("GET", f"http://127.0.0.1:{daemon.http_port}/webhooks/nothing")
     assert status == 404 and body["error"] == "not_found"
+
+
+async def test_healthz_names_a_background_task_that_died_and_the_log_says_why(
+        make_daemon: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A bug, injected: the attachment fetcher's first step raises, and its task ends.
+    async def broken(store: Any) -> list[int]:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(queries, "messages_with_unfetched_files", broken)
+    with capture_logs() as logs:
+        daemon = await make_daemon()
+        for _ in range(250):
+            if any(e["event"] == "background_task_died" for e in logs):
+                break
+            await asyncio.sleep(0.02)
+    (died,) = [e for e in logs if e["event"] == "background_task_died"]
+    assert died["task"] == "attachment-fetcher" and died["error"] == "RuntimeError: a bug" and died["exc_info"]
+    status, _, body = await fetch("GET", f"http://127.0.0.1:{daemon.http_port}/healthz")
+    assert status == 503 and body == {"ok": False, "store_open": True, "stopped": ["attachment-fetcher"]}
 
 
 def test_hmac_signature_verifies_only_the_exact_body_and_secret() -> None:
