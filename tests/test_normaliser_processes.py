@@ -4,6 +4,7 @@ The daemon runs as `run.py serve`, mail arrives over SMTP."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import smtplib
@@ -12,7 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from tests.conftest import write_config
@@ -57,9 +58,11 @@ MAIL = b"From: plugin@example.com\\r\\nMessage-ID: <%s@plugin.example.com>\\r\\n
 '''
 
 
-def serve(tmp_path: Path, *, extra_config: str = "", env: dict[str, str] | None = None) -> tuple[subprocess.Popen, int]:
+@contextlib.contextmanager
+def serving(tmp_path: Path, *, extra_config: str = "", env: dict[str, str] | None = None,
+            ) -> Iterator[tuple[subprocess.Popen, int]]:
     """`run.py serve` with one normaliser process, in a process group of its own (as a shell
-    starts a job), its log in tmp_path/daemon.log."""
+    starts a job), its log in tmp_path/daemon.log; the group is killed if a test leaves it running."""
     smtp_port = free_port()
     config = write_config(tmp_path)
     text = config.read_text().replace("[smtp]\nhost = \"127.0.0.1\"\nport = 0", f"[smtp]\nhost = \"127.0.0.1\"\nport = {smtp_port}")
@@ -68,8 +71,13 @@ def serve(tmp_path: Path, *, extra_config: str = "", env: dict[str, str] | None 
         daemon = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "serve", "--config", str(config)],
                                   stdout=subprocess.DEVNULL, stderr=log, cwd=ROOT, start_new_session=True,
                                   env={**os.environ, **(env or {})})
-    wait_listening(smtp_port)
-    return daemon, smtp_port
+    try:
+        wait_listening(smtp_port)
+        yield daemon, smtp_port
+    finally:
+        if daemon.poll() is None:
+            os.killpg(daemon.pid, signal.SIGKILL)
+            daemon.wait()
 
 
 def send(port: int, subject: str) -> None:
@@ -99,29 +107,14 @@ def normaliser_pids(daemon: subprocess.Popen) -> list[int]:
             if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
 
 
-def stop(daemon: subprocess.Popen, sig: int = signal.SIGTERM) -> int:
-    try:
-        daemon.send_signal(sig)
-        return daemon.wait(timeout=30)
-    finally:
-        if daemon.poll() is None:
-            os.killpg(daemon.pid, signal.SIGKILL)
-            daemon.wait()
-
-
 def test_ctrl_c_at_the_terminal_stops_the_daemon_and_its_processes_cleanly(tmp_path: Path) -> None:
-    daemon, port = serve(tmp_path)
-    try:
+    with serving(tmp_path) as (daemon, port):
         send(port, "first claim")
         until(lambda: inbox_states(tmp_path) == {"first-claim@example.com": "done"}, "the mail to be threaded")
         workers = normaliser_pids(daemon)
         assert workers, "the daemon runs a normaliser process"
         os.killpg(daemon.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground group
         assert daemon.wait(timeout=30) == 0, "graceful stop on Ctrl-C"
-    finally:
-        if daemon.poll() is None:
-            os.killpg(daemon.pid, signal.SIGKILL)
-            daemon.wait()
     until(lambda: not any(alive(pid) for pid in workers), "the normaliser process to end", timeout=10)
     log = (tmp_path / "daemon.log").read_text()
     assert "Traceback" not in log and "KeyboardInterrupt" not in log, log[-2000:]
@@ -129,8 +122,7 @@ def test_ctrl_c_at_the_terminal_stops_the_daemon_and_its_processes_cleanly(tmp_p
 
 
 def test_a_killed_normaliser_process_is_replaced_and_mail_goes_on_being_threaded(tmp_path: Path) -> None:
-    daemon, port = serve(tmp_path)
-    try:
+    with serving(tmp_path) as (daemon, port):
         send(port, "before the kill")
         until(lambda: inbox_states(tmp_path).get("before-the-kill@example.com") == "done", "the first mail")
         (worker,) = normaliser_pids(daemon)
@@ -140,11 +132,8 @@ def test_a_killed_normaliser_process_is_replaced_and_mail_goes_on_being_threaded
             send(port, f"after the kill {n}")
         until(lambda: list(inbox_states(tmp_path).values()) == ["done"] * 4, "mail sent after the kill to be threaded")
         assert normaliser_pids(daemon) != [worker]
-        assert stop(daemon) == 0, "graceful stop on SIGTERM"
-    finally:
-        if daemon.poll() is None:
-            os.killpg(daemon.pid, signal.SIGKILL)
-            daemon.wait()
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=30) == 0, "graceful stop on SIGTERM"
     log = (tmp_path / "daemon.log").read_text()
     assert '"normaliser_process_died"' in log
 
@@ -157,9 +146,8 @@ def test_a_message_that_kills_its_normaliser_is_quarantined_and_the_rest_threade
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: crashy-plugin\nVersion: 1.0\n")
     (info / "entry_points.txt").write_text("[parvandeh.connectors]\ncrashy = crashy_plugin:CrashyConnector\n")
-    daemon, port = serve(tmp_path, extra_config="\n[crashy]\n",
-                         env={"PYTHONPATH": os.pathsep.join([str(plugin), str(ROOT)])})
-    try:
+    with serving(tmp_path, extra_config="\n[crashy]\n",
+                 env={"PYTHONPATH": os.pathsep.join([str(plugin), str(ROOT)])}) as (daemon, port):
         until(lambda: "pending" not in inbox_states(tmp_path).values() and len(inbox_states(tmp_path)) == 3,
               "the plugin's three payloads to be processed")
         send(port, "mail after the poison")
@@ -169,11 +157,8 @@ def test_a_message_that_kills_its_normaliser_is_quarantined_and_the_rest_threade
         quarantined = db.execute("SELECT i.dedupe_key, q.error, q.traceback FROM quarantine q"
                                  " JOIN inbox i ON i.id = q.inbox_id").fetchall()
         db.close()
-        assert stop(daemon) == 0, "graceful stop on SIGTERM"
-    finally:
-        if daemon.poll() is None:
-            os.killpg(daemon.pid, signal.SIGKILL)
-            daemon.wait()
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=30) == 0, "graceful stop on SIGTERM"
     assert states == {"before": "done", "poison": "quarantined", "after": "done",
                       "mail-after-the-poison@example.com": "done"}
     ((key, error, trace),) = quarantined
