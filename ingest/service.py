@@ -44,6 +44,10 @@ MAX_INFLIGHT = 512
 # as the queue drains: a flood never has to fit in memory, nor be scanned by the collector.
 MAX_QUEUED = 1024
 
+# A threading write whose commit failed while the store stays open (disk full, then freed) is
+# tried again from the inbox after this pause, not only at the next start.
+APPLY_RETRY_SECONDS = 2.0
+
 INBOX_COLUMNS = "id, channel, connector, dedupe_key, fmt, meta, received_at, body"
 INBOX_FROM = "inbox JOIN inbox_raw ON inbox_raw.inbox_id = inbox.id"
 
@@ -67,6 +71,7 @@ class Ingest:
         self.max_attachment_bytes = max_attachment_bytes
         self._pool = NormaliserPool(normaliser_processes, prepare_many_in_worker) if normaliser_processes > 0 else None
         self._preparing: set[asyncio.Task[Any]] = set()
+        self._retrying: set[asyncio.Task[None]] = set()
         self._queue: asyncio.Queue[tuple[int, RawPayload] | None] = asyncio.Queue()
         self._spilled: deque[int] = deque()  # accepted, pending, not in `_queue`: read back in order
         self._task: asyncio.Task[None] | None = None
@@ -117,6 +122,8 @@ class Ingest:
         """Finish what was accepted so far, then stop."""
         if self._task is None:
             return
+        for retry in self._retrying:  # their messages wait, pending, for the next start
+            retry.cancel()
         await self._queue.put(None)
         await self._task
         if self._inflight:
@@ -329,13 +336,30 @@ class Ingest:
                 callback(inbox_id, applied)
             self._done()
         elif isinstance(exc, StoreUnavailable):
-            # Still pending in the inbox: processed again at the next start.
+            # Still pending in the inbox: read back and threaded again after a pause (or at the
+            # next start, when the store is closing).
             log.error("apply_failed_store_unavailable", inbox_id=inbox_id, error=str(exc))
             self._done()
+            if self.store.is_open:
+                retry = asyncio.create_task(self._apply_again_later(inbox_id))
+                self._retrying.add(retry)
+                retry.add_done_callback(self._retrying.discard)
         else:
             task = asyncio.create_task(self._quarantine(inbox_id, exc))
             self._inflight.add(task)
             task.add_done_callback(lambda t: (self._settled(t), self._done()))
+
+    async def _apply_again_later(self, inbox_id: int) -> None:
+        await asyncio.sleep(APPLY_RETRY_SECONDS)
+        try:
+            rows = await self.store.fetchall(
+                f"SELECT {INBOX_COLUMNS} FROM {INBOX_FROM} WHERE id = ? AND state = 'pending'", (inbox_id,))
+        except Exception as exc:  # closing, or the read failed too: the next start takes it up
+            log.error("apply_retry_failed", inbox_id=inbox_id, error=str(exc))
+            return
+        for row in rows:
+            log.info("apply_retrying", inbox_id=inbox_id)
+            self._enqueue(inbox_id, payload_from_row(row))
 
     async def _quarantine(self, inbox_id: int, exc: BaseException) -> None:
         summary = "".join(traceback.format_exception(exc, limit=-6))

@@ -216,6 +216,11 @@ class Store:
     def background_tasks(self) -> list[asyncio.Task[Any] | None]:
         return [self._writer_task]
 
+    @property
+    def queued(self) -> tuple[int, int]:
+        """Writes waiting for the writer: (acknowledgements, background)."""
+        return len(self._foreground), len(self._background)
+
     def _checkpoint_loop(self) -> None:
         """Copies committed WAL frames into the database file on its own connection, beside the
         writer. A passive checkpoint never blocks a write, but under a steady stream of writes it

@@ -4,9 +4,12 @@ a real relay."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import re
 import smtplib
 import string
+import threading
+from collections.abc import Callable
 from email.policy import SMTP as SMTP_POLICY
 from email.message import EmailMessage
 from typing import Any
@@ -19,6 +22,7 @@ from hypothesis import strategies as st
 from ingest import queries
 from ingest.apply import agent_reply
 from ingest.daemon import Daemon
+from ingest.store import Tx
 from structlog.testing import capture_logs
 
 from tests.conftest import refuse_writes
@@ -46,6 +50,20 @@ async def send(daemon: Daemon, message: EmailMessage | bytes, rcpt: str = "claim
             return client.data(raw)
 
     return await asyncio.to_thread(deliver)
+
+
+async def until_true(check: Callable[[], Any], what: str, timeout: float = 10.0) -> None:
+    """Poll `check` (plain or awaitable) until it is truthy."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = check()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
 
 
 async def tickets(daemon: Daemon) -> list[dict[str, Any]]:
@@ -245,6 +263,40 @@ async def test_the_outbox_waits_out_a_store_that_refuses_writes_and_then_sends(m
         assert ack["In-Reply-To"] == "<after@example.com>"
     finally:
         await sink.stop()
+
+
+async def test_mail_whose_threading_write_failed_is_threaded_after_a_pause_not_at_the_next_start(
+        make_daemon: Any) -> None:
+    daemon = await make_daemon()
+    store = daemon.store
+    first_gate, second_gate = threading.Event(), threading.Event()
+
+    def held(gate: threading.Event) -> Callable[[Tx], None]:
+        return lambda tx: gate.wait(10)
+
+    def fails_at_commit(tx: Tx) -> None:
+        # A dangling reference checked only at COMMIT: the transaction it is in fails as a whole.
+        tx.execute("PRAGMA defer_foreign_keys = ON")
+        tx.execute("INSERT INTO identities (contact_id, kind, value, created_at) VALUES (999999, 'email', 'x@y', 'now')")
+
+    # The writer runs two held writes: the mail's acknowledgement joins the first's transaction;
+    # its threading write is queued behind the second, with the failing write beside it.
+    busy = [store.submit(held(first_gate), background=True), store.submit(held(second_gate), background=True)]
+    with capture_logs() as logs:
+        sending = asyncio.create_task(send(daemon, mail(message_id="<held@example.com>", subject="held back")))
+        await until_true(lambda: store.queued[0] >= 1, "the acknowledgement to be queued")
+        await asyncio.sleep(0.05)  # longer than ack_wait_ms: it joins the transaction at the next write
+        first_gate.set()
+        code, _ = await sending
+        assert code == 250
+        failing = store.submit(fails_at_commit, background=True)
+        await until_true(lambda: store.queued[1] >= 2, "the threading write, beside the failing one")
+        second_gate.set()
+        await asyncio.gather(*busy, failing, return_exceptions=True)
+        await until_true(lambda: queries.list_tickets(store), "the mail to be threaded")
+    assert [e["inbox_id"] for e in logs if e["event"] == "apply_failed_store_unavailable"] == [1]
+    (ticket,) = await queries.list_tickets(store)
+    assert ticket["subject"] == "held back"
 
 
 async def test_acknowledgement_and_agent_reply_leave_through_relay_threaded(make_daemon: Any) -> None:
