@@ -107,6 +107,9 @@ class TelegramConnector(Connector):
         if self._poller is not None:
             await self._poller.confirm()
         await asyncio.gather(*(r.shutdown() for r in self._requests))
+        # Stopped once and for all: a second stop() (the daemon's, after a test's) has nothing to
+        # confirm, and the closed HTTP clients could not.
+        self._poller, self._requests = None, ()
 
     def _spawn(self, coro: object, what: str) -> None:
         self._tasks.append(asyncio.create_task(coro, name=f"telegram-{self.name}-{what}"))  # type: ignore[arg-type]
