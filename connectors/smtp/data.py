@@ -62,13 +62,16 @@ async def read_data_section(reader: asyncio.StreamReader, *, size_limit: int | N
     keep = size_limit + line_limit + 4 if size_limit else None
     chunks: list[bytes] = []
     size = 0
-    ends_line = True  # the data starts at the beginning of a line
+    # The last two bytes read before this chunk: the `.` line ends the data only at the start of
+    # a line, and the CRLF before it may have come in the previous chunk, even split in two
+    # (a chunk cut at the reader's limit can end in CR, the next begin with LF).
+    before = b"\r\n"  # the data starts at the beginning of a line
     while True:
         try:
             chunk = await reader.readuntil(_DOT_LINE)
         except asyncio.LimitOverrunError as overrun:  # no `.<CRLF>` within the reader's limit yet
             chunk = await reader.readexactly(overrun.consumed)
-        last = chunk.endswith(_DOT_LINE) and (chunk.endswith(b"\r\n" + _DOT_LINE) or (chunk == _DOT_LINE and ends_line))
+        last = chunk.endswith(_DOT_LINE) and (before + chunk[-5:-3]).endswith(b"\r\n")  # the 2 bytes before `.`
         if last:
             chunk = chunk[: -len(_DOT_LINE)]
         if keep is None or size < keep:
@@ -76,7 +79,7 @@ async def read_data_section(reader: asyncio.StreamReader, *, size_limit: int | N
         size += len(chunk)
         if last:
             break
-        ends_line = chunk.endswith(b"\r\n")
+        before = (before + chunk[-2:])[-2:]
     raw = b"".join(chunks)
     refusal = first_refusal(raw, size_limit=size_limit, line_limit=line_limit)
     return DataSection(None, refusal) if refusal else DataSection(unstuff(raw))
