@@ -49,6 +49,13 @@ def screen_text(app: ConsoleApp) -> str:
     return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
 
 
+async def open_only_ticket(pilot: Pilot[Any], app: ConsoleApp, ref: str) -> None:
+    """From the list showing just `ref`, open it and wait for its thread."""
+    await until(pilot, lambda: isinstance(app.screen, MainScreen) and ticket_list(app).order == [ref])
+    await pilot.press("enter")
+    await until(pilot, lambda: isinstance(app.screen, TicketScreen) and app.screen.detail is not None)
+
+
 async def console(harness: Harness, name: str = "sara", role: str = "agent", queues: str = "intake") -> ConsoleApp:
     return ConsoleApp(harness.url, await harness.agent(name, role, queues), Prefs(digits="latin"))
 
@@ -76,9 +83,7 @@ async def test_reply_goes_out_on_the_channel_of_the_message_answered(harness: Ha
     await harness.sink.wait_for(1)  # the acknowledgement
     app = await console(harness)
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, MainScreen) and ticket_list(app).order == [ref])
-        await pilot.press("enter")
-        await until(pilot, lambda: isinstance(app.screen, TicketScreen) and app.screen.detail is not None)
+        await open_only_ticket(pilot, app, ref)
         await pilot.press("k")  # from our acknowledgement up to the customer's mail
         await pilot.press("r")
         await until(pilot, lambda: isinstance(app.screen, Composer))
@@ -193,9 +198,7 @@ async def test_reply_template_is_filled_for_the_ticket_and_sent(make_daemon: Cal
         await harness.sink.wait_for(1)  # the acknowledgement
         app = await console(harness)
         async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: isinstance(app.screen, MainScreen) and ticket_list(app).order == [ref])
-            await pilot.press("enter")
-            await until(pilot, lambda: isinstance(app.screen, TicketScreen) and app.screen.detail is not None)
+            await open_only_ticket(pilot, app, ref)
             await pilot.press("r")
             await until(pilot, lambda: isinstance(app.screen, Composer))
             app.screen.query_one("#template", Select).value = "documents"

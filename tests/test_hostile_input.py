@@ -18,12 +18,10 @@ import pytest
 from websockets.asyncio.client import connect
 
 from console.render import Prefs, safe_text
-from console.ticket_screen import TicketScreen
-from console.main_screen import MainScreen
 from ingest import queries
 from ingest.daemon import Daemon
 from tests.test_agent_api import Harness
-from tests.test_console import SIZE, console, screen_text, ticket_list, until
+from tests.test_console import SIZE, console, open_only_ticket, screen_text, until
 from tests.test_console import harness  # noqa: F401  (fixture)
 from tests.test_smtp import only_ticket as only_mail_ticket
 from tests.test_smtp import send
@@ -108,9 +106,7 @@ async def test_bidi_override_in_a_customers_mail_reaches_the_console_inert(harne
     ref = await harness.mail(subject="invoice \u202egpj.exe", body="attached: \u202egpj.exe")
     app = await console(harness)
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, MainScreen) and ticket_list(app).order == [ref])
-        await pilot.press("enter")
-        await until(pilot, lambda: isinstance(app.screen, TicketScreen) and app.screen.detail is not None)
+        await open_only_ticket(pilot, app, ref)
         await until(pilot, lambda: "attached:" in screen_text(app))
         shown = screen_text(app)
         assert "<202E>gpj.exe" in shown and "\u202e" not in shown and "exe.jpg" not in shown
