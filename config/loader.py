@@ -115,23 +115,28 @@ def _describe_expected(err: Mapping[str, Any]) -> str:
     return message
 
 
-def _format_validation_error(prefix: str, exc: ValidationError) -> str:
+def _format_validation_error(prefix: str, exc: ValidationError, overridden: Mapping[str, str]) -> str:
+    """One line per fault; a value that came from the environment names its variable (the file
+    the message names does not hold it)."""
     lines = []
     for err in exc.errors():
         key = ".".join([prefix, *(str(p) for p in err["loc"])]).strip(".")
         value = err.get("input")
+        origin = f" (from {overridden[key]})" if key in overridden else ""
         if err["type"] == "extra_forbidden":
-            lines.append(f"{key}: unknown key (value {value!r}); check the spelling against the documented keys")
+            lines.append(f"{key}{origin}: unknown key (value {value!r}); check the spelling against the documented keys")
         elif err["type"] == "missing":
             lines.append(f"{key}: missing; it is required")
         else:
-            lines.append(f"{key} = {value!r}: expected {_describe_expected(err)}")
+            lines.append(f"{key} = {value!r}{origin}: expected {_describe_expected(err)}")
     return "\n".join(lines)
 
 
-def _apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> None:
+def _apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, str]:
     """PARVANDEH__SECTION__KEY=value overrides one scalar key; the value is parsed as TOML when
-    it can be (numbers, booleans, arrays) and taken as a string otherwise."""
+    it can be (numbers, booleans, arrays) and taken as a string otherwise. Returns the keys set
+    ("section.key") and the variables that set them."""
+    overridden: dict[str, str] = {}
     for name, raw in environ.items():
         if not name.startswith(ENV_PREFIX):
             continue
@@ -149,6 +154,8 @@ def _apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> No
                 raise ConfigError(f"{name}: [{part}] has several instances; set it in the file")
             node = child
         node[path[-1]] = value
+        overridden[".".join(path)] = name
+    return overridden
 
 
 def _connector_tables(kind: str, table: Any) -> list[tuple[str, dict[str, Any]]]:
@@ -182,7 +189,7 @@ def load_settings(
         raise ConfigError(f"{path}: no such configuration file") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    _apply_env_overrides(data, environ)
+    overridden = _apply_env_overrides(data, environ)
 
     core: dict[str, Any] = {}
     problems: list[str] = []
@@ -194,7 +201,7 @@ def load_settings(
         try:
             core[key] = model(**table)
         except ValidationError as exc:
-            problems.append(_format_validation_error(key, exc))
+            problems.append(_format_validation_error(key, exc, overridden))
 
     schemas = dict(connector_schemas or {})
     connectors: dict[str, list[tuple[str, Any]]] = {}
@@ -221,7 +228,7 @@ def load_settings(
                 connectors.setdefault(key, []).append((name, schemas[key](**item)))
             except ValidationError as exc:
                 label = key if len(instances) == 1 else f"{key}[{name}]"
-                problems.append(_format_validation_error(label, exc))
+                problems.append(_format_validation_error(label, exc, overridden))
     if problems:
         raise ConfigError(f"{path}:\n" + "\n".join(problems))
     return Settings(**core, connectors=connectors, extra=extra, source=str(path))

@@ -77,6 +77,14 @@ def test_environment_overrides_a_key(tmp_path: Path) -> None:
     assert conf.port == 2626
 
 
+def test_a_bad_value_from_the_environment_names_its_variable(tmp_path: Path) -> None:
+    # The message names the file; the value is not in it, so the variable must be named too.
+    with pytest.raises(ConfigError) as raised:
+        settings_from(write_config(tmp_path), {"PARVANDEH__SMTP__PORT": "xyz", "PARVANDEH__CLAIMS__PREFIX": "PV"})
+    assert "smtp.port = 'xyz' (from PARVANDEH__SMTP__PORT): expected a valid integer" in str(raised.value)
+    assert "claims.prefix (from PARVANDEH__CLAIMS__PREFIX): unknown key" in str(raised.value)
+
+
 async def test_tickets_list_and_show_print_json(make_daemon: Any, tmp_path: Path) -> None:
     daemon = await make_daemon()
     msg = mail(subject="تصادف در اتوبان", body="سلام")
