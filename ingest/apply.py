@@ -139,6 +139,10 @@ def resolve_contact(tx: Tx, identities: list[Identity]) -> int:
     identities not yet known are attached to it, so one person reached on several channels
     becomes one contact."""
     found: dict[Identity, int] = {}
+    name = next((i.display_name for i in identities if i.display_name), "")
+    # A mail whose From (and envelope) named no readable address has an empty identity: it is
+    # nobody's in particular, so it gets a contact of its own rather than everyone else's.
+    identities = [ident for ident in identities if ident.value]
     for ident in identities:
         row = tx.one("SELECT contact_id FROM identities WHERE kind = ? AND value = ?", (ident.kind, ident.value))
         if row:
@@ -146,7 +150,6 @@ def resolve_contact(tx: Tx, identities: list[Identity]) -> int:
     if found:
         contact_id = next(iter(found.values()))
     else:
-        name = next((i.display_name for i in identities if i.display_name), "")
         contact_id = tx.execute(
             "INSERT INTO contacts (display_name, created_at) VALUES (?, ?)", (name, tx.stamp)
         ).lastrowid
@@ -447,12 +450,14 @@ def agent_reply(ref: str, text: str, author: str, ctx: ApplyContext, channel: st
         if last is None:
             raise ReplyError(f"{ref} has no customer message{' on ' + channel if channel else ''} to answer")
         reply_channel, recipient = last["channel"], last["sender"]
-        connector = reply_connector(ctx, reply_channel, last["connector"])
+        connector = reply_connector(ctx, reply_channel, last["connector"]) if recipient else ""
         if not connector and not channel:
-            # Web forms and phone calls cannot be answered in kind: write to the contact by
-            # email or SMS instead.
+            # Web forms and phone calls cannot be answered in kind (nor mail without a sender
+            # address): write to the contact by email or SMS instead.
             reply_channel, connector, recipient = _answerable_identity(tx, ctx, ticket["id"])
         if not connector:
+            if not last["sender"]:
+                raise ReplyError(f"{ref}: the customer's {last['channel']} message has no sender address to answer")
             raise ReplyError(f"no connector can send on channel {last['channel']!r}")
         references: tuple[str, ...] = ()
         in_reply_to = ""
@@ -461,8 +466,9 @@ def agent_reply(ref: str, text: str, author: str, ctx: ApplyContext, channel: st
                 "SELECT channel_message_id FROM messages WHERE ticket_id = ? AND channel = 'email'"
                 " AND channel_message_id != '' ORDER BY id DESC LIMIT 20", (ticket["id"],)
             ).fetchall()
+            # A mail without a Message-ID is stored under a digest of its bytes: no header names it.
             references = tuple(reversed([r[0] for r in rows if not r[0].startswith("sha256:")]))
-            in_reply_to = last["channel_message_id"]
+            in_reply_to = "" if last["channel_message_id"].startswith("sha256:") else last["channel_message_id"]
         return enqueue_outbound(
             tx, ctx, ticket_id=ticket["id"], ref=ref, channel=reply_channel, connector=connector,
             recipient=recipient, text=text, subject=last["subject"] or ticket["subject"],

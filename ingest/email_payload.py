@@ -4,12 +4,14 @@ by SMTP and IMAP, or to two of our mailboxes, is stored once) and the normaliser
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
 from ingest.mime import parse_email
 from ingest.mime_split import parse_headers_fast
-from ingest.records import InboundMessage, RawPayload
+from ingest.records import Identity, InboundMessage, RawPayload
+from router.identity import normalize_email
 
 EMAIL_CHANNEL = "email"
 MIME_FORMAT = "mime"
@@ -33,4 +35,20 @@ def email_dedupe_key(raw: bytes) -> str:
 
 
 def normalise_mime(payload: RawPayload) -> InboundMessage:
-    return parse_email(payload.body)
+    return with_envelope(parse_email(payload.body), payload.meta)
+
+
+def with_envelope(msg: InboundMessage, meta: dict[str, str]) -> InboundMessage:
+    """What the SMTP envelope (`mail_from` in the listener's meta; IMAP mail carries it as the
+    Return-Path header its server wrote) adds to the mail's own headers. Our listener is the
+    final delivery, where an MTA would write Return-Path: a null reverse-path `<>` is a machine's
+    notification (RFC 5321 §4.5.5), never a person to answer or a claim to open; and when the
+    headers give no readable sender, the envelope's is who sent it."""
+    if "mail_from" not in meta:
+        return msg
+    envelope_sender = meta["mail_from"].strip().strip("<>")
+    if not envelope_sender:
+        return msg if msg.is_automatic else replace(msg, auto_reason="null-return-path")
+    if not msg.sender.value and (address := normalize_email(envelope_sender)):
+        return replace(msg, sender=Identity("email", address, msg.sender.display_name))
+    return msg

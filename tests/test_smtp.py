@@ -10,6 +10,7 @@ import smtplib
 import string
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from email.policy import SMTP as SMTP_POLICY
 from email.message import EmailMessage
 from typing import Any
@@ -20,7 +21,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ingest import queries
-from ingest.apply import agent_reply
+from ingest.apply import ReplyError, agent_reply
+from ingest.email_payload import email_dedupe_key
+from ingest.records import RawPayload
 from ingest.daemon import Daemon
 from ingest.store import Tx
 from structlog.testing import capture_logs
@@ -36,8 +39,10 @@ def smtp_port(daemon: Daemon) -> int:
     return daemon.connectors["smtp"].port  # type: ignore[attr-defined]
 
 
-async def send(daemon: Daemon, message: EmailMessage | bytes, rcpt: str = "claims@parvandeh.test") -> tuple[int, bytes]:
-    """Deliver over SMTP; returns the server's reply to DATA."""
+async def send(daemon: Daemon, message: EmailMessage | bytes, rcpt: str = "claims@parvandeh.test",
+               envelope_from: str = "sender@example.com") -> tuple[int, bytes]:
+    """Deliver over SMTP; returns the server's reply to DATA. `envelope_from` "" is the null
+    reverse-path, `MAIL FROM:<>`."""
 
     def deliver() -> tuple[int, bytes]:
         with smtplib.SMTP("127.0.0.1", smtp_port(daemon), timeout=10) as client:
@@ -45,7 +50,7 @@ async def send(daemon: Daemon, message: EmailMessage | bytes, rcpt: str = "claim
             # On the wire SMTP lines end in CRLF, as any real mailer sends them.
             raw = message if isinstance(message, bytes) else message.as_bytes(policy=SMTP_POLICY)
             raw = re.sub(rb"\r?\n", b"\r\n", raw)
-            client.mail("sender@example.com")
+            client.mail(envelope_from)
             client.rcpt(rcpt)
             return client.data(raw)
 
@@ -190,6 +195,42 @@ async def test_auto_reply_threads_but_never_opens_or_answers(make_daemon: Any) -
     assert len(unthreaded) == 1, "the stray auto-reply is kept, not dropped, and opens nothing"
 
 
+async def test_mail_from_the_null_sender_is_a_machines_notice_and_opens_nothing(make_daemon: Any) -> None:
+    daemon = await make_daemon()
+    # No Auto-Submitted, no report type, no MAILER-DAEMON: only the envelope says a machine wrote.
+    notice = (b"From: Mail Delivery <robot@mx.example.com>\r\nTo: claims@parvandeh.test\r\n"
+              b"Subject: Delivery failure\r\nMessage-ID: <n1@mx.example.com>\r\n\r\n"
+              b"Your message could not be delivered.\r\n")
+    code, _ = await send(daemon, notice, envelope_from="")
+    assert code == 250
+    assert await tickets(daemon) == [], "a notice from the null sender opens no claim (and is not acknowledged)"
+    (kept,) = await queries.list_unthreaded(daemon.store)
+    assert kept["dedupe_key"] == "email:mid:n1@mx.example.com", "kept, not dropped"
+
+
+async def test_mail_without_a_readable_from_is_its_envelope_senders(make_daemon: Any) -> None:
+    daemon = await make_daemon()
+    unreadable = b'From: "Ali" <"ali ahmadi"@@example.com>\r\nTo: claims@parvandeh.test\r\nSubject: a\r\n\r\nsalam\r\n'
+    no_from = b"To: claims@parvandeh.test\r\nSubject: b\r\n\r\nsalam\r\n"
+    await send(daemon, unreadable, envelope_from="ali@example.com")
+    await send(daemon, no_from, envelope_from="sara@example.com")
+    senders = sorted(t["contact"]["identity"] for t in await tickets(daemon))
+    assert senders == ["ali@example.com", "sara@example.com"], "two people, two claims"
+
+
+async def test_mail_with_no_sender_address_at_all_gets_a_contact_of_its_own(make_daemon: Any) -> None:
+    daemon = await make_daemon()
+    # As IMAP hands it over (no envelope): nothing names who sent these two mails.
+    for n in range(2):
+        raw = f"To: claims@parvandeh.test\r\nSubject: claim {n}\r\nMessage-ID: <anon{n}@x>\r\n\r\nsalam\r\n".encode()
+        await daemon.ingest.accept(RawPayload("email", "imap", email_dedupe_key(raw), "mime", raw, datetime.now(UTC)))
+    found = await tickets(daemon)
+    assert len(found) == 2, "strangers are not merged into one contact and one claim"
+    assert len({t["contact"]["id"] for t in found}) == 2
+    with pytest.raises(ReplyError, match="no sender address to answer"):
+        await daemon.store.write(agent_reply(found[0]["reference"], "سلام", "agent1", daemon.ingest.context))
+
+
 async def test_bounce_threads_to_the_claim_of_the_bounced_mail(make_daemon: Any) -> None:
     daemon = await make_daemon()
     await send(daemon, mail(sender="ali@example.com", subject="خسارت"))
@@ -329,6 +370,23 @@ async def test_acknowledgement_and_agent_reply_leave_through_relay_threaded(make
         assert same["reference"] == ref
         detail = await queries.ticket_detail(daemon.store, ref)
         assert [e["kind"] for e in detail["timeline"]].count("delivery_sent") == 2
+    finally:
+        await sink.stop()
+
+
+async def test_reply_to_mail_without_a_message_id_has_no_in_reply_to(make_daemon: Any) -> None:
+    sink = await SmtpSink().start()
+    try:
+        daemon = await make_daemon(outbound_port=sink.port)
+        await send(daemon, b"From: ali@example.com\r\nTo: claims@parvandeh.test\r\nSubject: x\r\n\r\nsalam\r\n")
+        await sink.wait_for(1)
+        (ticket,) = await tickets(daemon)
+        await daemon.store.write(agent_reply(ticket["reference"], "سلام", "agent1", daemon.ingest.context))
+        daemon.outbox.wake()
+        reply = (await sink.wait_for(2))[1]
+        # Stored under a digest of its bytes, which is no Message-ID any mailer knows.
+        assert reply["In-Reply-To"] is None
+        assert "sha256" not in (reply["References"] or "")
     finally:
         await sink.stop()
 
