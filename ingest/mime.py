@@ -107,12 +107,26 @@ def _strict(data: bytes, codec: str) -> str | None:
 
 
 def _utf8(data: bytes) -> str | None:
-    """UTF-8, strictly or with a little damage: under 1 in 20 non-ASCII characters broken."""
+    """UTF-8, strictly or with a little damage: under 1 in 20 non-ASCII characters broken, or
+    one or two broken sequences (a cut at the end, a lost byte) in a short text that otherwise
+    reads as UTF-8. Text in a single-byte charset breaks at nearly every non-ASCII byte."""
     text = _strict(data, "utf-8")
     if text is not None:
         return text
     text = data.decode("utf-8", "replace")
-    return text if 20 * text.count("\ufffd") < sum(1 for c in text if ord(c) > 0x7F) else None
+    broken = text.count("\ufffd")
+    whole = sum(1 for c in text if ord(c) > 0x7F) - broken
+    return text if 20 * broken < whole or (broken <= 2 and whole >= 3 * broken) else None
+
+
+# UTF-8 Arabic-script letters all start with one of the bytes D8-DB, which windows-1256 reads as
+# ط ظ ع غ: in that mojibake they are every other letter; in Persian text a few in a hundred.
+_UTF8_LEADS_IN_CP1256 = frozenset("طظعغ")
+
+
+def _utf8_read_as_cp1256(text: str) -> bool:
+    letters = [c for c in text if _ARABIC_LETTER.match(c)]
+    return len(letters) >= 4 and 3 * sum(1 for c in letters if c in _UTF8_LEADS_IN_CP1256) >= len(letters)
 
 
 def _latin_mojibake(text: str) -> bool:
@@ -157,6 +171,8 @@ def decode_text(data: bytes, declared: str | None = None) -> str:
     if utf8 is not None:
         return utf8
     arabic = data.decode("cp1256", "replace")
+    if _utf8_read_as_cp1256(arabic):  # badly damaged UTF-8: its own reading, with the holes shown
+        return data.decode("utf-8", "replace")
     if _mostly_arabic(arabic):
         return arabic
     western = _strict(data, "cp1252")

@@ -242,6 +242,24 @@ def test_genuine_latin1_and_other_charsets_are_kept():
     assert decode_text(damaged, "utf-8").startswith("Профиль пользователя обновлён")
 
 
+@pytest.mark.parametrize("declared", ["utf-8", None])
+def test_short_persian_utf8_with_a_cut_or_lost_byte_stays_persian(declared):
+    # Under 20 letters, one broken sequence is over the 1-in-20 share; it must not turn the whole
+    # text into windows-1256 mojibake (ط³ظ„ط§ظ…), which reads as "mostly Arabic" too.
+    assert decode_text("سلام، ماشینم تصادف کرد".encode() + b"\xd8", declared) == "سلام، ماشینم تصادف کرد\ufffd"
+    assert decode_text("خسارت بدنه ۲۰۶".encode()[:-1], declared) == "خسارت بدنه ۲۰\ufffd"
+    lost = "سلام، ماشینم تصادف کرد".encode()
+    assert decode_text(lost[:3] + lost[4:], declared) == "س\ufffdام، ماشینم تصادف کرد"
+
+
+def test_badly_damaged_utf8_shows_its_holes_rather_than_windows_1256_mojibake():
+    damaged = bytearray("سلام، ماشینم تصادف کرد و خسارت دیده است".encode())
+    for at in (3, 11, 21, 31, 41):
+        damaged[at] = 0x41
+    text = decode_text(bytes(damaged), "utf-8")
+    assert text.count("\ufffd") >= 3 and "خسارت دیده است" in text and "ط" not in text
+
+
 def test_quoted_printable_and_broken_base64_bodies():
     qp = "".join(f"={b:02X}" for b in PERSIAN.encode())
     raw = _raw(qp.encode(), b"text/plain; charset=utf-8", b"quoted-printable")
