@@ -23,6 +23,16 @@ _ORIGINAL_MESSAGE = re.compile(r"-{3,}\s*(?:original message|پیام اصلی|�
 # a few lines. Bold markers come from HTML-to-text conversion of the same block.
 _FROM_LINE = re.compile(r"\*?(?:from|از)\s*:\*?\s*\S", re.IGNORECASE)
 _SENT_LINE = re.compile(r"\*?(?:sent|date|ارسال شده|ارسال|تاریخ)\s*:", re.IGNORECASE)
+# The other lines of Outlook's block. A "label:" line with any other label among them makes the
+# block a customer's own list of fields ("از: تهران / به: کرج / تاریخ: ... / محل: ...").
+_FIELD_LABEL = re.compile(r"\*?([^\s:*][^:*]{0,24}?)\s*:\*?(?:\s|$)")
+_OUTLOOK_LABELS = frozenset({
+    "from", "sent", "date", "to", "cc", "bcc", "subject", "importance", "attachments",
+    "از", "ارسال شده", "ارسال", "تاریخ", "به", "رونوشت", "موضوع", "پیوست‌ها", "پیوست ها", "اهمیت",
+})
+_OUTLOOK_BLOCK_LINES = 4  # after From: Sent, To, Cc, Subject
+# "wrote:" after a finished sentence is prose ("... was hit by a truck. The other driver wrote:").
+_SENTENCE_BREAK = re.compile(r"[.!?؟]\s+\S")
 _UNDERSCORES = re.compile(r"_{10,}")
 # Our own (and Gmail's/Apple's) forward marker: what follows is forwarded content, not a quote.
 _FORWARD_MARKER = re.compile(r"-+\s*forwarded message\s*-+|begin forwarded message:", re.IGNORECASE)
@@ -59,19 +69,37 @@ def _quote_header_at(lines: list[str], i: int) -> int:
         return 0
     nxt = _clean(lines[i + 1]) if i + 1 < len(lines) else ""
     for pattern in (_EN_HEADER, _FA_HEADER):
-        if pattern.fullmatch(line):
+        if pattern.fullmatch(line) and not _SENTENCE_BREAK.search(line):
             return 1
-        if nxt and len(nxt) <= _MAX_HEADER_CHARS and pattern.fullmatch(f"{line} {nxt}"):
+        joined = f"{line} {nxt}"
+        if nxt and len(nxt) <= _MAX_HEADER_CHARS and pattern.fullmatch(joined) and not _SENTENCE_BREAK.search(joined):
             return 2
     if _ORIGINAL_MESSAGE.fullmatch(line):
         return 1
     if _UNDERSCORES.fullmatch(line):
         following = [_clean(l) for l in lines[i + 1 : i + 4] if _clean(l)]
         return 1 if following and _FROM_LINE.match(following[0]) else 0
-    if _FROM_LINE.match(line) and not _after_forward_marker(lines, i):
-        if any(_SENT_LINE.match(_clean(l)) for l in lines[i + 1 : i + 4]):
-            return 1
+    if _FROM_LINE.match(line) and not _after_forward_marker(lines, i) and _outlook_block(lines, i):
+        return 1
     return 0
+
+
+def _outlook_block(lines: list[str], i: int) -> bool:
+    """Whether the From line at `i` heads Outlook's block: a Sent/Date line among the next
+    lines, and no field Outlook does not write before the block ends (its Subject line)."""
+    following = [cleaned for l in lines[i + 1 : i + 1 + 2 * _OUTLOOK_BLOCK_LINES] if (cleaned := _clean(l))]
+    sent = False
+    for line in following[:_OUTLOOK_BLOCK_LINES]:
+        sent = sent or bool(_SENT_LINE.match(line))
+        field = _FIELD_LABEL.match(line)
+        if field is None:
+            continue
+        label = field.group(1).strip().lower()
+        if label not in _OUTLOOK_LABELS:
+            return False
+        if label in ("subject", "موضوع"):
+            break
+    return sent
 
 
 def _after_forward_marker(lines: list[str], i: int) -> bool:

@@ -101,3 +101,21 @@ def test_prose_starting_with_on_is_not_a_header():
 def test_plain_text_without_quotes_is_unchanged():
     assert trim_quoted("Hello\nworld") == "Hello\nworld"
     assert trim_quoted("") == ""
+
+
+def test_a_customers_own_list_of_fields_is_not_an_outlook_header():
+    # "از/به/تاریخ" are From/To/Date, but "محل" (place) is no field Outlook writes.
+    text = ("سلام، گزارش تصادف را می‌فرستم:\nاز: تهران\nبه: کرج\nتاریخ: ۱۴۰۵/۰۸/۲۰ ساعت ۱۴:۳۰\n"
+            "محل: آزادراه تهران-کرج، کیلومتر ۱۲\nتلفن همراه: ۰۹۱۲۱۲۳۴۵۶۷")
+    assert trim_quoted(text) == text
+
+
+def test_persian_outlook_block_is_cut():
+    text = ("مدارک را فرستادم.\n\nاز: کارشناس <claims@parvandeh.example>\nارسال شده: دوشنبه ۱ ژانویه ۲۰۲۴\n"
+            "به: ali@example.com\nموضوع: PV-1405-000123\n\nلطفا مدارک را بفرستید.\n")
+    assert trim_quoted(text) == "مدارک را فرستادم."
+
+
+def test_wrote_at_the_end_of_a_sentence_is_prose_not_a_header():
+    text = "On 12 Nov at 10:30 my car was hit by a truck. The other driver wrote:\nit was my fault, sorry\n"
+    assert trim_quoted(text) == text.rstrip()
