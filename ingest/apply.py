@@ -495,8 +495,28 @@ def _answerable_identity(tx: Tx, ctx: ApplyContext, ticket_id: int) -> tuple[str
     return "", "", ""
 
 
+# How far a sent message has got, as channels report it (Twilio's MessageStatus values): a
+# report of an earlier stage arriving after a later one (callbacks race) says nothing new.
+_DELIVERY_STAGES = {
+    "accepted": 0, "scheduled": 0, "queued": 1, "sending": 2, "sent": 3,
+    "delivered": 4, "undelivered": 4, "failed": 4, "canceled": 4, "read": 5,
+}
+
+
+def delivery_news(reported: list[str], status: str) -> bool:
+    """Whether `status` adds to the statuses already on the timeline for the same message:
+    not a repeat (callbacks are retried, and replayable: their signature has no timestamp) and
+    not a stage behind the furthest reached. A status we do not know is news once."""
+    if status in reported:
+        return False
+    stage = _DELIVERY_STAGES.get(status)
+    reached = [_DELIVERY_STAGES[r] for r in reported if r in _DELIVERY_STAGES]
+    return stage is None or not reached or stage >= max(reached)
+
+
 def delivery_status(channel: str, channel_message_id: str, status: str, detail: str) -> Callable[[Tx], bool]:
-    """A channel's report on a message we sent (Twilio MessageStatus...), on the timeline."""
+    """A channel's report on a message we sent (Twilio MessageStatus...), on the timeline when it
+    is news (`delivery_news`). True when the message is ours."""
 
     def op(tx: Tx) -> bool:
         row = tx.one(
@@ -506,6 +526,13 @@ def delivery_status(channel: str, channel_message_id: str, status: str, detail: 
         )
         if row is None:
             return False
+        reported = [
+            data["status"] for (raw,) in tx.execute(
+                "SELECT data FROM events WHERE ticket_id = ? AND kind = 'delivery_status'", (row["ticket_id"],))
+            if (data := json.loads(raw)).get("channel_message_id") == channel_message_id
+        ]
+        if not delivery_news(reported, status):
+            return True
         record_event(tx, row["ticket_id"], row["ref"], "delivery_status", channel=channel,
                      channel_message_id=channel_message_id, status=status, detail=detail or None)
         return True

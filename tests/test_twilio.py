@@ -23,7 +23,7 @@ from connectors.twilio import TwilioConnector, TwilioSettings
 from connectors.twilio.media import fetch_media
 from connectors.twilio.webhook import parse_form, signature_valid
 from ingest import queries
-from ingest.apply import agent_reply
+from ingest.apply import agent_reply, delivery_news
 from ingest.daemon import Daemon
 from tests.conftest import settings_from, write_config
 from tests.kit.contract import ConnectorContract
@@ -318,8 +318,24 @@ async def test_agent_reply_reaches_the_messages_api_and_its_status_lands_on_the_
     (event,) = await timeline(daemon, ref, "delivery_status")
     assert (event["status"], event["channel_message_id"], event["channel"]) == ("delivered", sid, "sms")
 
+    # Twilio retries callbacks, they race, and a captured one replays (no timestamp is signed):
+    # a repeat, or a stage behind "delivered", is answered but adds nothing to the timeline.
+    for late in ("delivered", "delivered", "sent"):
+        status, _ = await post(daemon, {"MessageSid": sid, "MessageStatus": late, "To": CUSTOMER,
+                                        "From": OUR_NUMBER, "AccountSid": ACCOUNT_SID},
+                               path="/webhooks/twilio/status", signed_url=f"{PUBLIC}/webhooks/twilio/status")
+        assert status == 204
+    assert [e["status"] for e in await timeline(daemon, ref, "delivery_status")] == ["delivered"]
+
     status, _ = await post(daemon, {"MessageSid": sid, "MessageStatus": "failed"}, path="/webhooks/twilio/status")
     assert status == 403, "status callbacks are signature-checked too"
+
+
+def test_delivery_news_is_a_new_status_no_stage_behind_the_furthest() -> None:
+    assert delivery_news([], "queued") and delivery_news(["queued", "sent"], "delivered")
+    assert not delivery_news(["sent"], "sent") and not delivery_news(["delivered"], "sent")
+    assert delivery_news(["delivered"], "read") and delivery_news(["sent"], "failed")
+    assert delivery_news(["delivered"], "partially_delivered") and not delivery_news(["x"], "x")
 
 
 async def test_long_persian_reply_is_counted_in_segments_and_split_over_ten(
