@@ -12,9 +12,12 @@ Charset heuristic (`decode_text`), for bodies and RFC 2047 words alike:
    the bytes are also valid UTF-8 (8-bit text that is valid UTF-8 by accident is vanishingly rare),
    or a Latin label produced mojibake (C1 controls, runs of accented letters: windows-1256 Persian
    read as iso-8859-1);
-2. UTF-8, strictly, or with a little damage (a truncated or corrupted sequence here and there);
+2. UTF-8, strictly, or with a little damage (a truncated or corrupted sequence here and there:
+   under 1 in 20 characters, or at most two in a short text);
 3. windows-1256 when most of the non-ASCII letters it yields are Arabic script (our senders are
-   Iranian; legacy Persian mail is windows-1256, often unlabelled or labelled iso-8859-1/us-ascii);
+   Iranian; legacy Persian mail is windows-1256, often unlabelled or labelled iso-8859-1/us-ascii),
+   unless it reads as UTF-8 Persian seen through windows-1256 (ط ظ ع غ, UTF-8's lead bytes, as
+   every other letter): badly damaged UTF-8 is then shown as UTF-8 with its holes;
 4. windows-1252 when it reads as Latin text (what unlabelled Western mail nearly always is, and
    where charset-normalizer tends to pick an exotic relative such as mac-latin2);
 5. charset-normalizer's best guess; 6. the declared (or UTF-8) decoding with replacement characters.
