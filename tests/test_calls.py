@@ -25,6 +25,7 @@ from tests.kit.contract import ConnectorContract
 from tests.test_twilio import ACCOUNT_SID, CUSTOMER, OUR_NUMBER, QUIET, TOKEN, inbox_count, post, sms, twilio_table
 
 SECRET = "pbx-shared-secret"
+OUR_TRUNK = "02100000000"  # the caller id the firm's PBX presents on its calls out
 # 10:35:12 UTC is 14:05:12 in Tehran (+03:30).
 TWILIO_TIMESTAMP = "Tue, 14 May 2024 10:35:12 +0000"
 
@@ -160,6 +161,7 @@ async def test_malformed_call_records_are_400_naming_the_fault(make_daemon: Any)
         json.dumps({"call_id": "x", "disposition": "ANSWERED"}).encode(): "caller",
         json.dumps(pbx_record(disposition="RINGING")).encode(): "disposition",
         json.dumps(pbx_record(start="yesterday")).encode(): "start",
+        json.dumps(pbx_record(direction="sideways")).encode(): "direction",
         b"[1, 2]": "JSON object",
     }
     for raw, named in cases.items():
@@ -167,6 +169,60 @@ async def test_malformed_call_records_are_400_naming_the_fault(make_daemon: Any)
         assert status == 400 and named in body["detail"], (raw, body)
     assert await post_voice(daemon, voice("exploded")) == 400
     assert await inbox_count(daemon) == 0
+
+
+async def test_deeply_nested_json_is_a_400_not_a_500(make_daemon: Any) -> None:
+    daemon = await start(make_daemon)
+    status, body = await post_pbx(daemon, None, body=b"[" * 100_000)  # deeper than json.loads recurses
+    assert (status, body["error"]) == (400, "malformed_call_record"), body
+    assert "nested" in body["detail"]
+
+
+async def phone_identities(daemon: Daemon) -> list[str]:
+    return [row["value"] for row in
+            await daemon.store.fetchall("SELECT value FROM identities WHERE kind = 'phone' ORDER BY id")]
+
+
+async def test_outgoing_pbx_calls_join_the_customers_thread_as_outgoing(make_daemon: Any) -> None:
+    daemon = await start(make_daemon, f'[calls]\nown_numbers = ["{OUR_TRUNK}"]\n')
+    assert (await post(daemon, sms("SM3")))[0] == 200
+    # An agent's call-back through the trunk, one dialled from an extension, one the PBX says is outgoing.
+    calls = [pbx_record("out1", "NO ANSWER", caller=OUR_TRUNK, callee="09121234567", answer=None),
+             pbx_record("out2", caller="104", callee="09121234567"),
+             pbx_record("out3", "BUSY", caller="02191001234", callee="09121234567", direction="outbound")]
+    for record in calls:
+        assert await post_pbx(daemon, record) == (200, {"stored": True, "duplicate": False}), record
+    (ticket,) = await tickets(daemon)
+    got = {(m["sender"], m["text"]) for m in ticket["messages"] if m["kind"] == "call"}
+    assert got == {(CUSTOMER, f"Unanswered outgoing call to {CUSTOMER} at 14:05 (Tehran time)"),
+                   (CUSTOMER, f"Outgoing call to {CUSTOMER} at 14:05 (Tehran time), 3 min 12 s, agent ext 104"),
+                   (CUSTOMER, f"Unanswered outgoing call to {CUSTOMER} at 14:05 (Tehran time) (busy)")}
+    assert await phone_identities(daemon) == [CUSTOMER]
+
+
+async def test_call_back_to_a_new_number_opens_no_ticket_for_our_own_number(make_daemon: Any) -> None:
+    daemon = await start(make_daemon, '[calls]\nown_numbers = ["+98 21 0000 0000"]\n')
+    record = pbx_record(disposition="NO ANSWER", caller=OUR_TRUNK, callee="09121234567", answer=None)
+    assert await post_pbx(daemon, record) == (200, {"stored": True, "duplicate": False})
+    assert await tickets(daemon) == [], "an outgoing call opens no ticket, for us or the customer"
+    assert await phone_identities(daemon) == [CUSTOMER]
+
+
+async def test_internal_calls_between_extensions_are_not_stored(make_daemon: Any) -> None:
+    daemon = await start(make_daemon, f'[calls]\nown_numbers = ["{OUR_TRUNK}"]\n')
+    for caller, callee in (("1040", "1050"), (OUR_TRUNK, "104")):
+        status, body = await post_pbx(daemon, pbx_record(f"{caller}-{callee}", "NO ANSWER", caller=caller,
+                                                         callee=callee, answer=None))
+        assert (status, body["stored"]) == (200, False), (caller, callee, body)
+    assert await inbox_count(daemon) == 0
+
+
+def test_own_numbers_are_e164_and_a_non_number_names_the_key(tmp_path: Any) -> None:
+    settings = settings_from(write_config(tmp_path, '[calls]\nown_numbers = ["021 0000 0000", "+982191001234"]\n'))
+    (_, _, conf), = [i for i in settings.connector_instances() if i[0] == "calls"]
+    assert conf.own_numbers == ("+982100000000", "+982191001234")
+    with pytest.raises(ConfigError, match=r"calls\.own_numbers"):
+        settings_from(write_config(tmp_path, '[calls]\nown_numbers = ["trunk-1"]\n'))
 
 
 async def test_withheld_number_is_acknowledged_but_not_stored(make_daemon: Any) -> None:

@@ -402,6 +402,30 @@ async def test_agent_reply_reaches_the_customers_chat(api: BotApiStandIn, telegr
     assert done["channel_message_id"] == f"808:{sent[0]['message_id']}"  # the acknowledgement's
 
 
+async def test_long_reply_with_emoji_is_sent_in_pieces_the_bot_api_accepts(
+        api: BotApiStandIn, telegram_daemon: Daemon) -> None:
+    bot = api.bot(TG_TOKEN)
+    ref = await open_claim(telegram_daemon, bot)
+    text = " ".join(["تصادف 🚗"] * 1200)  # 9,599 characters, 10,799 UTF-16 units
+    await reply(telegram_daemon, ref, text)
+
+    async def settled() -> dict[str, Any] | None:
+        (row,) = await telegram_daemon.store.fetchall("SELECT state, last_error FROM outbox WHERE automatic = 0")
+        return dict(row) if row["state"] in ("sent", "failed") else None
+
+    outcome = await eventually(settled, "the reply sent or failed")
+    assert outcome["state"] == "sent", outcome["last_error"]
+    pieces = [sent["text"] for sent in bot.sent[1:]]  # after the acknowledgement
+    assert " ".join(pieces) == text and len(pieces) == 3
+
+
+async def test_stand_in_refuses_texts_over_4096_utf16_units_as_the_bot_api_does(api: BotApiStandIn) -> None:
+    async with Bot(TG_TOKEN, base_url=api.base_url) as bot:
+        await bot.send_message(chat_id=1, text="🚗" * 2048)
+        with pytest.raises(BadRequest, match="Message is too long"):
+            await bot.send_message(chat_id=1, text="🚗" * 2048 + "a")
+
+
 async def test_blocked_user_is_a_permanent_failure_on_the_timeline(
         api: BotApiStandIn, telegram_daemon: Daemon) -> None:
     bot = api.bot(TG_TOKEN)
@@ -628,10 +652,15 @@ def test_bot_api_errors_map_to_delivery_results(make_error: Callable[[], Excepti
     assert detail in result.detail
 
 
-def test_long_replies_are_split_at_word_boundaries_under_the_limit() -> None:
-    text = " ".join(["کلمه"] * 3000)
+def utf16_units(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+@pytest.mark.parametrize("word", ["کلمه", "تصادف 🚗"])  # an emoji outside the BMP is two UTF-16 units
+def test_long_replies_are_split_at_word_boundaries_under_the_limit(word: str) -> None:
+    text = " ".join([word] * 3000)
     pieces = split_text(text)
-    assert len(pieces) > 1 and all(len(p) <= 4000 for p in pieces)
+    assert len(pieces) > 1 and all(utf16_units(p) <= 4096 for p in pieces)
     assert " ".join(pieces) == text
     assert split_text("کوتاه") == ["کوتاه"]
 

@@ -5,12 +5,12 @@ Routes (instance named "calls"; another instance name N appends /N):
   POST /webhooks/calls         generic PBX JSON (see records.py), X-Parvandeh-Signature =
                                hex HMAC-SHA256(shared secret, raw body)
 Only final statuses are stored; ringing/in-progress callbacks answer 204 and store nothing, as do
-calls from a withheld number (nobody to call back, nothing to match on).
+calls from a withheld number (nobody to call back, nothing to match on) and internal calls.
+An outgoing call (an agent calling a customer) goes on the callee's thread and opens no ticket.
 """
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -23,11 +23,12 @@ from config.logs import log_context
 from connectors.base import Connector, ConnectorSettings, Sink
 from connectors.calls.records import (
     PBX_CALL_FORMAT, TWILIO_CALL_FORMAT, CallPolicy, CallRecord, NoCallerNumber, normalise_pbx_call,
-    normalise_twilio_call, pbx_call, twilio_call,
+    normalise_twilio_call, read_pbx_call, twilio_call,
 )
 from connectors.http_front import SIGNATURE_HEADER, HttpError, verify_hmac_sha256
 from connectors.twilio.webhook import TwilioWebhook, auth_token
 from ingest.records import RawPayload
+from router.identity import normalize_phone
 
 log = structlog.get_logger(__name__)
 
@@ -39,6 +40,19 @@ class CallsSettings(ConnectorSettings):
     missed_calls_open_ticket: bool = True
     answered_calls_open_ticket: bool = False
     timezone: str = "Asia/Tehran"
+    # The firm's numbers and trunk caller ids: a PBX call from one of them to an outside number
+    # is an agent calling out (extensions are recognised without being listed).
+    own_numbers: tuple[str, ...] = ()
+
+    @field_validator("own_numbers")
+    @classmethod
+    def _e164(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        numbers = [normalize_phone(raw) for raw in value]
+        bad = [raw for raw, number in zip(value, numbers, strict=True) if number is None]
+        if bad:
+            # The loader prefixes "expected".
+            raise ValueError(f"phone numbers such as 02100000000 or +982100000000, not {', '.join(map(repr, bad))}")
+        return tuple(number for number in numbers if number)
 
     @field_validator("timezone")
     @classmethod
@@ -61,7 +75,7 @@ class CallsConnector(Connector):
             raise ConfigError(f"[{self.name}]: pbx and twilio_voice are both false; expected at least one source of calls")
         self._sink = sink
         self._policy = CallPolicy(settings.timezone, settings.missed_calls_open_ticket,
-                                  settings.answered_calls_open_ticket)
+                                  settings.answered_calls_open_ticket, frozenset(settings.own_numbers))
         suffix = "" if self.name == self.kind else f"/{self.name}"
         router = self.context.http_app.router
         if settings.pbx:
@@ -99,11 +113,11 @@ class CallsConnector(Connector):
             raise HttpError(403, "invalid_signature",
                             f"{SIGNATURE_HEADER} must be the hex HMAC-SHA256 of the raw body under the shared secret")
         try:
-            record = pbx_call(json.loads(body), ZoneInfo(self._policy.timezone))
+            record = read_pbx_call(body, self._policy)
         except NoCallerNumber as exc:
             log.info("call_without_number_ignored", reason=str(exc))
             return web.json_response({"stored": False, "reason": str(exc)})
-        except ValueError as exc:  # also bad JSON and bad UTF-8
+        except ValueError as exc:  # also bad JSON, JSON nested too deep and bad UTF-8
             raise HttpError(400, "malformed_call_record", str(exc)) from None
         duplicate = await self._accept(record, PBX_CALL_FORMAT, body)
         return web.json_response({"stored": True, "duplicate": duplicate})
@@ -114,5 +128,6 @@ class CallsConnector(Connector):
                 channel="call", connector=self.name, dedupe_key=record.dedupe_key, fmt=fmt, body=body,
                 received_at=datetime.now(UTC), meta=self._policy.as_meta(),
             ))
-            log.info("call_received", status=record.status, inbox_id=outcome.inbox_id, duplicate=outcome.duplicate)
+            log.info("call_received", status=record.status, inbound=record.inbound, inbox_id=outcome.inbox_id,
+                     duplicate=outcome.duplicate)
         return outcome.duplicate

@@ -6,16 +6,22 @@ The generic PBX form (Asterisk/Issabel CDR style), one JSON object per finished 
     {"call_id": "1715672712.42", "caller": "09121234567", "callee": "02188776655",
      "start": "2024-05-14T14:05:12+03:30", "answer": "2024-05-14T14:05:20+03:30",
      "end": "2024-05-14T14:08:32+03:30", "disposition": "ANSWERED",
-     "recording_url": "https://pbx.example/rec/1715672712.42.wav", "agent_extension": "104"}
+     "recording_url": "https://pbx.example/rec/1715672712.42.wav", "agent_extension": "104",
+     "direction": "inbound"}
 
 Required: call_id, caller, disposition (ANSWERED | NO ANSWER | BUSY | FAILED | CONGESTION).
 Times are ISO 8601; without an offset they are read in the connector's timezone (CDRs are local).
+`direction` (inbound | outbound) is optional: without it a call is outgoing when the caller is our
+side (an extension, i.e. at most 6 digits, or one of `[calls] own_numbers`) and the callee is an
+outside number. The customer is the caller of an incoming call and the callee of an outgoing one;
+a call with no outside party (extension to extension) has no customer and is not stored.
 """
 
 from __future__ import annotations
 
 import json
 import mimetypes
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -39,10 +45,15 @@ TWILIO_INTERMEDIATE = frozenset({"queued", "initiated", "ringing", "in-progress"
 # PBX dispositions, mapped onto the same vocabulary.
 PBX_DISPOSITIONS = {"ANSWERED": "completed", "NO ANSWER": "no-answer", "BUSY": "busy", "FAILED": "failed",
                     "CONGESTION": "failed"}
+PBX_DIRECTIONS = ("inbound", "outbound")
+# PBX extensions are short (Issabel's are 3-4 digits); outside numbers, even local ones without the
+# area code, have 8 digits or more.
+_EXTENSION = re.compile(r"[0-9]{1,6}")
 
 
 class NoCallerNumber(ValueError):
-    """A withheld or unusable caller number: nobody to call back, nothing to match on."""
+    """No customer number: withheld or unusable, or an internal call. Nobody to call back,
+    nothing to match on."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +81,7 @@ class CallRecord:
 def _customer_number(raw: str) -> str:
     number = normalize_phone(raw)
     if number is None:
-        raise NoCallerNumber(f"caller number {raw!r} cannot be called back")
+        raise NoCallerNumber(f"number {raw!r} cannot be called back")
     return number
 
 
@@ -115,8 +126,25 @@ def _pbx_time(obj: dict[str, Any], key: str, tz: ZoneInfo) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=tz)
 
 
-def pbx_call(obj: Any, tz: ZoneInfo) -> CallRecord:
-    """A PBX call record (see the module docstring); ValueError names what is wrong."""
+def _is_our_side(raw: str, own_numbers: frozenset[str]) -> bool:
+    """An internal extension, or one of the firm's own numbers (E.164)."""
+    return bool(_EXTENSION.fullmatch(raw.strip())) or normalize_phone(raw) in own_numbers
+
+
+def _pbx_inbound(obj: dict[str, Any], caller: str, callee: str, own_numbers: frozenset[str]) -> bool:
+    direction = str(obj.get("direction") or "").strip().lower()
+    if direction and direction not in PBX_DIRECTIONS:
+        raise ValueError(f"direction = {obj['direction']!r}: expected one of {', '.join(PBX_DIRECTIONS)}")
+    if direction:
+        return direction == "inbound"
+    # Most CDRs carry no direction: our side dialling an outside number is a call out.
+    outside_callee = normalize_phone(callee) is not None and not _is_our_side(callee, own_numbers)
+    return not (_is_our_side(caller, own_numbers) and outside_callee)
+
+
+def pbx_call(obj: Any, tz: ZoneInfo, own_numbers: frozenset[str] = frozenset()) -> CallRecord:
+    """A PBX call record (see the module docstring); ValueError names what is wrong.
+    `own_numbers` are the firm's numbers in E.164."""
     if not isinstance(obj, dict):
         raise ValueError("expected a JSON object")
     missing = [key for key in ("call_id", "caller", "disposition") if obj.get(key) in (None, "")]
@@ -128,9 +156,15 @@ def pbx_call(obj: Any, tz: ZoneInfo) -> CallRecord:
     start, answer, end = (_pbx_time(obj, key, tz) for key in ("start", "answer", "end"))
     status = PBX_DISPOSITIONS[disposition]
     duration = int((end - answer).total_seconds()) if status == "completed" and answer and end else 0
+    caller, callee = str(obj["caller"]), str(obj.get("callee") or "")
+    inbound = _pbx_inbound(obj, caller, callee, own_numbers)
+    customer, ours = (caller, callee) if inbound else (callee, caller)
+    if _is_our_side(customer, own_numbers):
+        # Never a contact, let alone a ticket, for our own number or extension.
+        raise NoCallerNumber(f"{customer!r} is our own side: an internal call has no customer")
     return CallRecord(
-        call_id=str(obj["call_id"]), customer=_customer_number(str(obj["caller"])),
-        other_party=str(obj.get("callee") or ""), status=status, started_at=start, duration_s=max(duration, 0),
+        call_id=str(obj["call_id"]), customer=_customer_number(customer), other_party=ours, status=status,
+        inbound=inbound, started_at=start, duration_s=max(duration, 0),
         recording_url=str(obj.get("recording_url") or ""), agent_extension=str(obj.get("agent_extension") or ""),
     )
 
@@ -213,15 +247,17 @@ class CallPolicy:
     timezone: str = DEFAULT_TIMEZONE
     missed_opens_ticket: bool = True
     answered_opens_ticket: bool = False
+    own_numbers: frozenset[str] = frozenset()  # E.164
 
     def as_meta(self) -> dict[str, str]:
         return {"timezone": self.timezone, "missed_opens_ticket": str(int(self.missed_opens_ticket)),
-                "answered_opens_ticket": str(int(self.answered_opens_ticket))}
+                "answered_opens_ticket": str(int(self.answered_opens_ticket)),
+                "own_numbers": " ".join(sorted(self.own_numbers))}
 
     @classmethod
     def from_meta(cls, meta: dict[str, str]) -> CallPolicy:
         return cls(meta.get("timezone", DEFAULT_TIMEZONE), meta.get("missed_opens_ticket", "1") == "1",
-                   meta.get("answered_opens_ticket", "0") == "1")
+                   meta.get("answered_opens_ticket", "0") == "1", frozenset(meta.get("own_numbers", "").split()))
 
 
 def _message(record: CallRecord | None, payload: RawPayload, policy: CallPolicy) -> InboundMessage:
@@ -235,6 +271,16 @@ def normalise_twilio_call(payload: RawPayload) -> InboundMessage:
     return _message(twilio_call(parse_form(payload.body)), payload, CallPolicy.from_meta(payload.meta))
 
 
+def read_pbx_call(body: bytes, policy: CallPolicy) -> CallRecord:
+    """The PBX record in a raw body. ValueError for bad UTF-8 or JSON, JSON nested too deep
+    to decode (json.loads recurses), or a bad record."""
+    try:
+        obj = json.loads(body)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply; expected one flat JSON object") from None
+    return pbx_call(obj, ZoneInfo(policy.timezone), policy.own_numbers)
+
+
 def normalise_pbx_call(payload: RawPayload) -> InboundMessage:
     policy = CallPolicy.from_meta(payload.meta)
-    return _message(pbx_call(json.loads(payload.body), ZoneInfo(policy.timezone)), payload, policy)
+    return _message(read_pbx_call(payload.body, policy), payload, policy)

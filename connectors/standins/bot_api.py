@@ -3,6 +3,7 @@
 Serves what the connector uses — getMe, getUpdates (long polling with Telegram's offset
 semantics), sendMessage, getFile, deleteWebhook, setWebhook and file downloads — for any number
 of bot tokens, and records what it was asked: every getUpdates offset, every message sent.
+Like the real API, sendMessage refuses a text over 4096 UTF-16 code units.
 
     api = await BotApiStandIn(["111:AAA"]).start()
     bot = api.bot("111:AAA")
@@ -29,6 +30,8 @@ SEND_FAILURES: dict[str, tuple[int, dict[str, Any]]] = {
     "retry_after": (429, {"description": "Too Many Requests: retry after 1", "parameters": {"retry_after": 1}}),
     "bad_request": (400, {"description": "Bad Request: chat not found"}),
 }
+MAX_TEXT_UTF16_UNITS = 4096
+TOO_LONG = (400, {"description": "Bad Request: message is too long"})
 
 
 @dataclass
@@ -216,16 +219,19 @@ class BotApiStandIn:
             status, body = SEND_FAILURES[bot.send_failures.popleft()]
             bot._poke()
             return _error(status, body)
+        text = params.get("text", "")
+        if len(text.encode("utf-16-le")) // 2 > MAX_TEXT_UTF16_UNITS:
+            return _error(*TOO_LONG)
         chat_id = params.get("chat_id")
         message = {
             "message_id": bot.next_message_id,
             "date": int(time.time()),
             "chat": {"id": int(chat_id), "type": "private"},
             "from": {"id": bot.id, "is_bot": True, "first_name": bot.first_name, "username": bot.username},
-            "text": params.get("text", ""),
+            "text": text,
         }
         bot.next_message_id += 1
-        bot.sent.append({"chat_id": chat_id, "text": params.get("text", ""), "message_id": message["message_id"]})
+        bot.sent.append({"chat_id": chat_id, "text": text, "message_id": message["message_id"]})
         bot._poke()
         return _ok(message)
 

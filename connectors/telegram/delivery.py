@@ -5,25 +5,23 @@ from __future__ import annotations
 
 from telegram.error import BadRequest, ChatMigrated, Forbidden, InvalidToken, NetworkError, RetryAfter, TelegramError
 
+from connectors.sms_segments import split_text as split_fitting
 from connectors.telegram.poller import retry_after_seconds
 from ingest.records import DeliveryResult
 
-# sendMessage takes 4096 characters (UTF-16 code units); a little margin for surrogate pairs.
-TEXT_LIMIT = 4000
+# sendMessage refuses a text over 4096 UTF-16 code units ("message is too long"): an emoji
+# outside the BMP counts two, so counting characters (code points) is not enough.
+TEXT_LIMIT = 4096
 
 
-def split_text(text: str, limit: int = TEXT_LIMIT) -> list[str]:
-    """Consecutive pieces of at most `limit` characters, cut at a line break or space when one
-    is near the end of the piece."""
-    pieces: list[str] = []
-    rest = text
-    while len(rest) > limit:
-        cut = max(rest.rfind("\n", 0, limit), rest.rfind(" ", 0, limit))
-        if cut < limit // 2:
-            cut = limit
-        pieces.append(rest[:cut].rstrip())
-        rest = rest[cut:].lstrip()
-    return [*pieces, rest] if rest or not pieces else pieces
+def utf16_units(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def split_text(text: str) -> list[str]:
+    """Consecutive pieces sendMessage accepts, cut at whitespace when there is some in the
+    second half of a piece."""
+    return split_fitting(text, lambda piece: utf16_units(piece) <= TEXT_LIMIT)
 
 
 def failure_result(exc: TelegramError) -> DeliveryResult:
