@@ -451,9 +451,10 @@ def agent_reply(ref: str, text: str, author: str, ctx: ApplyContext, channel: st
             raise ReplyError(f"{ref} has no customer message{' on ' + channel if channel else ''} to answer")
         reply_channel, recipient = last["channel"], last["sender"]
         connector = reply_connector(ctx, reply_channel, last["connector"]) if recipient else ""
-        if not connector and not channel:
+        if not connector:
             # Web forms and phone calls cannot be answered in kind (nor mail without a sender
-            # address): write to the contact by email or SMS instead.
+            # address), also when the agent picked that message to answer: write to the contact
+            # by email or SMS instead.
             reply_channel, connector, recipient = _answerable_identity(tx, ctx, ticket["id"])
         if not connector:
             if not last["sender"]:

@@ -55,7 +55,8 @@ def _record_result(row: dict, result: DeliveryResult) -> Callable[[Tx], str]:
             if result.channel_message_id and row["message_row"]:
                 tx.execute("UPDATE messages SET channel_message_id = ?, sent_at = ? WHERE id = ?",
                            (result.channel_message_id, tx.stamp, row["message_row"]))
-            if row["ticket_id"]:
+            if row["ticket_id"] and not row["automatic"]:
+                # An acknowledgement or a rule's reminder is not an answer: the customer still waits.
                 tx.execute("UPDATE tickets SET last_outbound_at = ? WHERE id = ?", (tx.stamp, row["ticket_id"]))
         elif result.permanent or attempt >= MAX_ATTEMPTS:
             state = "failed"

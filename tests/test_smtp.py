@@ -374,6 +374,34 @@ async def test_acknowledgement_and_agent_reply_leave_through_relay_threaded(make
         await sink.stop()
 
 
+async def test_an_acknowledgement_is_no_answer_the_customer_still_waits(make_daemon: Any) -> None:
+    sink = await SmtpSink().start()
+    try:
+        daemon = await make_daemon(outbound_port=sink.port)
+        await send(daemon, mail(subject="need help"))
+        await sink.wait_for(1)  # the acknowledgement
+
+        async def sent(count: int) -> bool:
+            rows = await daemon.store.fetchall("SELECT id FROM outbox WHERE state = 'sent'")
+            return len(rows) == count
+
+        async def waiting() -> tuple[Any, int]:
+            (ticket,) = (await queries.ticket_page(daemon.store, None))["tickets"]
+            (queue,) = await queries.queue_overview(daemon.store, None, warn_before={}, breach_before={})
+            return ticket["waiting_since"], queue["waiting"]
+
+        await until_true(lambda: sent(1), "the acknowledgement recorded as sent")
+        since, count = await waiting()
+        assert since is not None and count == 1, "acknowledged, not answered: the customer still waits"
+        ref = (await tickets(daemon))[0]["reference"]
+        await daemon.store.write(agent_reply(ref, "بررسی می‌کنیم.", "agent1", daemon.ingest.context))
+        daemon.outbox.wake()
+        await until_true(lambda: sent(2), "the agent's answer recorded as sent")
+        assert await waiting() == (None, 0)
+    finally:
+        await sink.stop()
+
+
 async def test_reply_to_mail_without_a_message_id_has_no_in_reply_to(make_daemon: Any) -> None:
     sink = await SmtpSink().start()
     try:
