@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, get_args
 
 from ingest.analysis import message_search_body
+from ingest.contacts import merge_contacts
 from ingest.records import Identity, InboundMessage, RawPayload
 from ingest.store import Tx, iso
 from router.claimref import format_claim_ref, jalali_year
@@ -163,6 +164,17 @@ def resolve_contact(tx: Tx, identities: list[Identity]) -> int:
     return contact_id
 
 
+def _join_proven(tx: Tx, contact_id: int, proven: Identity) -> int:
+    """The sender's contact, merged with the one holding `proven` if that is another (the older
+    is kept, so the history the firm already knows stays where it was)."""
+    row = tx.one("SELECT contact_id FROM identities WHERE kind = ? AND value = ?", (proven.kind, proven.value))
+    if row is None or row["contact_id"] == contact_id:
+        return contact_id
+    keep, merge = sorted((row["contact_id"], contact_id))
+    merge_contacts(keep, merge, actor="system")(tx)
+    return keep
+
+
 # -- matching -----------------------------------------------------------------------------------
 
 
@@ -247,7 +259,9 @@ def apply_inbound(
     `analysis`: what ingest.analysis read from its words, worked out before this write."""
 
     def op(tx: Tx) -> Applied:
-        contact_id = resolve_contact(tx, [msg.sender, *msg.extra_identities])
+        contact_id = resolve_contact(tx, [msg.sender, *msg.proven_identities, *msg.extra_identities])
+        for proven in msg.proven_identities:
+            contact_id = _join_proven(tx, contact_id, proven)
         facts = MatchFacts(
             claim_ticket=_claim_ticket(tx, analysis.claim_refs),
             header_ticket=_header_ticket(tx, msg) if msg.channel == "email" else None,

@@ -78,6 +78,9 @@ class InboundMessage:
     references: tuple[str, ...] = ()
     auto_reason: str = ""
     extra_identities: tuple[Identity, ...] = ()
+    # What the channel vouches the sender holds (Telegram: their own number, shared with its
+    # button): a contact already holding one is the same person, and is merged with the sender's.
+    proven_identities: tuple[Identity, ...] = ()
     claim_ref_hint: str = ""
     opens_ticket: bool = True
     meta: tuple[tuple[str, str], ...] = ()

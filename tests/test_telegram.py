@@ -284,6 +284,27 @@ async def test_shared_contact_links_the_telegram_user_to_the_contact_with_that_p
     }
 
 
+async def test_own_contact_shared_after_the_first_message_merges_the_two_contacts(
+        api: BotApiStandIn, telegram_daemon: Daemon) -> None:
+    # Known by phone (an SMS); on Telegram they write /start first (a contact of its own), then
+    # share their number with Telegram's button: one person, so one contact.
+    phone_contact = await telegram_daemon.store.write(
+        lambda tx: resolve_contact(tx, [Identity("phone", "+989121234567", "Ali Rezaei")]))
+    bot = api.bot(TG_TOKEN)
+    await committed(telegram_daemon, bot, bot.push(text_update("/start", user_id=1111111)))
+    card = {"phone_number": "989121234567", "first_name": "Ali", "user_id": 1111111}
+    await committed(telegram_daemon, bot, bot.push(text_update("", user_id=1111111, message_id=2, contact=card)))
+    rows = await telegram_daemon.store.fetchall("SELECT kind, value, contact_id FROM identities ORDER BY id")
+    assert {(r["kind"], r["value"]): r["contact_id"] for r in rows} == {
+        ("phone", "+989121234567"): phone_contact,
+        ("telegram", "1111111"): phone_contact,
+    }
+    (ticket,) = await queries.list_tickets(telegram_daemon.store)
+    assert ticket["contact"]["id"] == phone_contact, "the Telegram claim moved to the known contact"
+    (merge,) = await telegram_daemon.store.fetchall("SELECT kept_id, actor FROM contact_merges")
+    assert (merge["kept_id"], merge["actor"]) == (phone_contact, "system"), "recorded, and can be undone"
+
+
 async def test_forwarded_contact_card_of_someone_else_links_nothing(
         api: BotApiStandIn, telegram_daemon: Daemon) -> None:
     bot = api.bot(TG_TOKEN)
@@ -599,9 +620,9 @@ def test_attachment_only_message_says_what_it_is() -> None:
 
 def test_own_shared_contact_becomes_a_phone_identity() -> None:
     msg = normalise_update(payload_of(corpus_updates()["schema_contact"]))
-    assert msg.extra_identities == (Identity("phone", "+989121234567", "علی رضایی"),)
+    assert msg.proven_identities == (Identity("phone", "+989121234567", "علی رضایی"),)
     without_plus = text_update("", user_id=5, contact={"phone_number": "989121234567", "first_name": "A", "user_id": 5})
-    assert normalise_update(payload_of(without_plus | {"update_id": 1})).extra_identities[0].value == "+989121234567"
+    assert normalise_update(payload_of(without_plus | {"update_id": 1})).proven_identities[0].value == "+989121234567"
 
 
 def test_bale_payload_is_shown_as_bale() -> None:

@@ -152,7 +152,7 @@ def _from_message(message: Message, channel: str) -> InboundMessage:
         conversation_key=f"{channel}:{chat.id}",
         attachments=attachments,
         sent_at=message.edit_date if edited else message.date,
-        extra_identities=(phone,) if phone else (),
+        proven_identities=(phone,) if phone else (),
         claim_ref_hint=deep_link_claim_ref(text),
         opens_ticket=bool(text.strip() or attachments),
         meta=(("chat_type", chat.type), *((("edited", "true"),) if edited else ())),
