@@ -121,18 +121,30 @@ async def list_unthreaded(store: Store) -> list[dict[str, Any]]:
 
 async def conversation_history(store: Store, conversation_key: str, limit: int = 50) -> list[dict[str, Any]]:
     """The latest messages of the ticket this conversation is on (customer and agent side), oldest
-    first, without internal notes: what a web-chat visitor sees after a reload."""
-    ticket = await store.fetchone(
-        "SELECT id FROM tickets WHERE conversation_key = ? ORDER BY updated_at DESC LIMIT 1", (conversation_key,)
-    )
-    if ticket is None:
-        return []
+    first, without internal notes: what a web-chat visitor sees after a reload. Web chat messages
+    accepted but not threaded yet (or quarantined) come last, shaped like messages: they were
+    acknowledged, so the widget no longer holds them. One statement: one snapshot, so a message
+    threaded meanwhile is read once, from one table or the other."""
+    # A web chat inbox key is "webchat:<session>:<client id>": the conversation key and ":", so
+    # its rows are the index range from there up to the key and ";" (the character after ":").
+    prefix = f"{conversation_key}:"
     rows = await store.fetchall(
-        "SELECT id, direction, channel, channel_message_id, display_text, created_at FROM messages"
-        " WHERE ticket_id = ? AND kind != 'note' ORDER BY id DESC LIMIT ?",
-        (ticket["id"], limit),
+        "SELECT id, direction, channel, channel_message_id, display_text, created_at FROM ("
+        " SELECT *, 0 AS pending FROM ("
+        "  SELECT id, direction, channel, channel_message_id, display_text, created_at FROM messages"
+        "  WHERE kind != 'note' AND ticket_id ="
+        "   (SELECT id FROM tickets WHERE conversation_key = :key ORDER BY updated_at DESC LIMIT 1)"
+        "  ORDER BY id DESC LIMIT :limit)"
+        " UNION ALL"
+        " SELECT i.id, 'in', i.channel, json_extract(CAST(r.body AS TEXT), '$.client_id'),"
+        "  json_extract(CAST(r.body AS TEXT), '$.text'), i.received_at, 1"
+        "  FROM inbox i JOIN inbox_raw r ON r.inbox_id = i.id"
+        "  WHERE i.dedupe_key >= :prefix AND i.dedupe_key < :past AND i.state IN ('pending', 'quarantined')"
+        " ORDER BY pending DESC, id DESC LIMIT :limit"
+        ") ORDER BY pending, id",
+        {"key": conversation_key, "prefix": prefix, "past": f"{conversation_key};", "limit": limit},
     )
-    return [dict(row) for row in reversed(rows)]
+    return [dict(row) for row in rows]
 
 
 # -- agent API read models ----------------------------------------------------------------------

@@ -52,8 +52,9 @@ class WebchatSettings(ConnectorSettings):
     port: int = Field(8081, ge=0, le=65535)
     # What the widget connects to when a TLS proxy fronts the chat port (e.g. "wss://chat.example/").
     public_ws_url: str = ""
-    # Pages allowed to open the chat and post the form, e.g. ["https://www.example-insurer.ir"];
-    # empty: pages from the same host name as the daemon only. "*" allows any.
+    # Other sites' pages allowed to open the chat and post the form, e.g.
+    # ["https://www.example-insurer.ir"], besides the daemon's own host names (see origin.py).
+    # "*" allows any.
     allowed_origins: list[str] = []
     # Longest chat message, and longest form description, in characters.
     max_message_chars: int = Field(4000, ge=1, le=100_000)
@@ -79,10 +80,12 @@ class WebchatConnector(Connector):
 
     async def start(self, sink: Sink) -> None:
         settings: WebchatSettings = self.settings  # type: ignore[assignment]
+        # Behind a proxy, our own pages' host is the public one, whatever Host the proxy sends.
+        public_base_url = self.context.settings.http.public_base_url if self.context.settings else ""
         # A restarted connector keeps its port: pages already handed out carry the URL.
         self._chat = ChatServer(
             connector=self.name, host=settings.host, port=self.port or settings.port, sink=sink,
-            history=self.context.history, allowed_origins=settings.allowed_origins,
+            history=self.context.history, allowed_origins=settings.allowed_origins, public_base_url=public_base_url,
             max_chars=settings.max_message_chars, rate_limit_per_minute=settings.rate_limit_per_minute,
             session_ttl=timedelta(hours=settings.session_ttl_hours), history_limit=settings.history_limit,
         )
@@ -90,7 +93,7 @@ class WebchatConnector(Connector):
         self.port = self._chat.port
         if self.context.http_app is not None and not self._mounted:
             self._mounted = True
-            WebchatRoutes(self.name, settings, sink, lambda: self.port,
+            WebchatRoutes(self.name, settings, public_base_url, sink, lambda: self.port,
                           self.context.ticket_for_inbox).mount(self.context.http_app)
         log.info("webchat_listening", connector=self.name, host=settings.host, port=self.port)
 

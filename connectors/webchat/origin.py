@@ -1,8 +1,10 @@
 """Which web pages may talk to the chat server and post the web form (the browser's `Origin`).
 
-With no allow-list, a page served from the same host name as the request (any port: the chat
-server has its own) is allowed. A request without an `Origin` header is not from a browser page,
-so there is no visitor to protect from a foreign site, and it is let through."""
+A page from one of our own host names (any port: the chat server has its own) is always
+allowed: the host the request was sent to and, behind a proxy that may rewrite that, the host of
+`[http] public_base_url`. `allowed_origins` adds other sites (the firm's site embedding the
+widget), or "*" for any. A request without an `Origin` header is not from a browser page, so
+there is no visitor to protect from a foreign site, and it is let through."""
 
 from __future__ import annotations
 
@@ -14,16 +16,23 @@ def normalise_origin(origin: str) -> str:
     return origin.strip().rstrip("/").lower()
 
 
-def _hostname(host_header: str) -> str:
-    return (urlsplit(f"//{host_header.strip()}").hostname or "").lower()
+def _hostname(url: str) -> str:
+    try:
+        return (urlsplit(url).hostname or "").lower()
+    except ValueError:  # "http://[x": not a host name at all
+        return ""
 
 
-def origin_allowed(origin: str | None, host_header: str | None, allowed: Collection[str]) -> bool:
+def own_hosts(host_header: str | None, public_base_url: str) -> frozenset[str]:
+    """The host names our own pages are served from."""
+    hosts = {_hostname(f"//{host_header.strip()}") if host_header else "", _hostname(public_base_url)}
+    return frozenset(hosts - {""})
+
+
+def origin_allowed(origin: str | None, own: Collection[str], allowed: Collection[str]) -> bool:
     if origin is None:
         return True
     origin = normalise_origin(origin)
-    if allowed:
-        return "*" in allowed or origin in {normalise_origin(a) for a in allowed}
-    if origin == "null" or not host_header:
-        return False
-    return (urlsplit(origin).hostname or "") == _hostname(host_header)
+    if "*" in allowed or origin in {normalise_origin(a) for a in allowed}:
+        return True
+    return _hostname(origin) in own  # "null" (a sandboxed page, a file) has no host name

@@ -21,7 +21,7 @@ from aiohttp.http_exceptions import BadHttpMessage
 from connectors.base import Sink, StoreUnavailable
 from connectors.webchat import form, pages
 from connectors.webchat.normalise import FORM_CHANNEL, FORM_FORMAT
-from connectors.webchat.origin import origin_allowed
+from connectors.webchat.origin import origin_allowed, own_hosts
 from ingest.records import RawPayload
 
 if TYPE_CHECKING:
@@ -33,6 +33,9 @@ FORM_PATH = "/webform"
 TEXT_FIELD_LIMIT = 64 * 1024
 # Multipart framing and the text fields on top of the attachments themselves.
 FORM_OVERHEAD = 256 * 1024
+# The form sends its 7 text fields and its files; this leaves room for another client's extra
+# fields and for a file too many (answered "at most N files"), not for thousands of parts.
+PART_SLACK = 16
 
 TicketLookup = Callable[[int], Awaitable[str | None]]
 
@@ -42,10 +45,11 @@ class TooLarge(Exception):
 
 
 class WebchatRoutes:
-    def __init__(self, connector: str, settings: WebchatSettings, sink: Sink, ws_port: Callable[[], int],
-                 ticket_for_inbox: TicketLookup | None) -> None:
+    def __init__(self, connector: str, settings: WebchatSettings, public_base_url: str, sink: Sink,
+                 ws_port: Callable[[], int], ticket_for_inbox: TicketLookup | None) -> None:
         self.connector = connector
         self.settings = settings
+        self.public_base_url = public_base_url
         self.sink = sink
         self.ws_port = ws_port
         self.ticket_for_inbox = ticket_for_inbox
@@ -101,15 +105,17 @@ class WebchatRoutes:
     async def submit_form(self, request: web.Request) -> web.Response:
         bound = log.bind(connector=self.connector, peer=request.remote)
         origin = request.headers.get("Origin")
-        if not origin_allowed(origin, request.host, self.settings.allowed_origins):
+        own = own_hosts(request.host, self.public_base_url)
+        if not origin_allowed(origin, own, self.settings.allowed_origins):
             bound.warning("webform_origin_refused", origin=origin)
             return self._notice(403, "درخواست پذیرفته نشد", "این فرم فقط از صفحهٔ خود این سایت پذیرفته می‌شود.",
                                 "This form is only accepted from this site's own page.")
         limit = self.settings.form_max_upload_bytes
-        if request.content_length is not None and request.content_length > limit + FORM_OVERHEAD:
+        body_limit = form_body_limit(limit, request.client_max_size)
+        if request.content_length is not None and request.content_length > body_limit:
             return self._too_large(bound, request.content_length)
         try:
-            fields, uploads = await self._read(request, limit)
+            fields, uploads = await self._read(request, limit, body_limit)
         except TooLarge as exc:
             return self._too_large(bound, int(str(exc)))
         except (ValueError, BadHttpMessage) as exc:  # BadHttpMessage: a part header aiohttp refuses
@@ -130,29 +136,38 @@ class WebchatRoutes:
                             f"حجم پیوست‌ها روی هم حداکثر {pages.megabytes(self.settings.form_max_upload_bytes)} است.",
                             "The attachments are larger than allowed; nothing was stored.")
 
-    async def _read(self, request: web.Request, limit: int) -> tuple[dict[str, str], list[form.Upload]]:
-        """Text fields and uploaded files, streamed so an oversized upload is cut off early."""
+    async def _read(self, request: web.Request, limit: int,
+                    body_limit: int) -> tuple[dict[str, str], list[form.Upload]]:
+        """Text fields and uploaded files, streamed so an oversized body is cut off early: aiohttp's
+        multipart reader does not apply `client_max_size`, and a chunked body announces no size."""
         if request.content_type != "multipart/form-data":
-            posted = await request.post()
+            posted = await request.post()  # reads the body whole, within client_max_size
             return {k: v for k, v in posted.items() if isinstance(v, str)}, []
         fields: dict[str, str] = {}
         uploads: list[form.Upload] = []
-        total = 0
+        max_parts = len(form.FIELDS) + 1 + self.settings.form_max_files + PART_SLACK  # +1: the token
+        parts = files = total = 0
         reader = await request.multipart()
         async for part in reader:
+            parts += 1
+            if parts > max_parts:
+                raise ValueError(f"the form has more than {max_parts} parts")
             if not isinstance(part, BodyPartReader):
                 continue  # nested multipart: no browser sends it for this form
             data = bytearray()
             while chunk := await part.read_chunk():
                 data += chunk
+                total += len(chunk)
+                if total > body_limit:
+                    raise TooLarge(str(total))
                 if part.filename is not None:
-                    total += len(chunk)
-                    if total > limit:
-                        raise TooLarge(str(total))
+                    files += len(chunk)
+                    if files > limit:
+                        raise TooLarge(str(files))
                 elif len(data) > TEXT_FIELD_LIMIT:
                     raise ValueError(f"field {part.name!r} is longer than {TEXT_FIELD_LIMIT} bytes")
             if part.filename is None:
-                fields[part.name or ""] = data.decode(part.get_charset("utf-8"), errors="replace")
+                fields[part.name or ""] = decode_text(bytes(data), part.get_charset("utf-8"))
             elif part.name == "attachments" and (part.filename or data):
                 uploads.append(form.Upload(
                     _safe_filename(part.filename),
@@ -201,6 +216,21 @@ class WebchatRoutes:
                 return reference
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.25)
+
+
+def form_body_limit(upload_limit: int, client_max_size: int) -> int:
+    """The most a form's parts may hold together: its attachments plus room for the text
+    fields, and never more than `[http] max_body_bytes` (the app's client_max_size)."""
+    return min(upload_limit + FORM_OVERHEAD, client_max_size)
+
+
+def decode_text(data: bytes, charset: str) -> str:
+    """A text field in the charset its part names; a charset Python does not know is the
+    sender's mistake (a 400), not ours."""
+    try:
+        return data.decode(charset, errors="replace")
+    except LookupError:
+        raise ValueError(f"unknown charset {charset!r}") from None
 
 
 def _safe_filename(name: str) -> str:

@@ -19,7 +19,7 @@ from websockets.http11 import Request, Response
 from connectors.base import HistoryProvider, Sink, StoreUnavailable
 from connectors.webchat import protocol
 from connectors.webchat.normalise import CHAT_CHANNEL, CHAT_FORMAT, chat_body, conversation_key
-from connectors.webchat.origin import origin_allowed
+from connectors.webchat.origin import origin_allowed, own_hosts
 from connectors.webchat.ratelimit import RateLimiter
 from ingest.records import RawPayload
 
@@ -61,8 +61,8 @@ class _Visitor:
 class ChatServer:
     def __init__(
         self, *, connector: str, host: str, port: int, sink: Sink, history: HistoryProvider | None,
-        allowed_origins: list[str], max_chars: int, rate_limit_per_minute: int, session_ttl: timedelta,
-        history_limit: int, clock: Callable[[], float] = time.monotonic,
+        allowed_origins: list[str], public_base_url: str, max_chars: int, rate_limit_per_minute: int,
+        session_ttl: timedelta, history_limit: int, clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.connector = connector
         self.host = host
@@ -70,6 +70,7 @@ class ChatServer:
         self.sink = sink
         self.history = history
         self.allowed_origins = allowed_origins
+        self.public_base_url = public_base_url
         self.max_chars = max_chars
         self.session_ttl = session_ttl
         self.history_limit = history_limit
@@ -106,7 +107,8 @@ class ChatServer:
 
     def _check_origin(self, connection: ServerConnection, request: Request) -> Response | None:
         origin = request.headers.get("Origin")
-        if origin_allowed(origin, request.headers.get("Host"), self.allowed_origins):
+        own = own_hosts(request.headers.get("Host"), self.public_base_url)
+        if origin_allowed(origin, own, self.allowed_origins):
             return None
         log.warning("webchat_origin_refused", connector=self.connector, origin=origin)
         return connection.respond(HTTPStatus.FORBIDDEN, f"origin {origin} is not allowed\n")
