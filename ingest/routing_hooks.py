@@ -579,11 +579,14 @@ def _pull_waiting(tx: Tx, hooks: RoutingHooks, name: str) -> list[tuple[str, str
     # Oldest first per queue and status, along tickets_queue_status: no sort of the whole queue.
     for queue in queues:
         for status in ("new", "reopened"):
+            # The skill filter in SQL: tickets needing a skill this agent lacks must not use up the
+            # LIMIT and keep them from the ones they could take.
+            skills = sorted(me.skills)
             waiting = tx.execute(
-                "SELECT ref, skill FROM tickets WHERE queue = ? AND status = ? AND assignee IS NULL"
-                " ORDER BY updated_at LIMIT ?", (queue, status, room - len(taken))).fetchall()
+                "SELECT ref FROM tickets WHERE queue = ? AND status = ? AND assignee IS NULL"
+                f" AND (skill IS NULL OR skill IN ({','.join('?' * len(skills))})) ORDER BY updated_at LIMIT ?",
+                (queue, status, *skills, room - len(taken))).fetchall()
             for row in waiting:
-                if len(taken) < room and (row["skill"] is None or row["skill"] in me.skills):
-                    assign_ticket(row["ref"], name, "routing")(tx)
-                    taken.append((row["ref"], name))
+                assign_ticket(row["ref"], name, "routing")(tx)
+                taken.append((row["ref"], name))
     return taken

@@ -175,3 +175,36 @@ def test_the_shipped_default_config_has_valid_policies() -> None:
     policies = load_policies(load_settings(None, environ={}, connector_schemas=settings_schemas()))
     assert [r.name for r in policies.workflow] == ["documents-reminder", "documents-timeout"]
     assert policies.sla_policy("standard") is not None
+
+
+SKILL_RULES = """
+[[queues]]
+name = "auto"
+assignment = "least_loaded"
+
+[[routing.rules]]
+name = "motor-accident"
+when = { keywords = ["تصادف"] }
+then = { queue = "auto", skill = "motor" }
+
+[[routing.rules]]
+name = "other-auto"
+when = { keywords = ["خودرو"] }
+then = { queue = "auto" }
+
+[routing.default]
+queue = "auto"
+"""
+
+
+async def test_a_ticket_needing_a_skill_the_agent_lacks_does_not_block_the_ones_they_can_take(make_daemon: Any) -> None:
+    daemon = await make_daemon(SKILL_RULES)
+    await add_agent(daemon, "sara", skills=frozenset(), queues=frozenset({"auto"}), status="offline", cap=1)
+    assert (await send(daemon, mail(subject="تصادف", body="تصادف کردم", sender="a@example.com")))[0] == 250
+    await daemon.ingest.drained()
+    assert (await send(daemon, mail(subject="خودرو", body="شیشه خودرو شکست", sender="b@example.com")))[0] == 250
+    waiting = await tickets(daemon)
+    assert [t["assignee"] for t in waiting] == [None, None]
+    taken = await daemon.store.write(set_agent_status("sara", "available"))
+    (glass,) = [t for t in await tickets(daemon) if t["subject"] == "خودرو"]
+    assert taken == [(glass["reference"], "sara")], "the older motor claim needs a skill she lacks"
