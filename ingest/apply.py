@@ -670,6 +670,13 @@ def merge_tickets(source_ref: str, target_ref: str, actor: str) -> Callable[[Tx]
         for ticket in (source, target):
             if ticket["merged_into"]:
                 raise TicketActionError(f"{ticket['ref']} was already merged into {ticket['merged_into']}")
+        filed_by, into = (tx.one("SELECT insurer FROM tickets WHERE id = ?", (t["id"],))[0] or "" for t in (source, target))
+        if filed_by and filed_by != into:
+            # The insurer follows its claim through the API: merged away, its filing would show on
+            # another insurer's claim (or none), and it would be left following a closed, empty one.
+            # A customer's own thread may still join an insurer's claim.
+            raise TicketActionError(f"{source_ref} is insurer {filed_by}'s claim; it can only be merged into"
+                                    f" another of {filed_by}'s claims")
         moved = tx.execute("UPDATE messages SET ticket_id = ? WHERE ticket_id = ?", (target["id"], source["id"])).rowcount
         for table in ("events", "email_message_ids", "outbox"):
             tx.execute(f"UPDATE {table} SET ticket_id = ? WHERE ticket_id = ?", (target["id"], source["id"]))

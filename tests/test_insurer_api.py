@@ -20,7 +20,7 @@ from aiohttp import web
 from structlog.testing import capture_logs
 
 from connectors.http_front import verify_hmac_sha256
-from ingest.apply import change_status
+from ingest.apply import TicketActionError, change_status, merge_tickets
 from ingest.insurers import create_insurer
 from ingest.queries import ticket_detail
 from tests.conftest import refuse_writes
@@ -166,6 +166,21 @@ async def test_insurer_gets_404_for_another_insurers_claim(api: Api) -> None:
     assert status == 201 and other["reference"] != ref
     detail = await ticket_detail(api.daemon.store, ref)  # type: ignore[attr-defined]
     assert all("mine now" not in m["text"] for m in detail["messages"])
+
+
+async def test_an_insurers_claim_cannot_be_merged_away_from_it(api: Api) -> None:
+    store = api.daemon.store  # type: ignore[attr-defined]
+    _, _, asia = await api.call("POST", "/claims", body=filing("ASIA-SECRET-1", description="reserve 900M"))
+    _, _, dana = await api.call("POST", "/claims", "dana", body=filing("DANA-7"))
+    with pytest.raises(TicketActionError, match="only be merged into another of asia's claims"):
+        await store.write(merge_tickets(asia["reference"], dana["reference"], "maryam"))
+    _, _, dana_view = await api.call("GET", f"/claims/{dana['reference']}", "dana")
+    assert "ASIA-SECRET-1" not in json.dumps(dana_view, ensure_ascii=False)
+    _, _, asia_view = await api.call("GET", f"/claims/{asia['reference']}")
+    assert asia_view["status"] != "closed"
+    # Two of one insurer's own claims (a duplicate filing) still merge.
+    _, _, other = await api.call("POST", "/claims", body=filing("ASIA-2"))
+    await store.write(merge_tickets(other["reference"], asia["reference"], "maryam"))
 
 
 # -- idempotency ------------------------------------------------------------------------------
