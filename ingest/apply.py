@@ -405,10 +405,12 @@ def new_message_id(ref: str, domain: str) -> str:
 def enqueue_outbound(
     tx: Tx, ctx: ApplyContext, *, ticket_id: int, ref: str, channel: str, connector: str, recipient: str,
     text: str, subject: str = "", automatic: bool = False, in_reply_to: str = "",
-    references: tuple[str, ...] = (), author: str = "", now: datetime | None = None,
+    references: tuple[str, ...] = (), author: str = "", now: datetime | None = None, internal: bool = False,
 ) -> int:
     """Record an outgoing message on the thread and queue it for delivery, in one write.
-    Email gets its Message-ID now, so a reply to it threads even before it has left."""
+    Email gets its Message-ID now, so a reply to it threads even before it has left. `internal`:
+    to one of the firm's people (a supervisor's SLA notice), not the customer: the thread keeps it
+    as internal, so no customer-facing view shows it and it answers no one."""
     message_id = new_message_id(ref, ctx.mail_domain) if channel == "email" else ""
     payload = {
         "subject": subject, "text": text, "in_reply_to": in_reply_to,
@@ -417,8 +419,8 @@ def enqueue_outbound(
     message_row = tx.execute(
         "INSERT INTO messages (ticket_id, direction, kind, channel, connector, channel_message_id, sender,"
         " recipients, subject, text, display_text, author, created_at)"
-        " VALUES (?, 'out', 'message', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (ticket_id, channel, connector, message_id, ctx.from_address if channel == "email" else "",
+        " VALUES (?, ?, 'message', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (ticket_id, "internal" if internal else "out", channel, connector, message_id, ctx.from_address if channel == "email" else "",
          json.dumps([recipient], ensure_ascii=False), subject, text, text, author, tx.stamp),
     ).lastrowid
     index_message(tx, message_row, message_search_body(subject, "", ctx.from_address if channel == "email" else "", text))

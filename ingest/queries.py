@@ -132,7 +132,7 @@ async def conversation_history(store: Store, conversation_key: str, limit: int =
         "SELECT id, direction, channel, channel_message_id, display_text, created_at FROM ("
         " SELECT *, 0 AS pending FROM ("
         "  SELECT id, direction, channel, channel_message_id, display_text, created_at FROM messages"
-        "  WHERE kind != 'note' AND ticket_id ="
+        "  WHERE kind != 'note' AND direction != 'internal' AND ticket_id ="
         "   (SELECT id FROM tickets WHERE conversation_key = :key ORDER BY updated_at DESC LIMIT 1)"
         "  ORDER BY id DESC LIMIT :limit)"
         " UNION ALL"

@@ -426,7 +426,7 @@ class RoutingHooks:
             if recipient and connector:
                 enqueue_outbound(tx, ctx, ticket_id=ticket_id, ref=ref, channel=channel, connector=connector,
                                  recipient=recipient, subject=f"[{ref}] {subject}", text=text, automatic=True,
-                                 author="sla")
+                                 author="sla", internal=True)
 
     def _policy(self, name: str | None, insurer: str | None, priority: str) -> SlaPolicy | None:
         if name:

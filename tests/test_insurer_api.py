@@ -11,6 +11,7 @@ import smtplib
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -20,11 +21,14 @@ from aiohttp import web
 from structlog.testing import capture_logs
 
 from connectors.http_front import verify_hmac_sha256
+from connectors.standins.smtp_sink import SmtpSink
 from ingest.apply import TicketActionError, change_status, merge_tickets
 from ingest.insurers import create_insurer
 from ingest.queries import ticket_detail
+from ingest.reports import build_report
 from tests.conftest import refuse_writes
 from tests.mailgen import mail
+from tests.test_sla_engine import saturday_morning
 
 INSURER_API = """
 [insurer_api]
@@ -331,3 +335,49 @@ async def test_status_webhooks_go_on_after_the_store_refused_writes_for_a_while(
 async def _two(rows: Callable[[], Any]) -> Any:
     found = await rows()
     return found if len(found) >= 2 else None
+
+
+SUPERVISED = """
+[insurer_api]
+retry_base_seconds = 0.05
+poll_seconds = 0.1
+
+[sla]
+supervisor_email = "boss@parvandeh.test"
+
+[[sla.policies]]
+name = "standard"
+first_response = 4
+resolution = 40
+warn_at = 0.75
+calendar = "24x7"
+on_warning = ["notify"]
+on_breach = ["raise_priority", "notify"]
+"""
+
+
+async def test_a_supervisors_sla_notice_is_internal_not_an_answer_the_insurer_sees(make_daemon: Callable[..., Any]) -> None:
+    sink = await SmtpSink().start()
+    clock = saturday_morning()
+    start = clock.now
+    try:
+        daemon = await make_daemon(SUPERVISED, outbound_port=sink.port, clock=clock)
+        key = (await daemon.store.write(create_insurer("asia", ""))).api_key
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {key}"}) as s:
+            base = f"http://127.0.0.1:{daemon.http_port}/api/v1"
+            async with s.post(base + "/claims", json=filing()) as r:
+                assert r.status == 201
+                ref = (await r.json())["reference"]
+            clock.advance(hours=3)            # 75 % of the 4 h first-response target
+            await daemon.sla.fire_due()
+            async with s.get(base + f"/claims/{ref}") as r:
+                view = await r.json()
+        leaked = [m for m in view["messages"] if "SLA warning" in m["text"] or "policy standard" in m["text"]]
+        report = await build_report(daemon.store, start - timedelta(hours=1), start + timedelta(days=1),
+                                    now=clock.now)
+        (notice,) = await sink.wait_for(1)  # still mailed to the supervisor
+        assert notice["To"] == "boss@parvandeh.test"
+        assert leaked == [], "internal supervisor escalation shown to the insurer"
+        assert report.total.first_responses == 0, "supervisor notice counted as the first response"
+    finally:
+        await sink.stop()
