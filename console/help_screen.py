@@ -13,7 +13,8 @@ KEYS = (
     ("j / k", "move down / up"), ("enter", "open the queue or ticket"), ("tab", "queues ↔ tickets"),
     ("r", "reply on the channel of the highlighted message"), ("n", "internal note"), ("t", "take the ticket"),
     ("a", "assign (empty: back to the queue)"), ("s", "change status"), ("p", "change priority"),
-    ("A", "your availability (available, away, offline)"), ("/", "search"), ("v", "supervisor view"), ("ctrl+p", "command palette"), ("esc", "back"), ("q", "quit"),
+    ("A", "your availability (available, away, offline)"), ("/", "search"), ("v", "supervisor view"),
+    ("R", "reports (supervisors)"), ("ctrl+p", "command palette"), ("esc", "back"), ("q", "quit"),
 )
 
 

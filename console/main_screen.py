@@ -72,7 +72,7 @@ class MainScreen(TicketActions):
     async def load(self) -> None:
         # The list first: counting every open ticket for the queue panel takes longer.
         page = await self.console.api("list_tickets", queue=self.queue, limit=PAGE)
-        self.tickets.show_page(page, self.console.now())
+        self.tickets.show_page(page, self.console.now(), self.queue)
         self._topbar()
         self.refresh_queues()
 
@@ -89,6 +89,9 @@ class MainScreen(TicketActions):
             table.add_row(Text(q["queue"]), Text(number(q["open"], prefs)), Text(number(q["waiting"] or 0, prefs)),
                           risk, Text(when(q["oldest_waiting"], prefs)), key=q["queue"])
         table.move_cursor(row=min(selected, table.row_count - 1), animate=False)
+        # The same count as the list's total, fresher than the list's own guesses.
+        self.tickets.total = sum(q["open"] for q in queues if self.queue in (None, q["queue"]))
+        self._topbar()
 
     def _topbar(self) -> None:
         agent = self.console.agent
@@ -111,7 +114,7 @@ class MainScreen(TicketActions):
             return
         self._loading = True
         try:
-            page = await self.console.api("list_tickets", queue=self.queue, offset=len(self.tickets.order), limit=PAGE)
+            page = await self.console.api("list_tickets", queue=self.queue, offset=self.tickets.loaded, limit=PAGE)
             self.tickets.extend(page, self.console.now())
             self._topbar()
         finally:
@@ -144,8 +147,9 @@ class MainScreen(TicketActions):
         if listed or (in_view and summary["status"] != "closed"):
             self.tickets.upsert(summary, self.console.now())
             self._topbar()
-        if payload["kind"] in ("ticket_created", "status_changed", "assigned", "unassigned", "message_received"):
-            self._queue_counts_stale()
+        # Any ticket event may move a queue's counts (an answer ends a wait, a merge closes a
+        # ticket, a priority change moves its risk): a list of kinds would go stale.
+        self._queue_counts_stale()
 
     def _queue_counts_stale(self) -> None:
         # Counting every open ticket is the costliest read: at most one every QUEUE_REFRESH s.

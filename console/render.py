@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
 from bidi import get_display
 from persiantools import digits as fa_digits
-from persiantools.jdatetime import JalaliDateTime
+from persiantools.jdatetime import JalaliDate, JalaliDateTime
 from rich.text import Text
 
 TEHRAN = ZoneInfo("Asia/Tehran")
@@ -117,6 +117,12 @@ def when(value: str | None, prefs: Prefs, *, with_time: bool = True) -> str:
     local = moment.astimezone(TEHRAN)
     fmt = "%Y/%m/%d %H:%M" if with_time else "%Y/%m/%d"
     shown = JalaliDateTime.to_jalali(local).strftime(fmt) if prefs.calendar == "jalali" else local.strftime(fmt)
+    return number(shown, prefs)
+
+
+def day(value: date, prefs: Prefs) -> str:
+    """A calendar day, Jalali by default."""
+    shown = JalaliDate(value).strftime("%Y/%m/%d") if prefs.calendar == "jalali" else value.strftime("%Y/%m/%d")
     return number(shown, prefs)
 
 

@@ -3,7 +3,7 @@ insurer, queue, agent, channel or line of business, with small bar charts."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any, cast
 
 from rich.text import Text
@@ -15,14 +15,14 @@ from textual.widgets import DataTable, Label, Static
 
 from console.app import ConsoleApp
 from console.key_bar import KeyBar
-from console.render import TEHRAN, number
+from console.render import TEHRAN, Prefs, day, number
 
 DIMENSIONS: tuple[str | None, ...] = (None, "insurer", "queue", "agent", "channel", "line_of_business")
 PERIOD_DAYS = 30
 BAR_WIDTH = 40
 
 
-def bars(values: dict[str, float], width: int = BAR_WIDTH) -> Text:
+def bars(values: dict[str, float], prefs: Prefs, width: int = BAR_WIDTH) -> Text:
     """One line per key: a bar scaled to the largest value, and the value. Plain Text: keys
     may be customer-supplied (insurer names) and are never parsed as markup."""
     out = Text()
@@ -31,12 +31,16 @@ def bars(values: dict[str, float], width: int = BAR_WIDTH) -> Text:
     for key, value in values.items():
         out.append(f"{key:<{label_width}} ")
         out.append("█" * max(1 if value else 0, round(width * value / top)), style="cyan")
-        out.append(f" {value:g}\n")
+        out.append(f" {number(f'{value:g}', prefs)}\n")
     return out
 
 
-def hours(value: float | None) -> str:
-    return "—" if value is None else f"{value:.1f} h"
+def hours(value: float | None, prefs: Prefs) -> str:
+    return "—" if value is None else f"{number(f'{value:.1f}', prefs)} h"
+
+
+def percent(value: float | None, prefs: Prefs) -> str:
+    return "—" if value is None else number(f"{value:.0f}", prefs)
 
 
 class ReportsScreen(Screen[None]):
@@ -82,17 +86,16 @@ class ReportsScreen(Screen[None]):
         by = DIMENSIONS[self.dimension_index]
         report: dict[str, Any] = await self.console.api("report", **{"from": first.isoformat(),
                                                                      "to": last.isoformat(), "by": by})
-        self.query_one("#report-title", Label).update(
-            Text(f"Reports {report['start_jalali']} – {report['last_day_jalali']} · by {by or 'total'}"))
         prefs = self.console.prefs
+        self.query_one("#report-title", Label).update(
+            Text(f"Reports {day(first, prefs)} – {day(last, prefs)} · by {by or 'total'}"))
         table = self.query_one("#figures", DataTable)
         table.clear()
         for f in [*report["groups"], report["total"]] if by else [report["total"]]:
-            sla = f["sla_compliance_pct"]
             table.add_row(Text(f["key"]), *(Text(number(f[k] or 0, prefs)) for k in ("opened", "closed", "backlog")),
-                          Text(hours(f["first_response_median_h"])), Text(hours(f["resolution_median_h"])),
-                          Text("—" if sla is None else f"{sla:.0f}"), Text(number(f["sla_breaches"] or 0, prefs)),
-                          Text("—" if f["reopen_rate_pct"] is None else f"{f['reopen_rate_pct']:.0f}"))
-        key = "date" if prefs.calendar == "gregorian" else "jalali"
-        self.query_one("#daily", Static).update(bars({d[key]: d["opened"] for d in report["daily"]}))
-        self.query_one("#channels", Static).update(bars(report["total"]["channel_mix"]))
+                          Text(hours(f["first_response_median_h"], prefs)),
+                          Text(hours(f["resolution_median_h"], prefs)), Text(percent(f["sla_compliance_pct"], prefs)),
+                          Text(number(f["sla_breaches"] or 0, prefs)), Text(percent(f["reopen_rate_pct"], prefs)))
+        daily = {day(date.fromisoformat(d["date"]), prefs): d["opened"] for d in report["daily"]}
+        self.query_one("#daily", Static).update(bars(daily, prefs))
+        self.query_one("#channels", Static).update(bars(report["total"]["channel_mix"], prefs))

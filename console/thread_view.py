@@ -1,8 +1,11 @@
 """The thread: every message, note and timeline event of a ticket in time order.
 
 Only the newest items are laid out when a ticket opens (that is where an agent starts reading);
-earlier ones are added a page at a time when the cursor reaches the "earlier" line, so a
-500-message thread opens as fast as a short one. Prompts are rich Text built once per item."""
+earlier ones are added a page at a time when the agent selects the "earlier" line, so a
+500-message thread opens as fast as a short one. The agent API sends the newest messages only:
+once those are all laid out, the "earlier" line asks the ticket screen for the next older page
+(`NeedEarlier`). A long text comes cut, and says how much is left out. Prompts are rich Text
+built once per item."""
 
 from __future__ import annotations
 
@@ -10,10 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from rich.text import Text
+from textual.message import Message
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
-from console.render import CHANNEL_ICONS, Prefs, number, safe_text, when
+from console.render import CHANNEL_ICONS, Prefs, neutralise, number, safe_text, when
 
 PAGE = 60
 EARLIER = "earlier"
@@ -39,16 +43,19 @@ def message_prompt(m: dict[str, Any], prefs: Prefs, width: int | None = None) ->
         safe_text(who, prefs, single_line=True, style=HEAD_STYLE.get(m["direction"], "")),
         (f"  [{m['channel']}]" if m["kind"] != "note" else "  (internal note)", "dim"),
     )
-    if m.get("auto_reason"):
-        head.append(f"  automatic: {m['auto_reason']}", "dim italic")
+    if m.get("auto_reason"):  # from the sender's Auto-Submitted header: customer text
+        head.append(f"  automatic: {neutralise(m['auto_reason'])}", "dim italic")
     lines = [head]
     if m.get("subject") and m["kind"] != "note":
         lines.append(safe_text(m["subject"], prefs, single_line=True, style="bold"))
-    lines.append(safe_text((m.get("display_text") or m.get("text") or "").strip(), prefs, width=width))
+    body = "display_text" if m.get("display_text") else "text"
+    lines.append(safe_text((m.get(body) or "").strip(), prefs, width=width))
+    if more := (m.get("more") or {}).get(body):  # cut by the agent API; the store has it all
+        lines.append(Text(f"… ({number(more, prefs)} more characters)", style="dim italic"))
     for att in m.get("attachments", []):
         size = f" ({number(att['size'], prefs)} B)" if att.get("size") else ""
         lines.append(Text.assemble(("  + ", "dim"), safe_text(att["filename"], prefs, single_line=True),
-                                   (f" {att['content_type']}{size}", "dim")))
+                                   (f" {neutralise(att['content_type'] or '')}{size}", "dim")))
     return Text("\n").join([*lines, Text("")])
 
 
@@ -56,7 +63,7 @@ def event_prompt(e: dict[str, Any], prefs: Prefs) -> Text:
     details = ", ".join(f"{k}={v}" for k, v in e.items() if k not in ("at", "kind", "actor") and v is not None)
     return Text.assemble(("  · ", "dim"), (when(e["at"], prefs), "dim"), " ",
                          (e["kind"].replace("_", " "), "magenta"), " ", safe_text(details, prefs, single_line=True),
-                         (f"  by {e['actor']}", "dim"))
+                         (f"  by {neutralise(e['actor'] or '')}", "dim"))
 
 
 
@@ -69,12 +76,16 @@ class _Item:
 
 
 class ThreadView(OptionList):
+    class NeedEarlier(Message):
+        """Every item here is laid out and the agent asked for earlier ones: the server has them."""
+
     def __init__(self, prefs: Prefs, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.prefs = prefs
         self.items: list[_Item] = []
         self.messages: dict[str, dict[str, Any]] = {}
-        self.shown_from = 0
+        self.shown_from = 0  # items here not laid out yet
+        self.earlier = 0  # messages older than every item here, not sent yet
         self._prompts: dict[str, Text] = {}
         self._events = 0
 
@@ -94,15 +105,32 @@ class ThreadView(OptionList):
         self._events += 1
         return _Item((event["at"], 1), f"e{self._events}", event=event)
 
-    def show_thread(self, messages: list[dict[str, Any]], timeline: list[dict[str, Any]]) -> None:
-        """Everything anew, cursor on the newest item."""
-        self.messages = {f"m{m['id']}": m for m in messages}
-        self.items = [_Item((m["created_at"], 0), f"m{m['id']}", message=m) for m in messages]
-        self.items += [self._event_item(e) for e in timeline if e["kind"] in SHOWN_EVENTS]
-        self.items.sort(key=lambda item: item.key)
+    def _new_items(self, messages: list[dict[str, Any]], timeline: list[dict[str, Any]]) -> list[_Item]:
+        fresh = [m for m in messages if f"m{m['id']}" not in self.messages]
+        self.messages.update((f"m{m['id']}", m) for m in fresh)
+        items = [_Item((m["created_at"], 0), f"m{m['id']}", message=m) for m in fresh]
+        return sorted(items + [self._event_item(e) for e in timeline if e["kind"] in SHOWN_EVENTS],
+                      key=lambda item: item.key)
+
+    def show_thread(self, messages: list[dict[str, Any]], timeline: list[dict[str, Any]], earlier: int = 0) -> None:
+        """Everything anew, cursor on the newest item; `earlier` older messages are still on the server."""
+        self.messages = {}
+        self.items = self._new_items(messages, timeline)
+        self.earlier = earlier
         self._prompts.clear()
         self.shown_from = max(0, len(self.items) - PAGE)
         self._render_items(highlight=len(self.items) - 1)
+
+    def add_earlier(self, messages: list[dict[str, Any]], timeline: list[dict[str, Any]], earlier: int) -> None:
+        """An older page from the server, above everything here; cursor on its newest item."""
+        added = self._new_items(messages, timeline)
+        self.items = sorted(added + self.items, key=lambda item: item.key)
+        self.earlier = earlier
+        self.shown_from = max(0, len(added) - PAGE)
+        self._render_items(highlight=max(0, len(added) - 1))
+
+    def oldest_message_id(self) -> int | None:
+        return min((m["id"] for m in self.messages.values()), default=None)
 
     def relayout(self) -> None:
         """The width changed: right-to-left text is wrapped to it, so build the prompts again."""
@@ -113,20 +141,27 @@ class ThreadView(OptionList):
     def _item_index(self, option_index: int | None) -> int | None:
         if option_index is None:
             return None
-        return self.shown_from + option_index - (1 if self.shown_from else 0)
+        return self.shown_from + option_index - self._earlier_lines
+
+    @property
+    def _earlier_lines(self) -> int:
+        """1 when the "earlier" line heads the list."""
+        return 1 if self.shown_from or self.earlier else 0
 
     def _render_items(self, highlight: int | None) -> None:
         options: list[Option] = []
-        if self.shown_from:
-            options.append(Option(Text(f"  ↑ {number(self.shown_from, self.prefs)} earlier — enter to show",
-                                       style="dim italic"), id=EARLIER))
+        if self._earlier_lines:
+            hidden = number(self.shown_from + self.earlier, self.prefs)
+            options.append(Option(Text(f"  ↑ {hidden} earlier — enter to show", style="dim italic"), id=EARLIER))
         options += [Option(self._prompt(item), id=item.option_id) for item in self.items[self.shown_from:]]
         self.set_options(options)
         if highlight is not None and highlight >= self.shown_from:
-            self.highlighted = highlight - self.shown_from + (1 if self.shown_from else 0)
+            self.highlighted = highlight - self.shown_from + self._earlier_lines
 
     def show_earlier(self) -> None:
         if not self.shown_from:
+            if self.earlier:
+                self.post_message(self.NeedEarlier())
             return
         keep = self._item_index(self.highlighted) or self.shown_from
         self.shown_from = max(0, self.shown_from - PAGE)

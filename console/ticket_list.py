@@ -1,5 +1,12 @@
 """The ticket list: a DataTable holding only the pages loaded so far, asking for the next page
-as the cursor nears the end, so 100,000 open tickets cost one page at start."""
+as the cursor nears the end, so 100,000 open tickets cost one page at start.
+
+The server's list is the open tickets of one queue (or all), newest change first, and the rows
+loaded are always its top: everything changed after the last row of the last page (the
+`boundary`). Live updates keep it so: a ticket that changed later joins on top, one that did not
+(an event that leaves its change time alone) waits for its page. A row that leaves the list
+(closed, moved to another queue) stays on screen but holds no place in the server's order, so
+the next page starts at the count of rows still in it, not at the count of rows shown."""
 
 from __future__ import annotations
 
@@ -17,6 +24,13 @@ COLUMNS = (("ref", "Claim"), ("sla", "SLA"), ("priority", "Prio"), ("status", "S
 PRIORITY_STYLE = {"urgent": "bold red", "high": "yellow", "normal": "", "low": "dim"}
 PREFETCH = 20  # rows before the end at which the next page is asked for
 
+Key = tuple[str, str]
+
+
+def order_key(t: dict[str, Any]) -> Key:
+    """The server's order: last change, then creation (references are given out in order)."""
+    return (t["updated_at"] or "", t["reference"])
+
 
 class TicketList(DataTable[Text]):
     class NeedMore(Message):
@@ -28,6 +42,9 @@ class TicketList(DataTable[Text]):
         self.tickets: dict[str, dict[str, Any]] = {}
         self.order: list[str] = []
         self.total = 0
+        self.queue: str | None = None  # the list's queue filter (None: every queue)
+        self.left: set[str] = set()  # shown rows no longer in the server's list
+        self.boundary: Key | None = None  # the last row loaded in the server's order; None: all are
 
     def on_mount(self) -> None:
         for key, label in COLUMNS:
@@ -55,30 +72,48 @@ class TicketList(DataTable[Text]):
             safe_text(t["subject"][:40], self.prefs, single_line=True),
         ]
 
-    def show_page(self, page: dict[str, Any], now: datetime) -> None:
-        """Replace everything with a first page."""
+    def show_page(self, page: dict[str, Any], now: datetime, queue: str | None = None) -> None:
+        """Replace everything with the first page of `queue`'s list."""
         self.tickets.clear()
         self.order.clear()
+        self.left.clear()
+        self.queue = queue
         self.clear()
         self.extend(page, now)
 
+    def listed(self, t: dict[str, Any]) -> bool:
+        """Whether the server's list holds `t`: open, and in the list's queue."""
+        return t["status"] != "closed" and self.queue in (None, t["queue"])
+
+    @property
+    def loaded(self) -> int:
+        """Rows still in the server's list: where its next page starts, and the count shown."""
+        return len(self.order) - len(self.left)
+
     def extend(self, page: dict[str, Any], now: datetime) -> None:
         self.total = page["total"]
-        for t in page["tickets"]:
+        rows = page["tickets"]
+        for t in rows:
             if t["reference"] in self.tickets:
                 continue
             self.tickets[t["reference"]] = t
             self.order.append(t["reference"])
             self.add_row(*self.cells(t, now), key=t["reference"])
+        self.boundary = order_key(rows[-1]) if rows and self.loaded < self.total else None
 
     def upsert(self, t: dict[str, Any], now: datetime) -> None:
-        """A ticket changed or arrived: update its row in place, or put a new one on top."""
+        """A ticket changed or arrived: update its row in place, or put a new one on top. The
+        total is a guess until the queue counts come (`MainScreen._show_queues`): the new row
+        may have been counted already, on a page not loaded."""
         ref = t["reference"]
         if ref in self.tickets:
             self.tickets[ref] = t
+            self._track(ref, self.listed(t))
             for (key, _), cell in zip(COLUMNS, self.cells(t, now)):
                 self.update_cell(ref, key, cell)
             return
+        if self.boundary is not None and order_key(t) < self.boundary:
+            return  # below the rows loaded in the server's order: its page brings it
         selected = self.selected_ref
         self.tickets[ref] = t
         self.order.insert(0, ref)
@@ -90,6 +125,15 @@ class TicketList(DataTable[Text]):
         if selected is not None:
             self.move_cursor(row=self.order.index(selected), animate=False)
 
+    def _track(self, ref: str, listed: bool) -> None:
+        """Keep `left` and the total in step as a shown row leaves the list or comes back."""
+        if listed and ref in self.left:
+            self.left.discard(ref)
+            self.total += 1
+        elif not listed and ref not in self.left:
+            self.left.add(ref)
+            self.total -= 1
+
     def refresh_countdowns(self, now: datetime) -> None:
         for ref in self.order:
             t = self.tickets[ref]
@@ -97,8 +141,8 @@ class TicketList(DataTable[Text]):
                 self.update_cell(ref, "sla", countdown(t["sla_due_at"], t.get("sla_warn_at"), now, self.prefs))
 
     def status_line(self) -> str:
-        return f"{number(len(self.order), self.prefs)} / {number(self.total, self.prefs)}"
+        return f"{number(self.loaded, self.prefs)} / {number(self.total, self.prefs)}"
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if event.cursor_row >= len(self.order) - PREFETCH and len(self.order) < self.total:
+        if event.cursor_row >= len(self.order) - PREFETCH and self.boundary is not None:
             self.post_message(self.NeedMore())

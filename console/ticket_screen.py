@@ -18,7 +18,7 @@ from console.client import ApiRequestError
 from console.composer import Composer
 from console.templates import fill
 from console.render import countdown, safe_text
-from console.thread_view import ThreadView
+from console.thread_view import PAGE, ThreadView
 from console.ticket_actions import TicketActions
 
 class TicketScreen(TicketActions):
@@ -64,7 +64,7 @@ class TicketScreen(TicketActions):
     @work(exclusive=True, group="ticket")
     async def load(self) -> None:
         try:
-            detail = await self.console.api("open_ticket", ref=self.ref)
+            detail = await self.console.api("open_ticket", ref=self.ref, limit=PAGE)
         except (ApiRequestError, ConnectionError):
             self.app.pop_screen()
             return
@@ -72,9 +72,22 @@ class TicketScreen(TicketActions):
 
     def show(self, detail: dict[str, Any]) -> None:
         self.detail = detail
-        self.query_one(ThreadView).show_thread(detail["messages"], detail["timeline"])
+        self.workers.cancel_group(self, "earlier")  # a page asked for the thread shown before
+        self.query_one(ThreadView).show_thread(detail["messages"], detail["timeline"], detail.get("earlier", 0))
         self._header(detail)
         self._contact(detail.get("contact_panel"))
+
+    def on_thread_view_need_earlier(self) -> None:
+        self.load_earlier()
+
+    @work(exclusive=True, group="earlier")
+    async def load_earlier(self) -> None:
+        thread = self.query_one(ThreadView)
+        try:
+            page = await self.console.api("thread", ref=self.ref, before=thread.oldest_message_id(), limit=PAGE)
+        except (ApiRequestError, ConnectionError):
+            return
+        thread.add_earlier(page["messages"], page["timeline"], page["earlier"])
 
     def on_resize(self) -> None:
         if self.detail is not None:

@@ -10,6 +10,11 @@ Protocol, JSON text frames:
   "error": "..."}`.
 - pushed `{"type": "event", "id": <event id>, "kind": ..., "ticket": ref, "queue": ..., "data": {...},
   "summary": {ticket row}, "message": {thread message, when the event added one}}`.
+- `open_ticket` answers with the newest messages of the thread only (and the timeline events of
+  the same span), `earlier` counting those left out; `thread` with `before` (a message id) pages
+  back through them. Every message a client gets has its texts cut to BODY_CAP characters
+  (`more` counts what was cut) and no `display_text` when it is the text: one frame stays a few
+  MB however long the claim. The store keeps every text whole (`run.py tickets show`).
 
 Every request is authorised by role and queue membership, and every action (and every refusal)
 goes to the audit trail under the agent's name, in the same transaction as the action.
@@ -58,6 +63,9 @@ from router.identity import normalize_email, normalize_phone
 log = structlog.get_logger(__name__)
 
 MESSAGE_EVENTS = frozenset({"message_received", "outbound_queued", "note_added"})
+THREAD_PAGE = 100  # messages per open_ticket / thread answer, unless the client asks for fewer
+THREAD_BUDGET = 1_000_000  # characters of message text per answer: with UTF-8 and JSON escapes, a few MB
+BODY_CAP = 64 * 1024  # characters of each text of a message a client gets
 
 
 class ReplyTemplate(BaseModel):
@@ -100,6 +108,50 @@ class ApiError(Exception):
         self.code = code
 
 
+def client_message(message: dict[str, Any]) -> dict[str, Any]:
+    """A thread message as clients get it: no `display_text` when it is the text, each text cut
+    to BODY_CAP characters, `more` mapping a cut text's field to the characters left out."""
+    shaped = dict(message)
+    if shaped.get("display_text") == shaped.get("text"):
+        shaped.pop("display_text", None)
+    more = {}
+    for key in ("text", "display_text"):
+        value = shaped.get(key)
+        if value and len(value) > BODY_CAP:
+            shaped[key] = value[:BODY_CAP]
+            more[key] = len(value) - BODY_CAP
+    if more:
+        shaped["more"] = more
+    return shaped
+
+
+def _text_size(message: dict[str, Any]) -> int:
+    return len(message.get("text") or "") + len(message.get("display_text") or "")
+
+
+def thread_window(messages: list[dict[str, Any]], timeline: list[dict[str, Any]], *, before: dict[str, Any] | None,
+                  limit: int) -> dict[str, Any]:
+    """The newest `limit` messages before message `before` (or of all), fewer when their texts
+    pass THREAD_BUDGET, with the timeline events of the same span and `earlier`, the count of
+    messages older still. Spans meet at a message's time: an event at that instant belongs to
+    the newer span."""
+    older = [m for m in messages if before is None or m["id"] < before["id"]]
+    picked: list[dict[str, Any]] = []
+    used = 0
+    for message in reversed(older[-limit:]):
+        shaped = client_message(message)
+        used += _text_size(shaped)
+        if picked and used > THREAD_BUDGET:
+            break
+        picked.append(shaped)
+    picked.reverse()
+    earlier = len(older) - len(picked)
+    start = picked[0]["created_at"] if earlier and picked else None
+    end = before["created_at"] if before else None
+    events = [e for e in timeline if (start is None or e["at"] >= start) and (end is None or e["at"] < end)]
+    return {"messages": picked, "timeline": events, "earlier": earlier}
+
+
 @dataclass(eq=False)
 class _Connection:
     ws: ServerConnection
@@ -126,6 +178,7 @@ class AgentApi:
         self._index_catch_up: asyncio.Task[None] | None = None
         self._handlers: dict[str, Handler] = {
             "queues": self._queues, "list_tickets": self._list_tickets, "open_ticket": self._open_ticket,
+            "thread": self._thread,
             "reply": self._reply, "note": self._note, "assign": self._assign, "unassign": self._unassign,
             "take": self._take, "set_status": self._set_status, "set_priority": self._set_priority,
             "merge": self._merge, "search": self._search, "supervisor": self._supervisor, "audit": self._audit,
@@ -262,7 +315,7 @@ class AgentApi:
                        "at": e["at"], "actor": e["actor"], "data": e["data"], "summary": summaries.get(e["ref"])}
             message = messages.get(e["data"].get("message_row"))
             if message is not None and e["kind"] in MESSAGE_EVENTS:
-                payload["message"] = message
+                payload["message"] = client_message(message)
             payloads.append(payload)
         return payloads
 
@@ -368,6 +421,15 @@ class AgentApi:
             raise ApiError("forbidden", f"{action} needs the supervisor or admin role")
 
     @staticmethod
+    def _limit(request: dict[str, Any], default: int, cap: int) -> int:
+        """The page size asked for, at most `cap`. Below 1 is refused: SQLite reads a negative
+        LIMIT as no limit at all."""
+        value = request.get("limit", default)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ApiError("invalid", f"expected 'limit' as a whole number from 1, got {value!r}")
+        return min(value, cap)
+
+    @staticmethod
     def _text(request: dict[str, Any], key: str = "text") -> str:
         value = request.get(key)
         if not isinstance(value, str) or not value.strip():
@@ -387,24 +449,41 @@ class AgentApi:
         if queue and not agent.may_see(queue):
             await self.store.write(audit(agent.name, "list_tickets", allowed=False, detail={"queue": queue}))
             raise ApiError("forbidden", f"{agent.name} is not a member of queue {queue!r}")
-        limit = min(int(request.get("limit", 100)), self.conf.max_page)
         page = await queries.ticket_page(
             self.store, agent.visible_queues(), queue=queue or None, status=request.get("status"),
-            assignee=request.get("assignee"), offset=max(0, int(request.get("offset", 0))), limit=limit,
+            assignee=request.get("assignee"), offset=max(0, int(request.get("offset", 0))),
+            limit=self._limit(request, 100, self.conf.max_page),
         )
         await self._with_sla_all(page["tickets"])
         return page
 
     async def _open_ticket(self, agent: Agent, request: dict[str, Any]) -> Any:
+        """The ticket with the newest page of its thread (see the module's docstring)."""
         ref = await self._authorised_ticket(agent, "open_ticket", request.get("ref"))
-        detail = await queries.ticket_detail(self.store, ref)
-        if detail is None:
-            raise ApiError("not_found", f"no ticket {ref}")
+        limit = self._limit(request, THREAD_PAGE, self.conf.max_page)
+        detail = await self._detail(ref)
+        detail.update(thread_window(detail["messages"], detail["timeline"], before=None, limit=limit))
         (summary,) = await queries.ticket_summaries(self.store, [ref])
         detail.update(waiting_since=summary["waiting_since"], merged_into=summary["merged_into"])
         await self._with_sla_all([detail])
         detail["contact_panel"] = await queries.contact_panel(self.store, detail["contact"]["id"])
         await self.store.write(audit(agent.name, "open_ticket", ref))
+        return detail
+
+    async def _thread(self, agent: Agent, request: dict[str, Any]) -> Any:
+        """The page of the thread before message `before`: {messages, timeline, earlier}."""
+        ref = await self._authorised_ticket(agent, "thread", request.get("ref"))
+        limit = self._limit(request, THREAD_PAGE, self.conf.max_page)
+        detail = await self._detail(ref)
+        before = next((m for m in detail["messages"] if m["id"] == request.get("before")), None)
+        if before is None:
+            raise ApiError("invalid", f"thread: expected the id of a message of {ref} in 'before'")
+        return thread_window(detail["messages"], detail["timeline"], before=before, limit=limit)
+
+    async def _detail(self, ref: str) -> dict[str, Any]:
+        detail = await queries.ticket_detail(self.store, ref)
+        if detail is None:
+            raise ApiError("not_found", f"no ticket {ref}")
         return detail
 
     async def _reply(self, agent: Agent, request: dict[str, Any]) -> Any:
@@ -472,7 +551,7 @@ class AgentApi:
         match = " ".join(f'"{t}"*' for t in terms)
         refs = await queries.search_ticket_refs(
             self.store, refs=find_claim_refs(text, self.ctx.reference_prefix), identities=identities,
-            match=match, queues=agent.visible_queues(), limit=min(int(request.get("limit", 50)), self.conf.max_page),
+            match=match, queues=agent.visible_queues(), limit=self._limit(request, 50, self.conf.max_page),
         )
         by_ref = {t["reference"]: t for t in await self._with_sla_all(await queries.ticket_summaries(self.store, refs))}
         return {"tickets": [by_ref[r] for r in refs if r in by_ref]}
@@ -575,4 +654,4 @@ class AgentApi:
 
     async def _audit(self, agent: Agent, request: dict[str, Any]) -> Any:
         self._require_role(agent, "reading the audit trail")
-        return await audit_trail(self.store, agent=request.get("agent"), limit=min(int(request.get("limit", 100)), 1000))
+        return await audit_trail(self.store, agent=request.get("agent"), limit=self._limit(request, 100, 1000))

@@ -16,8 +16,9 @@ from websockets.asyncio.client import connect
 
 from console.client import AgentClient, ApiRequestError, AuthenticationError
 from ingest import queries
-from ingest.agent_api import AgentApi
+from ingest.agent_api import BODY_CAP, AgentApi
 from ingest.agents import audit_trail, create_agent, new_token, parse_queues, revoke_agent
+from ingest.apply import add_note
 from ingest.daemon import Daemon
 from ingest.store import Tx
 from tests.mailgen import mail
@@ -379,3 +380,66 @@ async def test_supervisor_links_two_contacts_and_undoes_it_agents_may_not(harnes
     await boss.request("undo_contact_merge", merge=merged["merge"])
     (after,) = await harness.daemon.store.fetchall("SELECT contact_id FROM tickets WHERE ref = ?", (second,))
     assert after["contact_id"] == b["contact_id"]
+
+
+async def test_a_page_limit_below_one_is_refused_not_read_as_no_limit(harness: Harness) -> None:
+    # SQLite reads LIMIT -1 as no limit: one request could have read every ticket past max_page.
+    for n in range(3):
+        await harness.mail(subject=f"claim {n}", sender=f"c{n}@example.com")
+    boss = await harness.client(await harness.agent("boss", "supervisor"))
+    for op, args in [("list_tickets", {}), ("search", {"query": "claim"}), ("audit", {})]:
+        for limit in (-1, 0, "5"):
+            with pytest.raises(ApiRequestError, match="limit") as refused:
+                await boss.request(op, limit=limit, **args)
+            assert refused.value.code == "invalid"
+        assert len(await _listed(boss, op, args)) == 2
+
+
+async def _listed(client: AgentClient, op: str, args: dict[str, Any]) -> list[Any]:
+    page = await client.request(op, limit=2, **args)
+    return page if isinstance(page, list) else page["tickets"]
+
+
+async def test_open_ticket_sends_the_newest_messages_cut_to_size_and_thread_pages_back(harness: Harness) -> None:
+    ref = await harness.mail(subject="long claim", body="Hello")
+    await harness.sink.wait_for(1)  # the acknowledgement
+    events: list[dict[str, Any]] = []
+    sara = await harness.client(await harness.agent("sara"), events)
+    long_text = "x" * (BODY_CAP + 1000)
+    for n in range(3):
+        await sara.request("note", ref=ref, text=f"note {n}")
+    await sara.request("note", ref=ref, text=long_text)
+
+    opened = await sara.request("open_ticket", ref=ref, limit=2)
+    assert [m["text"][:6] for m in opened["messages"]] == ["note 2", "xxxxxx"] and opened["earlier"] == 4
+    cut = opened["messages"][-1]
+    # one text (display_text was the same), cut, and saying how much was left out
+    assert "display_text" not in cut and len(cut["text"]) == BODY_CAP and cut["more"] == {"text": 1000}
+    await until(lambda: any(e["kind"] == "note_added" and e["message"]["text"][:1] == "x" for e in events))
+    pushed = next(e["message"] for e in events if e["kind"] == "note_added" and e["message"]["text"][:1] == "x")
+    assert pushed["more"] == {"text": 1000}
+
+    pages = [opened]
+    while pages[-1]["earlier"]:
+        pages.append(await sara.request("thread", ref=ref, before=pages[-1]["messages"][0]["id"], limit=2))
+    full = await queries.ticket_detail(harness.daemon.store, ref)
+    assert full is not None and full["messages"][-1]["text"] == long_text  # the store keeps it whole
+    assert [m["id"] for p in reversed(pages) for m in p["messages"]] == [m["id"] for m in full["messages"]]
+    # each event comes once, with the page of the messages around it
+    assert [e for p in reversed(pages) for e in p["timeline"]] == full["timeline"]
+    with pytest.raises(ApiRequestError, match="before"):
+        await sara.request("thread", ref=ref, before=10_000)
+
+
+async def test_a_claim_with_megabytes_of_text_opens(harness: Harness) -> None:
+    # The whole thread went in one frame, text and display text of every message: past the
+    # client's 16 MiB frame limit the connection dropped, and the claim could never be opened.
+    ref = await harness.mail(subject="big claim")
+    for _ in range(20):
+        await harness.daemon.store.write(add_note(ref, "A long forwarded chain. " * 45_000, "sara"))
+    sara = await harness.client(await harness.agent("sara"))
+    pages = [await sara.request("open_ticket", ref=ref)]
+    while pages[-1]["earlier"]:
+        pages.append(await sara.request("thread", ref=ref, before=pages[-1]["messages"][0]["id"]))
+    assert len(pages) == 2 and sum(len(p["messages"]) for p in pages) == 22  # the mail, its acknowledgement, the notes
+    assert all(len(json.dumps(p, ensure_ascii=False).encode()) < 2**22 for p in pages)

@@ -5,6 +5,7 @@ never let customer text act as markup or terminal escapes."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -15,13 +16,16 @@ from textual.widgets import DataTable, OptionList, Select, TextArea
 
 from console.app import ConsoleApp
 from console.composer import Composer, counter
-from console.main_screen import MainScreen
+from console.main_screen import QUEUE_REFRESH, MainScreen, QueueTable
 from console.render import Prefs, neutralise, safe_text
 from console.search_screen import SearchScreen
+from console.thread_view import ThreadView
 from console.ticket_list import TicketList
 from console.ticket_screen import TicketScreen
 from ingest import queries
-from tests.test_agent_api import Harness, running_harness
+from ingest.agent_api import BODY_CAP
+from ingest.apply import add_note
+from tests.test_agent_api import SLA_POLICY, Harness, running_harness
 
 SIZE = (160, 45)
 
@@ -255,6 +259,47 @@ async def test_reports_period_ends_on_the_firms_day_not_utcs(harness: Harness) -
         assert "– 1405/09/08 ·" in screen_text(app)
 
 
+async def test_reports_screen_shows_every_figure_and_day_in_the_preferred_digits(
+        make_daemon: Callable[..., Any]) -> None:
+    # Hours, percentages, the daily chart's days and its bar values came out in Latin digits.
+    async with running_harness(make_daemon, SLA_POLICY) as harness:
+        answered = await harness.mail(subject="one", sender="a@example.com")
+        await harness.mail(subject="two", sender="b@example.com")
+        boss = await harness.client(await harness.agent("boss", "supervisor"))
+        await boss.request("reply", ref=answered, text="on our way")
+        await boss.request("set_status", ref=answered, status="closed")
+        app = ConsoleApp(harness.url, await harness.agent("reza", "supervisor"), Prefs())  # Persian digits
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, MainScreen) and len(ticket_list(app).order) == 1)
+            await pilot.press("R")
+            await until(pilot, lambda: "Channel mix" in screen_text(app) and "email" in screen_text(app))
+            shown = screen_text(app)
+            assert re.findall(r"[0-9]", shown) == []
+            assert "۰.۰ h" in shown and " ۱۰۰ " in shown and "۱۴۰۵/۰۹/۰۸ █" in shown
+
+
+async def test_reports_screen_dates_follow_the_gregorian_preference(harness: Harness) -> None:
+    after_tehran_midnight = datetime(2026, 11, 28, 21, 0, tzinfo=UTC)
+    app = ConsoleApp(harness.url, await harness.agent("boss", "supervisor", "intake"),
+                     Prefs(calendar="gregorian", digits="latin"), clock=lambda: after_tehran_midnight)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, MainScreen))
+        await pilot.press("R")
+        await until(pilot, lambda: "Tickets opened per day" in screen_text(app))
+        shown = screen_text(app)
+        assert "Reports 2026/10/31 – 2026/11/29 · by total" in shown and "2026/11/29 " in shown
+        assert "1405/" not in shown
+
+
+async def test_help_lists_the_reports_key(harness: Harness) -> None:
+    app = await console(harness)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, MainScreen))
+        await pilot.press("question_mark")
+        await until(pilot, lambda: "command palette" in screen_text(app))
+        assert "R  reports" in screen_text(app)
+
+
 async def test_availability_key_sets_the_agents_shift_status(harness: Harness) -> None:
     app = await console(harness)
     async with app.run_test(size=SIZE) as pilot:
@@ -272,3 +317,104 @@ async def test_availability_key_sets_the_agents_shift_status(harness: Harness) -
                 break
             await pilot.pause(0.05)
         assert await status() == "away"
+
+
+async def test_queue_panel_stops_counting_a_customer_once_answered(harness: Harness) -> None:
+    # The panel refreshed on a fixed list of event kinds, none of them an answer going out.
+    ref = await harness.mail(subject="need help", sender="ali@example.com")
+    await harness.sink.wait_for(1)  # the acknowledgement
+    await harness.mail(subject=f"Re: [{ref}] need help", body="any news?", sender="ali@example.com")
+    app = await console(harness)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, MainScreen) and waiting(app) == "1")
+        await open_only_ticket(pilot, app, ref)
+        await pilot.press("r")
+        await until(pilot, lambda: isinstance(app.screen, Composer))
+        await pilot.press(*"on our way", "ctrl+s")
+        await harness.sink.wait_for(2)
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, MainScreen))
+        await until(pilot, lambda: waiting(app) == "0", timeout=QUEUE_REFRESH + 3)
+
+
+def waiting(app: ConsoleApp) -> str | None:
+    table = app.screen.query_one(QueueTable)
+    return str(table.get_cell("intake", "waiting")) if table.row_count == 2 else None
+
+
+@pytest.fixture
+def small_pages(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pages of 5 tickets, the next one asked for 2 rows before the end."""
+    monkeypatch.setattr("console.main_screen.PAGE", 5)
+    monkeypatch.setattr("console.ticket_list.PREFETCH", 2)
+
+
+async def test_closing_a_listed_ticket_neither_hides_one_from_the_next_page_nor_leaves_the_count(
+        harness: Harness, small_pages: None) -> None:
+    # The next page started at the count of rows shown, closed ones included: each closed row
+    # pushed it one ticket too far, and that ticket was never listed.
+    refs = [await harness.mail(subject=f"claim {n}", sender=f"c{n}@example.com") for n in range(8)]
+    app = await console(harness)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, MainScreen) and len(ticket_list(app).order) == 5)
+        closed = ticket_list(app).selected_ref
+        await pilot.press("s", *["down"] * 7, "enter")  # the 8th status: closed
+        await until(pilot, lambda: ticket_list(app).tickets[closed]["status"] == "closed")
+        assert ticket_list(app).status_line() == "4 / 7"
+        await pilot.press(*["j"] * 4)  # near the end: the next page is asked for
+        await until(pilot, lambda: len(ticket_list(app).order) == 8)
+        assert set(ticket_list(app).order) == set(refs) and ticket_list(app).status_line() == "7 / 7"
+
+
+async def test_an_older_ticket_written_to_again_joins_the_top_counted_once(harness: Harness, small_pages: None) -> None:
+    refs = [await harness.mail(subject=f"claim {n}", sender=f"c{n}@example.com") for n in range(7)]
+    app = await console(harness)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, MainScreen) and len(ticket_list(app).order) == 5)
+        await harness.mail(subject=f"Re: [{refs[0]}] claim 0", body="any news?", sender="c0@example.com")
+        await until(pilot, lambda: ticket_list(app).order[:1] == [refs[0]])
+        # it was on a page not loaded yet, and already in the total
+        await until(pilot, lambda: ticket_list(app).status_line() == "6 / 7", timeout=QUEUE_REFRESH + 3)
+
+
+async def test_a_claim_with_megabytes_of_text_opens_with_long_texts_cut(harness: Harness) -> None:
+    # The whole thread came in one frame: past 16 MiB the connection dropped and the claim never opened.
+    ref = await harness.mail(subject="big claim", sender="ali@example.com")
+    chain = "A long forwarded chain. " * 45_000
+    for _ in range(9):
+        await harness.daemon.store.write(add_note(ref, chain, "sara"))
+    app = await console(harness)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_only_ticket(pilot, app, ref)
+        thread = app.screen.query_one(ThreadView)
+        newest = str(thread.get_option_at_index(thread.option_count - 1).prompt)
+        assert newest.endswith(f"\n… ({len(chain) - BODY_CAP} more characters)\n")
+
+
+@pytest.fixture
+def small_thread_pages(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The thread laid out, and asked for, 3 items at a time."""
+    monkeypatch.setattr("console.thread_view.PAGE", 3)
+    monkeypatch.setattr("console.ticket_screen.PAGE", 3)
+
+
+async def test_earlier_line_brings_the_older_messages_the_server_did_not_send(
+        harness: Harness, small_thread_pages: None) -> None:
+    ref = await harness.mail(subject="first words", body="the very first mail", sender="ali@example.com")
+    await harness.sink.wait_for(1)  # the acknowledgement
+    sara = await harness.client(await harness.agent("reza"))
+    for n in range(5):
+        await sara.request("note", ref=ref, text=f"note {n}")
+    app = await console(harness)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_only_ticket(pilot, app, ref)
+        thread = app.screen.query_one(ThreadView)
+        assert thread.earlier == 4 and "the very first mail" not in screen_text(app)
+        for _ in range(5):  # each time: up to the "earlier" line, enter
+            if not (thread.shown_from or thread.earlier):
+                break
+            await pilot.press("home", "enter")
+            await pilot.pause(0.2)
+        await until(pilot, lambda: "the very first mail" in screen_text(app))
+        shown = [item.message["text"].strip() for item in thread.items if item.message]
+        assert shown[0] == "the very first mail" and shown[2:] == [f"note {n}" for n in range(5)]

@@ -112,6 +112,45 @@ async def test_bidi_override_in_a_customers_mail_reaches_the_console_inert(harne
         assert "<202E>gpj.exe" in shown and "\u202e" not in shown and "exe.jpg" not in shown
 
 
+# -- the console: escapes in header tokens ------------------------------------------------------------
+# An attachment's Content-Type and an automatic mail's Auto-Submitted token are the sender's
+# words too; the thread printed them as they came, so an ESC in them reached the terminal.
+
+ESC = b"\x1b[5m\x1b[31m"  # blink + red: no space, ';' or '(' so the header tokens keep it
+
+
+async def test_escape_in_an_attachments_content_type_reaches_the_console_inert(harness: Harness) -> None:
+    raw = (HEAD + b"Message-ID: <att-esc@example.com>\r\nContent-Type: multipart/mixed; boundary=XX\r\n\r\n"
+           b"--XX\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nphotos attached\r\n"
+           b"--XX\r\nContent-Type: image/" + ESC + b"; name=car.jpg\r\n"
+           b"Content-Disposition: attachment; filename=car.jpg\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+           b"AAAA\r\n--XX--\r\n")
+    assert (await send(harness.daemon, raw))[0] == 250
+    await harness.daemon.ingest.drained()
+    ref = (await only_mail_ticket(harness.daemon))["reference"]
+    app = await console(harness)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_only_ticket(pilot, app, ref)
+        await until(pilot, lambda: "car.jpg" in screen_text(app))
+        shown = screen_text(app)
+        assert "image/␛[5m␛[31m" in shown and "\x1b" not in shown
+
+
+async def test_escape_in_an_auto_submitted_token_reaches_the_console_inert(harness: Harness) -> None:
+    ref = await harness.mail(subject="claim", sender="ali@example.com")
+    away = (HEAD.replace(b"Subject: claim", b"Subject: Out of office Re: [" + ref.encode() + b"]")
+            + b"Message-ID: <ooo-esc@example.com>\r\nAuto-Submitted: auto-replied" + ESC + b"\r\n"
+            b"Content-Type: text/plain; charset=utf-8\r\n\r\nI am away\r\n")
+    assert (await send(harness.daemon, away))[0] == 250
+    await harness.daemon.ingest.drained()
+    app = await console(harness)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_only_ticket(pilot, app, ref)
+        await until(pilot, lambda: "I am away" in screen_text(app))
+        shown = screen_text(app)
+        assert "␛[5m␛[31m" in shown and "\x1b" not in shown
+
+
 # -- the web chat socket ---------------------------------------------------------------------------------
 
 
