@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import re
 import secrets
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -225,9 +227,10 @@ async def claim_view(store: Store, insurer: str, ref: str) -> dict[str, Any] | N
 
 
 async def list_claims(store: Store, insurer: str, *, status: str | None = None, updated_since: str | None = None,
-                      limit: int = 100) -> list[dict[str, Any]]:
-    """This insurer's claims, least recently updated first, so `updated_since` = the last one's
-    `updated_at` pages forward without missing any."""
+                      after: tuple[str, int] | None = None, limit: int = 100) -> tuple[list[dict[str, Any]], str | None]:
+    """This insurer's claims, least recently updated first, and the cursor of the next page (None
+    on the last). The cursor is the last claim's (updated_at, id): claims committed in one write
+    share their `updated_at`, so that instant alone would skip the rest of such a group."""
     where, params = ["t.insurer = ?"], [insurer]
     if status:
         where.append("t.status = ?")
@@ -235,7 +238,26 @@ async def list_claims(store: Store, insurer: str, *, status: str | None = None, 
     if updated_since:
         where.append("t.updated_at > ?")
         params.append(updated_since)
+    if after:
+        where.append("(t.updated_at > ? OR (t.updated_at = ? AND t.id > ?))")
+        params += [after[0], after[0], after[1]]
     rows = await store.fetchall(
         f"SELECT {_CLAIM_COLUMNS} FROM tickets t LEFT JOIN insurer_claims c ON c.ticket_id = t.id"
         f" WHERE {' AND '.join(where)} ORDER BY t.updated_at, t.id LIMIT ?", (*params, limit))
-    return [_summary(row) for row in rows]
+    cursor = page_cursor(rows[-1]["updated_at"], rows[-1]["id"]) if len(rows) == limit else None
+    return [_summary(row) for row in rows], cursor
+
+
+def page_cursor(updated_at: str, ticket_id: int) -> str:
+    """Opaque to clients: they hand it back as `cursor`."""
+    return base64.urlsafe_b64encode(f"{updated_at}|{ticket_id}".encode()).decode().rstrip("=")
+
+
+def read_page_cursor(cursor: str) -> tuple[str, int]:
+    """(updated_at, ticket id) of a `page_cursor`; ValueError when it is not one."""
+    try:
+        updated_at, _, ticket_id = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().partition("|")
+        datetime.fromisoformat(updated_at)
+        return updated_at, int(ticket_id)
+    except ValueError:  # bad base64 and bad UTF-8 are ValueErrors too
+        raise ValueError("not a cursor this API gave") from None

@@ -62,9 +62,10 @@ def _schemas() -> dict[str, Any]:
         "ClaimSummary": summary,
         "Claim": claim,
         "ClaimList": {
-            "type": "object", "required": ["claims", "next_updated_since"],
+            "type": "object", "required": ["claims", "next_cursor"],
             "properties": {"claims": {"type": "array", "items": {"$ref": "#/components/schemas/ClaimSummary"}},
-                           "next_updated_since": _NULLABLE_STRING},
+                           "next_cursor": {**_NULLABLE_STRING, "description":
+                                           "pass as `cursor` for the next page; null on the last page"}},
         },
         "MessageCreated": {
             "type": "object", "required": ["reference", "message_id"],
@@ -132,6 +133,8 @@ def openapi_document(base_path: str) -> dict[str, Any]:
                          "schema": {"type": "string", "enum": sorted(TRANSITIONS)}},
                         {"name": "updated_since", "in": "query", "required": False,
                          "schema": {"type": "string", "format": "date-time"}},
+                        {"name": "cursor", "in": "query", "required": False,
+                         "description": "the `next_cursor` of the page before", "schema": {"type": "string"}},
                         {"name": "limit", "in": "query", "required": False,
                          "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
                     ],

@@ -22,7 +22,7 @@ from ingest.claims_ops import (
     ClaimFiling, ClaimNotFound, Document, IdempotencyKeyReused, InsurerMessage, open_claim, post_insurer_message,
     request_fingerprint,
 )
-from ingest.insurers import InsurerClient, claim_view, insurer_for_key, list_claims
+from ingest.insurers import InsurerClient, claim_view, insurer_for_key, list_claims, read_page_cursor
 from ingest.store import Store, iso
 from router.workflow import TRANSITIONS
 
@@ -159,7 +159,7 @@ class InsurerApi:
 
     async def list_claims(self, request: web.Request) -> web.StreamResponse:
         query = request.rel_url.query
-        errors = [(name, "unknown query parameter; expected status, updated_since or limit")
+        errors = [(name, "unknown query parameter; expected status, updated_since, cursor or limit")
                   for name in sorted(set(query) - _LIST_PARAMETERS)]
         status = query.get("status")
         if status is not None and status not in TRANSITIONS:
@@ -170,6 +170,12 @@ class InsurerApi:
                 since = _utc_iso(since)
             except ValueError:
                 errors.append(("updated_since", "expected an RFC 3339 date-time with an offset"))
+        after = None
+        if (cursor := query.get("cursor")) is not None:
+            try:
+                after = read_page_cursor(cursor)
+            except ValueError:
+                errors.append(("cursor", "expected the next_cursor of an earlier page"))
         limit_text = query.get("limit", "100")
         limit = int(limit_text) if _INTEGER.fullmatch(limit_text) else 0
         if not 1 <= limit <= self.max_page:
@@ -178,12 +184,12 @@ class InsurerApi:
             return problem(422, "validation-error", "The request is not valid",
                            "; ".join(f"{f}: {d}" for f, d in errors), instance=request.path,
                            errors=[{"field": f, "pointer": "", "detail": d} for f, d in errors])
-        claims = await list_claims(self.store, request[CLIENT].name, status=status, updated_since=since, limit=limit)
-        return web.json_response({"claims": claims,
-                                  "next_updated_since": claims[-1]["updated_at"] if len(claims) == limit else None})
+        claims, next_cursor = await list_claims(self.store, request[CLIENT].name, status=status,
+                                                updated_since=since, after=after, limit=limit)
+        return web.json_response({"claims": claims, "next_cursor": next_cursor})
 
 
-_LIST_PARAMETERS = frozenset({"status", "updated_since", "limit"})
+_LIST_PARAMETERS = frozenset({"status", "updated_since", "cursor", "limit"})
 
 
 class _Refusal(Exception):
