@@ -348,8 +348,12 @@ def enqueue_webhooks(connector: str) -> Callable[[Tx], tuple[int, bool]]:
             return 0, True
         start = row["last_event_id"]
         upto = min(last, start + WEBHOOK_SCAN)
+        # The status as of each event (the latest change up to it), not as of this round: two
+        # changes in one write would otherwise both report the second.
         events = tx.execute(
-            "SELECT e.id, e.at, e.kind, e.data, e.ticket_id, t.ref, t.status, t.queue, t.insurer, c.claim_number"
+            "SELECT e.id, e.at, e.kind, e.data, e.ticket_id, t.ref, t.queue, t.insurer, c.claim_number,"
+            " coalesce((SELECT json_extract(s.data, '$.new') FROM events s WHERE s.ticket_id = e.ticket_id"
+            "  AND s.kind = 'status_changed' AND s.id <= e.id ORDER BY s.id DESC LIMIT 1), 'new') AS status"
             " FROM events e JOIN tickets t ON t.id = e.ticket_id"
             " JOIN insurer_clients ic ON ic.name = t.insurer AND ic.active = 1 AND ic.webhook_url != ''"
             " LEFT JOIN insurer_claims c ON c.ticket_id = t.id"

@@ -304,6 +304,23 @@ async def test_policyholders_later_email_lands_on_the_claim(api: Api) -> None:
 # -- webhooks ---------------------------------------------------------------------------------
 
 
+async def test_each_webhook_states_the_status_of_its_own_event(api: Api, receiver: Receiver) -> None:
+    receiver.fail_first = 0
+    _, _, claim = await api.call("POST", "/claims", body=filing())
+    ref = claim["reference"]
+
+    def two_moves(tx: Any) -> None:  # two changes in one write (a workflow rule acting on the first)
+        change_status(ref, "awaiting_documents", "maryam")(tx)
+        change_status(ref, "inspection_scheduled", "maryam")(tx)
+
+    await api.daemon.store.write(two_moves)  # type: ignore[attr-defined]
+    await until(lambda: sum(json.loads(b)["type"] == "claim.status_changed" for _, b in receiver.received) >= 2)
+    events = sorted((e for _, b in receiver.received if (e := json.loads(b))["type"] == "claim.status_changed"),
+                    key=lambda e: int(e["id"][4:]))
+    assert [(e["data"]["new"], e["claim"]["status"]) for e in events] == [
+        ("awaiting_documents", "awaiting_documents"), ("inspection_scheduled", "inspection_scheduled")]
+
+
 async def test_status_change_webhook_is_signed_and_retried_after_a_failure(api: Api, receiver: Receiver) -> None:
     _, _, claim = await api.call("POST", "/claims", body=filing())
     _, _, other = await api.call("POST", "/claims", "dana", body=filing())  # dana has no webhook URL
@@ -314,9 +331,13 @@ async def test_status_change_webhook_is_signed_and_retried_after_a_failure(api: 
     await until(lambda: len(receiver.received) >= 2)
     (first_headers, first_body), (headers, body) = receiver.received[:2]
     assert first_body == body and first_headers["X-Parvandeh-Delivery"] == headers["X-Parvandeh-Delivery"]
-    assert verify_hmac_sha256(receiver.secret, body, headers["X-Parvandeh-Signature"])
-    assert not verify_hmac_sha256("whsec-dana", body, headers["X-Parvandeh-Signature"])
-    assert abs(int(headers["X-Parvandeh-Timestamp"]) - time.time()) < 60
+    stamp = headers["X-Parvandeh-Timestamp"]
+    assert verify_hmac_sha256(receiver.secret, f"{stamp}.".encode() + body, headers["X-Parvandeh-Signature"])
+    assert not verify_hmac_sha256("whsec-dana", f"{stamp}.".encode() + body, headers["X-Parvandeh-Signature"])
+    # The timestamp is signed: replayed later under a fresh one, the delivery no longer verifies.
+    assert not verify_hmac_sha256(receiver.secret, f"{int(stamp) + 600}.".encode() + body,
+                                  headers["X-Parvandeh-Signature"])
+    assert abs(int(stamp) - time.time()) < 60
     event = json.loads(body)
     assert event["type"] == "claim.status_changed"
     assert event["claim"] == {"reference": claim["reference"], "insurer_claim_number": "ASIA-2025-001",

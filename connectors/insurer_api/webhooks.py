@@ -11,12 +11,19 @@ DELIVERY_HEADER = "X-Parvandeh-Delivery"
 _RETRYABLE_4XX = frozenset({408, 425, 429})
 
 
+def signed_payload(timestamp: int, body: bytes) -> bytes:
+    """What is signed: the timestamp, ".", then the exact body bytes. With the timestamp inside
+    the signature a receiver can refuse a delivery captured and replayed later (a signature of
+    the body alone verified under any timestamp header)."""
+    return str(timestamp).encode() + b"." + body
+
+
 def signed_headers(secret: str, body: bytes, *, timestamp: int, delivery_id: int, attempt: int) -> dict[str, str]:
-    """The signature is the hex HMAC-SHA256 of the exact body bytes under the insurer's secret.
+    """The signature is the hex HMAC-SHA256 of `signed_payload` under the insurer's secret.
     The delivery id is the same on every attempt, so a receiver can drop repeats."""
     return {
         "Content-Type": "application/json; charset=utf-8",
-        SIGNATURE_HEADER: hmac_sha256_hex(secret, body),
+        SIGNATURE_HEADER: hmac_sha256_hex(secret, signed_payload(timestamp, body)),
         TIMESTAMP_HEADER: str(timestamp),
         DELIVERY_HEADER: str(delivery_id),
         "X-Parvandeh-Attempt": str(attempt),
