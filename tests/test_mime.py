@@ -242,6 +242,24 @@ def test_genuine_latin1_and_other_charsets_are_kept():
     assert decode_text(damaged, "utf-8").startswith("Профиль пользователя обновлён")
 
 
+CP1256_PERSIAN = "سلام، ماشين من ديروز در اتوبان تصادف كرد و گزارش پليس را فرستادم."
+
+
+@pytest.mark.parametrize("label", ["koi8-r", "iso-8859-2", "iso-8859-5", "windows-1251", "iso-8859-7"])
+def test_windows_1256_persian_under_another_single_byte_label_is_read_as_persian(label):
+    assert decode_text(CP1256_PERSIAN.encode("cp1256"), label) == CP1256_PERSIAN
+
+
+@pytest.mark.parametrize(("label", "text"), [
+    ("koi8-r", "Привет, мир! Это обычный русский текст о страховании."),
+    ("windows-1251", "Привет, мир! Это обычный русский текст о страховании."),
+    ("iso-8859-2", "Zażółć gęślą jaźń. Ubezpieczenie samochodu i naprawa."),
+    ("iso-8859-7", "Καλημέρα κόσμε, αυτό είναι ένα ελληνικό κείμενο."),
+])
+def test_genuine_text_in_those_labels_is_kept(label, text):
+    assert decode_text(text.encode(label), label) == text
+
+
 @pytest.mark.parametrize("declared", ["utf-8", None])
 def test_short_persian_utf8_with_a_cut_or_lost_byte_stays_persian(declared):
     # Under 20 letters, one broken sequence is over the 1-in-20 share; it must not turn the whole
