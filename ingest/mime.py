@@ -150,12 +150,22 @@ def _mostly_arabic(text: str) -> bool:
     return arabic > 0 and 3 * arabic >= 2 * len(letters)
 
 
-def _windows_1256_under(codec: str, data: bytes) -> bool:
+# Characters no text in a single-byte charset is written with: a sure sign the label is wrong.
+_IMPROBABLE = re.compile(r"[\x80-\x9f\u2500-\u259f]")
+_ARBITRATED_MIN_BYTES = 16  # under this, language models guess (a Russian "Привет мир" reads as Persian)
+
+
+def _windows_1256_under(codec: str, data: bytes, declared_text: str) -> bool:
     """Whether bytes labelled with another single-byte charset (koi8-r, iso-8859-5, windows-1251...)
-    are windows-1256 Persian: its reading is mostly Arabic, and charset-normalizer, asked to
-    choose between the two, picks windows-1256. Both readings are letters in runs, so only a
-    model of the languages tells Persian from Russian; the rare label pays for it (~1-4 ms)."""
+    are windows-1256 Persian: its reading is mostly Arabic, and the declared reading holds
+    control or box-drawing characters, or (in a text long enough to judge) charset-normalizer,
+    asked to choose between the two, picks windows-1256. Both readings are letters in runs, so
+    only a model of the languages tells Persian from Russian; the rare label pays (~1-4 ms)."""
     if not _mostly_arabic(data.decode("cp1256", "replace")):
+        return False
+    if _IMPROBABLE.search(declared_text):
+        return True
+    if sum(1 for byte in data if byte > 0x7F) < _ARBITRATED_MIN_BYTES:
         return False
     try:
         best = charset_normalizer.from_bytes(data[:_GUESS_SAMPLE], cp_isolation=[codec, "cp1256"]).best()
@@ -182,7 +192,7 @@ def decode_text(data: bytes, declared: str | None = None) -> str:
         suspect = not data.isascii() and _single_byte(codec) and (
             _utf8(data) is not None
             or (codec in _LATIN_LABELS and _latin_mojibake(declared_text))
-            or (codec not in _ARABIC_CODECS and _windows_1256_under(codec, data))
+            or (codec not in _ARABIC_CODECS and _windows_1256_under(codec, data, declared_text))
         )
         if not suspect:
             return declared_text
