@@ -27,6 +27,7 @@ class TicketScreen(TicketActions):
         ("Internal note", "note", "a note only agents see"),
     )
     CSS_PATH = "ticket_screen.tcss"
+    COUNTDOWN_SECONDS = 30.0  # the SLA countdown in the header is redrawn this often
     BINDINGS = [
         Binding("escape", "back", "Back"),
         Binding("r", "reply", "Reply"),
@@ -60,6 +61,12 @@ class TicketScreen(TicketActions):
     def on_mount(self) -> None:
         self.query_one(ThreadView).focus()
         self.load()
+        self.set_interval(self.COUNTDOWN_SECONDS, self._tick)
+
+    def _tick(self) -> None:
+        # The due time stays; the time left to it does not (an agent keeps a claim open for long).
+        if self.detail is not None:
+            self._header(self.detail)
 
     @work(exclusive=True, group="ticket")
     async def load(self) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -244,6 +244,24 @@ async def test_reports_screen_shows_the_periods_figures_for_supervisors_only(har
         await pilot.press("R")
         await pilot.pause(0.1)
         assert isinstance(agent_app.screen, MainScreen)
+
+
+async def test_the_sla_countdown_in_an_open_tickets_header_keeps_counting(
+        make_daemon: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(TicketScreen, "COUNTDOWN_SECONDS", 0.05)
+    async with running_harness(make_daemon, SLA_POLICY) as harness:
+        ref = await harness.mail(subject="تصادف", sender="reza@example.com")
+        (clock,) = await harness.daemon.store.fetchall(
+            "SELECT c.due_at FROM sla_clocks c JOIN tickets t ON t.id = c.ticket_id"
+            " WHERE t.ref = ? AND c.met_at IS NULL ORDER BY c.due_at LIMIT 1", (ref,))
+        due = datetime.fromisoformat(clock["due_at"])
+        now = [due - timedelta(hours=2, minutes=30)]
+        app = ConsoleApp(harness.url, await harness.agent("sara"), Prefs(digits="latin"), clock=lambda: now[0])
+        async with app.run_test(size=SIZE) as pilot:
+            await open_only_ticket(pilot, app, ref)
+            await until(pilot, lambda: "SLA 2:30" in screen_text(app))
+            now[0] = due + timedelta(minutes=5)  # the agent kept it open; the target passed
+            await until(pilot, lambda: "SLA -0:05" in screen_text(app))
 
 
 async def test_reports_period_ends_on_the_firms_day_not_utcs(harness: Harness) -> None:
