@@ -52,8 +52,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from ingest.daemon import serve
 
     settings = _settings(args)
-    event_loop.run(serve(settings), settings.ingest.event_loop)
-    return 0
+    return event_loop.run(serve(settings), settings.ingest.event_loop)
 
 
 def cmd_tickets(args: argparse.Namespace) -> int:

@@ -99,6 +99,7 @@ class Daemon:
         self.sla = SlaEngine(self.store, self.ingest.context, clock=clock)
         self._http_runner: web.AppRunner | None = None
         self.http_port: int | None = None
+        self._started: list[str] = []  # connectors, in the order they started
 
     async def _delivery_status(self, channel: str, channel_message_id: str, status: str, detail: str) -> bool:
         return await self.store.write(delivery_status(channel, channel_message_id, status, detail))
@@ -121,7 +122,11 @@ class Daemon:
         await self.sla.start()
         await self.ingest.start()
         for name, connector in self.connectors.items():
-            await connector.start(self.ingest)
+            try:
+                await connector.start(self.ingest)
+            except Exception as exc:  # a port in use, a plugin's bug: name the connector
+                raise StartError(f"connector {name} ({connector.kind}) did not start: {exc}") from exc
+            self._started.append(name)
             log.info("connector_started", connector=name, kind=connector.kind)
         await self.outbox.start()
         await self.attachments.start()
@@ -140,11 +145,12 @@ class Daemon:
         # Before the connectors it downloads through: a download cut short is taken up at the
         # next start, whereas one failed by a closing connector would be recorded as failed.
         await self.attachments.stop()
-        for name, connector in self.connectors.items():
+        for name in self._started:  # a start that failed part-way stops what it started
             try:
-                await connector.stop()
+                await self.connectors[name].stop()
             except Exception as exc:
                 log.error("connector_stop_failed", connector=name, error=str(exc))
+        self._started.clear()
         if self._http_runner:
             await self._http_runner.cleanup()
         await self.ingest.stop()
@@ -154,7 +160,12 @@ class Daemon:
         log.info("daemon_stopped")
 
 
-async def serve(settings: Settings) -> None:
+class StartError(Exception):
+    """A part of the daemon could not start; the message names it."""
+
+
+async def serve(settings: Settings) -> int:
+    """Runs the daemon until SIGINT/SIGTERM; the process's exit code (1: it could not start)."""
     # Handlers first: a SIGTERM while the daemon is still starting (its SMTP port may already
     # be taking mail) must stop it gracefully too, not kill it.
     stop = asyncio.Event()
@@ -162,11 +173,19 @@ async def serve(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     daemon = Daemon(settings)
-    await daemon.start()
+    try:
+        await daemon.start()
+    except Exception as exc:
+        # Stop what did start (threads, listeners): left running, they kept the process alive,
+        # deaf to SIGTERM, and a service manager never saw it fail.
+        log.error("daemon_start_failed", error=str(exc), exc_info=True)
+        await daemon.stop()
+        return 1
     tune_garbage_collector()
     await stop.wait()
     log.info("daemon_stopping")
     await daemon.stop()
+    return 0
 
 
 def tune_garbage_collector() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -83,6 +84,24 @@ def test_a_bad_value_from_the_environment_names_its_variable(tmp_path: Path) -> 
         settings_from(write_config(tmp_path), {"PARVANDEH__SMTP__PORT": "xyz", "PARVANDEH__CLAIMS__PREFIX": "PV"})
     assert "smtp.port = 'xyz' (from PARVANDEH__SMTP__PORT): expected a valid integer" in str(raised.value)
     assert "claims.prefix (from PARVANDEH__CLAIMS__PREFIX): unknown key" in str(raised.value)
+
+
+def test_serve_exits_1_naming_the_connector_when_one_cannot_start(tmp_path: Path) -> None:
+    # The SMTP port is taken: the daemon must stop what it started and exit, not hang (its
+    # store threads kept the process alive and deaf to SIGTERM).
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = write_config(tmp_path)
+        config.write_text(config.read_text().replace('[smtp]\nhost = "127.0.0.1"\nport = 0',
+                                                     f'[smtp]\nhost = "127.0.0.1"\nport = {port}'))
+        result = subprocess.run([sys.executable, str(ROOT / "run.py"), "serve", "--config", str(config)],
+                                capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert result.returncode == 1, result.stderr[-2000:]
+    (failed,) = [json.loads(line) for line in result.stderr.splitlines() if "daemon_start_failed" in line]
+    assert failed["error"].startswith("connector smtp (smtp) did not start")
+    assert any(json.loads(line)["event"] == "daemon_stopped" for line in result.stderr.splitlines())
 
 
 async def test_tickets_list_and_show_print_json(make_daemon: Any, tmp_path: Path) -> None:
