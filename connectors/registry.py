@@ -8,7 +8,7 @@ from importlib.metadata import entry_points
 
 import structlog
 
-from connectors.base import Connector, Normaliser
+from connectors.base import Connector, ConnectorSettings, Normaliser
 
 GROUP = "parvandeh.connectors"
 log = structlog.get_logger(__name__)
@@ -26,8 +26,25 @@ def connector_classes() -> dict[str, type[Connector]]:
         if not (isinstance(cls, type) and issubclass(cls, Connector)):
             log.error("connector_not_a_connector", entry_point=ep.name)
             continue
+        if missing := incomplete(cls):
+            log.error("connector_incomplete", entry_point=ep.name, missing=missing)
+            continue
         found[ep.name] = cls
     return found
+
+
+def incomplete(cls: type[Connector]) -> list[str]:
+    """What a connector class lacks of the contract that is read before it ever runs: a plugin
+    without its settings model took every command down with an AttributeError."""
+    missing = []
+    if not isinstance(getattr(cls, "kind", None), str):
+        missing.append("kind (a str)")
+    settings = getattr(cls, "Settings", None)
+    if not (isinstance(settings, type) and issubclass(settings, ConnectorSettings)):
+        missing.append("Settings (a ConnectorSettings subclass)")
+    if not isinstance(getattr(cls, "normalisers", None), dict):
+        missing.append("normalisers (a dict)")
+    return missing
 
 
 def settings_schemas() -> dict[str, type]:

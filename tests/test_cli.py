@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -102,6 +103,24 @@ def test_serve_exits_1_naming_the_connector_when_one_cannot_start(tmp_path: Path
     (failed,) = [json.loads(line) for line in result.stderr.splitlines() if "daemon_start_failed" in line]
     assert failed["error"].startswith("connector smtp (smtp) did not start")
     assert any(json.loads(line)["event"] == "daemon_stopped" for line in result.stderr.splitlines())
+
+
+def test_an_installed_plugin_without_its_settings_model_is_skipped_not_fatal(tmp_path: Path) -> None:
+    plugin = tmp_path / "plugin"
+    (plugin / "bare_plugin-1.0.dist-info").mkdir(parents=True)
+    (plugin / "bare_plugin.py").write_text(
+        "from connectors.base import Connector\n\n"
+        "class Bare(Connector):\n    kind = 'bare'\n\n"
+        "    async def start(self, sink):\n        pass\n\n"
+        "    async def stop(self):\n        pass\n")
+    (plugin / "bare_plugin-1.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: bare-plugin\nVersion: 1.0\n")
+    (plugin / "bare_plugin-1.0.dist-info" / "entry_points.txt").write_text("[parvandeh.connectors]\nbare = bare_plugin:Bare\n")
+    result = subprocess.run([sys.executable, str(ROOT / "run.py"), "check-config", "--config", str(write_config(tmp_path))],
+                            capture_output=True, text=True, timeout=60, cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(plugin), str(ROOT)])})
+    assert result.returncode == 0, result.stderr[-2000:]
+    (skipped,) = [json.loads(line) for line in result.stderr.splitlines() if "connector_incomplete" in line]
+    assert (skipped["entry_point"], skipped["missing"]) == ("bare", ["Settings (a ConnectorSettings subclass)"])
 
 
 async def test_tickets_list_and_show_print_json(make_daemon: Any, tmp_path: Path) -> None:
