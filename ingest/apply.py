@@ -453,6 +453,8 @@ def agent_reply(ref: str, text: str, author: str, ctx: ApplyContext, channel: st
     `automatic`: sent by a rule (a reminder), so it meets no response target."""
 
     def op(tx: Tx) -> int:
+        if not text.strip():  # every way in (console, agent API, CLI) meets this: no blank mail
+            raise ReplyError("the reply is empty")
         ticket = tx.one("SELECT id, subject FROM tickets WHERE ref = ?", (ref,))
         if ticket is None:
             raise ReplyError(f"no ticket {ref}")

@@ -140,6 +140,10 @@ async def test_tickets_list_and_show_print_json(make_daemon: Any, tmp_path: Path
     first = detail["messages"][0]
     assert first["direction"] == "in" and first["attachments"][0]["filename"] == "گزارش.pdf"
     assert len(first["attachments"][0]["sha256"]) == 64
+    # A blank reply would mail the customer an empty message: refused, nothing queued.
+    blank = await asyncio.to_thread(run_cli, "tickets", "reply", ticket["reference"], "--text", "   ", "--config", config)
+    assert blank.returncode == 1 and "the reply is empty" in blank.stderr
+    assert await daemon.store.fetchall("SELECT id FROM outbox WHERE automatic = 0") == []
 
 
 async def test_unprocessable_message_is_quarantined_listed_and_retried(make_daemon: Any, tmp_path: Path) -> None:
