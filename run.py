@@ -176,8 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ingest.demo import add_cli_arguments as demo_arguments, cli_demo
     from ingest.reports import add_cli_arguments as report_arguments, cli_report
 
-    agent_arguments(command("agent", lambda a: cli_agent(_settings(a), a), "agent accounts and tokens"))
-    insurer_arguments(command("insurer", lambda a: cli_insurer_add(_settings(a), a), "insurer API clients (key shown once)"))
+    agent_arguments(command("agent", lambda a: cli_agent(_settings(a), a), "agent accounts and tokens"), [common])
+    insurer_arguments(command("insurer", lambda a: cli_insurer_add(_settings(a), a), "insurer API clients (key shown once)"),
+                      [common])
     report_arguments(command("report", lambda a: cli_report(_settings(a), a), "report figures for a period"))
     console_arguments(command("console", cmd_console, "the agent console (Textual)"))
     demo_arguments(command("demo", cli_demo, "throwaway daemon with simulated customers, and the console logged in"))

@@ -167,18 +167,18 @@ async def audit_trail(store: Store, *, agent: str | None = None, limit: int = 10
 # -- CLI ----------------------------------------------------------------------------------------
 
 
-def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
+def add_cli_arguments(parser: argparse.ArgumentParser, common: list[argparse.ArgumentParser]) -> None:
     """`agent add|token|revoke|list` arguments, for run.py's `agent` sub-command."""
     sub = parser.add_subparsers(dest="action", required=True)
-    add = sub.add_parser("add", help="create an agent and print its token (shown once)")
+    add = sub.add_parser("add", parents=common, help="create an agent and print its token (shown once)")
     add.add_argument("name")
     add.add_argument("--role", choices=ROLES, default="agent")
     add.add_argument("--queues", default="", help="comma-separated queue names")
-    token = sub.add_parser("token", help="issue another token for an agent (shown once)")
+    token = sub.add_parser("token", parents=common, help="issue another token for an agent (shown once)")
     token.add_argument("name")
-    revoke = sub.add_parser("revoke", help="revoke every token of an agent")
+    revoke = sub.add_parser("revoke", parents=common, help="revoke every token of an agent")
     revoke.add_argument("name")
-    sub.add_parser("list", help="agents, roles, queues")
+    sub.add_parser("list", parents=common, help="agents, roles, queues")
 
 
 def cli_agent(settings: Any, args: argparse.Namespace) -> int:

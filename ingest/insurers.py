@@ -123,14 +123,14 @@ async def claim_ticket_for(store: Store, insurer: str, ref: str) -> int | None:
 # -- CLI ----------------------------------------------------------------------------------------
 
 
-def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
+def add_cli_arguments(parser: argparse.ArgumentParser, common: list[argparse.ArgumentParser]) -> None:
     """`insurer add|list` arguments, for run.py's `insurer` sub-command."""
     sub = parser.add_subparsers(dest="action", required=True)
-    add = sub.add_parser("add", help="create an insurer API client; prints its API key and webhook secret once")
+    add = sub.add_parser("add", parents=common, help="create an insurer API client; prints its API key and webhook secret once")
     add.add_argument("name")
     add.add_argument("--webhook-url", default="", help="where status and SLA webhooks are POSTed")
     add.add_argument("--display-name", default="")
-    sub.add_parser("list", help="insurer clients and their claim counts")
+    sub.add_parser("list", parents=common, help="insurer clients and their claim counts")
 
 
 def cli_insurer_add(settings: Any, args: argparse.Namespace) -> int:

@@ -123,6 +123,17 @@ def test_an_installed_plugin_without_its_settings_model_is_skipped_not_fatal(tmp
     assert (skipped["entry_point"], skipped["missing"]) == ("bare", ["Settings (a ConnectorSettings subclass)"])
 
 
+def test_agent_and_insurer_commands_take_config_after_the_action(tmp_path: Path) -> None:
+    config = str(write_config(tmp_path))
+    added = run_cli("agent", "add", "sara", "--role", "agent", "--queues", "intake", "--config", config)
+    assert added.returncode == 0, added.stderr
+    listed = run_cli("agent", "list", "--config", config)
+    assert listed.returncode == 0 and listed.stdout.startswith("sara"), listed.stderr
+    insurer = run_cli("insurer", "add", "asia", "--webhook-url", "https://asia.example/hooks", "--config", config)
+    assert insurer.returncode == 0, insurer.stderr
+    assert "asia" in run_cli("insurer", "list", "--config", config).stdout
+
+
 async def test_tickets_list_and_show_print_json(make_daemon: Any, tmp_path: Path) -> None:
     daemon = await make_daemon()
     msg = mail(subject="تصادف در اتوبان", body="سلام")
