@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import sys
 from collections.abc import Awaitable, Callable
@@ -194,6 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):
+        # A terminal or pipe that cannot show Persian (PYTHONIOENCODING=ascii, a cp1252 console)
+        # gets \u escapes: a UnicodeEncodeError stopped `tickets list` half-way.
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     configure_logging()  # until the configuration says otherwise
     try:

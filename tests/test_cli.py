@@ -151,6 +151,12 @@ async def test_tickets_list_and_show_print_json(make_daemon: Any, tmp_path: Path
     first = detail["messages"][0]
     assert first["direction"] == "in" and first["attachments"][0]["filename"] == "گزارش.pdf"
     assert len(first["attachments"][0]["sha256"]) == 64
+    # On a stdout that cannot show Persian, escapes rather than a crash half-way through.
+    ascii_out = await asyncio.to_thread(lambda: subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), "tickets", "list", "--config", config], capture_output=True,
+        text=True, timeout=60, cwd=ROOT, env={**os.environ, "PYTHONIOENCODING": "ascii"}))
+    assert ascii_out.returncode == 0, ascii_out.stderr[-1000:]
+    assert "\\u062a\\u0635\\u0627\\u062f\\u0641" in ascii_out.stdout  # تصادف
     # A blank reply would mail the customer an empty message: refused, nothing queued.
     blank = await asyncio.to_thread(run_cli, "tickets", "reply", ticket["reference"], "--text", "   ", "--config", config)
     assert blank.returncode == 1 and "the reply is empty" in blank.stderr
