@@ -28,8 +28,14 @@ def _print_json(value: Any) -> None:
 
 
 async def _with_store(settings: Settings, work: Callable[[Any], Awaitable[int]]) -> int:
+    """Runs `work` on the configured store, which must exist: opening a mistyped path would
+    create an empty store and show nothing, as if there were no claims."""
     from ingest.store import Store
 
+    if not Path(settings.store.path).exists():
+        print(f"no store at {settings.store.path}: check [store] path in {settings.source} (a relative path is"
+              " read from the current directory), or start the daemon once to create it", file=sys.stderr)
+        return 2
     store = Store(settings.store.path, synchronous=settings.store.synchronous)
     await store.open()
     try:

@@ -134,6 +134,15 @@ def test_agent_and_insurer_commands_take_config_after_the_action(tmp_path: Path)
     assert "asia" in run_cli("insurer", "list", "--config", config).stdout
 
 
+def test_reading_a_store_that_is_not_there_says_so_and_creates_nothing(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    config.write_text(config.read_text().replace("store.sqlite3", "typo/store.sqlite3"))
+    for command in (("tickets", "list"), ("quarantine", "list")):
+        result = run_cli(*command, "--config", str(config))
+        assert result.returncode == 2 and "no store at" in result.stderr, (command, result.stderr)
+    assert not (tmp_path / "typo").exists()
+
+
 async def test_tickets_list_and_show_print_json(make_daemon: Any, tmp_path: Path) -> None:
     daemon = await make_daemon()
     msg = mail(subject="تصادف در اتوبان", body="سلام")
