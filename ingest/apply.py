@@ -663,8 +663,9 @@ def change_priority(ref: str, priority: str, actor: str) -> Callable[[Tx], str]:
 
 
 def merge_tickets(source_ref: str, target_ref: str, actor: str) -> Callable[[Tx], int]:
-    """Fold `source` into `target`: its messages, timeline, e-mail ids and outbox move over and
-    the source is closed with `merged_into` set. Returns how many messages moved."""
+    """Fold `source` into `target`: its messages with their timeline events, e-mail ids and
+    outbox move over and the source is closed with `merged_into` set. Returns how many messages
+    moved."""
     if source_ref == target_ref:
         raise TicketActionError("cannot merge a ticket into itself")
 
@@ -682,8 +683,14 @@ def merge_tickets(source_ref: str, target_ref: str, actor: str) -> Callable[[Tx]
             raise TicketActionError(f"{source_ref} is insurer {filed_by}'s claim; it can only be merged into"
                                     f" another of {filed_by}'s claims")
         moved = tx.execute("UPDATE messages SET ticket_id = ? WHERE ticket_id = ?", (target["id"], source["id"])).rowcount
-        for table in ("events", "email_message_ids", "outbox"):
+        for table in ("email_message_ids", "outbox"):
             tx.execute(f"UPDATE {table} SET ticket_id = ? WHERE ticket_id = ?", (target["id"], source["id"]))
+        # Only the events of the thread go with it. The source's own life (routing, status,
+        # assignment, SLA clocks) stays its own: reports rebuild each ticket's statuses from it.
+        tx.execute(
+            "UPDATE events SET ticket_id = ? WHERE ticket_id = ? AND (kind IN ('message_received', 'outbound_queued',"
+            " 'note_added', 'attachment_fetch_failed') OR kind LIKE 'delivery\\_%' ESCAPE '\\')",
+            (target["id"], source["id"]))
         source_inbound = tx.one("SELECT last_inbound_at FROM tickets WHERE id = ?", (source["id"],))[0]
         tx.execute(
             "UPDATE tickets SET message_count = message_count + ?, updated_at = ?,"
@@ -696,6 +703,11 @@ def merge_tickets(source_ref: str, target_ref: str, actor: str) -> Callable[[Tx]
             " WHERE id = ?",
             (tx.stamp, tx.stamp, target_ref, source["id"]),
         )
+        if source["status"] != "closed":
+            # A closing like any other for reports and the insurer's webhook; no status hooks: a
+            # merge resolves nothing (no resolution clock met, no workflow rule on closing).
+            record_event(tx, source["id"], source_ref, "status_changed", actor, old=source["status"], new="closed",
+                         merged_into=target_ref)
         record_event(tx, source["id"], source_ref, "merged_into", actor, target=target_ref, old_status=source["status"])
         record_event(tx, target["id"], target_ref, "merged_from", actor, source=source_ref, messages=moved)
         return moved

@@ -304,6 +304,48 @@ MIGRATIONS: list[str] = [
     CREATE INDEX tickets_open ON tickets(created_at) WHERE closed_at IS NULL;
     CREATE INDEX sla_clocks_breached ON sla_clocks(breached_at) WHERE breached_at IS NOT NULL;
     """,
+    # 5: SLA clock history, and report figures read from the status changes rather than from
+    # `closed_at` (which a reopen clears)
+    """
+    -- A clock a new one of the same ticket and kind replaces (the next response after the
+    -- customer writes again, the resolution after a reopen), so its outcome still counts in
+    -- reports; sla_clocks keeps the live clock of each kind.
+    CREATE TABLE sla_clock_history (
+        id INTEGER PRIMARY KEY,
+        ticket_id INTEGER NOT NULL REFERENCES tickets(id),
+        kind TEXT NOT NULL,
+        policy TEXT NOT NULL,
+        calendar TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        target_seconds REAL NOT NULL,
+        warn_fraction REAL NOT NULL,
+        pauses TEXT NOT NULL,
+        due_at TEXT,
+        warn_at TEXT,
+        met_at TEXT,
+        warned_at TEXT,
+        breached_at TEXT,
+        state TEXT NOT NULL,
+        replaced_at TEXT NOT NULL
+    );
+    CREATE INDEX sla_clock_history_ticket ON sla_clock_history(ticket_id);
+    CREATE INDEX sla_clock_history_breached ON sla_clock_history(breached_at) WHERE breached_at IS NOT NULL;
+    -- Closings in a period, for reports.
+    CREATE INDEX events_closing ON events(at, ticket_id)
+        WHERE kind = 'status_changed' AND json_extract(data, '$.new') = 'closed';
+    -- Merges used to close the source with no status change (and move its status history to the
+    -- target, past separating): give each merged ticket its closing, at the merge. Insurer
+    -- webhook cursors that were caught up skip these rows: the merge was news when it happened.
+    CREATE TEMP TABLE migration_5 AS SELECT coalesce(max(id), 0) AS last FROM events;
+    INSERT INTO events (ticket_id, at, kind, actor, data)
+        SELECT ticket_id, at, 'status_changed', actor,
+               json_object('old', json_extract(data, '$.old_status'), 'new', 'closed',
+                           'merged_into', json_extract(data, '$.target'))
+        FROM events WHERE kind = 'merged_into' ORDER BY id;
+    UPDATE insurer_webhook_cursor SET last_event_id = (SELECT coalesce(max(id), 0) FROM events)
+        WHERE last_event_id >= (SELECT last FROM temp.migration_5);
+    DROP TABLE temp.migration_5;
+    """,
 ]
 
 

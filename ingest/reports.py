@@ -2,19 +2,23 @@
 business, and their renderings: a text table and an HTML page (Jalali dates), CSV and JSON.
 
 What each figure means (all times in hours; a period is [start, end) in Tehran days):
-- opened: tickets created in the period; closed: tickets whose closing time is in it.
+- opened: tickets created in the period; closed: tickets with a closing (a status change to
+  closed, merges included) in it.
 - backlog: tickets created before the end and not closed at it; age = end (or now, if sooner)
   minus creation, median and p90.
 - first response: for tickets opened in the period, creation to the first message an agent
-  sent (automatic acknowledgements do not count). Resolution: creation to closing, for tickets
-  closed in the period. Median and p90 (nearest rank).
-- SLA: the clocks of tickets opened in the period (when the SLA tables exist): compliance % =
-  clocks never breached / clocks; breaches = clocks whose breach time falls in the period.
-- time in status: hours every ticket spent in each status inside the period, rebuilt from the
-  timeline's `status_changed` events (the bottleneck view).
+  sent (automatic acknowledgements do not count). Resolution: creation to the last closing in
+  the period, for tickets closed in it. Median and p90 (nearest rank).
+- SLA: the clocks of tickets opened in the period (when the SLA tables exist), each one counted,
+  a replaced one too (the next response after every customer message, the resolution after a
+  reopen): compliance % = clocks never breached / clocks; breaches = clocks whose breach time
+  falls in the period.
+- time in status: hours every ticket spent in each status inside the period (the bottleneck view).
 - reopen rate: of the tickets opened in the period that were ever closed, the share reopened.
 - channel mix: customer messages received in the period, per channel.
 - contacts per claim: customer messages per ticket opened in the period.
+Closings, the backlog and time in status are rebuilt from the timeline's `status_changed`
+events, not from `closed_at` (which a reopen clears): later events do not change a past period.
 """
 
 from __future__ import annotations
@@ -208,25 +212,25 @@ async def build_report(store: Store, start: datetime, end: datetime, by: str | N
             if row["first_answer"] is not None:
                 acc.first_responses.append(row["first_answer"] - row["created"])
 
+    # Closed in the period: each ticket's last closing in it (through the events_closing index).
     for row in await store.fetchall(
-        f"SELECT {dim} AS g, {_h('t.created_at')} AS created, {_h('t.closed_at')} AS closed FROM tickets t"
-        " WHERE t.closed_at >= ? AND t.closed_at < ?", (lo, hi)):
+        f"SELECT {dim} AS g, {_h('t.created_at')} AS created, {_h('c.at')} AS closed FROM"
+        " (SELECT e.ticket_id, max(e.at) AS at FROM events e WHERE e.kind = 'status_changed'"
+        "  AND json_extract(e.data, '$.new') = 'closed' AND e.at >= ? AND e.at < ? GROUP BY e.ticket_id) c"
+        " JOIN tickets t ON t.id = c.ticket_id", (lo, hi)):
         daily_closed[_tehran_day(row["closed"])] += 1
         for acc in both(row["g"]):
             acc.closed += 1
             acc.resolutions.append(row["closed"] - row["created"])
 
-    # Every ticket that existed and was not closed for good before the period: the backlog at
-    # its end and the time-in-status view both come from these (open ones through a partial index).
+    # Every ticket that existed and was not closed for good before the period (its last closing,
+    # `closed_at`, is later; open ones through a partial index): the backlog at its end and the
+    # time-in-status view both come from these.
     scope = await store.fetchall(
-        f"SELECT t.id, {dim} AS g, {_h('t.created_at')} AS created, t.closed_at >= ? AS open_at_end FROM tickets t"
+        f"SELECT t.id, {dim} AS g, {_h('t.created_at')} AS created FROM tickets t"
         " WHERE t.closed_at IS NULL AND t.created_at < ?"
-        f" UNION ALL SELECT t.id, {dim}, {_h('t.created_at')}, t.closed_at >= ? FROM tickets t"
-        " WHERE t.closed_at >= ? AND t.created_at < ?", (hi, hi, hi, lo, hi))
-    for row in scope:
-        if row["open_at_end"] is None or row["open_at_end"]:
-            for acc in both(row["g"]):
-                acc.backlog_ages.append(horizon - row["created"])
+        f" UNION ALL SELECT t.id, {dim}, {_h('t.created_at')} FROM tickets t"
+        " WHERE t.closed_at >= ? AND t.created_at < ?", (hi, lo, hi))
 
     await _status_figures(store, scope, _epoch_h(start), _epoch_h(end), horizon, both)
     has_sla = await _sla_figures(store, dim, lo, hi, both)
@@ -255,28 +259,37 @@ async def build_report(store: Store, start: datetime, end: datetime, by: str | N
 
 async def _status_figures(store: Store, tickets: list[Any], start: float, end: float, horizon: float,
                           both: Any) -> None:
-    """Hours in each status inside [start, horizon) rebuilt from the status changes, and the
-    reopen rate of the tickets opened in [start, end). Instants in epoch hours."""
+    """Hours in each status inside [start, horizon) rebuilt from the status changes, the backlog
+    (not closed at `end`), and the reopen rate of the tickets opened in [start, end). Instants in
+    epoch hours."""
     if not tickets:
         return
-    changes: dict[int, list[tuple[int, float, str, str]]] = defaultdict(list)
+    changes: dict[int, list[tuple[float, int, str, str]]] = defaultdict(list)
     # The ids go in as one JSON array (no variable limit), joined through json_each.
     for row in await store.fetchall(
         f"SELECT e.ticket_id, e.id, {_h('e.at')} AS at, json_extract(e.data, '$.old') AS old,"
         " json_extract(e.data, '$.new') AS new"
         " FROM json_each(?) j JOIN events e ON e.ticket_id = j.value AND e.kind = 'status_changed'",
             (json.dumps([t["id"] for t in tickets]),)):
-        changes[row["ticket_id"]].append((row["id"], row["at"], row["old"] or "", row["new"] or ""))
+        changes[row["ticket_id"]].append((row["at"], row["id"], row["old"] or "", row["new"] or ""))
     for ticket in tickets:
         created = ticket["created"]
+        # In time order: a closing given afterwards to a ticket merged before merges recorded one
+        # (migration 5) has a later id than the changes that followed it.
         moves = sorted(changes.get(ticket["id"], ()))
         status, since = (moves[0][2] if moves else "new"), created
+        at_end = status
         spans: list[tuple[str, float]] = []
-        for _, at, _, new in moves:
+        for at, _, _, new in moves:
             spans.append((status, min(at, horizon) - max(since, start)))
             status, since = new, at
+            if at < end:
+                at_end = new
         spans.append((status, horizon - max(since, start)))
         accs = both(ticket["g"])
+        if at_end != "closed":
+            for acc in accs:
+                acc.backlog_ages.append(horizon - created)
         for name, hours in spans:
             if hours > 0 and name != "closed":
                 for acc in accs:
@@ -293,18 +306,20 @@ async def _sla_figures(store: Store, dim: str, lo: str | None, hi: str | None, b
     exists = await store.fetchone("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sla_clocks'")
     if not exists:
         return False
-    for row in await store.fetchall(
-        f"SELECT {dim} AS g, count(*) AS clocks, sum(c.breached_at IS NOT NULL OR c.state = 'breached') AS breached"
-        " FROM sla_clocks c JOIN tickets t ON t.id = c.ticket_id WHERE t.created_at >= ? AND t.created_at < ?"
-        " GROUP BY 1", (lo, hi)):
-        for acc in both(row["g"]):
-            acc.sla_clocks += row["clocks"]
-            acc.sla_breached += row["breached"] or 0
-    for row in await store.fetchall(
-        f"SELECT {dim} AS g, count(*) AS n FROM sla_clocks c JOIN tickets t ON t.id = c.ticket_id"
-        " WHERE c.breached_at >= ? AND c.breached_at < ? GROUP BY 1", (lo, hi)):
-        for acc in both(row["g"]):
-            acc.sla_breaches += row["n"]
+    # The live clocks and the ones they replaced: one query each, so each keeps its index.
+    for table in ("sla_clocks", "sla_clock_history"):
+        for row in await store.fetchall(
+            f"SELECT {dim} AS g, count(*) AS clocks, sum(c.breached_at IS NOT NULL OR c.state = 'breached')"
+            f" AS breached FROM {table} c JOIN tickets t ON t.id = c.ticket_id"
+            " WHERE t.created_at >= ? AND t.created_at < ? GROUP BY 1", (lo, hi)):
+            for acc in both(row["g"]):
+                acc.sla_clocks += row["clocks"]
+                acc.sla_breached += row["breached"] or 0
+        for row in await store.fetchall(
+            f"SELECT {dim} AS g, count(*) AS n FROM {table} c JOIN tickets t ON t.id = c.ticket_id"
+            " WHERE c.breached_at >= ? AND c.breached_at < ? GROUP BY 1", (lo, hi)):
+            for acc in both(row["g"]):
+                acc.sla_breaches += row["n"]
     return True
 
 

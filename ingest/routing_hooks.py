@@ -160,6 +160,19 @@ def save_clock(tx: Tx, policies: Policies, row: ClockRow) -> ClockRow:
     return replace(row, due_at=due, warn_at=warn)
 
 
+def save_new_clock(tx: Tx, policies: Policies, row: ClockRow) -> ClockRow:
+    """Store a clock just started. The finished one of the same kind it replaces (the previous
+    next response, the resolution before a reopen) goes to sla_clock_history first, so its
+    outcome (met in time, breached) still counts in reports."""
+    tx.execute(
+        "INSERT INTO sla_clock_history (ticket_id, kind, policy, calendar, started_at, target_seconds,"
+        " warn_fraction, pauses, due_at, warn_at, met_at, warned_at, breached_at, state, replaced_at)"
+        " SELECT ticket_id, kind, policy, calendar, started_at, target_seconds, warn_fraction, pauses, due_at,"
+        " warn_at, met_at, warned_at, breached_at, state, ? FROM sla_clocks WHERE ticket_id = ? AND kind = ?",
+        (tx.stamp, row.ticket_id, row.clock.kind))
+    return save_clock(tx, policies, row)
+
+
 def arm(tx: Tx, ticket_id: int) -> None:
     """Tell the scheduler when this ticket next needs attention (after commit, via the bus)."""
     row = tx.one(
@@ -255,7 +268,7 @@ class RoutingHooks:
             if clock is not None:
                 if ticket.status in PAUSING_STATUSES:
                     clock = pause(clock, tx.now)
-                saved = save_clock(tx, self.policies, ClockRow(ticket_id, policy.name, policy.calendar, clock))
+                saved = save_new_clock(tx, self.policies, ClockRow(ticket_id, policy.name, policy.calendar, clock))
                 record_event(tx, ticket_id, ref, "sla_started", policy=policy.name,
                              due={"next_response": iso(saved.due_at)}, paused=ticket.status in PAUSING_STATUSES)
         self._rearm_reply_timers(tx, ticket_id)
@@ -269,10 +282,24 @@ class RoutingHooks:
             row = clocks.get(kind)
             if row is None or row.clock.met_at is not None:
                 continue
-            saved = save_clock(tx, self.policies, replace(row, clock=mark_met(row.clock, tx.now)))
-            record_event(tx, ticket_id, ref, "sla_met", clock=kind, policy=row.policy,
-                         late=row.breached_at is not None or (saved.due_at is not None and saved.due_at <= tx.now))
+            row = self._unfired_breach(tx, ticket_id, ref, row)
+            save_clock(tx, self.policies, replace(row, clock=mark_met(row.clock, tx.now)))
+            record_event(tx, ticket_id, ref, "sla_met", clock=kind, policy=row.policy, late=row.breached_at is not None)
         arm(tx, ticket_id)
+
+    def _unfired_breach(self, tx: Tx, ticket_id: int, ref: str, row: ClockRow) -> ClockRow:
+        """A clock stopping (met, or cancelled by the close) past its due instant while the
+        scheduler has not fired the breach (the daemon was down, a reply from the CLI, the same
+        instant): the breach is recorded now, as of its due instant, before the clock stops and
+        its due instant is gone. Only the event: the policy's escalations and the breach workflow
+        rules exist to get an owed answer sent, and it has just been sent (or is owed no more)."""
+        calendar = self.policies.calendars[row.calendar]
+        if row.breached_at is not None or sla_state(row.clock, calendar, tx.now) != "breached":
+            return row
+        due = sla_due_at(row.clock, calendar, tx.now)
+        record_event(tx, ticket_id, ref, "sla_breached", clock=row.clock.kind, policy=row.policy, due_at=iso(due),
+                     escalated=False)
+        return replace(row, breached_at=due)
 
     # ---- status -------------------------------------------------------------------------------
 
@@ -283,8 +310,8 @@ class RoutingHooks:
         if new == "closed":
             for kind, row in running.items():
                 resolved = kind == "resolution"
-                saved = save_clock(tx, self.policies, replace(row, clock=mark_met(row.clock, tx.now),
-                                                              cancelled=not resolved))
+                row = self._unfired_breach(tx, ticket_id, ref, row)
+                save_clock(tx, self.policies, replace(row, clock=mark_met(row.clock, tx.now), cancelled=not resolved))
                 if resolved:
                     record_event(tx, ticket_id, ref, "sla_met", clock=kind, policy=row.policy,
                                  late=row.breached_at is not None)
@@ -295,7 +322,7 @@ class RoutingHooks:
             policy = self.policies.sla_policy(ticket.sla_policy) if ticket.sla_policy else None
             clock = start_clock(policy, "resolution", tx.now) if policy else None
             if policy and clock:
-                saved = save_clock(tx, self.policies, ClockRow(ticket_id, policy.name, policy.calendar, clock))
+                saved = save_new_clock(tx, self.policies, ClockRow(ticket_id, policy.name, policy.calendar, clock))
                 record_event(tx, ticket_id, ref, "sla_started", policy=policy.name,
                              due={"resolution": iso(saved.due_at)})
         elif new in PAUSING_STATUSES and old not in PAUSING_STATUSES and running:

@@ -69,7 +69,7 @@ def _fire_one(tx: Tx, hooks: RoutingHooks, ctx: ApplyContext, ticket_id: int) ->
     now = tx.stamp
     ticket = load_ticket(tx, ticket_id)
     if ticket.status == "closed":
-        # Closed without a status change (merged into another ticket): nothing is owed.
+        # Closed without the status hooks (merged into another ticket): nothing is owed.
         tx.execute("UPDATE sla_clocks SET state = 'cancelled', next_at = NULL WHERE ticket_id = ?"
                    " AND next_at IS NOT NULL", (ticket_id,))
         tx.execute("DELETE FROM workflow_timers WHERE ticket_id = ?", (ticket_id,))

@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import shutil
+import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,8 +20,9 @@ from typing import Any
 import pytest
 
 from ingest.analysis import analyse
-from ingest.apply import ApplyContext, agent_reply, apply_inbound, change_status, insert_inbox
+from ingest.apply import ApplyContext, agent_reply, apply_inbound, change_status, insert_inbox, merge_tickets
 from ingest.claims_ops import ClaimFiling, open_claim
+from ingest.migrations import MIGRATIONS
 from ingest.records import Identity, InboundMessage, RawPayload
 from ingest.reports import (
     build_report, cli_report, parse_day, period_bounds, percentile, render_csv, render_html, render_table,
@@ -164,6 +166,81 @@ async def test_figures_by_insurer_split_the_total(dataset: Dataset) -> None:
     assert (groups["dana"].backlog, groups["dana"].first_response_median_h) == (1, None)
     assert groups["(none)"].sla_compliance_pct == 100.0 and groups["asia"].sla_compliance_pct == 0.0
     assert sum(g.opened for g in report.groups) == report.total.opened
+
+
+async def empty_dataset(tmp_path: Path) -> Dataset:
+    clock = Clock(T0)
+    store = Store(tmp_path / "store.sqlite3", synchronous="OFF", clock=clock)
+    await store.open()
+    return Dataset(store, clock)
+
+
+async def test_a_merged_ticket_keeps_its_own_time_in_status(tmp_path: Path) -> None:
+    """X opened at 0, assigned at 1, merged into Y at 2; Y opened at 0, closed at 3. X: 1 h new,
+    1 h assigned, closed by the merge; Y: 3 h new. Neither of X's moves counts for Y."""
+    d = await empty_dataset(tmp_path)
+    x = await d.email(0, "x@example.com", "claim x")
+    y = await d.email(0, "y@example.com", "claim y")
+    await d.status(1, x, "assigned")
+    d.clock.at(2)
+    await d.store.write(merge_tickets(x, y, "maryam"))
+    await d.status(3, y, "closed")
+    report = await build_report(d.store, START, END, now=T0 + timedelta(days=30))
+    await d.store.close()
+    assert report.total.status_hours == {"assigned": 1.0, "new": 4.0}
+    assert (report.total.closed, report.total.backlog, report.total.resolution_median_h) == (2, 0, 2.0)
+
+
+async def test_a_closing_in_the_period_still_counts_after_a_later_reopen(tmp_path: Path) -> None:
+    """Closed inside the week, reopened by the customer the week after: the week's figures stay."""
+    d = await empty_dataset(tmp_path)
+    a = await d.email(0, "a@example.com", "claim a")
+    await d.reply(1, a)
+    await d.status(5, a, "closed")
+    before = await build_report(d.store, START, END, now=T0 + timedelta(days=8))
+    await d.email(24 * 8, "a@example.com", f"about {a} again")  # reopens, next week
+    after = await build_report(d.store, START, END, now=T0 + timedelta(days=8, hours=1))
+    await d.store.close()
+    figures = [(r.total.closed, r.total.backlog, r.total.resolution_median_h, r.daily[0]["closed"])
+               for r in (before, after)]
+    assert figures == [(1, 0, 5.0, 1)] * 2
+
+
+async def test_a_store_upgrades_in_place_and_tickets_merged_before_stay_closed(tmp_path: Path) -> None:
+    """Merges before schema 5 closed the source with no status change: the upgrade gives it its
+    closing at the merge, so the report keeps it out of the backlog, and insurers' webhook cursors
+    pass over that row (the merge was news when it happened)."""
+    path = tmp_path / "old.sqlite3"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for number, script in enumerate(MIGRATIONS[:4], start=1):
+        conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+    opened, merged = iso(T0), iso(T0 + timedelta(hours=2))
+    conn.executemany(
+        "INSERT INTO tickets (id, ref, status, queue, channel, created_at, updated_at, closed_at, merged_into)"
+        " VALUES (?, ?, ?, 'intake', 'email', ?, ?, ?, ?)",
+        [(1, "PV-X", "closed", opened, merged, merged, "PV-Y"), (2, "PV-Y", "new", opened, merged, None, None)])
+    conn.executemany(
+        "INSERT INTO events (ticket_id, at, kind, actor, data) VALUES (?, ?, ?, 'maryam', ?)",
+        [(1, merged, "merged_into", json.dumps({"target": "PV-Y", "old_status": "new"})),
+         (2, merged, "merged_from", json.dumps({"source": "PV-X", "messages": 1}))])
+    conn.execute("INSERT INTO insurer_webhook_cursor (connector, last_event_id) VALUES ('insurer_api', 2)")
+    conn.close()
+
+    store = Store(path, synchronous="OFF")
+    await store.open()
+    try:
+        (closing,) = await store.fetchall(
+            "SELECT id, ticket_id, at, actor, data FROM events WHERE kind = 'status_changed'")
+        assert (closing["ticket_id"], closing["at"], closing["actor"]) == (1, merged, "maryam")
+        assert json.loads(closing["data"]) == {"old": "new", "new": "closed", "merged_into": "PV-Y"}
+        cursor = await store.fetchone("SELECT last_event_id FROM insurer_webhook_cursor")
+        assert cursor["last_event_id"] == closing["id"]
+        assert await store.fetchall("SELECT * FROM sla_clock_history") == []
+        report = await build_report(store, START, END, now=T0 + timedelta(days=30))
+        assert (report.total.closed, report.total.backlog) == (1, 1)  # X closed at the merge; Y open
+        assert report.total.status_hours == {"new": 2.0 + 159.0}  # X until the merge, Y to the end
+    finally:
+        await store.close()
 
 
 async def test_a_period_before_the_tickets_is_empty_not_an_error(dataset: Dataset) -> None:

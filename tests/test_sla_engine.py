@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 from ingest import queries
 from ingest.apply import agent_reply, change_priority, change_status
 from ingest.daemon import Daemon
+from ingest.reports import build_report
 from tests.conftest import refuse_writes
 from tests.mailgen import mail
 from connectors.standins.smtp_sink import SmtpSink
@@ -334,3 +335,86 @@ then = { queue = "intake", sla_policy = "standard" }
     events = await timeline(daemon, ref)
     assert kinds(events, "priority_changed", "sla_policy_changed") == ["priority_changed"]
     assert (await queries.ticket_detail(daemon.store, ref))["sla_policy"] == "standard"  # type: ignore[index]
+
+
+NEXT_RESPONSE = """
+[[sla.policies]]
+name = "standard"
+first_response = 4
+next_response = 2
+calendar = "24x7"
+on_warning = []
+on_breach = []
+"""
+
+
+async def test_a_breached_next_response_clock_stays_counted_when_the_customer_writes_again(make_daemon: Any) -> None:
+    clock = saturday_morning()
+    start = clock.now
+    daemon = await make_daemon(NEXT_RESPONSE, clock=clock)
+
+    async def customer(text: str) -> None:
+        assert (await send(daemon, mail(subject="Claim PV", body=text)))[0] == 250
+        await daemon.ingest.drained()
+
+    async def sla_figures() -> tuple[int | None, float | None, int | None]:
+        report = await build_report(daemon.store, start - timedelta(hours=1), start + timedelta(days=1), now=clock.now)
+        return report.total.sla_clocks, report.total.sla_compliance_pct, report.total.sla_breaches
+
+    await customer("My car was hit.")
+    (t,) = await queries.list_tickets(daemon.store)
+    ref = t["reference"]
+    clock.advance(hours=1)
+    await daemon.store.write(agent_reply(ref, "Send photos", "ali", daemon.ingest.context))  # in time
+    clock.advance(minutes=10)
+    await customer(f"[{ref}] here are photos")  # next response due in 2 h
+    clock.advance(hours=3)
+    await daemon.sla.fire_due()
+    assert kinds(await timeline(daemon, ref), "sla_breached") == ["sla_breached"]
+    assert await sla_figures() == (2, 50.0, 1)
+    clock.advance(minutes=5)
+    await daemon.store.write(agent_reply(ref, "Sorry, late", "ali", daemon.ingest.context))
+    clock.advance(minutes=5)
+    await customer(f"[{ref}] thanks, one more question")  # a new next-response clock replaces the breached one
+    assert await sla_figures() == (3, 66.67, 1)
+    # What schedules, lists and shows the clocks reads the live one: the new clock, due in 2 h.
+    (live,) = await daemon.store.fetchall("SELECT state, next_at FROM sla_clocks WHERE kind = 'next_response'")
+    assert live["state"] == "ok" and live["next_at"] is not None
+    due, _ = (await queries.running_sla_clocks(daemon.store, [ref]))[ref]
+    assert datetime.fromisoformat(due) == clock.now + timedelta(hours=2)
+
+
+async def test_a_reply_after_the_due_time_is_late_though_the_breach_had_not_fired(make_daemon: Any) -> None:
+    clock = saturday_morning()
+    start = clock.now
+    daemon = await make_daemon(POLICY_24X7, clock=clock)
+    ref = (await open_ticket(daemon))["reference"]
+    await daemon.sla.stop()  # as while the daemon is down, or a reply from `run.py tickets reply`
+    clock.advance(hours=5)  # 4 h target: an hour late
+    await daemon.store.write(agent_reply(ref, "Sorry for the wait", "ali", daemon.ingest.context))
+    events = await timeline(daemon, ref)
+    assert kinds(events, "sla_breached", "sla_met", "priority_changed", "supervisor_alert") == [
+        "sla_breached", "sla_met"]  # recorded, without the escalations: the answer has been sent
+    breach = next(e for e in events if e["kind"] == "sla_breached")
+    assert (breach["clock"], breach["escalated"]) == ("first_response", False)
+    assert datetime.fromisoformat(breach["due_at"]) == start + timedelta(hours=4)
+    assert next(e for e in events if e["kind"] == "sla_met")["late"] is True
+    row = await daemon.store.fetchone("SELECT state, breached_at, next_at FROM sla_clocks WHERE kind = 'first_response'")
+    assert (row["state"], datetime.fromisoformat(row["breached_at"]), row["next_at"]) == (
+        "breached", start + timedelta(hours=4), None)
+
+
+async def test_closing_after_the_due_times_records_the_breaches_the_scheduler_had_not_fired(make_daemon: Any) -> None:
+    clock = saturday_morning()
+    daemon = await make_daemon(POLICY_24X7, clock=clock)
+    ref = (await open_ticket(daemon))["reference"]
+    await daemon.sla.stop()
+    clock.advance(hours=41)  # past the first response (4 h) and the resolution (40 h), nobody answered
+    await daemon.store.write(change_status(ref, "closed", "ali"))
+    events = await timeline(daemon, ref)
+    assert [(e["kind"], e.get("clock")) for e in events if e["kind"] in ("sla_breached", "sla_met")] == [
+        ("sla_breached", "first_response"), ("sla_breached", "resolution"), ("sla_met", "resolution")]
+    assert next(e for e in events if e["kind"] == "sla_met")["late"] is True
+    report = await build_report(daemon.store, clock.now - timedelta(days=2), clock.now + timedelta(hours=1),
+                                now=clock.now)
+    assert (report.total.sla_clocks, report.total.sla_breaches) == (2, 2)

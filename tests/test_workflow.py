@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import tomllib
 from datetime import datetime
+from pathlib import Path
 from typing import get_args
 
 import pytest
 
 from config.loader import DEFAULT_CONFIG_PATH
+from ingest import queries
+from ingest.apply import merge_tickets
 from router.calendar import TEHRAN, BusinessCalendar
 from router.workflow import (
     PAUSING_STATUSES,
@@ -29,6 +32,7 @@ from router.workflow import (
     parse_workflow_rules,
     reply_timeouts,
 )
+from tests.test_reports import empty_dataset
 
 STATUSES: tuple[str, ...] = get_args(Status)
 
@@ -204,3 +208,27 @@ def test_bad_workflow_rules_are_named(rule: object, message: str) -> None:
     with pytest.raises(WorkflowRuleError) as caught:
         parse_workflow_rules([rule])
     assert str(caught.value).startswith(message)
+
+
+async def test_a_merge_moves_the_thread_and_leaves_the_source_its_own_history_with_its_closing(tmp_path: Path) -> None:
+    d = await empty_dataset(tmp_path)
+    x = await d.email(0, "x@example.com", "claim x")
+    y = await d.email(0, "y@example.com", "claim y")
+    await d.reply(1, x)
+    await d.status(1, x, "assigned")
+    d.clock.at(2)
+    assert await d.store.write(merge_tickets(x, y, "maryam")) == 2
+    source, target = await queries.ticket_detail(d.store, x), await queries.ticket_detail(d.store, y)
+    await d.store.close()
+    assert source is not None and target is not None
+    assert [(e["kind"], e.get("old"), e.get("new")) for e in source["timeline"]] == [
+        ("ticket_created", None, None), ("status_changed", "new", "assigned"),
+        ("status_changed", "assigned", "closed"), ("merged_into", None, None)]
+    closing = source["timeline"][2]
+    assert (closing["actor"], closing["merged_into"]) == ("maryam", y)
+    assert source["messages"] == []
+    # The thread's own events go with its messages; the target's status history stays its own.
+    assert [e["kind"] for e in target["timeline"]] == [
+        "message_received", "ticket_created", "message_received", "outbound_queued", "merged_from"]
+    assert [(m["direction"], m["subject"]) for m in target["messages"]] == [
+        ("in", "claim x"), ("in", "claim y"), ("out", "claim x")]
