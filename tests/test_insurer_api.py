@@ -94,7 +94,8 @@ async def receiver() -> AsyncIterator[Receiver]:
     stand_in = Receiver()
     app = web.Application()
     app.router.add_post("/hooks", stand_in.handle)
-    runner = web.AppRunner(app)
+    # Torn down while the daemon may still be delivering to it: wait a second, not aiohttp's 60.
+    runner = web.AppRunner(app, shutdown_timeout=1)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
