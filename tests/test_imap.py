@@ -19,7 +19,7 @@ from structlog.testing import capture_logs
 
 from config.loader import ConfigError
 from connectors.base import StoreUnavailable
-from connectors.imap import ImapConnector, backoff_delay
+from connectors.imap import ImapConnector, backoff_delay, fetch_batches
 from connectors.imap.processed import ProcessedMark
 from connectors.imap.state import MailboxState, load_state, save_state
 from ingest import queries
@@ -140,6 +140,18 @@ def test_ssl_and_starttls_together_is_a_config_error(tmp_path: Path) -> None:
     table = '\n[imap]\nhost = "h"\nusername = "u"\npassword_env = "P"\nssl = true\nstarttls = true\n'
     with pytest.raises(ConfigError, match="starttls"):
         settings_from(write_config(tmp_path, table))
+
+
+def test_fetch_batches_are_bounded_in_messages_and_in_bytes() -> None:
+    mb = 2**20
+    # Ten 27 MB mails (a photo each): one or two a batch, never twenty at once.
+    big = fetch_batches(list(range(1, 11)), dict.fromkeys(range(1, 11), 27 * mb))
+    assert big == [[uid] for uid in range(1, 11)]
+    small = fetch_batches(list(range(1, 46)), dict.fromkeys(range(1, 46), 4_000))
+    assert [len(b) for b in small] == [20, 20, 5]
+    mixed = fetch_batches([1, 2, 3, 4, 5], {1: 10 * mb, 2: 10 * mb, 3: 40 * mb, 4: 1 * mb, 5: 20 * mb})
+    assert mixed == [[1, 2], [3], [4, 5]], "a message over the byte bound goes alone; order kept"
+    assert fetch_batches([7, 8], {}) == [[7, 8]], "expunged meanwhile: weighs nothing"
 
 
 def test_reconnect_backoff_doubles_from_the_initial_delay_up_to_the_cap() -> None:

@@ -100,6 +100,11 @@ class ImapSession:
         # "n:*" also matches the highest UID when it is below n (RFC 3501 6.4.8).
         return sorted(uid for uid in found if uid > after_uid)
 
+    def sizes(self, uids: Sequence[int]) -> dict[int, int]:
+        """RFC822.SIZE of each message (expunged ones absent): what a batch of them will weigh."""
+        data = self.client.fetch(list(uids), ["RFC822.SIZE"])
+        return {uid: int(data[uid][b"RFC822.SIZE"]) for uid in uids if b"RFC822.SIZE" in data.get(uid, {})}
+
     def fetch(self, uids: Sequence[int]) -> list[Fetched]:
         """The full messages, without setting \\Seen; messages expunged meanwhile are absent."""
         data = self.client.fetch(list(uids), ["BODY.PEEK[]", "INTERNALDATE"])
