@@ -28,7 +28,7 @@ from ingest.queries import ticket_detail
 from ingest.reports import build_report
 from tests.conftest import refuse_writes
 from tests.mailgen import mail
-from tests.test_sla_engine import saturday_morning
+from tests.test_sla_engine import POLICY_24X7, saturday_morning
 
 INSURER_API = """
 [insurer_api]
@@ -381,19 +381,7 @@ SUPERVISED = """
 [insurer_api]
 retry_base_seconds = 0.05
 poll_seconds = 0.1
-
-[sla]
-supervisor_email = "boss@parvandeh.test"
-
-[[sla.policies]]
-name = "standard"
-first_response = 4
-resolution = 40
-warn_at = 0.75
-calendar = "24x7"
-on_warning = ["notify"]
-on_breach = ["raise_priority", "notify"]
-"""
+""" + POLICY_24X7  # a supervisor mailed at the warning
 
 
 async def test_a_supervisors_sla_notice_is_internal_not_an_answer_the_insurer_sees(make_daemon: Callable[..., Any]) -> None:
