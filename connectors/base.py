@@ -7,6 +7,8 @@ sends what the outbox gives it. It knows nothing about tickets.
 
 from __future__ import annotations
 
+import asyncio
+
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -77,6 +79,12 @@ class Connector(ABC):
     @abstractmethod
     async def stop(self) -> None:
         """Stop receiving; in-flight messages are either committed or not acknowledged."""
+
+    @property
+    def background_tasks(self) -> list[asyncio.Task[Any] | None]:
+        """Tasks meant to run as long as the connector does (a poller): /healthz names one that
+        has ended — an IMAP account that gave up on its configuration receives nothing more."""
+        return []
 
     async def send(self, outbound: OutboundMessage) -> DeliveryResult:
         return DeliveryResult(ok=False, permanent=True, detail=f"connector {self.kind} cannot send")

@@ -111,8 +111,9 @@ class Daemon:
         return await ticket_ref_for_inbox(self.store, inbox_id)
 
     async def _healthz(self, request: web.Request) -> web.Response:
-        stopped = ended(task for part in (self.store, self.ingest, self.outbox, self.sla, self.attachments)
-                        for task in part.background_tasks)
+        parts = (self.store, self.ingest, self.outbox, self.sla, self.attachments,
+                 *(self.connectors[name] for name in self._started))
+        stopped = ended(task for part in parts for task in part.background_tasks)
         if self.store.is_open and not stopped:
             return web.json_response({"ok": True})
         return web.json_response({"ok": False, "store_open": self.store.is_open, "stopped": stopped}, status=503)

@@ -14,6 +14,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, TypeVar
 
+import aiohttp
 import pytest
 from structlog.testing import capture_logs
 
@@ -389,3 +390,8 @@ async def test_missing_password_stops_the_account_without_retrying(make_daemon: 
                                'password_env = "PARVANDEH_TEST_UNSET_PASSWORD"\n')
     connector: ImapConnector = daemon.connectors["imap"]  # type: ignore[assignment]
     await eventually(lambda: not connector.polling, "the poller to give up on the unusable account")
+    # Receiving nothing more, for good: the health probe says so, naming the account's poller.
+    async with aiohttp.ClientSession() as session, \
+            session.get(f"http://127.0.0.1:{daemon.http_port}/healthz") as response:
+        assert response.status == 503
+        assert (await response.json())["stopped"] == ["imap-imap"]

@@ -137,6 +137,10 @@ class ImapConnector(Connector):
         return self._task is not None and not self._task.done()
 
     @property
+    def background_tasks(self) -> list[asyncio.Task[Any] | None]:
+        return [self._task]
+
+    @property
     def state_path(self) -> Path:
         return Path(self.context.settings.store.path).parent / "imap-state" / f"{self.name}.json"
 

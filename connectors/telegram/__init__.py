@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import re
 from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 from telegram import Bot
@@ -59,6 +60,7 @@ class TelegramConnector(Connector):
         self._requests: tuple[HTTPXRequest, ...] = ()
         self._poller: UpdatePoller | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._polling: asyncio.Task[None] | None = None
 
     @property
     def conf(self) -> TelegramSettings:
@@ -92,6 +94,7 @@ class TelegramConnector(Connector):
             self._poller = UpdatePoller(self.bot, sink, self._payload, timeout=conf.poll_timeout_seconds,
                                         backoff=backoff, log_context=context)
             self._spawn(self._poller.run(), "poll")
+            self._polling = self._tasks[-1]
         else:
             secret = self._webhook_secret()
             self.context.http_app.router.add_post(
@@ -104,12 +107,17 @@ class TelegramConnector(Connector):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        self._polling = None
         if self._poller is not None:
             await self._poller.confirm()
         await asyncio.gather(*(r.shutdown() for r in self._requests))
         # Stopped once and for all: a second stop() (the daemon's, after a test's) has nothing to
         # confirm, and the closed HTTP clients could not.
         self._poller, self._requests = None, ()
+
+    @property
+    def background_tasks(self) -> list[asyncio.Task[Any] | None]:
+        return [self._polling]  # the webhook's registration is one-off: its end is no news
 
     def _spawn(self, coro: object, what: str) -> None:
         self._tasks.append(asyncio.create_task(coro, name=f"telegram-{self.name}-{what}"))  # type: ignore[arg-type]
