@@ -179,7 +179,7 @@ async def serve(settings: Settings) -> int:
     except Exception as exc:
         # Stop what did start (threads, listeners): left running, they kept the process alive,
         # deaf to SIGTERM, and a service manager never saw it fail.
-        log.error("daemon_start_failed", error=str(exc), exc_info=True)
+        log.exception("daemon_start_failed", error=str(exc))
         await daemon.stop()
         return 1
     tune_garbage_collector()
