@@ -128,12 +128,8 @@ async def test_escape_in_an_attachments_content_type_reaches_the_console_inert(h
     assert (await send(harness.daemon, raw))[0] == 250
     await harness.daemon.ingest.drained()
     ref = (await only_mail_ticket(harness.daemon))["reference"]
-    app = await console(harness)
-    async with app.run_test(size=SIZE) as pilot:
-        await open_only_ticket(pilot, app, ref)
-        await until(pilot, lambda: "car.jpg" in screen_text(app))
-        shown = screen_text(app)
-        assert "image/␛[5m␛[31m" in shown and "\x1b" not in shown
+    shown = await ticket_on_screen(harness, ref, "car.jpg")
+    assert "image/␛[5m␛[31m" in shown and "\x1b" not in shown
 
 
 async def test_escape_in_an_auto_submitted_token_reaches_the_console_inert(harness: Harness) -> None:
@@ -143,12 +139,17 @@ async def test_escape_in_an_auto_submitted_token_reaches_the_console_inert(harne
             b"Content-Type: text/plain; charset=utf-8\r\n\r\nI am away\r\n")
     assert (await send(harness.daemon, away))[0] == 250
     await harness.daemon.ingest.drained()
+    shown = await ticket_on_screen(harness, ref, "I am away")
+    assert "␛[5m␛[31m" in shown and "\x1b" not in shown
+
+
+async def ticket_on_screen(harness: Harness, ref: str, waiting_for: str) -> str:
+    """The console's screen with ticket `ref` open, once `waiting_for` shows on it."""
     app = await console(harness)
     async with app.run_test(size=SIZE) as pilot:
         await open_only_ticket(pilot, app, ref)
-        await until(pilot, lambda: "I am away" in screen_text(app))
-        shown = screen_text(app)
-        assert "␛[5m␛[31m" in shown and "\x1b" not in shown
+        await until(pilot, lambda: waiting_for in screen_text(app))
+        return screen_text(app)
 
 
 # -- the web chat socket ---------------------------------------------------------------------------------
