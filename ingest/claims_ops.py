@@ -17,7 +17,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -140,6 +140,17 @@ class ClaimFiling(_Model):
     loss_place: str = Field("", max_length=500)
     description: str = Field("", max_length=20_000)
     documents: tuple[Document, ...] = Field((), max_length=20)
+
+    @field_validator("loss_date")
+    @classmethod
+    def _loss_date(cls, value: date) -> date:
+        # An Iranian system may well send its own calendar's date, which parses as a Gregorian
+        # one fourteen centuries back; and no loss has happened yet tomorrow.
+        if value.year < 1900:
+            raise ValueError(f"expected a Gregorian date (e.g. 2026-05-01); {value.isoformat()} looks like a Jalali one")
+        if value > datetime.now(UTC).date() + timedelta(days=1):
+            raise ValueError(f"{value.isoformat()} is in the future")
+        return value
 
     def identities(self) -> list[Identity]:
         name = self.policyholder.name

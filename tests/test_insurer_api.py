@@ -225,6 +225,8 @@ async def test_concurrent_retries_open_one_claim(api: Api) -> None:
     ({"policyholder": {"name": "Ali", "phones": ["call me maybe"]}}, "policyholder.phones"),
     ({"line_of_business": "marine"}, "line_of_business"),
     ({"loss_date": "yesterday"}, "loss_date"),
+    ({"loss_date": "1404-02-10"}, "loss_date"),  # a Jalali date, read as the year 1404
+    ({"loss_date": "2099-01-01"}, "loss_date"),  # a loss that has not happened yet
     ({"documents": [{"filename": "a.pdf"}]}, "documents.0"),
 ])
 async def test_invalid_field_is_named_in_a_problem_json_answer(api: Api, change: dict, field: str) -> None:
