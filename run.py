@@ -145,6 +145,8 @@ def cmd_console(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from router.workflow import TRANSITIONS
+
     # --config is accepted before or after any (sub)command: `tickets list --json --config F`.
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="TOML configuration file")
@@ -164,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     tickets_sub = tickets.add_subparsers(dest="action", required=True)
     t_list = tickets_sub.add_parser("list", parents=[common])
     t_list.add_argument("--json", action="store_true")
-    t_list.add_argument("--status")
+    t_list.add_argument("--status", choices=sorted(TRANSITIONS))
     t_list.add_argument("--queue")
     t_list.add_argument("--limit", type=int, default=1000)
     t_show = tickets_sub.add_parser("show", parents=[common])

@@ -143,6 +143,11 @@ def test_reading_a_store_that_is_not_there_says_so_and_creates_nothing(tmp_path:
     assert not (tmp_path / "typo").exists()
 
 
+def test_an_unknown_status_filter_is_refused_naming_the_statuses(tmp_path: Path) -> None:
+    result = run_cli("tickets", "list", "--status", "bogus", "--config", str(write_config(tmp_path)))
+    assert result.returncode == 2 and "invalid choice: 'bogus'" in result.stderr and "'awaiting_documents'" in result.stderr
+
+
 async def test_tickets_list_and_show_print_json(make_daemon: Any, tmp_path: Path) -> None:
     daemon = await make_daemon()
     msg = mail(subject="تصادف در اتوبان", body="سلام")
