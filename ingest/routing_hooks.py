@@ -603,12 +603,12 @@ def _pull_waiting(tx: Tx, hooks: RoutingHooks, name: str) -> list[tuple[str, str
     if room <= 0 or not queues:
         return []
     taken: list[tuple[str, str | None]] = []
+    # The skill filter in SQL: tickets needing a skill this agent lacks must not use up the LIMIT
+    # and keep them from the ones they could take.
+    skills = sorted(me.skills)
     # Oldest first per queue and status, along tickets_queue_status: no sort of the whole queue.
     for queue in queues:
         for status in ("new", "reopened"):
-            # The skill filter in SQL: tickets needing a skill this agent lacks must not use up the
-            # LIMIT and keep them from the ones they could take.
-            skills = sorted(me.skills)
             waiting = tx.execute(
                 "SELECT ref FROM tickets WHERE queue = ? AND status = ? AND assignee IS NULL"
                 f" AND (skill IS NULL OR skill IN ({','.join('?' * len(skills))})) ORDER BY updated_at LIMIT ?",

@@ -167,7 +167,7 @@ class WebchatRoutes:
                 elif len(data) > TEXT_FIELD_LIMIT:
                     raise ValueError(f"field {part.name!r} is longer than {TEXT_FIELD_LIMIT} bytes")
             if part.filename is None:
-                fields[part.name or ""] = decode_text(bytes(data), part.get_charset("utf-8"))
+                fields[part.name or ""] = field_text(bytes(data), part.get_charset("utf-8"))
             elif part.name == "attachments" and (part.filename or data):
                 uploads.append(form.Upload(
                     _safe_filename(part.filename),
@@ -224,7 +224,7 @@ def form_body_limit(upload_limit: int, client_max_size: int) -> int:
     return min(upload_limit + FORM_OVERHEAD, client_max_size)
 
 
-def decode_text(data: bytes, charset: str) -> str:
+def field_text(data: bytes, charset: str) -> str:
     """A text field in the charset its part names; a charset Python does not know is the
     sender's mistake (a 400), not ours."""
     try:
