@@ -349,6 +349,7 @@ async def test_acknowledgement_and_agent_reply_leave_through_relay_threaded(make
         ticket = (await tickets(daemon))[0]
         ref = ticket["reference"]
         assert ack["Auto-Submitted"] == "auto-replied"
+        assert sink.received[0][0].mail_from == "<>"  # RFC 3834: null reverse-path
         assert f"[{ref}]" in ack["Subject"]
         assert ack["In-Reply-To"] == "<c1@example.com>"
         assert ref in ack.get_content()
@@ -357,6 +358,7 @@ async def test_acknowledgement_and_agent_reply_leave_through_relay_threaded(make
         daemon.outbox.wake()
         reply = (await sink.wait_for(2))[1]
         assert reply["To"] == "ali@example.com"
+        assert sink.received[1][0].mail_from == "claims@parvandeh.test"  # an agent's reply can bounce back
         assert reply["Subject"] == f"Re: [{ref}] خسارت بدنه"
         assert reply["Auto-Submitted"] is None
         assert reply["In-Reply-To"] == "<c1@example.com>"

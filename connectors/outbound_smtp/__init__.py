@@ -70,7 +70,7 @@ class OutboundSmtpConnector(Connector):
         settings: OutboundSmtpSettings = self.settings  # type: ignore[assignment]
         mail = build_email(outbound, settings)
         try:
-            refused = await asyncio.to_thread(self._deliver, mail, settings)
+            refused = await asyncio.to_thread(self._deliver, mail, settings, outbound.automatic)
         except smtplib.SMTPResponseException as exc:
             permanent = 500 <= exc.smtp_code < 600
             return DeliveryResult(ok=False, permanent=permanent, detail=f"{exc.smtp_code} {exc.smtp_error!r}")
@@ -83,7 +83,7 @@ class OutboundSmtpConnector(Connector):
         return DeliveryResult(ok=True, channel_message_id=outbound.message_id, detail="250 accepted by relay")
 
     @staticmethod
-    def _deliver(mail: EmailMessage, settings: OutboundSmtpSettings) -> dict:
+    def _deliver(mail: EmailMessage, settings: OutboundSmtpSettings, automatic: bool) -> dict:
         context = ssl.create_default_context()
         cls = smtplib.SMTP_SSL if settings.ssl else smtplib.SMTP
         kwargs = {"context": context} if settings.ssl else {}
@@ -92,4 +92,6 @@ class OutboundSmtpConnector(Connector):
                 client.starttls(context=context)
             if settings.username:
                 client.login(settings.username, secret_from_env(settings.password_env))
-            return client.send_message(mail)
+            # RFC 3834 3.3: an automatic message goes with a null reverse-path (MAIL FROM:<>),
+            # so that a bounce or another responder's answer to it goes nowhere, not back to us.
+            return client.send_message(mail, from_addr="" if automatic else None)
