@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from config.policies import load_policies
 from ingest.store import Store, Tx
 
 Role = Literal["agent", "supervisor", "admin"]
@@ -200,7 +201,14 @@ def cli_agent(settings: Any, args: argparse.Namespace) -> int:
                 return 0
             token = new_token()
             if args.action == "add":
-                await store.write(create_agent(args.name, args.role, parse_queues(args.queues), token))
+                queues, configured = parse_queues(args.queues), set(load_policies(settings).queues)
+                unknown = sorted(queues - configured)
+                if unknown:
+                    # a typo would give an agent who silently sees nothing
+                    print(f"--queues: unknown queue {', '.join(unknown)}; configured queues: "
+                          f"{', '.join(sorted(configured))}", file=sys.stderr)
+                    return 2
+                await store.write(create_agent(args.name, args.role, queues, token))
             else:
                 await store.write(issue_token(args.name, token))
             print(token)

@@ -134,6 +134,14 @@ def test_agent_and_insurer_commands_take_config_after_the_action(tmp_path: Path)
     assert "asia" in run_cli("insurer", "list", "--config", config).stdout
 
 
+def test_an_agent_for_an_unknown_queue_is_refused_naming_the_configured_ones(tmp_path: Path) -> None:
+    config = str(write_config(tmp_path))
+    added = run_cli("agent", "add", "sara", "--queues", "intake,inatke", "--config", config)
+    assert added.returncode == 2 and "unknown queue inatke; configured queues: " in added.stderr, added.stderr
+    assert "intake" in added.stderr.rsplit(":", 1)[1]
+    assert "sara" not in run_cli("agent", "list", "--config", config).stdout
+
+
 def test_reading_a_store_that_is_not_there_says_so_and_creates_nothing(tmp_path: Path) -> None:
     config = write_config(tmp_path)
     config.write_text(config.read_text().replace("store.sqlite3", "typo/store.sqlite3"))
