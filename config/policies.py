@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import holidays
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from config.loader import ConfigError, Settings
@@ -169,6 +170,14 @@ def _calendar(raw: Any) -> BusinessCalendar:
         tz = ZoneInfo(conf.timezone)
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(f"calendar.timezone = {conf.timezone!r}: expected an IANA zone like 'Asia/Tehran'") from None
+    if conf.official_holidays:
+        # Checked here, not on the first business-time sum: an unknown code would otherwise pass
+        # check-config and then stop the daemon at start (NotImplementedError from `holidays`).
+        try:
+            holidays.country_holidays(conf.official_holidays)
+        except NotImplementedError:
+            raise ConfigError(f"calendar.official_holidays = {conf.official_holidays!r}: expected a country code of "
+                              "the `holidays` package, like 'IR', or \"\" for none") from None
     try:
         week = IRANIAN_WEEK if conf.hours is None else week_from_names(conf.hours)
         return BusinessCalendar(tz=tz, week=week, official_holidays=conf.official_holidays or None,

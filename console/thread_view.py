@@ -9,6 +9,7 @@ built once per item."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,8 +60,22 @@ def message_prompt(m: dict[str, Any], prefs: Prefs, width: int | None = None) ->
     return Text("\n").join([*lines, Text("")])
 
 
+_INSTANT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?([+-]\d{2}:\d{2}|Z)?")
+
+
+def _detail(value: Any, prefs: Prefs) -> str:
+    """An event's value as shown: stored instants (an SLA's due time, in UTC) in Tehran time and
+    the agent's calendar and digits, like the event's own time; mappings value by value."""
+    if isinstance(value, str) and _INSTANT.fullmatch(value):
+        return when(value, prefs)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_detail(v, prefs)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
 def event_prompt(e: dict[str, Any], prefs: Prefs) -> Text:
-    details = ", ".join(f"{k}={v}" for k, v in e.items() if k not in ("at", "kind", "actor") and v is not None)
+    details = ", ".join(f"{k}={_detail(v, prefs)}" for k, v in e.items()
+                        if k not in ("at", "kind", "actor") and v is not None)
     return Text.assemble(("  · ", "dim"), (when(e["at"], prefs), "dim"), " ",
                          (e["kind"].replace("_", " "), "magenta"), " ", safe_text(details, prefs, single_line=True),
                          (f"  by {neutralise(e['actor'] or '')}", "dim"))

@@ -199,8 +199,10 @@ async def build_report(store: Store, start: datetime, end: datetime, by: str | N
     daily_closed: Counter = Counter()
 
     # Opened in the period: first agent answer and customer messages per ticket, from the index.
+    # Authors of automatic messages: the acknowledgement ('system'), workflow templates ('workflow':
+    # reminders, a rule's send_template), none of which meets a response target.
     first_answer = ("(SELECT min(m.created_at) FROM messages m WHERE m.ticket_id = t.id AND m.direction = 'out'"
-                    " AND m.author NOT IN ('', 'system'))")
+                    " AND m.author NOT IN ('', 'system', 'workflow'))")
     for row in await store.fetchall(
         f"SELECT {dim} AS g, {_h('t.created_at')} AS created, {_h(first_answer)} AS first_answer,"
         " (SELECT count(*) FROM messages m WHERE m.ticket_id = t.id AND m.direction = 'in') AS inbound"

@@ -85,7 +85,9 @@ def _fire_one(tx: Tx, hooks: RoutingHooks, ctx: ApplyContext, ticket_id: int) ->
             ticket = _escalate(tx, hooks, ctx, ticket, row, breached=False)
             fired += 1
         if row.breached_at is None and row.due_at is not None and iso(row.due_at) <= now:
-            row = replace(row, breached_at=tx.now)
+            # The breach happened at the due instant, however late it is noticed (the daemon was
+            # down): as `RoutingHooks._unfired_breach` records it, so reports put it in its period.
+            row = replace(row, breached_at=row.due_at)
             _record_fired(tx, row)
             ticket = _escalate(tx, hooks, ctx, ticket, row, breached=True)
             fired += 1

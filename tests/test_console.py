@@ -436,3 +436,16 @@ async def test_earlier_line_brings_the_older_messages_the_server_did_not_send(
         await until(pilot, lambda: "the very first mail" in screen_text(app))
         shown = [item.message["text"].strip() for item in thread.items if item.message]
         assert shown[0] == "the very first mail" and shown[2:] == [f"note {n}" for n in range(5)]
+
+
+def test_sla_due_times_in_the_timeline_are_shown_in_tehran_time_like_the_event_itself() -> None:
+    # The breach fired at 13:00 Tehran (09:30 UTC) on 7 Azar 1405, the instant it was due.
+    from console.thread_view import event_prompt
+    breach = {"at": "2026-11-28T09:30:00.000000+00:00", "kind": "sla_breached", "actor": "sla",
+              "clock": "first_response", "policy": "standard", "due_at": "2026-11-28T09:30:00.000000+00:00"}
+    shown = event_prompt(breach, Prefs(bidi=False)).plain
+    assert "due_at=۱۴۰۵/۰۹/۰۷ ۱۳:۰۰" in shown and "T09:30" not in shown
+    started = {"at": "2026-11-28T05:30:00.000000+00:00", "kind": "sla_started", "actor": "routing", "policy": "standard",
+               "due": {"first_response": "2026-11-28T09:30:00.000000+00:00"}}
+    shown = event_prompt(started, Prefs(calendar="gregorian", digits="latin", bidi=False)).plain
+    assert "due={first_response: 2026/11/28 13:00}" in shown

@@ -310,3 +310,25 @@ async def _render(html_file: Path, shot: Path) -> list[Any]:
         finally:
             await browser.close()
     return errors
+
+
+async def test_a_workflow_template_is_not_a_first_response(make_daemon: Any) -> None:
+    # A rule answering every customer message with a template: automatic, so the SLA clock is not
+    # met by it, and the report must not count it as the agent's first response either.
+    from ingest import queries
+    from tests.test_sla_engine import open_ticket, saturday_morning
+    clock = saturday_morning()
+    daemon = await make_daemon("""
+[[workflow.rules]]
+name = "template-on-every-message"
+when = { event = "message_received" }
+then = [{ action = "send_template", template = "documents_reminder" }]
+""", clock=clock)
+    ticket = await open_ticket(daemon)
+    detail = await queries.ticket_detail(daemon.store, ticket["reference"])
+    assert detail is not None and any(m.get("author") == "workflow" for m in detail["messages"])
+    start, end = period_bounds(parse_day("1405-09-07"), parse_day("1405-09-07"))
+    report = await build_report(daemon.store, start, end, now=clock.now + timedelta(hours=1))
+    assert report.total.opened == 1
+    assert report.total.first_responses == 0
+    assert report.total.first_response_median_h is None

@@ -161,6 +161,7 @@ then = { queue = "health" }
         ('[routing.default]\nqueue = "nowhere"\n', "routing.default.queue = 'nowhere': unknown queue"),
         ('[[workflow.rules]]\nname = "w"\nwhen = { event = "status_changed" }\n'
          'then = [{ action = "send_template", template = "nope" }]\n', "workflow rule 1 (line"),
+        ('[calendar]\nofficial_holidays = "XY"\n', "calendar.official_holidays = 'XY': expected a country code"),
     ],
 )
 def test_policy_mistakes_fail_with_the_section_and_what_was_expected(tmp_path: Path, extra: str, expected: str) -> None:

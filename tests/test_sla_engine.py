@@ -418,3 +418,21 @@ async def test_closing_after_the_due_times_records_the_breaches_the_scheduler_ha
     report = await build_report(daemon.store, clock.now - timedelta(days=2), clock.now + timedelta(hours=1),
                                 now=clock.now)
     assert (report.total.sla_clocks, report.total.sla_breaches) == (2, 2)
+
+
+async def test_a_breach_fired_after_downtime_is_recorded_at_its_due_instant(make_daemon: Any) -> None:
+    # Due at 13:00 on Saturday 7 Azar; the daemon is down from before then until Monday. The breach
+    # belongs to Saturday (as it does when a reply, not the scheduler, notices it first).
+    clock = saturday_morning()
+    start = clock.now
+    daemon = await make_daemon(POLICY_24X7, clock=clock)
+    await open_ticket(daemon)
+    await daemon.stop()
+    clock.advance(days=2)
+    again = await make_daemon(POLICY_24X7, clock=clock)
+    await again.sla.fire_due()
+    (row,) = await again.store.fetchall("SELECT breached_at FROM sla_clocks WHERE kind = 'first_response'")
+    assert datetime.fromisoformat(row["breached_at"]) == start + timedelta(hours=4)
+    saturday = datetime(2026, 11, 28, tzinfo=TEHRAN)
+    report = await build_report(again.store, saturday, saturday + timedelta(days=1), now=clock.now)
+    assert report.total.sla_breaches == 1
