@@ -34,6 +34,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays
+from persiantools.jdatetime import JalaliDate
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from config.loader import ConfigError, Settings
@@ -178,10 +179,19 @@ def _calendar(raw: Any) -> BusinessCalendar:
         except NotImplementedError:
             raise ConfigError(f"calendar.official_holidays = {conf.official_holidays!r}: expected a country code of "
                               "the `holidays` package, like 'IR', or \"\" for none") from None
+    closed: set[date] = set()
+    for day in conf.extra_closed:
+        if day.year < 1700:  # a Jalali day (1405-01-11), as `report --from` reads them
+            try:
+                day = JalaliDate(day.year, day.month, day.day).to_gregorian()
+            except ValueError:
+                raise ConfigError(f"calendar.extra_closed: {day.isoformat()} is not a Jalali day; expected "
+                                  "a Gregorian (2026-03-31) or Jalali (1405-01-11) date") from None
+        closed.add(day)
     try:
         week = IRANIAN_WEEK if conf.hours is None else week_from_names(conf.hours)
         return BusinessCalendar(tz=tz, week=week, official_holidays=conf.official_holidays or None,
-                                extra_closed=frozenset(conf.extra_closed))
+                                extra_closed=frozenset(closed))
     except ValueError as exc:
         raise ConfigError(f"calendar: {exc}") from None
 

@@ -3,6 +3,7 @@ insurer, queue, agent, channel or line of business, with small bar charts."""
 
 from __future__ import annotations
 
+import math
 from datetime import date, timedelta
 from typing import Any, cast
 
@@ -40,7 +41,8 @@ def hours(value: float | None, prefs: Prefs) -> str:
 
 
 def percent(value: float | None, prefs: Prefs) -> str:
-    return "—" if value is None else number(f"{value:.0f}", prefs)
+    """One decimal, cut rather than rounded: 99.96 % SLA compliance (a breach) must not read 100."""
+    return "—" if value is None else number(f"{math.floor(value * 10) / 10:g}", prefs)
 
 
 class ReportsScreen(Screen[None]):

@@ -15,7 +15,8 @@ What each figure means (all times in hours; a period is [start, end) in Tehran d
   falls in the period.
 - time in status: hours every ticket spent in each status inside the period (the bottleneck view).
 - reopen rate: of the tickets opened in the period that were ever closed, the share reopened.
-- channel mix: customer messages received in the period, per channel.
+- channel mix: customer messages received in the period, per channel (auto-replies and bounces
+  threaded onto a ticket are not the customer's: they do not count, here or below).
 - contacts per claim: customer messages per ticket opened in the period.
 Closings, the backlog and time in status are rebuilt from the timeline's `status_changed`
 events, not from `closed_at` (which a reopen clears): later events do not change a past period.
@@ -205,7 +206,8 @@ async def build_report(store: Store, start: datetime, end: datetime, by: str | N
                     " AND m.author NOT IN ('', 'system', 'workflow'))")
     for row in await store.fetchall(
         f"SELECT {dim} AS g, {_h('t.created_at')} AS created, {_h(first_answer)} AS first_answer,"
-        " (SELECT count(*) FROM messages m WHERE m.ticket_id = t.id AND m.direction = 'in') AS inbound"
+        " (SELECT count(*) FROM messages m WHERE m.ticket_id = t.id AND m.direction = 'in' AND m.auto_reason = '')"
+        " AS inbound"
         " FROM tickets t WHERE t.created_at >= ? AND t.created_at < ?", (lo, hi)):
         daily_opened[_tehran_day(row["created"])] += 1
         for acc in both(row["g"]):
@@ -240,7 +242,8 @@ async def build_report(store: Store, start: datetime, end: datetime, by: str | N
     for row in await store.fetchall(
         f"SELECT {dim} AS g, m.channel, count(*) AS n FROM messages m"
         f"{' JOIN tickets t ON t.id = m.ticket_id' if by else ''}"
-        " WHERE m.created_at >= ? AND m.created_at < ? AND m.direction = 'in' GROUP BY 1, 2", (lo, hi)):
+        " WHERE m.created_at >= ? AND m.created_at < ? AND m.direction = 'in' AND m.auto_reason = ''"
+        " GROUP BY 1, 2", (lo, hi)):
         for acc in both(row["g"]):
             acc.channel_mix[row["channel"]] += row["n"]
 

@@ -449,3 +449,10 @@ def test_sla_due_times_in_the_timeline_are_shown_in_tehran_time_like_the_event_i
                "due": {"first_response": "2026-11-28T09:30:00.000000+00:00"}}
     shown = event_prompt(started, Prefs(calendar="gregorian", digits="latin", bidi=False)).plain
     assert "due={first_response: 2026/11/28 13:00}" in shown
+
+def test_reports_screen_percentages_never_round_a_breach_up_to_100() -> None:
+    from console.reports_screen import percent
+    latin = Prefs(digits="latin")
+    assert percent(99.6, latin) == "99.6" and percent(99.96, latin) == "99.9"  # one breach in 250, in 2500
+    assert percent(100.0, latin) == "100" and percent(50.0, latin) == "50" and percent(None, latin) == "—"
+    assert percent(0.4, Prefs()) == "۰.۴"

@@ -332,3 +332,17 @@ then = [{ action = "send_template", template = "documents_reminder" }]
     assert report.total.opened == 1
     assert report.total.first_responses == 0
     assert report.total.first_response_median_h is None
+async def test_an_out_of_office_reply_is_not_a_customer_contact(tmp_path: Path) -> None:
+    d = await empty_dataset(tmp_path)
+    ref = await d.email(0, "a@example.com", "my claim")
+    d.clock.at(1)
+    inbox_id, _ = await d.store.write(insert_inbox(RawPayload("email", "smtp", "auto1", "test", b"", d.clock.now)))
+    msg = InboundMessage(channel="email", channel_message_id="auto1@example.com", sender=Identity("email", "a@example.com"),
+                         text=f"I am out of the office. Re {ref}", subject=f"Automatic reply: {ref}",
+                         conversation_key="email:a@example.com", auto_reason="auto-replied")
+    applied = await d.store.write(apply_inbound(inbox_id, "smtp", msg, [], CTX, analyse(msg, CTX.reference_prefix)))
+    assert applied.ticket_ref == ref  # threaded onto the claim by its reference
+    report = await build_report(d.store, START, END, now=T0 + timedelta(days=2))
+    await d.store.close()
+    assert report.total.contacts_per_claim == 1.0
+    assert report.total.channel_mix == {"email": 1}

@@ -209,3 +209,12 @@ async def test_a_ticket_needing_a_skill_the_agent_lacks_does_not_block_the_ones_
     taken = await daemon.store.write(set_agent_status("sara", "available"))
     (glass,) = [t for t in await tickets(daemon) if t["subject"] == "خودرو"]
     assert taken == [(glass["reference"], "sara")], "the older motor claim needs a skill she lacks"
+
+
+def test_extra_closed_days_may_be_jalali_like_report_days(tmp_path: Path) -> None:
+    from datetime import date
+    policies = load_policies(settings_from(write_config(tmp_path, "[calendar]\nextra_closed = [1405-09-10, 2026-12-02]\n")))
+    assert policies.business.is_closed_day(date(2026, 12, 1))  # 10 Azar 1405, a Tuesday
+    assert policies.business.is_closed_day(date(2026, 12, 2))
+    with pytest.raises(ConfigError, match="1404-12-30 is not a Jalali day"):  # 1404 is not a leap year
+        load_policies(settings_from(write_config(tmp_path, "[calendar]\nextra_closed = [1404-12-30]\n")))
