@@ -441,7 +441,7 @@ class AgentApi:
     async def _queues(self, agent: Agent, request: dict[str, Any]) -> Any:
         return await queries.queue_overview(
             self.store, agent.visible_queues(), warn_before=self._cutoffs(self.conf.warn_fraction),
-            breach_before=self._cutoffs(1.0),
+            breach_before=self._cutoffs(1.0), now=iso(self.store.clock()),
         )
 
     async def _list_tickets(self, agent: Agent, request: dict[str, Any]) -> Any:

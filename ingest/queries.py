@@ -175,19 +175,27 @@ def _summary(row: Any) -> dict[str, Any]:
 
 
 async def queue_overview(store: Store, queues: frozenset[str] | None, *, warn_before: dict[str, str],
-                         breach_before: dict[str, str]) -> list[dict[str, Any]]:
+                         breach_before: dict[str, str], now: str | None = None) -> list[dict[str, Any]]:
     """Per queue: open tickets, unassigned, customers waiting and since when; `at_risk` and
-    `breached` count waiting tickets whose customer wrote before the priority's cutoff
-    (`warn_before` / `breach_before`: priority -> ISO instant)."""
+    `breached` count the tickets whose running SLA clock (the one their countdown shows) has
+    passed its warning or due time at `now`, and, for tickets with no running clock, waiting
+    tickets whose customer wrote before the priority's cutoff (`warn_before` / `breach_before`:
+    priority -> ISO instant)."""
     visible, params = _queue_filter(queues)
+    clock = ("(SELECT min(c.{0}) FROM sla_clocks c WHERE c.ticket_id = t.id AND c.met_at IS NULL"
+             " AND c.due_at IS NOT NULL)")
+    due, warn = clock.format("due_at"), clock.format("warn_at")
 
-    def past(cutoffs: dict[str, str]) -> tuple[str, list[str]]:
+    def past(cutoffs: dict[str, str], mark: str) -> tuple[str, list[Any]]:
         cases = " ".join("WHEN ? THEN ?" for _ in cutoffs)
-        values = [v for pair in cutoffs.items() for v in pair]
-        return (f"sum({_WAITING} AND t.last_inbound_at < CASE t.priority {cases} END)" if cutoffs else "0"), values
+        values: list[Any] = [v for pair in cutoffs.items() for v in pair]
+        fallback = f"({_WAITING} AND t.last_inbound_at < CASE t.priority {cases} END)" if cutoffs else "0"
+        if now is None:
+            return f"sum({fallback})", values
+        return f"sum(CASE WHEN {due} IS NOT NULL THEN coalesce({mark}, {due}) <= ? ELSE {fallback} END)", [now, *values]
 
-    risk_sql, risk_params = past(warn_before)
-    breach_sql, breach_params = past(breach_before)
+    risk_sql, risk_params = past(warn_before, warn)
+    breach_sql, breach_params = past(breach_before, due)
     rows = await store.fetchall(
         f"SELECT t.queue, count(*) AS open, sum(t.assignee IS NULL) AS unassigned, sum({_WAITING}) AS waiting,"
         f" min(CASE WHEN {_WAITING} THEN t.last_inbound_at END) AS oldest_waiting,"

@@ -436,3 +436,21 @@ async def test_a_breach_fired_after_downtime_is_recorded_at_its_due_instant(make
     saturday = datetime(2026, 11, 28, tzinfo=TEHRAN)
     report = await build_report(again.store, saturday, saturday + timedelta(days=1), now=clock.now)
     assert report.total.sla_breaches == 1
+async def test_the_queue_overview_judges_risk_by_the_sla_clock_not_wall_clock_minutes(make_daemon: Any) -> None:
+    from ingest.agents import Agent
+    # Wednesday 17:00 (after hours): 4 business hours are due Thursday 12:00, warning at 11:00.
+    clock = FakeClock(datetime(2026, 11, 25, 17, 0, tzinfo=TEHRAN).astimezone(UTC))
+    daemon = await make_daemon(BUSINESS, clock=clock)
+    await open_ticket(daemon)
+    supervisor = Agent("boss", "supervisor", frozenset())
+
+    async def risk() -> tuple[int, int]:
+        (queue,) = await daemon.agent_api._queues(supervisor, {})
+        return queue["at_risk"], queue["breached"]
+
+    clock.advance(hours=9)  # Thursday 02:00: 9 wall-clock hours (past the 8 h fallback), no business time
+    assert await risk() == (0, 0)
+    clock.now = datetime(2026, 11, 26, 11, 0, tzinfo=TEHRAN).astimezone(UTC)
+    assert await risk() == (1, 0)
+    clock.now = datetime(2026, 11, 26, 12, 0, tzinfo=TEHRAN).astimezone(UTC)
+    assert await risk() == (1, 1)
