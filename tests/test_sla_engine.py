@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -255,6 +256,39 @@ then = [
   { action = "set_status", status = "closed" },
 ]
 """
+
+
+def shipped_workflow() -> str:
+    shipped = (Path(__file__).resolve().parent.parent / "config" / "default.toml").read_text(encoding="utf-8")
+    rules = shipped[shipped.index("[[workflow.rules]]"):]
+    return rules[:rules.index("\n# ")]
+
+
+async def test_customer_writing_while_awaiting_documents_puts_the_claim_back_to_work(make_daemon: Any) -> None:
+    sink = await SmtpSink().start()
+    clock = saturday_morning()
+    try:
+        daemon = await make_daemon(BUSINESS + "next_response = 2\n" + shipped_workflow(), outbound_port=sink.port,
+                                   clock=clock)
+        ref = (await open_ticket(daemon))["reference"]
+        await daemon.store.write(agent_reply(ref, "Please send the police report.", "ali", daemon.ingest.context))
+        await daemon.store.write(change_status(ref, "awaiting_documents", "ali"))
+        clock.advance(hours=1)
+        code, _ = await send(daemon, mail(subject=f"Re: [{ref}] documents", body="Here is the police report."))
+        assert code == 250
+        await daemon.ingest.drained()
+        (row,) = await queries.list_tickets(daemon.store)
+        assert row["status"] == "assigned"
+        events = await timeline(daemon, ref)
+        assert [e["actor"] for e in events if e["kind"] == "status_changed"][-1] == "workflow"
+        clock.advance(hours=3)  # the 2 business hours of the next response are up: Saturday 13:00
+        await daemon.sla.fire_due()
+        assert kinds(await timeline(daemon, ref), "sla_breached") == ["sla_breached"]
+        clock.advance(days=10)
+        await daemon.sla.fire_due()
+        assert not [m for _, m in sink.received if "still waiting for your documents" in m.get_content()]
+    finally:
+        await sink.stop()
 
 
 async def test_shipped_workflow_reminds_after_3_business_days_and_closes_after_14(make_daemon: Any) -> None:
