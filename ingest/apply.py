@@ -94,7 +94,13 @@ def insert_inbox(payload: RawPayload) -> Callable[[Tx], tuple[int, bool]]:
 
 def quarantine(inbox_id: int, error: str, traceback_text: str) -> Callable[[Tx], int]:
     def op(tx: Tx) -> int:
-        tx.execute("UPDATE inbox SET state = 'quarantined' WHERE id = ?", (inbox_id,))
+        # 'quarantined': a retry (it stays listed until threaded) that failed again.
+        if not tx.execute("UPDATE inbox SET state = 'quarantined' WHERE id = ? AND state IN ('pending', 'quarantined')",
+                          (inbox_id,)).rowcount:
+            return 0  # threaded by another processor meanwhile
+        # A retry that failed again: its earlier entry gives way to this one (one open entry).
+        tx.execute("UPDATE quarantine SET resolved_at = ? WHERE inbox_id = ? AND resolved_at IS NULL",
+                   (tx.stamp, inbox_id))
         cur = tx.execute(
             "INSERT INTO quarantine (inbox_id, error, traceback, created_at) VALUES (?, ?, ?, ?)",
             (inbox_id, error, traceback_text, tx.stamp),
@@ -253,12 +259,20 @@ def _create_ticket(tx: Tx, ctx: ApplyContext, msg: InboundMessage, contact_id: i
 
 def apply_inbound(
     inbox_id: int, connector: str, msg: InboundMessage, stored_attachments: list[tuple[int, str | None]],
-    ctx: ApplyContext, analysis: MessageAnalysis,
+    ctx: ApplyContext, analysis: MessageAnalysis, *, from_quarantine: bool = False,
 ) -> Callable[[Tx], Applied]:
     """`stored_attachments`: for each of msg.attachments, (size, sha256 or None when not kept);
-    `analysis`: what ingest.analysis read from its words, worked out before this write."""
+    `analysis`: what ingest.analysis read from its words, worked out before this write;
+    `from_quarantine`: a retry, whose quarantine entry is resolved in this same write."""
 
     def op(tx: Tx) -> Applied:
+        # Threaded once: another processor on this store (a second daemon, `quarantine retry`
+        # run beside the daemon) may have threaded or quarantined this row meanwhile.
+        state = tx.one("SELECT state, message_row FROM inbox WHERE id = ?", (inbox_id,))
+        if state is not None and state["state"] != "pending" and not (from_quarantine and state["state"] == "quarantined"):
+            done = tx.one("SELECT t.ref FROM messages m JOIN tickets t ON t.id = m.ticket_id WHERE m.id = ?",
+                          (state["message_row"],)) if state["message_row"] else None
+            return Applied(done["ref"] if done else "", state["message_row"] or 0, "already_processed", False, False)
         contact_id = resolve_contact(tx, [msg.sender, *msg.proven_identities, *msg.extra_identities])
         for proven in msg.proven_identities:
             contact_id = _join_proven(tx, contact_id, proven)
@@ -292,6 +306,9 @@ def apply_inbound(
         )
         acknowledged = _maybe_acknowledge(tx, ctx, msg, analysis, connector, ticket_id, ref, decision.creates_ticket)
         tx.execute("UPDATE inbox SET state = 'done', message_row = ? WHERE id = ?", (message_row, inbox_id))
+        if from_quarantine:
+            tx.execute("UPDATE quarantine SET resolved_at = ? WHERE inbox_id = ? AND resolved_at IS NULL",
+                       (tx.stamp, inbox_id))
         return Applied(ref, message_row, decision.reason.value, decision.creates_ticket, acknowledged)
 
     return op

@@ -21,6 +21,10 @@ from ingest.supervision import watched
 
 log = structlog.get_logger(__name__)
 
+# A download whose bytes or record our side could not keep (disk full, a read-only remount) is
+# tried again after this pause: the channel still has the file, and the failure was ours.
+RETRY_SECONDS = 30.0
+
 
 def _stored(attachment_id: int, digest: str, size: int) -> Callable[[Tx], None]:
     def op(tx: Tx) -> None:
@@ -46,6 +50,7 @@ class AttachmentFetcher:
         self.connectors = connectors
         self.max_bytes = max_bytes
         self._task: asyncio.Task[None] | None = None
+        self._retries: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         self._task = watched(asyncio.create_task(self._run(self.store.bus.subscribe()), name="attachment-fetcher"))
@@ -55,9 +60,10 @@ class AttachmentFetcher:
         return [self._task]
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        tasks = [t for t in (self._task, *self._retries) if t]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _run(self, events: asyncio.Queue) -> None:
         try:
@@ -69,6 +75,21 @@ class AttachmentFetcher:
                     await self.fetch_for(event.data["message_row"])
         finally:
             self.store.bus.unsubscribe(events)
+
+    def _retry_later(self, message_row: int) -> None:
+        if not self.store.is_open or self._task is None:
+            return  # stopping: the next start takes the download up again
+
+        async def again() -> None:
+            await asyncio.sleep(RETRY_SECONDS)
+            try:
+                await self.fetch_for(message_row)
+            except StoreUnavailable:
+                pass  # closing: the next start takes it up
+
+        task = asyncio.create_task(again(), name=f"attachment-retry-{message_row}")
+        self._retries.add(task)
+        task.add_done_callback(self._retries.discard)
 
     async def fetch_for(self, message_row: int) -> None:
         rows = await self.store.fetchall(
@@ -85,8 +106,15 @@ class AttachmentFetcher:
                     continue
                 if len(data) > self.max_bytes:
                     raise ValueError(f"{len(data)} bytes is over the {self.max_bytes}-byte attachment limit")
-                digest = await asyncio.to_thread(self.blobs.put, data)
-                await self.store.write(_stored(row["id"], digest, len(data)))
+                try:
+                    digest = await asyncio.to_thread(self.blobs.put, data)
+                    await self.store.write(_stored(row["id"], digest, len(data)))
+                except (OSError, StoreUnavailable) as exc:
+                    # Our disk or store failed, not the channel: not a failed download, tried again.
+                    bound.error("attachment_not_kept", error=f"{type(exc).__name__}: {exc}",
+                                retry_in_seconds=RETRY_SECONDS)
+                    self._retry_later(message_row)
+                    return
                 bound.info("attachment_fetched", size=len(data))
             except StoreUnavailable:
                 return

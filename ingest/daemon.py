@@ -4,10 +4,13 @@ outbox and the shared HTTP front, and stops them in the order that loses nothing
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import gc
+import os
 import signal
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import structlog
 from aiohttp import web
@@ -100,6 +103,7 @@ class Daemon:
         self._http_runner: web.AppRunner | None = None
         self.http_port: int | None = None
         self._started: list[str] = []  # connectors, in the order they started
+        self._lock_fd: int | None = None
 
     async def _delivery_status(self, channel: str, channel_message_id: str, status: str, detail: str) -> bool:
         return await self.store.write(delivery_status(channel, channel_message_id, status, detail))
@@ -118,7 +122,22 @@ class Daemon:
             return web.json_response({"ok": True})
         return web.json_response({"ok": False, "store_open": self.store.is_open, "stopped": stopped}, status=503)
 
+    def _lock_store(self) -> None:
+        """One daemon per store: a second one would thread every pending message again, reset
+        the first one's replies in flight to be sent again, and poll the same mailboxes. The
+        lock is the kernel's: it goes with the process however it ends (kill -9 included)."""
+        path = Path(self.settings.store.path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StartError(f"another daemon is serving the store {path} (it holds {path}.lock)") from None
+        self._lock_fd = fd
+
     async def start(self) -> None:
+        self._lock_store()
         await self.store.open()
         await self.sla.start()
         await self.ingest.start()
@@ -158,6 +177,9 @@ class Daemon:
         await self.outbox.stop()
         await self.sla.stop()
         await self.store.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
         log.info("daemon_stopped")
 
 

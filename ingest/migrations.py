@@ -349,9 +349,36 @@ MIGRATIONS: list[str] = [
 ]
 
 
+def _statements(script: str) -> list[str]:
+    """A script's statements, one by one (`executescript` would commit the transaction first)."""
+    statements: list[str] = []
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            statements.append(pending)
+            pending = ""
+    return statements
+
+
 def migrate(conn: sqlite3.Connection) -> int:
-    """Apply every migration newer than the database; returns the resulting version."""
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-        conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
-    return len(MIGRATIONS)
+    """Apply every migration newer than the database; returns the resulting version.
+
+    The version is read inside the migration's own write transaction: a process started at the
+    same moment (the daemon and a `run.py` command during an upgrade) may have migrated the
+    store between our read and our lock, and each migration must run once."""
+    while True:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version >= len(MIGRATIONS):
+                conn.execute("COMMIT")
+                return len(MIGRATIONS)
+            for statement in _statements(MIGRATIONS[version]):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {version + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise

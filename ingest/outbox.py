@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
 import structlog
 
-from connectors.base import Connector
+from connectors.base import Connector, StoreUnavailable
 from ingest.apply import record_event
 from ingest.records import DeliveryResult, OutboundMessage
 from ingest.store import Store, Tx, iso
@@ -175,9 +176,19 @@ class OutboxDispatcher:
                 result = await connector.send(outbound)
             except Exception as exc:  # a connector bug must not stop the outbox
                 result = DeliveryResult(ok=False, detail=f"{type(exc).__name__}: {exc}")
-        try:
-            state = await self.store.write(_record_result(row, result))
-        except Exception as exc:  # the row stays 'sending': the next start resends it
-            bound.error("outbound_result_not_recorded", delivered=result.ok, error=f"{type(exc).__name__}: {exc}")
-            return
+        while True:
+            try:
+                state = await self.store.write(_record_result(row, result))
+                break
+            except (StoreUnavailable, sqlite3.Error) as exc:
+                # The store refused the write (disk full, a read-only remount): the outcome is
+                # kept here and recorded once it takes writes again. Left 'sending', a delivered
+                # reply would look undelivered and be sent again at the next start.
+                bound.error("outbound_result_not_recorded", delivered=result.ok, error=f"{type(exc).__name__}: {exc}")
+                if not self.store.is_open:
+                    return  # stopping: the row stays 'sending' and the next start resends it
+                await asyncio.sleep(self.poll_interval)
+            except Exception as exc:  # a bug in the write itself: retrying would not help
+                bound.error("outbound_result_not_recorded", delivered=result.ok, error=f"{type(exc).__name__}: {exc}")
+                return
         bound.info("outbound_delivery", state=state, attempt=outbound.attempt, detail=result.detail or None)

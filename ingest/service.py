@@ -11,20 +11,20 @@ import pickle
 import traceback
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Any
 from datetime import datetime
+from typing import Any
 
 import structlog
 
 from config.logs import log_or_add_to_request_line
 from connectors.base import Normaliser, StoreUnavailable
-from ingest.apply import Applied, ApplyContext, apply_inbound, insert_inbox, quarantine, release_from_quarantine
 from ingest.analysis import MessageAnalysis, analyse
+from ingest.apply import Applied, ApplyContext, apply_inbound, insert_inbox, quarantine
 from ingest.blobs import BlobStore
 from ingest.normaliser_pool import NormaliserPool, WorkerFailure
 from ingest.records import AcceptOutcome, InboundMessage, RawPayload
-from ingest.supervision import watched
 from ingest.store import Store
+from ingest.supervision import watched
 
 log = structlog.get_logger(__name__)
 
@@ -80,6 +80,7 @@ class Ingest:
         self._room = asyncio.Event()  # set while fewer than MAX_INFLIGHT writes are in flight
         self._room.set()
         self._outstanding = 0  # accepted but not yet threaded or quarantined
+        self._from_quarantine: set[int] = set()  # inbox ids being retried, still quarantined
         self.processed = 0
         self.on_applied: list[Callable[[int, Applied], None]] = []  # (inbox id, outcome)
 
@@ -134,19 +135,28 @@ class Ingest:
             await pool.close()
 
     async def retry(self, inbox_ids: list[int]) -> list[int]:
-        """Replay quarantined messages (after a fix); returns the ids that were retried."""
-        released = await self.store.write(release_from_quarantine(inbox_ids))
+        """Replay quarantined messages (after a fix); returns the ids that were retried.
+
+        A message stays quarantined (listed, retryable) until the write that threads it, which
+        resolves its entry too, or the one that quarantines it again: a retry killed part-way
+        leaves nothing pending that no one would process before the daemon's next start."""
+        if not inbox_ids:
+            return []
+        marks = ",".join("?" * len(inbox_ids))
+        rows = await self.store.fetchall(
+            f"SELECT {INBOX_COLUMNS} FROM {INBOX_FROM} WHERE id IN ({marks}) AND state = 'quarantined' ORDER BY id",
+            tuple(inbox_ids))
+        released = [row["id"] for row in rows]
         if not released:
             return []
-        marks = ",".join("?" * len(released))
-        rows = await self.store.fetchall(
-            f"SELECT {INBOX_COLUMNS} FROM {INBOX_FROM} WHERE id IN ({marks}) ORDER BY id", tuple(released))
+        self._from_quarantine.update(released)
         running = self._task is not None
         if not running:
             self._task = watched(asyncio.create_task(self._run(), name="ingest-processor"))
         for row in rows:
             self._enqueue(row["id"], payload_from_row(row))
         await self.drained()
+        self._from_quarantine.difference_update(released)
         if not running:
             await self.stop()
         return released
@@ -165,14 +175,15 @@ class Ingest:
             return
         try:
             rows = await self.store.fetchall(
-                f"SELECT {INBOX_COLUMNS} FROM {INBOX_FROM} WHERE id IN ({','.join('?' * len(ids))})"
-                " AND state = 'pending'", tuple(ids))
+                f"SELECT {INBOX_COLUMNS}, state FROM {INBOX_FROM} WHERE id IN ({','.join('?' * len(ids))})"
+                " AND state IN ('pending', 'quarantined')", tuple(ids))
         except Exception as exc:  # still pending in the inbox: processed at the next start
             log.error("inbox_read_back_failed", count=len(ids), error=str(exc))
             for _ in ids:
                 self._done()
             return
-        by_id = {row["id"]: row for row in rows}
+        by_id = {row["id"]: row for row in rows
+                 if row["state"] == "pending" or row["id"] in self._from_quarantine}  # a retry's
         for inbox_id in ids:
             row = by_id.get(inbox_id)
             if row is None:  # no longer pending: nothing left to do for it
@@ -295,7 +306,8 @@ class Ingest:
         structlog.contextvars.bind_contextvars(channel=payload.channel, inbox_id=inbox_id)
         try:
             msg, analysis, stored = await prepared
-            op = apply_inbound(inbox_id, payload.connector, msg, stored, self.context, analysis)
+            op = apply_inbound(inbox_id, payload.connector, msg, stored, self.context, analysis,
+                               from_quarantine=inbox_id in self._from_quarantine)
         except Exception as exc:
             await self._quarantine(inbox_id, exc)
             self._done()
@@ -340,10 +352,7 @@ class Ingest:
             # next start, when the store is closing).
             log.error("apply_failed_store_unavailable", inbox_id=inbox_id, error=str(exc))
             self._done()
-            if self.store.is_open:
-                retry = asyncio.create_task(self._apply_again_later(inbox_id))
-                self._retrying.add(retry)
-                retry.add_done_callback(self._retrying.discard)
+            self._retry_later(inbox_id)
         else:
             task = asyncio.create_task(self._quarantine(inbox_id, exc))
             self._inflight.add(task)
@@ -368,7 +377,17 @@ class Ingest:
         try:
             await self.store.write(quarantine(inbox_id, error, summary))
         except StoreUnavailable:
+            # Still pending in the inbox: processed (and quarantined) again after a pause, as a
+            # threading write that failed is, rather than left unlisted until the next start.
             log.error("quarantine_failed_store_unavailable", inbox_id=inbox_id)
+            self._retry_later(inbox_id)
+
+    def _retry_later(self, inbox_id: int) -> None:
+        if not self.store.is_open:
+            return  # closing: the next start takes it up
+        retry = asyncio.create_task(self._apply_again_later(inbox_id))
+        self._retrying.add(retry)
+        retry.add_done_callback(self._retrying.discard)
 
 
 def prepare(normaliser: Normaliser, payload: RawPayload, reference_prefix: str,

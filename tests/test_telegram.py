@@ -740,3 +740,35 @@ async def test_photo_the_bot_api_refuses_stays_a_link_and_the_timeline_says_why(
     assert event["filename"]
     (attachment,) = (await only_ticket(telegram_daemon))["messages"][0]["attachments"]
     assert attachment["sha256"] is None and attachment["remote_ref"]
+
+
+async def test_a_photo_the_disk_had_no_room_for_is_downloaded_once_there_is_room(
+        api: BotApiStandIn, telegram_daemon: Daemon, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    import ingest.attachment_fetcher as fetcher
+
+    monkeypatch.setattr(fetcher, "RETRY_SECONDS", 0.2, raising=False)
+    bot = api.bot(TG_TOKEN)
+    bot.add_file("AgACAgQAAxkBAAK", b"\xff\xd8\xff\xe0 the cracked windscreen", "photos/file_8.jpg")
+    blobs = telegram_daemon.blobs
+    real_put, full = blobs.put, [True]
+
+    def put(data: bytes) -> str:
+        if full[0]:
+            full[0] = False  # room again right after
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_put(data)
+
+    monkeypatch.setattr(blobs, "put", put)
+    update_id = bot.push(corpus_updates()["schema_photo_caption_fa"])
+    await committed(telegram_daemon, bot, update_id)
+
+    async def downloaded() -> dict[str, Any] | None:
+        (attachment,) = (await only_ticket(telegram_daemon))["messages"][0]["attachments"]
+        return attachment if attachment["sha256"] else None
+
+    attachment = await eventually(downloaded, "the photo to be downloaded once the disk has room")
+    assert real_put.__self__.get(attachment["sha256"]) == b"\xff\xd8\xff\xe0 the cracked windscreen"
+    ref = (await only_ticket(telegram_daemon))["reference"]
+    assert await timeline_event(telegram_daemon, ref, "attachment_fetch_failed") is None
