@@ -15,6 +15,7 @@ from textual.message import Message
 
 from console.client import AgentClient, ApiRequestError, AuthenticationError
 from console.commands import ConsoleCommands
+from console.keys import with_persian_layout
 from console.render import Prefs, parse_time
 
 
@@ -49,7 +50,7 @@ class ConsoleApp(App[None]):
     TITLE = "Parvandeh"
     CSS_PATH = "app.tcss"
     COMMANDS = App.COMMANDS | {ConsoleCommands}
-    BINDINGS = [
+    BINDINGS = with_persian_layout([
         Binding("j", "cursor_down", "Down", show=False),
         Binding("k", "cursor_up", "Up", show=False),
         Binding("question_mark", "help", "Help"),
@@ -58,7 +59,7 @@ class ConsoleApp(App[None]):
         Binding("R", "reports", "Reports"),
         Binding("A", "availability", "Availability", show=False),  # listed in help (?)
         Binding("q", "quit", "Quit"),
-    ]
+    ])
 
     def __init__(self, url: str, token: str, prefs: Prefs | None = None, *,
                  client: AgentClient | None = None, clock: Callable[[], datetime] | None = None) -> None:

@@ -9,8 +9,10 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from console.keys import with_persian_layout
+
 KEYS = (
-    ("j / k", "move down / up"), ("enter", "open the queue or ticket"), ("tab", "queues ↔ tickets"),
+    ("j / k", "move down / up"), ("space / ctrl+u", "read on / back in a long message"), ("enter", "open the queue or ticket"), ("tab", "queues ↔ tickets"),
     ("r", "reply on the channel of the highlighted message"), ("n", "internal note"), ("t", "take the ticket"),
     ("a", "assign (empty: back to the queue)"), ("s", "change status"), ("p", "change priority"),
     ("A", "your availability (available, away, offline)"), ("/", "search"), ("v", "supervisor view"),
@@ -20,7 +22,7 @@ KEYS = (
 
 class HelpScreen(ModalScreen[None]):
     CSS_PATH = "pickers.tcss"
-    BINDINGS = [Binding("escape", "close", "Close"), Binding("question_mark", "close", "Close")]
+    BINDINGS = with_persian_layout([Binding("escape", "close", "Close"), Binding("question_mark", "close", "Close")])
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):

@@ -13,6 +13,7 @@ from textual.widgets import DataTable, Static
 
 from console.app import ConsoleApp
 from console.key_bar import KeyBar
+from console.keys import with_persian_layout
 from console.render import number, when
 from console.ticket_actions import TicketActions
 from console.ticket_list import TicketList
@@ -28,12 +29,12 @@ class QueueTable(DataTable[Text]):
 
 class MainScreen(TicketActions):
     CSS_PATH = "main_screen.tcss"
-    BINDINGS = [
+    BINDINGS = with_persian_layout([
         Binding("t", "take", "Take"),
         Binding("a", "assign", "Assign"),
         Binding("s", "status", "Status"),
         Binding("p", "priority", "Priority"),
-    ]
+    ])
 
     def __init__(self) -> None:
         super().__init__()

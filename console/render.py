@@ -5,6 +5,7 @@ nothing a customer writes is ever parsed as Textual markup."""
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Literal
@@ -61,7 +62,21 @@ def display_lines(line: str, prefs: Prefs, width: int | None = None) -> list[str
     if not (prefs.bidi and _RTL.search(line)):
         return [line]
     rows = _wrap(line, width) if width and width > 0 else [line]
-    return [get_display(row) for row in rows]
+    # Each row keeps the direction of the whole line: a Persian sentence whose second row starts
+    # with "PV-1405-…" or a number is still read right to left.
+    base = _base_direction(line)
+    return [get_display(row, base_dir=base) for row in rows]
+
+
+def _base_direction(line: str) -> str:
+    """The paragraph direction the bidi algorithm gives `line`: that of its first strong character."""
+    for char in line:
+        kind = unicodedata.bidirectional(char)
+        if kind == "L":
+            return "L"
+        if kind in ("R", "AL"):
+            return "R"
+    return "L"
 
 
 def _wrap(line: str, width: int) -> list[str]:

@@ -16,6 +16,7 @@ from textual.widgets import DataTable, Label, Static
 
 from console.app import ConsoleApp
 from console.key_bar import KeyBar
+from console.keys import with_persian_layout
 from console.render import TEHRAN, Prefs, day, number
 
 DIMENSIONS: tuple[str | None, ...] = (None, "insurer", "queue", "agent", "channel", "line_of_business")
@@ -47,8 +48,8 @@ def percent(value: float | None, prefs: Prefs) -> str:
 
 class ReportsScreen(Screen[None]):
     CSS_PATH = "reports_screen.tcss"
-    BINDINGS = [Binding("escape", "back", "Back"), Binding("b", "next_dimension", "By…"),
-                Binding("g", "reload", "Refresh")]
+    BINDINGS = with_persian_layout([Binding("escape", "back", "Back"), Binding("b", "next_dimension", "By…"),
+                Binding("g", "reload", "Refresh")])
 
     def __init__(self) -> None:
         super().__init__()

@@ -13,12 +13,13 @@ from textual.widgets import DataTable, Label
 
 from console.app import ConsoleApp
 from console.key_bar import KeyBar
+from console.keys import with_persian_layout
 from console.render import number, when
 
 
 class SupervisorScreen(Screen[None]):
     CSS_PATH = "supervisor_screen.tcss"
-    BINDINGS = [Binding("escape", "back", "Back"), Binding("g", "reload", "Refresh")]
+    BINDINGS = with_persian_layout([Binding("escape", "back", "Back"), Binding("g", "reload", "Refresh")])
 
     @property
     def console(self) -> ConsoleApp:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rich.text import Text
+from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
@@ -91,6 +92,13 @@ class _Item:
 
 
 class ThreadView(OptionList):
+    # j/k (and the arrows, pageup/pagedown) move from item to item, showing each from its top:
+    # these scroll the text itself, so a message taller than the screen can be read to its end.
+    BINDINGS = [
+        Binding("space,ctrl+d", "read_down", "Read on", show=False),
+        Binding("ctrl+u", "read_up", "Read back", show=False),
+    ]
+
     class NeedEarlier(Message):
         """Every item here is laid out and the agent asked for earlier ones: the server has them."""
 
@@ -204,6 +212,12 @@ class ThreadView(OptionList):
         self.add_option(Option(self._prompt(item), id=item.option_id))
         if follow:
             self.highlighted = self.option_count - 1
+
+    def action_read_down(self) -> None:
+        self.scroll_relative(y=max(1, self.scrollable_content_region.height - 2), animate=False)
+
+    def action_read_up(self) -> None:
+        self.scroll_relative(y=-max(1, self.scrollable_content_region.height - 2), animate=False)
 
     def highlighted_message(self) -> dict[str, Any] | None:
         option = self.highlighted_option

@@ -16,6 +16,7 @@ from console.app import ConsoleApp
 from console.key_bar import KeyBar
 from console.client import ApiRequestError
 from console.composer import Composer
+from console.keys import with_persian_layout
 from console.templates import fill
 from console.render import countdown, safe_text
 from console.thread_view import PAGE, ThreadView
@@ -28,7 +29,7 @@ class TicketScreen(TicketActions):
     )
     CSS_PATH = "ticket_screen.tcss"
     COUNTDOWN_SECONDS = 30.0  # the SLA countdown in the header is redrawn this often
-    BINDINGS = [
+    BINDINGS = with_persian_layout([
         Binding("escape", "back", "Back"),
         Binding("r", "reply", "Reply"),
         Binding("n", "note", "Note"),
@@ -36,7 +37,7 @@ class TicketScreen(TicketActions):
         Binding("a", "assign", "Assign"),
         Binding("s", "status", "Status"),
         Binding("p", "priority", "Priority"),
-    ]
+    ])
 
     def __init__(self, ref: str) -> None:
         super().__init__()
@@ -133,6 +134,9 @@ class TicketScreen(TicketActions):
             self.load()
             return
         if payload.get("ticket") != self.ref or self.detail is None:
+            return
+        if payload.get("kind") == "merged_from":  # another ticket's thread joined this one: show it
+            self.load()
             return
         thread = self.query_one(ThreadView)
         if payload.get("message") is not None:

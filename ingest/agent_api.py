@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -66,6 +67,7 @@ MESSAGE_EVENTS = frozenset({"message_received", "outbound_queued", "note_added"}
 THREAD_PAGE = 100  # messages per open_ticket / thread answer, unless the client asks for fewer
 THREAD_BUDGET = 1_000_000  # characters of message text per answer: with UTF-8 and JSON escapes, a few MB
 BODY_CAP = 64 * 1024  # characters of each text of a message a client gets
+REAUTH_SECONDS = 2.0  # how often an open connection's token is checked again (revocation, role, queues)
 
 
 class ReplyTemplate(BaseModel):
@@ -156,6 +158,7 @@ def thread_window(messages: list[dict[str, Any]], timeline: list[dict[str, Any]]
 class _Connection:
     ws: ServerConnection
     agent: Agent
+    token: str = ""
     outgoing: asyncio.Queue[dict[str, Any]] = field(default_factory=lambda: asyncio.Queue(10_000))
     cursor: int = 0  # the newest event id this client has been sent
     lagging: bool = False
@@ -225,11 +228,12 @@ class AgentApi:
             return
         log.info("agent_connected", agent=agent.name)
         await self.store.write(audit(agent.name, "login", detail={"peer": str(ws.remote_address)}))
-        conn = _Connection(ws, agent)
+        conn = _Connection(ws, agent, token)
         since = hello.get("since")
         conn.cursor = self._feed_cursor if not isinstance(since, int) else since
         self._connections.add(conn)  # before catching up, so nothing committed meanwhile is missed
         sender: asyncio.Task[None] | None = None
+        watchdog: asyncio.Task[None] | None = None
         try:
             await self._send(ws, {"type": "welcome", "agent": agent.public(), "last_event_id": self._feed_cursor,
                                   "now": iso(self.store.clock())})
@@ -237,15 +241,44 @@ class AgentApi:
                 await self._catch_up(conn, since)
             # Live events queued during the catch-up wait for it, so the client sees ids in order.
             sender = asyncio.create_task(self._sender(conn), name=f"agent-api-send-{agent.name}")
+            watchdog = asyncio.create_task(self._watch_token(conn), name=f"agent-api-auth-{agent.name}")
             async for frame in ws:
+                if not await self._reauthorise(conn):
+                    break
                 await self._request(conn, frame)
         except ConnectionClosed:
             pass
         finally:
             self._connections.discard(conn)
-            if sender is not None:
-                sender.cancel()
+            for task in (sender, watchdog):
+                if task is not None:
+                    task.cancel()
             log.info("agent_disconnected", agent=agent.name)
+
+    async def _reauthorise(self, conn: _Connection) -> bool:
+        """Whether the connection's token still logs in: a revoked token (or a deactivated
+        agent) ends the connection it opened; a changed role or queue list applies at once."""
+        agent = await agent_for_token(self.store, conn.token)
+        if agent is None:
+            self._connections.discard(conn)  # no more events from this instant
+            log.info("agent_token_revoked", agent=conn.agent.name)
+            await self.store.write(audit(conn.agent.name, "session_ended", allowed=False,
+                                         detail={"reason": "token revoked"}))
+            try:
+                await self._send(conn.ws, {"type": "error", "code": "unauthorised", "error": "token revoked"})
+                await conn.ws.close(1008, "token revoked")
+            except ConnectionClosed:
+                pass
+            return False
+        conn.agent = agent
+        return True
+
+    async def _watch_token(self, conn: _Connection) -> None:
+        """An idle console still gets the live feed: check its token now and then too."""
+        while True:
+            await asyncio.sleep(REAUTH_SECONDS)
+            if not await self._reauthorise(conn):
+                return
 
     async def _send(self, ws: ServerConnection, payload: dict[str, Any]) -> None:
         await ws.send(json.dumps(payload, ensure_ascii=False, default=str))
@@ -266,6 +299,14 @@ class AgentApi:
             reply = {"type": "result", "id": request_id, "ok": False, "code": exc.code, "error": str(exc)}
         except (TicketActionError, ReplyError, AgentError, ValueError, TypeError) as exc:
             reply = {"type": "result", "id": request_id, "ok": False, "code": "invalid", "error": str(exc)}
+        except (sqlite3.InterfaceError, sqlite3.ProgrammingError, OverflowError) as exc:
+            # A field of the wrong shape (a list for a status, a 40-digit id) reached a query.
+            reply = {"type": "result", "id": request_id, "ok": False, "code": "invalid",
+                     "error": f"a request field has the wrong type: {exc}"}
+        except Exception:  # one bad request answers with an error; it does not end the session
+            log.exception("agent_request_failed", agent=conn.agent.name)
+            reply = {"type": "result", "id": request_id, "ok": False, "code": "internal",
+                     "error": "the request failed; see the daemon's log"}
         await self._send(conn.ws, reply)
 
     # -- live feed ---------------------------------------------------------------------------
@@ -466,7 +507,10 @@ class AgentApi:
         (summary,) = await queries.ticket_summaries(self.store, [ref])
         detail.update(waiting_since=summary["waiting_since"], merged_into=summary["merged_into"])
         await self._with_sla_all([detail])
-        detail["contact_panel"] = await queries.contact_panel(self.store, detail["contact"]["id"])
+        panel = await queries.contact_panel(self.store, detail["contact"]["id"])
+        if panel is not None and not agent.sees_all_queues:
+            panel["tickets"] = [t for t in panel["tickets"] if agent.may_see(t["queue"])]
+        detail["contact_panel"] = panel
         await self.store.write(audit(agent.name, "open_ticket", ref))
         return detail
 
@@ -510,7 +554,8 @@ class AgentApi:
             queue = await queries.ticket_queue(self.store, ref)
             if target["role"] == "agent" and queue not in target["queues"]:
                 raise ApiError("invalid", f"{assignee} is not a member of queue {queue!r}")
-        old = await self._audited(agent, "assign", ref, assign_ticket(ref, assignee, agent.name), assignee=assignee)
+        old = await self._audited(agent, "assign", ref, self._unless_colleagues(agent, ref, assign_ticket(
+            ref, assignee, agent.name)), assignee=assignee)
         return {"previous": old}
 
     async def _take(self, agent: Agent, request: dict[str, Any]) -> Any:
@@ -518,8 +563,22 @@ class AgentApi:
 
     async def _unassign(self, agent: Agent, request: dict[str, Any]) -> Any:
         ref = await self._authorised_ticket(agent, "unassign", request.get("ref"))
-        old = await self._audited(agent, "unassign", ref, assign_ticket(ref, None, agent.name))
+        old = await self._audited(agent, "unassign", ref,
+                                  self._unless_colleagues(agent, ref, assign_ticket(ref, None, agent.name)))
         return {"previous": old}
+
+    @staticmethod
+    def _unless_colleagues(agent: Agent, ref: str, op: WriteOp[Any]) -> WriteOp[Any]:
+        """`op`, unless the ticket is a colleague's and `agent` is no supervisor: checked in the
+        writer, so of two agents taking a ticket at once the second is told who has it (taking
+        work off someone else is reassigning it, which is a supervisor's call)."""
+        def run(tx: Tx) -> Any:
+            row = tx.one("SELECT assignee FROM tickets WHERE ref = ?", (ref,))
+            if row is not None and row["assignee"] not in (None, agent.name) and not agent.sees_all_queues:
+                raise TicketActionError(f"{ref} is assigned to {row['assignee']}; ask a supervisor to reassign it")
+            return op(tx)
+
+        return run
 
     async def _set_status(self, agent: Agent, request: dict[str, Any]) -> Any:
         ref = await self._authorised_ticket(agent, "set_status", request.get("ref"))
@@ -601,6 +660,15 @@ class AgentApi:
         queues = {c.get("queue") for c in profile.get("claims", [])}
         if not agent.sees_all_queues and not any(agent.may_see(q) for q in queues if q):
             raise ApiError("forbidden", f"contact {contact_id} has no claim in {agent.name}'s queues")
+        if not agent.sees_all_queues:
+            # The customer's claims in other queues (and what was written on them) stay there.
+            profile["claims"] = [c for c in profile["claims"] if agent.may_see(c["queue"])]
+            visible = {c["ref"] for c in profile["claims"]}
+            profile["interactions"] = [m for m in profile["interactions"] if m["ref"] in visible]
+            channels: dict[str, int] = {}
+            for m in profile["interactions"]:
+                channels[m["channel"]] = channels.get(m["channel"], 0) + 1
+            profile["channels"] = channels
         return profile
 
     async def _report(self, agent: Agent, request: dict[str, Any]) -> Any:

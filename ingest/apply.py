@@ -656,6 +656,10 @@ def change_status(ref: str, new: str, actor: str) -> Callable[[Tx], str]:
 
     def op(tx: Tx) -> str:
         ticket = _ticket_for_action(tx, ref)
+        if ticket["merged_into"]:
+            # Its thread lives on in the other ticket: reopened, this one would be an empty claim
+            # in the queue that nobody can answer.
+            raise TicketActionError(f"{ref} was merged into {ticket['merged_into']}; work on that one")
         _set_status(tx, ticket, new, actor)
         return ticket["status"]
 
@@ -727,6 +731,10 @@ def merge_tickets(source_ref: str, target_ref: str, actor: str) -> Callable[[Tx]
                          merged_into=target_ref)
         record_event(tx, source["id"], source_ref, "merged_into", actor, target=target_ref, old_status=source["status"])
         record_event(tx, target["id"], target_ref, "merged_from", actor, source=source_ref, messages=moved)
+        if target["status"] == "closed" and source["status"] != "closed":
+            # The open conversation goes on in the target, as when the customer writes to a
+            # closed claim: left closed, it would drop out of every list with the customer waiting.
+            _set_status(tx, target, "reopened", actor)
         return moved
 
     return op

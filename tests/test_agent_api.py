@@ -121,6 +121,28 @@ async def test_unknown_and_revoked_tokens_are_refused_and_the_refusal_audited(ha
     assert len(refusals) == 3
 
 
+async def test_a_revoked_token_stops_working_on_the_connection_it_opened(harness: Harness) -> None:
+    token = await harness.agent("sara")
+    events: list[dict[str, Any]] = []
+    client = await harness.client(token, events)
+    ref = await harness.mail(subject="before", sender="a@example.com")
+    await until(lambda: any(e.get("ticket") == ref for e in events))
+
+    await harness.daemon.store.write(revoke_agent("sara"))
+    with pytest.raises((ApiRequestError, ConnectionError)):
+        await client.request("note", ref=ref, text="written after the revocation")
+    notes = await harness.daemon.store.fetchall("SELECT 1 FROM messages WHERE kind = 'note'")
+    assert notes == []
+
+    idle = await harness.client(await harness.agent("reza"), seen := [])
+    await harness.daemon.store.write(revoke_agent("reza"))
+    await asyncio.sleep(2.5)  # an idle console: no request of its own to be refused
+    later = await harness.mail(subject="after", sender="b@example.com")
+    await asyncio.sleep(0.3)
+    assert not any(e.get("ticket") == later for e in seen)
+    assert idle.agent["name"] == "reza"
+
+
 async def test_an_agent_cannot_see_or_act_on_another_queues_tickets(harness: Harness) -> None:
     mine = await harness.mail(subject="my queue", sender="a@example.com")
     theirs = await harness.mail(subject="motor queue", sender="b@example.com")
@@ -194,6 +216,22 @@ async def test_note_take_status_and_priority_land_on_the_timeline_under_the_agen
     assert (await agent.request("open_ticket", ref=ref))["assignee"] is None
 
 
+async def test_an_agent_cannot_take_or_drop_a_colleagues_ticket_the_second_taker_is_told(harness: Harness) -> None:
+    ref = await harness.mail(subject="تصادف", sender="a@example.com")
+    sara = await harness.client(await harness.agent("sara"))
+    reza = await harness.client(await harness.agent("reza"))
+    taken = await asyncio.gather(sara.request("take", ref=ref), reza.request("take", ref=ref), return_exceptions=True)
+    winners = [r for r in taken if not isinstance(r, Exception)]
+    (refused,) = [r for r in taken if isinstance(r, Exception)]
+    assert winners == [{"previous": None}] and "is assigned to" in str(refused)
+    (row,) = await harness.daemon.store.fetchall("SELECT assignee FROM tickets WHERE ref = ?", (ref,))
+    loser = reza if row["assignee"] == "sara" else sara
+    with pytest.raises(ApiRequestError, match="is assigned to"):
+        await loser.request("unassign", ref=ref)
+    boss = await harness.client(await harness.agent("boss", "supervisor"))
+    assert (await boss.request("take", ref=ref))["previous"] == row["assignee"]
+
+
 async def test_supervisor_assigns_and_merges_tickets(harness: Harness) -> None:
     first = await harness.mail(subject="first", sender="a@example.com")
     second = await harness.mail(subject="second", sender="b@example.com")
@@ -211,6 +249,30 @@ async def test_supervisor_assigns_and_merges_tickets(harness: Harness) -> None:
     assert source["status"] == "closed" and source["merged_into"] == first
     view = await boss.request("supervisor")
     assert {a["name"]: a["load"]["open"] for a in view["agents"]} == {"sara": 1, "maryam": 0}
+
+
+async def test_merging_an_open_ticket_into_a_closed_one_reopens_it(harness: Harness) -> None:
+    old = await harness.mail(subject="claim from last month", sender="a@example.com")
+    sara = await harness.client(await harness.agent("sara"))
+    await sara.request("set_status", ref=old, status="closed")
+    new = await harness.mail(subject="where is my money", body="please call me", sender="b@example.com")
+    await sara.request("merge", source=new, target=old)
+
+    listed = (await sara.request("list_tickets"))["tickets"]
+    assert [(t["reference"], t["status"]) for t in listed] == [(old, "reopened")]
+    (queue,) = await sara.request("queues")
+    assert (queue["open"], queue["waiting"]) == (1, 1)
+
+
+async def test_a_merged_away_ticket_cannot_be_reopened_as_an_empty_claim(harness: Harness) -> None:
+    first = await harness.mail(subject="تصادف", sender="a@example.com")
+    second = await harness.mail(subject="تصادف دوباره", sender="b@example.com")
+    sara = await harness.client(await harness.agent("sara"))
+    await sara.request("merge", source=second, target=first)
+    with pytest.raises(ApiRequestError, match="merged into"):
+        await sara.request("set_status", ref=second, status="reopened")
+    listed = (await sara.request("list_tickets"))["tickets"]
+    assert [t["reference"] for t in listed] == [first]
 
 
 async def test_new_mail_is_pushed_live_only_to_agents_of_its_queue(harness: Harness) -> None:
@@ -415,6 +477,36 @@ async def test_supervisor_links_two_contacts_and_undoes_it_agents_may_not(harnes
     await boss.request("undo_contact_merge", merge=merged["merge"])
     (after,) = await harness.daemon.store.fetchall("SELECT contact_id FROM tickets WHERE ref = ?", (second,))
     assert after["contact_id"] == b["contact_id"]
+
+
+async def test_a_contacts_claims_in_other_queues_stay_out_of_an_agents_view(harness: Harness) -> None:
+    health = await harness.mail(subject="بستری", body="تشخیص: سرطان ریه", sender="ali@example.com")
+    await harness.move_to_queue(health, "health")
+    car = await harness.mail(subject="تصادف", body="سلام", sender="ali.rezaei@work.example")
+    (a,) = await harness.daemon.store.fetchall("SELECT contact_id FROM tickets WHERE ref = ?", (car,))
+    (b,) = await harness.daemon.store.fetchall("SELECT contact_id FROM tickets WHERE ref = ?", (health,))
+    boss = await harness.client(await harness.agent("boss", "supervisor"))
+    await boss.request("merge_contacts", keep=a["contact_id"], merge=b["contact_id"])
+    sara = await harness.client(await harness.agent("sara"))  # intake only
+
+    profile = await sara.request("contact", contact=a["contact_id"])
+    assert [c["ref"] for c in profile["claims"]] == [car]
+    assert health not in {m["ref"] for m in profile["interactions"]}
+    assert "سرطان" not in json.dumps(profile, ensure_ascii=False)
+    panel = (await sara.request("open_ticket", ref=car))["contact_panel"]
+    assert [t["ref"] for t in panel["tickets"]] == [car]
+    # A supervisor still sees the whole customer.
+    assert {c["ref"] for c in (await boss.request("contact", contact=a["contact_id"]))["claims"]} == {car, health}
+
+
+async def test_a_request_field_of_the_wrong_type_is_refused_and_the_session_goes_on(harness: Harness) -> None:
+    boss = await harness.client(await harness.agent("boss", "supervisor"))
+    for op, args in [("list_tickets", {"status": ["new"]}), ("list_tickets", {"queue": ["intake"]}),
+                     ("audit", {"agent": ["sara"]}), ("contact", {"contact": 10**30})]:
+        with pytest.raises(ApiRequestError) as refused:
+            await boss.request(op, **args)
+        assert refused.value.code == "invalid", (op, args)
+    assert (await boss.request("list_tickets"))["tickets"] == []  # the same connection still answers
 
 
 async def test_a_page_limit_below_one_is_refused_not_read_as_no_limit(harness: Harness) -> None:

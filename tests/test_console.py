@@ -17,7 +17,7 @@ from textual.widgets import DataTable, OptionList, Select, TextArea
 from console.app import ConsoleApp
 from console.composer import Composer, counter
 from console.main_screen import QUEUE_REFRESH, MainScreen, QueueTable
-from console.render import Prefs, neutralise, safe_text
+from console.render import Prefs, display_lines, neutralise, safe_text
 from console.search_screen import SearchScreen
 from console.thread_view import ThreadView
 from console.ticket_list import TicketList
@@ -128,6 +128,58 @@ async def test_mail_sent_over_smtp_shows_up_live_in_the_open_console(harness: Ha
         await until(pilot, lambda: "my documents are attached" in screen_text(app))
 
 
+async def test_a_thread_merged_into_the_open_ticket_shows_up_live(harness: Harness) -> None:
+    target = await harness.mail(subject="target claim", body="first text", sender="a@example.com")
+    source = await harness.mail(subject="source claim", body="the merged-in message", sender="b@example.com")
+    boss = await harness.client(await harness.agent("boss", "supervisor"))
+    app = await console(harness)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, MainScreen) and len(ticket_list(app).order) == 2)
+        app.open_ticket(target)
+        await until(pilot, lambda: isinstance(app.screen, TicketScreen) and app.screen.detail is not None)
+        await boss.request("merge", source=source, target=target)
+        await until(pilot, lambda: "the merged-in message" in screen_text(app))
+
+
+async def test_keys_work_with_the_persian_keyboard_layout_on(harness: Harness) -> None:
+    first = await harness.mail(subject="first claim", sender="a@example.com")
+    second = await harness.mail(subject="second claim", sender="b@example.com")
+    app = await console(harness)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, MainScreen) and ticket_list(app).order == [second, first])
+        await pilot.press("ت")  # the j key
+        assert ticket_list(app).selected_ref == first
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, TicketScreen) and app.screen.detail is not None)
+        await pilot.press("ق")  # the r key
+        await until(pilot, lambda: isinstance(app.screen, Composer))
+        await pilot.press("ت", "ن")  # typed in the composer, not taken as keys
+        assert app.screen.query_one(TextArea).text == "تن"
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, TicketScreen))
+        await pilot.press("arabic_question_mark")  # shift+/ on the Persian layout
+        await until(pilot, lambda: type(app.screen).__name__ == "HelpScreen")
+
+
+async def test_a_message_taller_than_the_screen_can_be_read_to_its_end_by_keyboard(harness: Harness) -> None:
+    body = "\n".join(f"بند {i}: شرح خسارت" for i in range(1, 121)) + "\nEND-OF-REPORT"
+    ref = await harness.mail(subject="گزارش مفصل", body=body, sender="a@example.com")
+    app = await console(harness)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_only_ticket(pilot, app, ref)
+        thread = app.screen.query_one(ThreadView)
+        while (thread.highlighted_message() or {}).get("direction") != "in":
+            await pilot.press("k")
+        seen = set()
+        for _ in range(20):
+            seen |= set(re.findall(r"\b(\d+) دنب", screen_text(app)))
+            await pilot.press("space")
+        assert {str(i) for i in range(1, 121)} <= seen
+        assert "END-OF-REPORT" in screen_text(app)
+        await pilot.press("ctrl+u")
+        assert "END-OF-REPORT" not in screen_text(app)
+
+
 async def test_customer_markup_and_terminal_escapes_render_literally(harness: Harness) -> None:
     body = "[bold red]loud[/] [@click=app.quit]quit[/] \x1b[31mred\x1b[0m \x1b]0;pwned\x07 \x1b]52;c;Zm9v\x07end"
     ref = await harness.mail(subject="[bold red]subject[/]", body=body)
@@ -150,6 +202,15 @@ def test_rendering_neutralises_controls_and_never_parses_markup() -> None:
     assert text.plain == "[b]x[/b] ␛[2J<9B>␀" and text.spans == []
     assert neutralise("a\tb\nc") == "a    b\nc"
     assert safe_text("سلام PV-1", Prefs(bidi=True)).plain != safe_text("سلام PV-1", Prefs(bidi=False)).plain
+
+
+def test_a_wrapped_persian_line_keeps_right_to_left_on_a_row_starting_with_latin() -> None:
+    line = "پیام شما دریافت شد و با شماره پرونده PV-1405-000191 ثبت شد."
+    rows = display_lines(line, Prefs(), width=38)
+    assert len(rows) == 2
+    # The unwrapped line's visual order, row by row: the reference ends up on the row's right.
+    assert rows[1] == ".دش تبث PV-1405-000191"
+    assert display_lines(line, Prefs())[0].startswith(rows[1])
 
 
 def test_sms_counter_counts_persian_segments() -> None:

@@ -1,0 +1,21 @@
+"""The console's letter keys also work with the Persian keyboard layout on (ISIRI 9147, the
+standard one): an agent who has just typed a Persian reply should not have to switch layouts to
+press `j` or `r`. The aliases are hidden from the key bar, which lists each key once."""
+
+from __future__ import annotations
+
+from textual.binding import Binding
+
+# Latin key -> what the same physical key types on the standard Persian layout.
+PERSIAN_LAYOUT = {
+    "q": "ض", "w": "ص", "e": "ث", "r": "ق", "t": "ف", "y": "غ", "u": "ع", "i": "ه", "o": "خ", "p": "ح",
+    "a": "ش", "s": "س", "d": "ی", "f": "ب", "g": "ل", "h": "ا", "j": "ت", "k": "ن", "l": "م",
+    "z": "ظ", "x": "ط", "c": "ز", "v": "ر", "b": "ذ", "n": "د", "m": "پ", "question_mark": "arabic_question_mark",
+}
+
+
+def with_persian_layout(bindings: list[Binding]) -> list[Binding]:
+    """`bindings` and, for each single-key one the Persian layout types differently, a hidden alias."""
+    aliases = [Binding(PERSIAN_LAYOUT[b.key], b.action, b.description, show=False, priority=b.priority)
+               for b in bindings if b.key in PERSIAN_LAYOUT]
+    return [*bindings, *aliases]
