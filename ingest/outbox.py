@@ -24,7 +24,10 @@ from ingest.supervision import watched
 
 log = structlog.get_logger(__name__)
 
-MAX_ATTEMPTS = 8
+# Attempts before a transient failure (a relay or Bot API down, a network cut) is given up as
+# failed: 5 s doubling to the one-hour cap, then hourly, is about 23 hours of trying. With 8 the
+# cap was never reached and a reply failed for good after an outage of ten and a half minutes.
+MAX_ATTEMPTS = 32
 
 
 def backoff(attempt: int, base: float = 5.0, cap: float = 3600.0) -> timedelta:
