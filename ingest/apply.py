@@ -141,27 +141,44 @@ def record_event(tx: Tx, ticket_id: int, ticket_ref: str, kind: str, actor: str 
 # -- contacts -----------------------------------------------------------------------------------
 
 
-def resolve_contact(tx: Tx, identities: list[Identity]) -> int:
+def resolve_contact(tx: Tx, identities: list[Identity], *, vouched: int | None = None) -> int:
     """The contact holding any of these identities (the sender's own first), else a new one;
     identities not yet known are attached to it, so one person reached on several channels
-    becomes one contact."""
+    becomes one contact.
+
+    `vouched`: how many of `identities`, from the first, the channel itself vouches for (a mail's
+    sender, an SMS number, a Telegram user, a number shared with Telegram's own button); the rest
+    were only stated (a phone in a mail signature, a web form's fields), and anyone can state
+    anyone's phone or address. A stated identity never brings a newcomer into someone else's
+    contact: a vouched sender nobody knows gets a contact of its own (the stated identities
+    already known stay where they are), and unknown identities join an existing contact only
+    when it was found through a vouched one. None: all are vouched for."""
     found: dict[Identity, int] = {}
     name = next((i.display_name for i in identities if i.display_name), "")
+    trusted = set(identities if vouched is None else identities[:vouched])
     # A mail whose From (and envelope) named no readable address has an empty identity: it is
     # nobody's in particular, so it gets a contact of its own rather than everyone else's.
     identities = [ident for ident in identities if ident.value]
+    trusted = {ident for ident in trusted if ident.value}
     for ident in identities:
         row = tx.one("SELECT contact_id FROM identities WHERE kind = ? AND value = ?", (ident.kind, ident.value))
         if row:
             found[ident] = row["contact_id"]
-    if found:
+    by_trusted = [contact for ident, contact in found.items() if ident in trusted]
+    attach = True
+    if by_trusted:
+        contact_id = by_trusted[0]
+    elif found and not trusted:
+        # Nothing vouched for (a web form): the message goes to the person it names, but the
+        # identities it merely states are not added to them.
         contact_id = next(iter(found.values()))
+        attach = False
     else:
         contact_id = tx.execute(
             "INSERT INTO contacts (display_name, created_at) VALUES (?, ?)", (name, tx.stamp)
         ).lastrowid
     for ident in identities:
-        if ident not in found:
+        if attach and ident not in found:
             tx.execute(
                 "INSERT INTO identities (contact_id, kind, value, display_name, created_at) VALUES (?, ?, ?, ?, ?)"
                 " ON CONFLICT (kind, value) DO NOTHING",
@@ -273,7 +290,10 @@ def apply_inbound(
             done = tx.one("SELECT t.ref FROM messages m JOIN tickets t ON t.id = m.ticket_id WHERE m.id = ?",
                           (state["message_row"],)) if state["message_row"] else None
             return Applied(done["ref"] if done else "", state["message_row"] or 0, "already_processed", False, False)
-        contact_id = resolve_contact(tx, [msg.sender, *msg.proven_identities, *msg.extra_identities])
+        # A web form's sender is only what the visitor typed; every other channel vouches for its sender.
+        vouched = 0 if msg.kind == "form" else 1 + len(msg.proven_identities)
+        contact_id = resolve_contact(tx, [msg.sender, *msg.proven_identities, *msg.extra_identities],
+                                     vouched=vouched)
         for proven in msg.proven_identities:
             contact_id = _join_proven(tx, contact_id, proven)
         facts = MatchFacts(
@@ -472,16 +492,22 @@ def agent_reply(ref: str, text: str, author: str, ctx: ApplyContext, channel: st
     def op(tx: Tx) -> int:
         if not text.strip():  # every way in (console, agent API, CLI) meets this: no blank mail
             raise ReplyError("the reply is empty")
-        ticket = tx.one("SELECT id, subject FROM tickets WHERE ref = ?", (ref,))
+        ticket = tx.one("SELECT id, subject, contact_id FROM tickets WHERE ref = ?", (ref,))
         if ticket is None:
             raise ReplyError(f"no ticket {ref}")
-        sql = ("SELECT channel, connector, sender, channel_message_id, subject FROM messages WHERE ticket_id = ?"
-               " AND direction = 'in' AND auto_reason = ''")
-        params: tuple = (ticket["id"],)
+        # Only the claim's own contact is answered: anyone who names a claim reference (a
+        # `/start PV-...` deep link, `[PV-...]` in a subject, an SMS quoting it) threads onto the
+        # claim, but references are sequential and guessable, so a sender who is not one of the
+        # claim contact's identities must never receive the adjuster's replies.
+        sql = ("SELECT m.channel, m.connector, m.sender, m.channel_message_id, m.subject FROM messages m"
+               " WHERE m.ticket_id = ? AND m.direction = 'in' AND m.auto_reason = ''"
+               " AND (m.sender = '' OR EXISTS"
+               " (SELECT 1 FROM identities i WHERE i.contact_id = ? AND i.value = m.sender))")
+        params: tuple = (ticket["id"], ticket["contact_id"])
         if channel:
-            sql += " AND channel = ?"
+            sql += " AND m.channel = ?"
             params += (channel,)
-        last = tx.one(sql + " ORDER BY id DESC LIMIT 1", params)
+        last = tx.one(sql + " ORDER BY m.id DESC LIMIT 1", params)
         if last is None:
             raise ReplyError(f"{ref} has no customer message{' on ' + channel if channel else ''} to answer")
         reply_channel, recipient = last["channel"], last["sender"]

@@ -84,6 +84,30 @@ def create_insurer(name: str, webhook_url: str = "", display_name: str = "", *,
     return op
 
 
+def rotate_insurer_key(name: str) -> Callable[[Tx], str]:
+    """A new API key for the insurer; the old one stops working with this write (a key that
+    leaked, or an employee who left). Returns the new key, to be shown once."""
+    key = new_api_key()
+
+    def op(tx: Tx) -> str:
+        if tx.execute("UPDATE insurer_clients SET api_key_sha256 = ? WHERE name = ?",
+                      (hash_token(key), name)).rowcount == 0:
+            raise InsurerError(f"no insurer {name!r}")
+        return key
+
+    return op
+
+
+def set_insurer_active(name: str, active: bool) -> Callable[[Tx], None]:
+    """Deactivate an insurer client (its key is refused and no webhooks go to it), or reactivate it."""
+
+    def op(tx: Tx) -> None:
+        if tx.execute("UPDATE insurer_clients SET active = ? WHERE name = ?", (int(active), name)).rowcount == 0:
+            raise InsurerError(f"no insurer {name!r}")
+
+    return op
+
+
 def _client(row: Any) -> InsurerClient:
     return InsurerClient(row["name"], row["display_name"], row["webhook_url"], row["webhook_secret"])
 
@@ -124,13 +148,19 @@ async def claim_ticket_for(store: Store, insurer: str, ref: str) -> int | None:
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser, common: list[argparse.ArgumentParser]) -> None:
-    """`insurer add|list` arguments, for run.py's `insurer` sub-command."""
+    """`insurer add|list|rotate-key|deactivate|activate` arguments, for run.py's `insurer` sub-command."""
     sub = parser.add_subparsers(dest="action", required=True)
     add = sub.add_parser("add", parents=common, help="create an insurer API client; prints its API key and webhook secret once")
     add.add_argument("name")
     add.add_argument("--webhook-url", default="", help="where status and SLA webhooks are POSTed")
     add.add_argument("--display-name", default="")
     sub.add_parser("list", parents=common, help="insurer clients and their claim counts")
+    rotate = sub.add_parser("rotate-key", parents=common,
+                            help="replace an insurer's API key (the old one is refused at once); prints the new one once")
+    rotate.add_argument("name")
+    for action, text in (("deactivate", "refuse the insurer's key and stop its webhooks"),
+                         ("activate", "accept the insurer's key again")):
+        sub.add_parser(action, parents=common, help=text).add_argument("name")
 
 
 def cli_insurer_add(settings: Any, args: argparse.Namespace) -> int:
@@ -140,9 +170,18 @@ def cli_insurer_add(settings: Any, args: argparse.Namespace) -> int:
         store = Store(settings.store.path, synchronous=settings.store.synchronous)
         await store.open()
         try:
-            if getattr(args, "action", "add") == "list":
+            action = getattr(args, "action", "add")
+            if action == "list":
                 for c in await list_insurers(store):
-                    print(f"{c['name']:<16} {c['display_name']:<24} {c['claims']:>6} claims  {c['webhook_url'] or '-'}")
+                    state = "" if c["active"] else "  (deactivated)"
+                    print(f"{c['name']:<16} {c['display_name']:<24} {c['claims']:>6} claims  {c['webhook_url'] or '-'}{state}")
+                return 0
+            if action == "rotate-key":
+                print(f"api_key: {await store.write(rotate_insurer_key(args.name))}")
+                return 0
+            if action in ("deactivate", "activate"):
+                await store.write(set_insurer_active(args.name, action == "activate"))
+                print(f"{args.name}: {action}d")
                 return 0
             made = await store.write(create_insurer(args.name, args.webhook_url, args.display_name))
             print(f"api_key: {made.api_key}\nwebhook_secret: {made.webhook_secret}")

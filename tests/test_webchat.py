@@ -22,6 +22,7 @@ from connectors.webchat.form import document, validate
 from connectors.webchat.normalise import normalise_chat_message, normalise_form_submission
 from connectors.webchat.origin import origin_allowed, own_hosts
 from connectors.webchat.ratelimit import RateLimiter
+from connectors.webchat.server import visitor_key
 from ingest.apply import agent_reply
 from ingest.daemon import Daemon
 from ingest.queries import list_tickets, ticket_detail
@@ -89,7 +90,7 @@ async def open_chat(daemon: Daemon, session: str | None = None) -> tuple[Chat, d
 
 async def inbox_count(daemon: Daemon, session: str, client_id: str) -> int:
     row = await daemon.store.fetchone(
-        "SELECT count(*) AS n FROM inbox WHERE dedupe_key = ?", (f"webchat:{session}:{client_id}",))
+        "SELECT count(*) AS n FROM inbox WHERE dedupe_key = ?", (f"webchat:{visitor_key(session)}:{client_id}",))
     return row["n"]
 
 
@@ -164,7 +165,7 @@ async def test_message_is_acknowledged_only_once_committed_and_opens_a_ticket(da
     assert detail["channels"] == ["webchat"]
     [message] = inbound(detail)
     assert message["text"] == "سلام، ماشینم تصادف کرده"
-    assert message["sender"] == session
+    assert message["sender"] == visitor_key(session)  # a digest: the token itself is never stored
     assert message["channel_message_id"] == client_id
     # The new ticket's acknowledgement reaches the visitor live, with the claim reference.
     ack_reply = await chat.expect("reply")
@@ -647,3 +648,40 @@ async def test_second_form_opens_its_own_claim_and_replies_go_by_email(daemon: D
     await daemon.store.write(agent_reply(refs[0], "مدارک را ارسال کنید", "agent1", daemon.ingest.context))
     (row,) = await daemon.store.fetchall("SELECT channel, recipient FROM outbox WHERE automatic = 0")
     assert (row["channel"], row["recipient"]) == ("email", "ali@example.com")
+
+
+async def test_the_session_token_is_never_stored_nor_shown_to_agents(daemon: Daemon) -> None:
+    """The token is a bearer secret: whoever presents it reads the chat and writes as the visitor.
+    The store (identities, tickets, messages, inbox) keeps only a digest of it."""
+    chat, welcome = await open_chat(daemon)
+    token = welcome["session"]
+    await chat.send({"type": "message", "client_id": "c1", "text": "کد ملی من ۰۴۹۹۳۷۰۸۹۹"})
+    await chat.expect("ack")
+    await drained(daemon)
+    detail = await only_ticket(daemon)
+    assert token not in json.dumps(detail, ensure_ascii=False)
+    for table, column in (("identities", "value"), ("tickets", "conversation_key"), ("messages", "sender"),
+                          ("inbox", "dedupe_key")):
+        rows = await daemon.store.fetchall(f"SELECT {column} AS v FROM {table}")
+        assert not any(token in (row["v"] or "") for row in rows), table
+    # The visitor still resumes with the token, and sees their history.
+    _, again = await open_chat(daemon, token)
+    assert again["session"] == token and [h["id"] for h in again["history"]][:1] == ["c1"]
+
+
+async def test_a_session_stored_before_tokens_were_digested_still_resumes(daemon: Daemon) -> None:
+    from connectors.webchat.normalise import CHAT_FORMAT, chat_body
+
+    token = "L" * 43  # stored under the raw token, as before the upgrade
+    await daemon.ingest.accept(RawPayload(
+        channel="webchat", connector="webchat", dedupe_key=f"{token}:old1", fmt=CHAT_FORMAT,
+        body=chat_body(token, "old1", "پیام قدیمی", "", "fa"), received_at=datetime.now(UTC),
+        meta={"session": token}))
+    await drained(daemon)
+    chat, welcome = await open_chat(daemon, token)
+    assert welcome["session"] == token and welcome["history"][0]["id"] == "old1"
+    client_id = await chat.message("ادامه")
+    await chat.expect("ack", lambda f: f["client_id"] == client_id)
+    await drained(daemon)
+    (ticket,) = await list_tickets(daemon.store)  # the same conversation, not a new claim
+    await chat.close()

@@ -126,9 +126,16 @@ class InsurerApiConnector(Connector):
                                  delivery_id=outbound.outbox_id, attempt=outbound.attempt)
         status: int | None = None
         try:
-            async with self._session.post(client.webhook_url, data=body, headers=headers) as response:
+            # Redirects are not followed: the endpoint could otherwise steer our signed POST to
+            # any host the daemon can reach (loopback services, a cloud metadata address). A 3xx
+            # is a final failure naming where it pointed; the operator updates the URL.
+            async with self._session.post(client.webhook_url, data=body, headers=headers,
+                                          allow_redirects=False) as response:
                 status = response.status
-                detail = f"HTTP {status}: {(await response.text())[:200]}"
+                if 300 <= status < 400:
+                    detail = f"HTTP {status}: redirect to {response.headers.get('Location', '')[:200]!r} not followed"
+                else:
+                    detail = f"HTTP {status}: {(await response.text())[:200]}"
         except (aiohttp.ClientError, TimeoutError) as exc:
             detail = f"{type(exc).__name__}: {exc}"
         result = delivery_result(status, detail, attempt=outbound.attempt, base=self.settings.retry_base_seconds,

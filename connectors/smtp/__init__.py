@@ -26,6 +26,11 @@ class SmtpSettings(ConnectorSettings):
     port: int = Field(2525, ge=0, le=65535)
     hostname: str = "parvandeh.local"
     max_message_bytes: int = Field(30 * 2**20, ge=1024)
+    # Recipient domains mail is taken for; others get 550 at RCPT (we are nobody's relay, and a
+    # claim opened for mail to someone else's domain sends an acknowledgement to whatever From it
+    # carried: backscatter). Empty: the domains of [claims] own_addresses (any, when none are
+    # configured); ["*"]: any domain, e.g. behind a relay that already filters.
+    accept_domains: list[str] = []
 
 
 # `<local@domain>` with a dot-atom local part and a plain domain: what nearly every MAIL FROM and
@@ -80,9 +85,21 @@ class _ListenerSMTP(SMTP):
 
 
 class _Handler:
-    def __init__(self, connector: SmtpConnector, sink: Sink) -> None:
+    def __init__(self, connector: SmtpConnector, sink: Sink, domains: frozenset[str] | None = None) -> None:
         self.connector = connector
         self.sink = sink
+        self.domains = domains  # None: any
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          rcpt_options: list[str]) -> str:
+        domain = address.rpartition("@")[2].lower().rstrip(".")
+        if self.domains is not None and domain not in self.domains:
+            log.warning("smtp_rcpt_refused", connector=self.connector.name, domain=domain,
+                        peer=str(session.peer[0]) if session.peer else "")
+            return "550 5.7.1 Relaying denied: this server takes mail only for its own domains"
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or b""
@@ -114,7 +131,7 @@ class SmtpConnector(Connector):
 
     async def start(self, sink: Sink) -> None:
         settings: SmtpSettings = self.settings  # type: ignore[assignment]
-        handler = _Handler(self, sink)
+        handler = _Handler(self, sink, self._accepted_domains(settings))
 
         def factory() -> SMTP:
             return _ListenerSMTP(
@@ -129,6 +146,15 @@ class SmtpConnector(Connector):
         self._server = await asyncio.get_running_loop().create_server(factory, settings.host, settings.port)
         self.port: int = self._server.sockets[0].getsockname()[1]
         log.info("smtp_listening", connector=self.name, host=settings.host, port=self.port)
+
+    def _accepted_domains(self, settings: SmtpSettings) -> frozenset[str] | None:
+        if "*" in settings.accept_domains:
+            return None
+        if settings.accept_domains:
+            return frozenset(d.strip().lower().rstrip(".") for d in settings.accept_domains)
+        own = self.context.settings.claims.own_addresses if self.context.settings else []
+        domains = frozenset(a.rpartition("@")[2].strip().lower() for a in own if "@" in a)
+        return domains or None
 
     async def stop(self) -> None:
         server: Any = getattr(self, "_server", None)

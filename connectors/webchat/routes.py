@@ -9,7 +9,6 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from pathlib import PurePosixPath
 from urllib.parse import unquote
 from typing import TYPE_CHECKING
 
@@ -22,6 +21,7 @@ from connectors.base import Sink, StoreUnavailable
 from connectors.webchat import form, pages
 from connectors.webchat.normalise import FORM_CHANNEL, FORM_FORMAT
 from connectors.webchat.origin import origin_allowed, own_hosts
+from ingest.mime import sanitize_filename
 from ingest.records import RawPayload
 
 if TYPE_CHECKING:
@@ -234,10 +234,11 @@ def field_text(data: bytes, charset: str) -> str:
 
 
 def _safe_filename(name: str) -> str:
-    """Only the last path component (some browsers send a full Windows path), at most 200 chars.
+    """Cleaned as mail attachment names are (`sanitize_filename`: the last path component, as some
+    browsers send a full Windows path; no control or bidi-override characters, which turn
+    "gpj.exe" round on an agent's screen; at most 150 characters keeping the extension).
     Browsers percent-encode `"` and line breaks in the name, some clients every non-ASCII byte."""
-    base = PurePosixPath(_valid_text(unquote(name)).replace("\\", "/")).name.strip()
-    return base[-200:] or "attachment"
+    return sanitize_filename(_valid_text(unquote(name)), "attachment")
 
 
 def _valid_text(header_text: str) -> str:

@@ -4,6 +4,7 @@ visitor message acknowledged only once the sink has committed it."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import secrets
 import time
 from collections.abc import Callable
@@ -33,13 +34,21 @@ def new_session_token() -> str:
     return secrets.token_urlsafe(32)
 
 
+def visitor_key(token: str) -> str:
+    """What the store and agents know a chat visitor by: a digest of the session token, never the
+    token itself. The token is a bearer secret (whoever presents it reads the conversation and
+    writes as the visitor), so it must not sit in identities, tickets, exports or agents' screens."""
+    return "v" + hashlib.sha256(token.encode("ascii")).hexdigest()[:32]
+
+
 class _Visitor:
     """One open socket of a session. Replies pushed before its welcome went out wait in
     `pending`, so the visitor always sees the welcome first."""
 
     def __init__(self, ws: ServerConnection, session: str) -> None:
         self.ws = ws
-        self.session = session
+        self.session = session  # the token, only ever sent back to this visitor
+        self.key = visitor_key(session)  # what is stored, and what replies are addressed to
         self.pending: list[dict[str, Any]] | None = []
 
     async def push(self, frame: dict[str, Any]) -> bool:
@@ -97,9 +106,10 @@ class ChatServer:
             self._server.close()
             await self._server.wait_closed()
 
-    async def push(self, session: str, frame: dict[str, Any]) -> int:
-        """Send a frame to every open socket of a session; returns how many it reached."""
-        visitors = list(self._sessions.get(session, ()))
+    async def push(self, key: str, frame: dict[str, Any]) -> int:
+        """Send a frame to every open socket of a session (by its `visitor_key`); returns how
+        many it reached."""
+        visitors = list(self._sessions.get(key, ()))
         reached = await asyncio.gather(*(v.push(frame) for v in visitors))
         return sum(reached)
 
@@ -128,7 +138,7 @@ class ChatServer:
             history = await self._resume(visitor, hello)
             await ws.send(protocol.encode(protocol.welcome(visitor.session, history)))
             await visitor.welcomed()
-            log.info("webchat_session_open", connector=self.connector, session=visitor.session[:8],
+            log.info("webchat_session_open", connector=self.connector, visitor=visitor.key[:9],
                      resumed=visitor.session == hello.session)
             async for raw in ws:
                 await self._on_frame(visitor, hello, raw)
@@ -155,12 +165,19 @@ class ChatServer:
         if hello.session is None or self.history is None:
             return []
         try:
-            rows = await self.history(conversation_key(hello.session), self.history_limit)
+            rows = await self.history(conversation_key(visitor.key), self.history_limit)
+            if not rows:  # a session from before tokens were stored as digests: it keeps its key
+                legacy = await self.history(conversation_key(hello.session), self.history_limit)
+                if legacy:
+                    self._unregister(visitor)
+                    visitor.key, rows = hello.session, legacy
+                    self._register(visitor)
         except StoreUnavailable:
             return None
         if rows and _older_than(rows[-1].get("created_at"), self.session_ttl):
             self._unregister(visitor)
             visitor.session = new_session_token()
+            visitor.key = visitor_key(visitor.session)
             self._register(visitor)
             return []
         return protocol.history_items(rows)
@@ -175,7 +192,7 @@ class ChatServer:
         if isinstance(frame, protocol.Hello):
             await ws.send(protocol.encode(protocol.error("bad_frame", "hello was already received")))
             return
-        retry_after = self.limiter.check(visitor.session, self.clock())
+        retry_after = self.limiter.check(visitor.key, self.clock())
         if retry_after is not None:
             await ws.send(protocol.encode(protocol.error(
                 "rate_limited", "too many messages; wait a moment", frame.client_id, retry_after)))
@@ -183,11 +200,11 @@ class ChatServer:
         payload = RawPayload(
             channel=CHAT_CHANNEL,
             connector=self.connector,
-            dedupe_key=f"{visitor.session}:{frame.client_id}",
+            dedupe_key=f"{visitor.key}:{frame.client_id}",
             fmt=CHAT_FORMAT,
-            body=chat_body(visitor.session, frame.client_id, frame.text.strip(), hello.name, hello.lang),
+            body=chat_body(visitor.key, frame.client_id, frame.text.strip(), hello.name, hello.lang),
             received_at=datetime.now(UTC),
-            meta={"session": visitor.session, "peer": _peer(ws)},
+            meta={"session": visitor.key, "peer": _peer(ws)},
         )
         try:
             await self.sink.accept(payload)
@@ -200,14 +217,14 @@ class ChatServer:
         await ws.send(protocol.encode(protocol.ack(frame.client_id)))
 
     def _register(self, visitor: _Visitor) -> None:
-        self._sessions.setdefault(visitor.session, set()).add(visitor)
+        self._sessions.setdefault(visitor.key, set()).add(visitor)
 
     def _unregister(self, visitor: _Visitor) -> None:
-        visitors = self._sessions.get(visitor.session)
+        visitors = self._sessions.get(visitor.key)
         if visitors is not None:
             visitors.discard(visitor)
             if not visitors:
-                del self._sessions[visitor.session]
+                del self._sessions[visitor.key]
 
 
 def _older_than(created_at: str | None, ttl: timedelta) -> bool:
