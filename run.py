@@ -49,9 +49,38 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     load_policies(settings)  # routing rules, queues, SLA policies, calendar, workflow
+    from ingest.agent_api import agent_api_settings
+
+    agent_api_settings(settings)  # [agent_api]: serve refuses what this lets through otherwise
     instances = ", ".join(f"{name} ({kind})" for kind, name, _ in settings.connector_instances()) or "none"
     print(f"{settings.source}: OK — connectors: {instances}")
+    for warning in _unset_secrets(settings):
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
+
+
+def _unset_secrets(settings: Settings) -> list[str]:
+    """Secrets `serve` will need that this environment does not hold: the file can be right and
+    the daemon still refuse to start, so say so (check-config may run where serve does not)."""
+    import os
+
+    from connectors.twilio.webhook import TOKEN_ENV
+
+    wanted: list[tuple[str, str]] = []  # (key, variable)
+    for kind, name, conf in settings.connector_instances():
+        label = kind if name == kind else f"{kind}[{name}]"
+        skip = {"password_env"} if kind == "outbound_smtp" and not conf.username else set()
+        if kind == "calls" and not conf.pbx:
+            skip.add("secret_env")
+        if kind == "telegram" and conf.mode != "webhook":
+            skip.add("webhook_secret_env")
+        for key, value in conf.model_dump().items():
+            if key.endswith("_env") and key not in skip and isinstance(value, str) and value:
+                wanted.append((f"{label}.{key}", value))
+        if kind == "twilio" or (kind == "calls" and conf.twilio_voice):
+            wanted.append((f"{label} (Twilio auth token)", TOKEN_ENV))
+    return [f"{key}: environment variable {env} is not set here; `serve` needs it (export it first)"
+            for key, env in wanted if not os.environ.get(env)]
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -54,8 +55,17 @@ class ClaimSettings(Section):
 class HttpSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
+    # What channels sign (Twilio): the scheme and host they call, e.g. "https://claims.example.ir".
     public_base_url: str = ""
     max_body_bytes: int = Field(10 * 2**20, ge=1024)
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _absolute_base_url(cls, value: str) -> str:
+        if value and not re.match(r"^https?://[^/\s?#]+(/[^\s?#]*)?$", value):
+            raise ValueError("the URL channels call, with its scheme, such as 'https://claims.example.ir'"
+                             " (no query); Twilio's signatures are checked against it")
+        return value
 
 
 class IngestSettings(Section):
@@ -133,9 +143,11 @@ def _format_validation_error(prefix: str, exc: ValidationError, overridden: Mapp
 
 
 def _apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, str]:
-    """PARVANDEH__SECTION__KEY=value overrides one scalar key; the value is parsed as TOML when
-    it can be (numbers, booleans, arrays) and taken as a string otherwise. Returns the keys set
-    ("section.key") and the variables that set them."""
+    """PARVANDEH__SECTION__KEY=value overrides one scalar key. An array or inline table (and a
+    quoted TOML string) is parsed as TOML; anything else is kept as the text it is, and the key's
+    schema converts it ("2526" to a port number, "true" to a boolean), so that a phone number
+    "+982100000000", a numeric Telegram chat id or user name stays the string it is. Returns the
+    keys set ("section.key") and the variables that set them."""
     overridden: dict[str, str] = {}
     for name, raw in environ.items():
         if not name.startswith(ENV_PREFIX):
@@ -143,10 +155,14 @@ def _apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> di
         path = name[len(ENV_PREFIX):].lower().split("__")
         if len(path) < 2 or not all(path):
             raise ConfigError(f"{name}: expected PARVANDEH__SECTION__KEY")
+        value: Any = raw
         try:
-            value: Any = tomllib.loads(f"v = {raw}")["v"]
+            parsed = tomllib.loads(f"v = {raw}")["v"]
         except tomllib.TOMLDecodeError:
-            value = raw
+            pass
+        else:
+            if isinstance(parsed, (str, list, dict)):
+                value = parsed
         node = data
         for part in path[:-1]:
             child = node.setdefault(part, {})
@@ -187,8 +203,16 @@ def load_settings(
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such configuration file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory; expected a TOML configuration file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 (byte {exc.object[exc.start]:#04x} at offset {exc.start});"
+                          " expected a TOML file saved as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    in_file = set(data)
     overridden = _apply_env_overrides(data, environ)
 
     core: dict[str, Any] = {}
@@ -215,6 +239,12 @@ def load_settings(
             known = sorted([*CORE_SECTIONS, *EXTRA_SECTIONS, *schemas])
             problems.append(f"{key}: unknown section; expected one of {', '.join(known)}")
             continue
+        if key not in in_file:
+            # A connector runs when its table is present: an override must not switch one on.
+            names = ", ".join(sorted(v for k, v in overridden.items() if k.split(".")[0] == key))
+            problems.append(f"{key} (from {names}): there is no [{key}] table in the file; an environment"
+                            f" override changes a connector's key but does not add the connector: add [{key}]")
+            continue
         try:
             instances = _connector_tables(key, table)
         except ConfigError as exc:
@@ -236,7 +266,7 @@ def load_settings(
 
 # Sections validated by other parts of the daemon (routing rules, SLA policies, agents...):
 # kept raw here and checked by their owners in check-config.
-EXTRA_SECTIONS = frozenset({"routing", "sla", "queues", "agents", "workflow", "calendar", "agent_api"})
+EXTRA_SECTIONS = frozenset({"routing", "sla", "queues", "workflow", "calendar", "agent_api"})
 
 
 def secret_from_env(env_name: str, environ: Mapping[str, str] | None = None) -> str:

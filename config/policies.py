@@ -159,6 +159,8 @@ def _first_error(exc: ValidationError) -> str:
     key = ".".join(str(p) for p in err["loc"])
     if err["type"] == "missing":
         return f"{key}: missing; it is required"
+    if err["type"] == "extra_forbidden":
+        return f"{key}: unknown key (value {err.get('input')!r}); check the spelling against the documented keys"
     return f"{key} = {err.get('input')!r}: expected {err['msg'].removeprefix('Input should be ')}"
 
 
@@ -299,6 +301,10 @@ def load_policies(settings: Settings) -> Policies:
     workflow = extra.get("workflow", {})
     if not isinstance(workflow, dict):
         raise ConfigError(f"workflow = {workflow!r}: expected [[workflow.rules]] tables")
+    unknown = set(workflow) - {"rules", "templates"}
+    if unknown:
+        raise ConfigError(f"workflow.{sorted(unknown)[0]}: unknown key; expected rules ([[workflow.rules]]) or "
+                          "templates ([workflow.templates.NAME])")
     wf_lines = header_lines(text, "workflow.rules")
     wf_raw = workflow.get("rules", [])
     if not isinstance(wf_raw, list):

@@ -12,6 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 from textual.app import App
 from textual.binding import Binding
 from textual.message import Message
+from websockets.exceptions import InvalidURI
 
 from console.client import AgentClient, ApiRequestError, AuthenticationError
 from console.commands import ConsoleCommands
@@ -86,8 +87,9 @@ class ConsoleApp(App[None]):
 
         try:
             await self.client.connect()
-        except (AuthenticationError, OSError) as exc:
-            self.exit(message=f"cannot log in to the agent API: {exc}")
+        except (AuthenticationError, OSError, InvalidURI) as exc:
+            # Not 0: a script or service manager must see that the console never logged in.
+            self.exit(return_code=1, message=f"cannot log in to the agent API: {exc}")
             return
         self.connection = "connected"
         server_now = parse_time(self.client.server_now)

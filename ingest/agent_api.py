@@ -99,9 +99,9 @@ def agent_api_settings(settings: Settings) -> AgentApiSettings:
     try:
         return AgentApiSettings(**settings.extra.get("agent_api", {}))
     except ValidationError as exc:
-        err = exc.errors()[0]
-        key = ".".join(["agent_api", *(str(p) for p in err["loc"])])
-        raise ConfigError(f"{key} = {err.get('input')!r}: expected {err['msg']}") from None
+        from config.loader import _format_validation_error
+
+        raise ConfigError(f"{settings.source}:\n" + _format_validation_error("agent_api", exc, {})) from None
 
 
 class ApiError(Exception):

@@ -15,7 +15,7 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
-from config.loader import Settings
+from config.loader import ConfigError, Settings
 from config.policies import load_policies
 from connectors.base import Connector, ConnectorContext
 from connectors.http_front import install_http_front
@@ -137,8 +137,11 @@ class Daemon:
         self._lock_fd = fd
 
     async def start(self) -> None:
-        self._lock_store()
-        await self.store.open()
+        try:
+            self._lock_store()
+            await self.store.open()
+        except OSError as exc:  # a directory that cannot be created or written
+            raise StartError(f"[store] path {self.settings.store.path}: {exc}") from exc
         await self.sla.start()
         await self.ingest.start()
         for name, connector in self.connectors.items():
@@ -150,11 +153,17 @@ class Daemon:
             log.info("connector_started", connector=name, kind=connector.kind)
         await self.outbox.start()
         await self.attachments.start()
-        await self.agent_api.start()
+        try:
+            await self.agent_api.start()
+        except OSError as exc:
+            raise StartError(f"[agent_api] host/port: {exc}") from exc
         self._http_runner = web.AppRunner(self.http_app, access_log=None)
         await self._http_runner.setup()
         site = web.TCPSite(self._http_runner, self.settings.http.host, self.settings.http.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            raise StartError(f"[http] host/port {self.settings.http.host}:{self.settings.http.port}: {exc}") from exc
         self.http_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         log.info("daemon_started", http_port=self.http_port, connectors=sorted(self.connectors),
                  event_loop=type(asyncio.get_running_loop()).__module__.split(".")[0])
@@ -201,7 +210,13 @@ async def serve(settings: Settings) -> int:
     except Exception as exc:
         # Stop what did start (threads, listeners): left running, they kept the process alive,
         # deaf to SIGTERM, and a service manager never saw it fail.
-        log.exception("daemon_start_failed", error=str(exc))
+        # What the operator can fix (a secret not exported, a port in use) is one clear line; a
+        # traceback is for our own bugs.
+        operator_fault = isinstance(exc.__cause__ if isinstance(exc, StartError) else exc, (ConfigError, OSError))
+        if operator_fault or (isinstance(exc, StartError) and exc.__cause__ is None):
+            log.error("daemon_start_failed", error=str(exc))
+        else:
+            log.exception("daemon_start_failed", error=str(exc))
         await daemon.stop()
         return 1
     tune_garbage_collector()

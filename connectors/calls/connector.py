@@ -85,7 +85,13 @@ class CallsConnector(Connector):
                                   "expected the shared secret the PBX signs call records with (or set pbx = false)")
             router.add_post(f"/webhooks/calls{suffix}", self._on_pbx)
         if settings.twilio_voice:
-            self._twilio = TwilioWebhook(auth_token(self.name), self.context.settings.http.public_base_url)
+            try:
+                token = auth_token(self.name)
+            except ConfigError as exc:
+                # twilio_voice is on by default: a PBX-only firm must learn how to turn it off.
+                raise ConfigError(f"{exc} for twilio_voice = true (Twilio Voice call callbacks);"
+                                  " set twilio_voice = false if calls come only from a PBX") from None
+            self._twilio = TwilioWebhook(token, self.context.settings.http.public_base_url)
             router.add_post(f"/webhooks/twilio/calls{suffix}", self._on_twilio)
         log.info("calls_webhooks_mounted", connector=self.name, pbx=settings.pbx, twilio_voice=settings.twilio_voice)
 
