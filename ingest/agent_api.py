@@ -53,7 +53,7 @@ from ingest.contacts import (
     split_identity,
     undo_merge,
 )
-from ingest.analysis import message_search_body, search_key
+from ingest.analysis import fts_match, message_search_body, search_key
 from ingest.persian import search_terms
 from ingest.reports import build_report, parse_day, period_bounds
 from ingest.routing_hooks import set_agent_status, update_agent
@@ -606,8 +606,7 @@ class AgentApi:
             identities.append(("email", email))
         if sum(c.isdigit() for c in text) >= 7 and (phone := normalize_phone(text.strip())):
             identities.append(("phone", phone))
-        terms = search_terms(search_key(text))
-        match = " ".join(f'"{t}"*' for t in terms)
+        match = fts_match(search_terms(search_key(text)))
         refs = await queries.search_ticket_refs(
             self.store, refs=find_claim_refs(text, self.ctx.reference_prefix), identities=identities,
             match=match, queues=agent.visible_queues(), limit=self._limit(request, 50, self.conf.max_page),

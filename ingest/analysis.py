@@ -53,6 +53,45 @@ def search_key(text: str) -> str:
     return letters_apart_from_digits(normalize_for_matching(text))
 
 
+# Affixes Persian writers attach with a half-space, with nothing, or with a full space
+# ("می‌خواهم", "میخواهم", "می خواهم"; "پرونده‌ها", "پرونده ها"). The index drops the half-space,
+# so the first two are one word there and the third is two: a query matches either form.
+_PREFIXES = ("نمی", "می")
+_SUFFIXES = ("هایی", "های", "ها", "ترین", "تر")
+_MIN_STEM = 2  # "میز" is not می + ز
+
+
+def _split_form(term: str) -> tuple[str, str] | None:
+    """The two words `term` is when its affix is written apart, if it carries one."""
+    for prefix in _PREFIXES:
+        if term.startswith(prefix) and len(term) - len(prefix) >= _MIN_STEM:
+            return prefix, term[len(prefix):]
+    for suffix in _SUFFIXES:
+        if term.endswith(suffix) and len(term) - len(suffix) >= _MIN_STEM:
+            return term[:-len(suffix)], suffix
+    return None
+
+
+def fts_match(terms: list[str]) -> str:
+    """An FTS5 expression finding every term (as a word prefix), each in both spellings of its
+    affix: joined ("میخواهم") or apart ("می خواهم"), whichever the query and the text used."""
+    groups: list[str] = []
+    i = 0
+    while i < len(terms):
+        term = terms[i]
+        following = terms[i + 1] if i + 1 < len(terms) else ""
+        if following and (term in _PREFIXES or following in _SUFFIXES):
+            apart, joined, i = f'"{term} {following}"*', f'"{term}{following}"*', i + 2
+        elif (split := _split_form(term)) is not None:
+            apart, joined, i = f'"{split[0]} {split[1]}"*', f'"{term}"*', i + 1
+        else:
+            groups.append(f'"{term}"*')
+            i += 1
+            continue
+        groups.append(f"({joined} OR {apart})")
+    return " ".join(groups)
+
+
 def _joined(*folded: str) -> str:
     # normalize_for_matching of texts joined by whitespace is their keys joined by one space:
     # nothing it does reaches across whitespace. So a key computed once serves twice.

@@ -237,11 +237,20 @@ def _continuity_ticket(tx: Tx, msg: InboundMessage, contact_id: int, window: tim
         if row:
             return row["id"]
     row = tx.one(
-        "SELECT id FROM tickets WHERE contact_id = ? AND updated_at >= ? AND status != 'closed'"
+        "SELECT id, insurer FROM tickets WHERE contact_id = ? AND updated_at >= ? AND status != 'closed'"
         " ORDER BY updated_at DESC LIMIT 1",
         (contact_id, since),
     )
-    return row["id"] if row else None
+    if row is None:
+        return None
+    if row["insurer"] and tx.one(
+        "SELECT 1 FROM tickets WHERE contact_id = ? AND updated_at >= ? AND status != 'closed' AND insurer != ?"
+        " LIMIT 1", (contact_id, since, row["insurer"])):
+        # The person has open claims of other owners too: a message naming none of them is not
+        # guessed into an insurer's claim (that insurer would read it through its API; an insurer
+        # filing a claim that names someone must not read what they write about another claim).
+        return None
+    return row["id"]
 
 
 def _next_claim_ref(tx: Tx, prefix: str) -> str:

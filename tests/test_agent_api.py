@@ -350,6 +350,22 @@ async def test_search_is_persian_normalised_and_finds_refs_and_phones_in_any_for
     assert await found("zzz-no-such") == []
 
 
+async def test_search_finds_persian_words_whatever_separates_their_affix(harness: Harness) -> None:
+    half = await harness.mail(subject="درخواست", body="من می\u200cخواهم پرونده\u200cها را ببینم", sender="a@example.com")
+    apart = await harness.mail(subject="پیگیری", body="نمی توانم مدارک ها را بفرستم", sender="b@example.com")
+    agent = await harness.client(await harness.agent("sara"))
+    await harness.api.index_caught_up()
+
+    async def found(query: str) -> list[str]:
+        return [t["reference"] for t in (await agent.request("search", query=query))["tickets"]]
+
+    for query in ("می خواهم", "می\u200cخواهم", "میخواهم", "پرونده ها", "پرونده\u200cها"):
+        assert await found(query) == [half], query
+    for query in ("نمی توانم", "نمی\u200cتوانم", "نمیتوانم", "مدارک\u200cها", "مدارکها"):
+        assert await found(query) == [apart], query
+    assert await found("میز") == []
+
+
 async def test_messages_missing_from_the_search_index_are_indexed_when_the_api_starts(harness: Harness) -> None:
     ref = await harness.mail(subject="خسارت بدنه", body="کارشناس")
     agent = await harness.client(await harness.agent("sara"))

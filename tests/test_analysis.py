@@ -43,3 +43,14 @@ def test_letters_are_split_from_digits_at_every_boundary(text: str) -> None:
 
 def test_plates_and_refs_split_into_searchable_parts() -> None:
     assert search_key("پلاک ۲۲ی۴۵۶ pv1405") == "پلاک 22 ی 456 pv 1405"
+
+
+def test_fts_match_offers_both_spellings_of_a_detachable_affix() -> None:
+    from ingest.analysis import fts_match
+    assert fts_match(["خسارت", "خودرو"]) == '"خسارت"* "خودرو"*'
+    assert fts_match(["می", "خواهم"]) == '("میخواهم"* OR "می خواهم"*)'
+    assert fts_match(["میخواهم"]) == '("میخواهم"* OR "می خواهم"*)'
+    assert fts_match(["پرونده", "ها", "کو"]) == '("پروندهها"* OR "پرونده ها"*) "کو"*'
+    assert fts_match(["میز", "تر"]) == '("میزتر"* OR "میز تر"*)'
+    assert fts_match(["میز"]) == '"میز"*'  # a stem of one letter is no stem
+    assert fts_match([]) == ""

@@ -24,7 +24,7 @@ from connectors.http_front import verify_hmac_sha256
 from connectors.standins.smtp_sink import SmtpSink
 from ingest.apply import TicketActionError, change_status, merge_tickets
 from ingest.insurers import create_insurer
-from ingest.queries import ticket_detail
+from ingest.queries import list_tickets, ticket_detail
 from ingest.reports import build_report
 from tests.conftest import refuse_writes
 from tests.mailgen import mail
@@ -302,6 +302,25 @@ async def test_policyholders_later_email_lands_on_the_claim(api: Api) -> None:
     assert [m["channel"] for m in detail["messages"] if m["direction"] == "in"] == ["api", "email"]
     _, _, view = await api.call("GET", f"/claims/{claim['reference']}")
     assert view["messages"][-1]["from"] == "policyholder"
+
+
+async def test_a_message_naming_no_claim_is_not_guessed_into_one_insurers_claim_among_others(api: Api) -> None:
+    daemon = api.daemon  # type: ignore[attr-defined]
+    _, _, asia = await api.call("POST", "/claims", body=filing("ASIA-1"))
+    _, _, dana = await api.call("POST", "/claims", "dana", body=filing("DANA-1"))  # names the same person
+    message = mail(sender="ali.rezaei@example.com", subject="about my car", body="my IBAN is IR12...")
+
+    def deliver() -> None:
+        with smtplib.SMTP("127.0.0.1", daemon.connectors["smtp"].port, timeout=10) as smtp:
+            smtp.send_message(message, from_addr="ali.rezaei@example.com", to_addrs=["claims@parvandeh.test"])
+
+    await asyncio.to_thread(deliver)
+    await daemon.ingest.drained()
+    for ref, insurer in ((asia["reference"], "asia"), (dana["reference"], "dana")):
+        _, _, view = await api.call("GET", f"/claims/{ref}", insurer)
+        assert all("IBAN" not in m["text"] for m in view["messages"]), insurer
+    tickets = await list_tickets(daemon.store)
+    assert len(tickets) == 3  # a ticket of its own, for an agent to place
 
 
 # -- webhooks ---------------------------------------------------------------------------------
