@@ -161,7 +161,10 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
         remaining = {row["inbox_id"] for row in await queries.list_quarantine(store)}
         ok = [i for i in retried if i not in remaining]
         print(f"retried {len(retried)}: {len(ok)} processed, {len(retried) - len(ok)} quarantined again")
-        return 0 if len(ok) == len(retried) else 1
+        not_quarantined = sorted(set(args.ids or ()) - set(retried))
+        if not_quarantined:  # a mistyped id must not read as success
+            print(f"not quarantined (nothing to retry): {', '.join(map(str, not_quarantined))}", file=sys.stderr)
+        return 0 if len(ok) == len(retried) and not not_quarantined else 1
 
     return asyncio.run(_with_store(settings, work))
 

@@ -208,6 +208,8 @@ async def test_unprocessable_message_is_quarantined_listed_and_retried(make_daem
     assert json.loads(after.stdout)["quarantined"] == []
     listed = await asyncio.to_thread(run_cli, "tickets", "list", "--json", "--config", config)
     assert len(listed.stdout.splitlines()) == 1
+    again = await asyncio.to_thread(run_cli, "quarantine", "retry", str(entry["inbox_id"]), "--config", config)
+    assert again.returncode == 1 and f"not quarantined (nothing to retry): {entry['inbox_id']}" in again.stderr
 
 
 async def test_every_corpus_mail_is_stored_or_quarantined_never_lost(make_daemon: Any) -> None:
