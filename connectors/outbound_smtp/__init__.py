@@ -4,13 +4,14 @@ In-Reply-To/References and carrying our Message-ID and the claim reference in th
 from __future__ import annotations
 
 import asyncio
+import re
 import smtplib
 import ssl
 from email.message import EmailMessage
-from email.utils import formataddr, format_datetime, localtime
+from email.utils import formataddr, format_datetime, localtime, parseaddr
 
 import structlog
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from config.loader import secret_from_env
 from connectors.base import Connector, ConnectorSettings, Sink
@@ -30,6 +31,14 @@ class OutboundSmtpSettings(ConnectorSettings):
     starttls: bool = False
     ssl: bool = False
     timeout_seconds: float = Field(30, gt=0)
+
+    @field_validator("from_address")
+    @classmethod
+    def _an_address(cls, value: str) -> str:
+        # Every reply and acknowledgement carries it: a typo here bounces all of them at the relay.
+        if parseaddr(value)[1] != value.strip() or not re.fullmatch(r"[^@\s]+@[^@\s]+", value.strip()):
+            raise ValueError("a bare address such as 'claims@example.ir' (the name goes in from_name)")
+        return value.strip()
 
 
 def build_email(out: OutboundMessage, settings: OutboundSmtpSettings) -> EmailMessage:
