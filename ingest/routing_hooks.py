@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, get_args
+from zoneinfo import ZoneInfo
 
 import structlog
 from persiantools.jdatetime import JalaliDateTime
@@ -33,6 +34,7 @@ from ingest.persian import looks_persian
 from ingest.records import InboundMessage
 from ingest.store import Tx, iso
 from router.assignment import AgentState, AgentStatus, AssignedTicket, choose_agent, tickets_to_reassign
+from router.calendar import zone_label
 from router.rules import RoutingFacts, raise_priority, route
 from router.sla import Pause, SlaClock, SlaPolicy, mark_met, pause, resume, select_policy, start_clock
 from router.sla import due_at as sla_due_at
@@ -473,7 +475,7 @@ class RoutingHooks:
 _FA_WEEKDAYS = ("دوشنبه", "سه‌شنبه", "چهارشنبه", "پنجشنبه", "جمعه", "شنبه", "یکشنبه")  # Monday first
 
 
-def format_due(moment: datetime, persian: bool, tz: Any) -> str:
+def format_due(moment: datetime, persian: bool, tz: ZoneInfo) -> str:
     """"تا ساعت 11:50 روز شنبه 10 آذر 1405" (Jalali; the template turns digits Persian) or
     "by 11:50 on Saturday 1 December 2026 (Tehran time)"."""
     local = moment.astimezone(tz)
@@ -482,7 +484,7 @@ def format_due(moment: datetime, persian: bool, tz: Any) -> str:
         month = jalali.strftime("%B", locale="fa")
         return (f"تا ساعت {local:%H:%M} روز {_FA_WEEKDAYS[local.weekday()]} "
                 f"{jalali.day} {month} {jalali.year}")
-    return f"by {local:%H:%M} on {local:%A} {local.day} {local:%B %Y} (Tehran time)"
+    return f"by {local:%H:%M} on {local:%A} {local.day} {local:%B %Y} ({zone_label(tz)})"
 
 
 # -- status hook and agents -------------------------------------------------------------------

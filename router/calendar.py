@@ -224,3 +224,8 @@ def _utc(moment: datetime) -> datetime:
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError(f"expected a timezone-aware datetime, got naive {moment.isoformat()}")
     return moment.astimezone(UTC)
+
+
+def zone_label(tz: ZoneInfo) -> str:
+    """ "Tehran time" for Asia/Tehran: how a time shown to customers and agents names its zone."""
+    return f"{str(tz.key).rsplit('/', 1)[-1].replace('_', ' ')} time"

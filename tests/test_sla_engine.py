@@ -488,3 +488,10 @@ async def test_the_queue_overview_judges_risk_by_the_sla_clock_not_wall_clock_mi
     assert await risk() == (1, 0)
     clock.now = datetime(2026, 11, 26, 12, 0, tzinfo=TEHRAN).astimezone(UTC)
     assert await risk() == (1, 1)
+
+
+def test_the_english_due_time_names_the_calendars_own_zone() -> None:
+    from ingest.routing_hooks import format_due
+    due = datetime(2026, 11, 28, 9, 30, tzinfo=UTC)
+    assert format_due(due, False, TEHRAN) == "by 13:00 on Saturday 28 November 2026 (Tehran time)"
+    assert format_due(due, False, ZoneInfo("Asia/Dubai")) == "by 13:30 on Saturday 28 November 2026 (Dubai time)"

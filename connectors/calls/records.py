@@ -33,6 +33,7 @@ from zoneinfo import ZoneInfo
 from multidict import MultiDict
 
 from connectors.twilio.webhook import parse_form
+from router.calendar import zone_label
 from ingest.records import AttachmentData, Identity, InboundMessage, RawPayload
 from router.identity import normalize_phone
 
@@ -179,11 +180,6 @@ def format_duration(seconds: int) -> str:
     parts = [f"{hours} h" if hours else "", f"{minutes} min" if minutes else "",
              f"{secs} s" if secs or not (hours or minutes) else ""]
     return " ".join(p for p in parts if p)
-
-
-def zone_label(tz: ZoneInfo) -> str:
-    """ "Tehran time" for Asia/Tehran."""
-    return f"{str(tz.key).rsplit('/', 1)[-1].replace('_', ' ')} time"
 
 
 def call_text(record: CallRecord, when: datetime, tz: ZoneInfo) -> str:
