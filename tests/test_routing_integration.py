@@ -174,7 +174,7 @@ def test_the_shipped_default_config_has_valid_policies() -> None:
     from connectors.registry import settings_schemas
 
     policies = load_policies(load_settings(None, environ={}, connector_schemas=settings_schemas()))
-    assert [r.name for r in policies.workflow] == ["documents-reminder", "documents-timeout"]
+    assert [r.name for r in policies.workflow] == ["documents-arrived", "documents-reminder", "documents-timeout"]
     assert policies.sla_policy("standard") is not None
 
 
