@@ -48,6 +48,7 @@ def config(tmp: Path) -> Path:
 host = "127.0.0.1"
 port = 0
 rate_limit_per_minute = 0
+new_sessions_per_ip_per_minute = 0
 """, acknowledge=True)
 
 

@@ -133,6 +133,9 @@ poll_timeout_seconds = 10
 [webchat]
 host = "127.0.0.1"
 port = 0
+# Every simulated visitor comes from loopback: the per-address abuse limits would soon stop them.
+new_sessions_per_ip_per_minute = 0
+forms_per_ip_per_hour = 0
 
 [insurer_api]
 

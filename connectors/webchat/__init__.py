@@ -18,6 +18,9 @@ server → {"type": "reply", "id", "text", "at"}  an agent's reply, pushed to ev
 server → {"type": "error", "code", "detail", "client_id"?, "retry_after"?}  codes:
     bad_json, bad_frame, hello_required, too_long (the message is dropped: don't resend),
     rate_limited and unavailable (not stored: resend the same client_id after retry_after s).
+    A hello that would start a new session when its client address has started
+    `new_sessions_per_ip_per_minute` already gets rate_limited (no client_id, retry_after) and the
+    socket is closed (1013, try again later); a resumed session is never refused.
 A page whose Origin is not allowed gets HTTP 403 at the handshake (see `origin.py`).
 
 Delivery of agent replies: a reply is "delivered" (DeliveryResult ok) whether or not the visitor
@@ -25,7 +28,8 @@ has the page open, because the conversation history is the durable copy: a visit
 sees it on the next visit. The detail says which ("pushed to N" / "visitor offline").
 
 HTTP pages on the shared front: GET /webchat/widget.js, /webchat/widget.css, /webchat/ (a page
-embedding the widget; ?lang=en), GET and POST /webform (the claim form; see `routes.py`).
+embedding the widget; ?lang=en), GET and POST /webform (the claim form; see `routes.py`; more
+than `forms_per_ip_per_hour` POSTs from one client address get HTTP 429 with Retry-After).
 """
 
 from __future__ import annotations
@@ -33,10 +37,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import structlog
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from connectors.base import Connector, ConnectorSettings, Sink
 from connectors.webchat import protocol
+from connectors.webchat.clientaddr import HEADERS, ClientAddress, parse_networks
 from connectors.webchat.normalise import (
     CHAT_CHANNEL, CHAT_FORMAT, FORM_FORMAT, normalise_chat_message, normalise_form_submission,
 )
@@ -59,6 +64,14 @@ class WebchatSettings(ConnectorSettings):
     # Longest chat message, and longest form description, in characters.
     max_message_chars: int = Field(4000, ge=1, le=100_000)
     rate_limit_per_minute: int = Field(30, ge=0)  # chat messages per session; 0 = unlimited
+    # Per client address (see clientaddr.py); 0 = unlimited. A resumed session is not new.
+    new_sessions_per_ip_per_minute: int = Field(10, ge=0)
+    forms_per_ip_per_hour: int = Field(20, ge=0)  # every POST /webform, answered or refused
+    # Behind a reverse proxy: the header carrying the visitor's address ("X-Forwarded-For" or
+    # "X-Real-IP"), read only on requests whose peer is in `trusted_proxies` (addresses or
+    # networks). "" = the socket peer is the client.
+    trusted_proxy_header: str = ""
+    trusted_proxies: list[str] = ["127.0.0.1", "::1"]
     # A session idle longer than this is not resumed: the visitor starts a new one.
     session_ttl_hours: float = Field(720, gt=0)
     history_limit: int = Field(50, ge=0, le=1000)  # messages shown after a reload
@@ -66,6 +79,30 @@ class WebchatSettings(ConnectorSettings):
     form_max_files: int = Field(5, ge=0, le=100)
     # How long the form's answer waits for the ticket, to show its reference.
     form_reference_wait_seconds: float = Field(5.0, ge=0, le=60)
+
+
+    @field_validator("trusted_proxy_header")
+    @classmethod
+    def _known_header(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            return ""
+        for header in HEADERS:
+            if value.lower() == header.lower():
+                return header
+        raise ValueError(f"must be \"\" or one of {', '.join(HEADERS)}, not {value!r}")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        try:
+            parse_networks(value)
+        except ValueError as exc:
+            raise ValueError(f"each entry must be an IP address or network (e.g. \"10.0.0.0/8\"): {exc}") from None
+        return value
+
+    def client_address(self) -> ClientAddress:
+        return ClientAddress(self.trusted_proxy_header, self.trusted_proxies)
 
 
 class WebchatConnector(Connector):
@@ -88,6 +125,7 @@ class WebchatConnector(Connector):
             history=self.context.history, allowed_origins=settings.allowed_origins, public_base_url=public_base_url,
             max_chars=settings.max_message_chars, rate_limit_per_minute=settings.rate_limit_per_minute,
             session_ttl=timedelta(hours=settings.session_ttl_hours), history_limit=settings.history_limit,
+            new_sessions_per_minute=settings.new_sessions_per_ip_per_minute, client_address=settings.client_address(),
         )
         await self._chat.start()
         self.port = self._chat.port

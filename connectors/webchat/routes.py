@@ -21,7 +21,9 @@ from connectors.base import Sink, StoreUnavailable
 from connectors.webchat import form, pages
 from connectors.webchat.normalise import FORM_CHANNEL, FORM_FORMAT
 from connectors.webchat.origin import origin_allowed, own_hosts
+from connectors.webchat.ratelimit import RateLimiter, retry_after_header
 from ingest.mime import sanitize_filename
+from ingest.persian import persian_digits
 from ingest.records import RawPayload
 
 if TYPE_CHECKING:
@@ -53,6 +55,10 @@ class WebchatRoutes:
         self.sink = sink
         self.ws_port = ws_port
         self.ticket_for_inbox = ticket_for_inbox
+        self.client_address = settings.client_address()
+        # Every POST counts, valid or not, stored or a duplicate: counted before the body is
+        # read, so parallel posts cannot all pass before the first is recorded.
+        self.form_limiter = RateLimiter(settings.forms_per_ip_per_hour, window=3600.0)
 
     def mount(self, app: web.Application) -> None:
         app.router.add_get("/webchat/widget.js", self._static("widget.js", "text/javascript"))
@@ -110,6 +116,11 @@ class WebchatRoutes:
             bound.warning("webform_origin_refused", origin=origin)
             return self._notice(403, "درخواست پذیرفته نشد", "این فرم فقط از صفحهٔ خود این سایت پذیرفته می‌شود.",
                                 "This form is only accepted from this site's own page.")
+        header = self.client_address.header
+        client = self.client_address.key(request.remote, request.headers.getall(header, []) if header else [])
+        retry_after = self.form_limiter.check(client, time.monotonic())
+        if retry_after is not None:
+            return self._too_many(bound, client, retry_after)
         limit = self.settings.form_max_upload_bytes
         body_limit = form_body_limit(limit, request.client_max_size)
         if request.content_length is not None and request.content_length > body_limit:
@@ -135,6 +146,17 @@ class WebchatRoutes:
         return self._notice(413, "پیوست‌ها بیش از حد بزرگ‌اند",
                             f"حجم پیوست‌ها روی هم حداکثر {pages.megabytes(self.settings.form_max_upload_bytes)} است.",
                             "The attachments are larger than allowed; nothing was stored.")
+
+    def _too_many(self, bound: FilteringBoundLogger, client: str, retry_after: float) -> web.Response:
+        bound.warning("webform_rate_limited", client=client, limit=self.settings.forms_per_ip_per_hour,
+                      retry_after=round(retry_after))
+        minutes = max(1, -(-int(retry_after) // 60))
+        response = self._notice(429, "تعداد فرم‌ها بیش از حد مجاز است",
+                                f"در یک ساعت گذشته از نشانی اینترنتی (IP) شما فرم‌های زیادی فرستاده شده و این فرم ثبت نشد؛ لطفاً {persian_digits(str(minutes))} دقیقهٔ دیگر دوباره بفرستید.",
+                                f"Too many forms were sent from this address in the last hour; nothing was stored. "
+                                f"Please try again in {minutes} minute(s).")
+        response.headers["Retry-After"] = retry_after_header(retry_after)
+        return response
 
     async def _read(self, request: web.Request, limit: int,
                     body_limit: int) -> tuple[dict[str, str], list[form.Upload]]:

@@ -19,6 +19,7 @@ from websockets.http11 import Request, Response
 
 from connectors.base import HistoryProvider, Sink, StoreUnavailable
 from connectors.webchat import protocol
+from connectors.webchat.clientaddr import ClientAddress
 from connectors.webchat.normalise import CHAT_CHANNEL, CHAT_FORMAT, chat_body, conversation_key
 from connectors.webchat.origin import origin_allowed, own_hosts
 from connectors.webchat.ratelimit import RateLimiter
@@ -27,6 +28,7 @@ from ingest.records import RawPayload
 log = structlog.get_logger(__name__)
 
 HELLO_TIMEOUT = 30.0
+TRY_AGAIN_LATER = 1013  # websocket close code: the server refuses for now, come back later
 UNAVAILABLE_RETRY_AFTER = 5.0
 
 
@@ -71,7 +73,8 @@ class ChatServer:
     def __init__(
         self, *, connector: str, host: str, port: int, sink: Sink, history: HistoryProvider | None,
         allowed_origins: list[str], public_base_url: str, max_chars: int, rate_limit_per_minute: int,
-        session_ttl: timedelta, history_limit: int, clock: Callable[[], float] = time.monotonic,
+        session_ttl: timedelta, history_limit: int, new_sessions_per_minute: int = 0,
+        client_address: ClientAddress | None = None, clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.connector = connector
         self.host = host
@@ -85,6 +88,10 @@ class ChatServer:
         self.history_limit = history_limit
         self.clock = clock
         self.limiter = RateLimiter(rate_limit_per_minute)
+        # New sessions per client address: a new session costs a visitor nothing, so without
+        # this the per-session message limit is no limit at all.
+        self.session_limiter = RateLimiter(new_sessions_per_minute)
+        self.client_address = client_address or ClientAddress("", ())
         self._sessions: dict[str, set[_Visitor]] = {}
         self._server: Server | None = None
         self.port = 0
@@ -132,10 +139,13 @@ class ChatServer:
         except (TimeoutError, ConnectionClosed):
             return
         visitor = _Visitor(ws, hello.session or new_session_token())
+        open_elsewhere = visitor.key in self._sessions
         # Registered before the history read, so a reply sent meanwhile is held, not lost.
         self._register(visitor)
         try:
-            history = await self._resume(visitor, hello)
+            history, new = await self._resume(visitor, hello, open_elsewhere)
+            if new and not await self._may_start_session(ws, hello):
+                return
             await ws.send(protocol.encode(protocol.welcome(visitor.session, history)))
             await visitor.welcomed()
             log.info("webchat_session_open", connector=self.connector, visitor=visitor.key[:9],
@@ -160,10 +170,33 @@ class ChatServer:
             await ws.send(protocol.encode(protocol.error(
                 "hello_required", "send a hello frame first", frame.client_id)))
 
-    async def _resume(self, visitor: _Visitor, hello: protocol.Hello) -> list[dict[str, Any]] | None:
-        """The session's history; a session idle longer than the TTL is replaced by a new one."""
-        if hello.session is None or self.history is None:
-            return []
+    async def _may_start_session(self, ws: ServerConnection, hello: protocol.Hello) -> bool:
+        """Counts a new session against its client address; past the limit the visitor gets
+        `rate_limited` and the socket is closed, before anything could be stored."""
+        header = self.client_address.header
+        forwarded = ws.request.headers.get_all(header) if header and ws.request is not None else []
+        client = self.client_address.key(_peer(ws), forwarded)
+        retry_after = self.session_limiter.check(client, self.clock())
+        if retry_after is None:
+            return True
+        log.warning("webchat_new_session_refused", connector=self.connector, client=client,
+                    token_sent=hello.session is not None, retry_after=round(retry_after, 1))
+        await ws.send(protocol.encode(protocol.error(
+            "rate_limited", "too many new chat sessions from this address; try again later",
+            retry_after=retry_after)))
+        await ws.close(TRY_AGAIN_LATER, "too many new sessions")
+        return False
+
+    async def _resume(self, visitor: _Visitor, hello: protocol.Hello,
+                      open_elsewhere: bool) -> tuple[list[dict[str, Any]] | None, bool]:
+        """The session's history, and whether the session is new. A session idle longer than the
+        TTL is replaced by a new one. A well-formed token nobody has written with is new too (a
+        visitor may send any token), unless a window of it is open right now; a token whose
+        history cannot be read right now is taken as a returning visitor."""
+        if hello.session is None:
+            return [], True
+        if self.history is None:
+            return [], not open_elsewhere
         try:
             rows = await self.history(conversation_key(visitor.key), self.history_limit)
             if not rows:  # a session from before tokens were stored as digests: it keeps its key
@@ -173,14 +206,14 @@ class ChatServer:
                     visitor.key, rows = hello.session, legacy
                     self._register(visitor)
         except StoreUnavailable:
-            return None
+            return None, False
         if rows and _older_than(rows[-1].get("created_at"), self.session_ttl):
             self._unregister(visitor)
             visitor.session = new_session_token()
             visitor.key = visitor_key(visitor.session)
             self._register(visitor)
-            return []
-        return protocol.history_items(rows)
+            return [], True
+        return protocol.history_items(rows), not rows and not open_elsewhere
 
     async def _on_frame(self, visitor: _Visitor, hello: protocol.Hello, raw: str | bytes) -> None:
         ws = visitor.ws
