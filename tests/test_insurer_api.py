@@ -115,6 +115,9 @@ async def api(make_daemon: Callable[..., Any], receiver: Receiver) -> AsyncItera
         client = Api(f"http://127.0.0.1:{daemon.http_port}/api/v1", session, keys)
         client.daemon = daemon  # type: ignore[attr-defined]
         yield client
+    # Before the receiver stand-in goes (its fixture ends next): no delivery to it is in flight
+    # while it shuts down. make_daemon's own teardown then finds the daemon stopped.
+    await daemon.stop()
 
 
 async def until(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
