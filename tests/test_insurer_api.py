@@ -290,10 +290,9 @@ async def test_insurer_message_joins_the_thread_once_per_idempotency_key(api: Ap
     assert sum(m["text"] == "Please inspect Monday." for m in view["messages"]) == 1
 
 
-async def test_policyholders_later_email_lands_on_the_claim(api: Api) -> None:
-    _, _, claim = await api.call("POST", "/claims", body=filing())
-    daemon = api.daemon  # type: ignore[attr-defined]
-    message = mail(sender="ali.rezaei@example.com", subject="photos of my car", body="attached, thanks")
+async def policyholder_mails(daemon: Any, subject: str, body: str) -> None:
+    """The policyholder of `filing()` writes to the firm over SMTP, naming no claim."""
+    message = mail(sender="ali.rezaei@example.com", subject=subject, body=body)
 
     def deliver() -> None:
         with smtplib.SMTP("127.0.0.1", daemon.connectors["smtp"].port, timeout=10) as smtp:
@@ -301,6 +300,12 @@ async def test_policyholders_later_email_lands_on_the_claim(api: Api) -> None:
 
     await asyncio.to_thread(deliver)
     await daemon.ingest.drained()
+
+
+async def test_policyholders_later_email_lands_on_the_claim(api: Api) -> None:
+    _, _, claim = await api.call("POST", "/claims", body=filing())
+    daemon = api.daemon  # type: ignore[attr-defined]
+    await policyholder_mails(daemon, "photos of my car", "attached, thanks")
     detail = await ticket_detail(daemon.store, claim["reference"])
     assert [m["channel"] for m in detail["messages"] if m["direction"] == "in"] == ["api", "email"]
     _, _, view = await api.call("GET", f"/claims/{claim['reference']}")
@@ -311,14 +316,7 @@ async def test_a_message_naming_no_claim_is_not_guessed_into_one_insurers_claim_
     daemon = api.daemon  # type: ignore[attr-defined]
     _, _, asia = await api.call("POST", "/claims", body=filing("ASIA-1"))
     _, _, dana = await api.call("POST", "/claims", "dana", body=filing("DANA-1"))  # names the same person
-    message = mail(sender="ali.rezaei@example.com", subject="about my car", body="my IBAN is IR12...")
-
-    def deliver() -> None:
-        with smtplib.SMTP("127.0.0.1", daemon.connectors["smtp"].port, timeout=10) as smtp:
-            smtp.send_message(message, from_addr="ali.rezaei@example.com", to_addrs=["claims@parvandeh.test"])
-
-    await asyncio.to_thread(deliver)
-    await daemon.ingest.drained()
+    await policyholder_mails(daemon, "about my car", "my IBAN is IR12...")
     for ref, insurer in ((asia["reference"], "asia"), (dana["reference"], "dana")):
         _, _, view = await api.call("GET", f"/claims/{ref}", insurer)
         assert all("IBAN" not in m["text"] for m in view["messages"]), insurer
