@@ -29,6 +29,7 @@ class QueueTable(DataTable[Text]):
 
 class MainScreen(TicketActions):
     CSS_PATH = "main_screen.tcss"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
     BINDINGS = with_persian_layout([
         Binding("t", "take", "Take"),
         Binding("a", "assign", "Assign"),
@@ -55,7 +56,8 @@ class MainScreen(TicketActions):
 
     def on_mount(self) -> None:
         queues = self.query_one(QueueTable)
-        for key, label in (("queue", "Queue"), ("open", "Open"), ("waiting", "Wait"), ("risk", "Risk"),
+        # At risk next to the count: a narrow queue pane still shows it.
+        for key, label in (("queue", "Queue"), ("open", "Open"), ("risk", "Risk"), ("waiting", "Wait"),
                            ("oldest", "Oldest waiting")):
             queues.add_column(label, key=key)
         self.query_one(TicketList).focus()
@@ -87,8 +89,9 @@ class MainScreen(TicketActions):
         for q in queues:
             risk = Text(number(q.get("at_risk") or 0, prefs),
                         style="bold red" if q.get("breached") else ("yellow" if q.get("at_risk") else ""))
-            table.add_row(Text(q["queue"]), Text(number(q["open"], prefs)), Text(number(q["waiting"] or 0, prefs)),
-                          risk, Text(when(q["oldest_waiting"], prefs)), key=q["queue"])
+            table.add_row(Text(q["queue"]), Text(number(q["open"], prefs)), risk,
+                          Text(number(q["waiting"] or 0, prefs)), Text(when(q["oldest_waiting"], prefs)),
+                          key=q["queue"])
         table.move_cursor(row=min(selected, table.row_count - 1), animate=False)
         # The same count as the list's total, fresher than the list's own guesses.
         self.tickets.total = sum(q["open"] for q in queues if self.queue in (None, q["queue"]))

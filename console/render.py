@@ -103,12 +103,25 @@ def _wrap(line: str, width: int) -> list[str]:
     return rows
 
 
-def safe_text(text: str, prefs: Prefs, *, style: str = "", single_line: bool = False, width: int | None = None) -> Text:
+def clip(line: str, limit: int) -> str:
+    """`line` cut to `limit` characters in logical order, "…" marking the cut: cut before any
+    right-to-left reordering, a Persian line keeps its beginning (and the "…" lands on its left)."""
+    if len(line) <= limit:
+        return line
+    return line[:max(0, limit - 1)].rstrip() + "…"
+
+
+def safe_text(text: str, prefs: Prefs, *, style: str = "", single_line: bool = False, width: int | None = None,
+              limit: int | None = None) -> Text:
     """Customer-supplied text as a rich Text: neutralised, reordered per line, no markup.
-    `single_line` text never wraps (it is cut with an ellipsis instead)."""
+    `single_line` text never wraps (it is cut with an ellipsis instead); with `limit` it is cut
+    to that many characters before reordering, so what a narrow column shows is its beginning."""
     clean = neutralise(text)
     if single_line:
-        return Text(display_lines(" ".join(clean.split()), prefs)[0], style=style, no_wrap=True, overflow="ellipsis")
+        line = " ".join(clean.split())
+        if limit is not None:
+            line = clip(line, limit)
+        return Text(display_lines(line, prefs)[0], style=style, no_wrap=True, overflow="ellipsis")
     rows = [row for line in clean.split("\n") for row in display_lines(line, prefs, width)]
     return Text("\n".join(rows), style=style)
 

@@ -111,12 +111,20 @@ class ThreadView(OptionList):
         self.earlier = 0  # messages older than every item here, not sent yet
         self._prompts: dict[str, Text] = {}
         self._events = 0
+        self._laid_out_for = 0  # the width the prompts were wrapped to
 
     def _width(self) -> int | None:
         width = self.content_size.width
         return width - 2 if width > 10 else None
 
+    def on_resize(self) -> None:
+        # A terminal resize, or the contact panel shown or hidden beside the thread.
+        if self.items and self.size.width != self._laid_out_for:
+            self.relayout()
+
     def _prompt(self, item: _Item) -> Text:
+        if not self._prompts:
+            self._laid_out_for = self.size.width
         prompt = self._prompts.get(item.option_id)
         if prompt is None:
             prompt = (message_prompt(item.message, self.prefs, self._width()) if item.message is not None

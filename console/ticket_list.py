@@ -19,10 +19,29 @@ from textual.widgets import DataTable
 
 from console.render import Prefs, channel_icons, countdown, number, safe_text
 
-COLUMNS = (("ref", "Claim"), ("sla", "SLA"), ("priority", "Prio"), ("status", "Status"), ("assignee", "Assignee"),
-           ("channels", "Ch"), ("contact", "Contact"), ("subject", "Subject"))
+# What an agent triages by comes first, so a narrow terminal (80 columns) still shows it; the
+# rest is a scroll to the right (left/right arrows) away.
+COLUMNS = (("ref", "Claim"), ("sla", "SLA"), ("subject", "Subject"), ("contact", "Contact"), ("priority", "Prio"),
+           ("status", "Status"), ("assignee", "Assignee"), ("channels", "Ch"))
 PRIORITY_STYLE = {"urgent": "bold red", "high": "yellow", "normal": "", "low": "dim"}
 PREFETCH = 20  # rows before the end at which the next page is asked for
+
+# Characters of subject and contact shown, by the list's width (`column_limits`).
+SUBJECT_MAX, SUBJECT_FIRST, SUBJECT_MIN = 40, 28, 16
+CONTACT_MAX, CONTACT_MIN = 20, 10
+LEADING = 16 + 9 + 2  # the claim and SLA columns (with their padding) and the scroll bar
+PAD = 2  # a column's padding
+
+
+def column_limits(width: int) -> tuple[int, int]:
+    """(subject, contact) lengths for a list `width` columns wide: the subject first (up to
+    SUBJECT_FIRST), then the contact if a useful part of it fits, then the subject grows. A
+    narrower column keeps the beginning of the text: cells are cut before right-to-left reordering."""
+    room = width - LEADING
+    if room >= SUBJECT_FIRST + CONTACT_MIN + 2 * PAD:
+        contact = min(CONTACT_MAX, room - SUBJECT_FIRST - 2 * PAD)
+        return min(SUBJECT_MAX, room - contact - 2 * PAD), contact
+    return max(SUBJECT_MIN, min(SUBJECT_MAX, room - PAD)), CONTACT_MAX  # the contact is off to the right
 
 Key = tuple[str, str]
 
@@ -37,7 +56,8 @@ class TicketList(DataTable[Text]):
         """The cursor is near the last loaded row and more exist."""
 
     def __init__(self, prefs: Prefs, *, id: str | None = None) -> None:
-        super().__init__(id=id, cursor_type="row", zebra_stripes=True)
+        # The claim stays in view while ←/→ scroll the other columns.
+        super().__init__(id=id, cursor_type="row", zebra_stripes=True, fixed_columns=1)
         self.prefs = prefs
         self.tickets: dict[str, dict[str, Any]] = {}
         self.order: list[str] = []
@@ -45,10 +65,30 @@ class TicketList(DataTable[Text]):
         self.queue: str | None = None  # the list's queue filter (None: every queue)
         self.left: set[str] = set()  # shown rows no longer in the server's list
         self.boundary: Key | None = None  # the last row loaded in the server's order; None: all are
+        self.limits = (SUBJECT_MAX, CONTACT_MAX)  # (subject, contact) characters shown
+        self._now: datetime | None = None  # the instant the rows were last drawn at
 
     def on_mount(self) -> None:
         for key, label in COLUMNS:
             self.add_column(label, key=key)
+
+    def on_resize(self) -> None:
+        limits = column_limits(self.size.width)
+        if limits != self.limits:
+            self.limits = limits
+            self._redraw()
+
+    def _redraw(self) -> None:
+        """Every loaded row drawn again (column widths only grow as rows are added)."""
+        selected = self.selected_ref
+        self.clear(columns=True)
+        for key, label in COLUMNS:
+            self.add_column(label, key=key)
+        if self._now is not None:
+            for ref in self.order:
+                self.add_row(*self.cells(self.tickets[ref], self._now), key=ref)
+        if selected is not None:
+            self.move_cursor(row=self.order.index(selected), animate=False)
 
     @property
     def selected_ref(self) -> str | None:
@@ -56,20 +96,41 @@ class TicketList(DataTable[Text]):
             return None
         return self.order[self.cursor_row]
 
+    def _column_stops(self) -> list[int]:
+        """The horizontal scroll offsets that put each column after the fixed claim first."""
+        stops, x = [0], 0
+        for column in self.ordered_columns[self.fixed_columns:-1]:
+            x += column.get_render_width(self)
+            stops.append(x)
+        return stops
+
+    def action_cursor_right(self) -> None:
+        """A column to the right (one cell at a time would take forty presses to reach the status)."""
+        later = [x for x in self._column_stops() if x > self.scroll_x]
+        if later:
+            self.scroll_to(x=min(later[0], self.max_scroll_x), animate=False)
+
+    def action_cursor_left(self) -> None:
+        earlier = [x for x in self._column_stops() if x < self.scroll_x]
+        self.scroll_to(x=earlier[-1] if earlier else 0, animate=False)
+
     def cells(self, t: dict[str, Any], now: datetime) -> list[Text]:
+        """A row's cells, in the order of COLUMNS."""
+        self._now = now
         contact = t["contact"]
         who = contact.get("name") or contact.get("identity") or ""
+        subject, contact_limit = self.limits
         return [
             Text(t["reference"]),
             countdown(t.get("sla_due_at"), t.get("sla_warn_at"), now, self.prefs),
+            # Cut in logical order, before any right-to-left reordering, so a Persian subject
+            # keeps its beginning.
+            safe_text(t["subject"], self.prefs, single_line=True, limit=subject),
+            safe_text(who, self.prefs, single_line=True, limit=contact_limit),
             Text(t["priority"], style=PRIORITY_STYLE.get(t["priority"], "")),
             Text(t["status"]),
             Text(t["assignee"] or "-"),
             channel_icons(t["channels"]),
-            # Cut in logical order, before any right-to-left reordering, so a Persian subject
-            # keeps its beginning.
-            safe_text(who[:20], self.prefs, single_line=True),
-            safe_text(t["subject"][:40], self.prefs, single_line=True),
         ]
 
     def show_page(self, page: dict[str, Any], now: datetime, queue: str | None = None) -> None:
@@ -135,6 +196,7 @@ class TicketList(DataTable[Text]):
             self.total -= 1
 
     def refresh_countdowns(self, now: datetime) -> None:
+        self._now = now
         for ref in self.order:
             t = self.tickets[ref]
             if t.get("sla_due_at"):

@@ -18,16 +18,61 @@ from console.client import ApiRequestError
 from console.composer import Composer
 from console.keys import with_persian_layout
 from console.templates import fill
-from console.render import countdown, safe_text
+from console.render import Prefs, countdown, safe_text
 from console.thread_view import PAGE, ThreadView
 from console.ticket_actions import TicketActions
+
+
+class ContactPanel(Static):
+    """The customer: names, identities and their other claims, cut to the panel's width (in
+    logical order, so a Persian name or subject keeps its beginning)."""
+
+    def __init__(self, prefs: Prefs, ref: str, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.prefs = prefs
+        self.ref = ref
+        self.panel: dict[str, Any] | None = None
+        self._drawn_for = 0
+
+    def show(self, panel: dict[str, Any] | None) -> None:
+        self.panel = panel
+        self._draw()
+
+    def on_resize(self) -> None:
+        if self.size.width != self._drawn_for:
+            self._draw()
+
+    def _draw(self) -> None:
+        self._drawn_for = self.size.width
+        width = max(self.size.width, 12)
+        prefs, panel = self.prefs, self.panel
+        if panel is None:
+            self.update(Text("no contact"))
+            return
+        lines = [safe_text(panel["display_name"] or "(no name)", prefs, single_line=True, style="bold", limit=width)]
+        if panel.get("organisation"):
+            lines.append(safe_text(panel["organisation"], prefs, single_line=True, limit=width))
+        lines.append(Text("identities", style="underline"))
+        lines += [Text.assemble(f"{i['kind']}: ", safe_text(i["value"], prefs, single_line=True,
+                                                            limit=width - len(i["kind"]) - 2))
+                  for i in panel["identities"]]
+        lines.append(Text("claims", style="underline"))
+        for t in panel["tickets"]:
+            lines.append(Text.assemble((t["ref"], "bold" if t["ref"] == self.ref else ""), f" {t['status']}"))
+            lines.append(Text.assemble("  ", safe_text(t["subject"], prefs, single_line=True, limit=width - 2)))
+        self.update(Text("\n").join(lines))
+
 
 class TicketScreen(TicketActions):
     PALETTE_ACTIONS = TicketActions.PALETTE_ACTIONS + (
         ("Reply to the customer", "reply", "answer on the channel of the highlighted message"),
         ("Internal note", "note", "a note only agents see"),
+        ("Contact panel", "toggle_contact", "show or hide the customer's identities and claims"),
     )
     CSS_PATH = "ticket_screen.tcss"
+    # Below 100 columns the contact panel is hidden (`c` shows it): the thread gets the width.
+    WIDE = 100
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (WIDE, "-wide")]
     COUNTDOWN_SECONDS = 30.0  # the SLA countdown in the header is redrawn this often
     BINDINGS = with_persian_layout([
         Binding("escape", "back", "Back"),
@@ -37,12 +82,14 @@ class TicketScreen(TicketActions):
         Binding("a", "assign", "Assign"),
         Binding("s", "status", "Status"),
         Binding("p", "priority", "Priority"),
+        Binding("c", "toggle_contact", "Contact"),
     ])
 
     def __init__(self, ref: str) -> None:
         super().__init__()
         self.ref = ref
         self.detail: dict[str, Any] | None = None
+        self._wide: bool | None = None
 
     @property
     def console(self) -> ConsoleApp:
@@ -56,7 +103,7 @@ class TicketScreen(TicketActions):
         with Horizontal():
             yield ThreadView(self.console.prefs, id="thread")
             with VerticalScroll(id="contact-pane"):
-                yield Static(id="contact")
+                yield ContactPanel(self.console.prefs, self.ref, id="contact")
         yield KeyBar()
 
     def on_mount(self) -> None:
@@ -98,34 +145,33 @@ class TicketScreen(TicketActions):
         thread.add_earlier(page["messages"], page["timeline"], page["earlier"])
 
     def on_resize(self) -> None:
+        # The thread lays itself out again when its own width changes (`ThreadView.on_resize`).
+        wide = self.size.width >= self.WIDE
+        if wide != self._wide:  # across the breakpoint, the panel is as the new width has it
+            self._wide = wide
+            self.remove_class("-contact-on", "-contact-off")
         if self.detail is not None:
-            self.query_one(ThreadView).relayout()
+            self._header(self.detail)
+
+    def action_toggle_contact(self) -> None:
+        """Show the contact panel if hidden (as it is by default below WIDE columns), else hide it."""
+        shown = self.query_one("#contact-pane").display
+        self.set_class(not shown, "-contact-on")
+        self.set_class(shown, "-contact-off")
 
     def _header(self, t: dict[str, Any]) -> None:
         prefs = self.console.prefs
+        room = max(16, self.size.width - len(t["reference"]) - 5)
         self.query_one("#ticket-header", Static).update(Text.assemble(
-            (f" {t['reference']} ", "bold reverse"), " ", safe_text(t["subject"], prefs, single_line=True, style="bold"),
+            (f" {t['reference']} ", "bold reverse"), " ",
+            safe_text(t["subject"], prefs, single_line=True, style="bold", limit=room),
             "\n ", (t["status"], "bold"), f" · {t['priority']} · {t['queue']} · assignee: {t['assignee'] or '-'} · SLA ",
             countdown(t.get("sla_due_at"), t.get("sla_warn_at"), self.console.now(), prefs),
             (f" · merged into {t['merged_into']}" if t.get("merged_into") else ""),
         ))
 
     def _contact(self, panel: dict[str, Any] | None) -> None:
-        prefs = self.console.prefs
-        if panel is None:
-            self.query_one("#contact", Static).update(Text("no contact"))
-            return
-        lines = [safe_text(panel["display_name"] or "(no name)", prefs, single_line=True, style="bold")]
-        if panel.get("organisation"):
-            lines.append(safe_text(panel["organisation"], prefs, single_line=True))
-        lines.append(Text("identities", style="underline"))
-        lines += [Text.assemble(f"{i['kind']}: ", safe_text(i["value"], prefs, single_line=True))
-                  for i in panel["identities"]]
-        lines.append(Text("claims", style="underline"))
-        for t in panel["tickets"]:
-            lines.append(Text.assemble((t["ref"], "bold" if t["ref"] == self.ref else ""), f" {t['status']}"))
-            lines.append(Text.assemble("  ", safe_text(t["subject"][:34], prefs, single_line=True)))
-        self.query_one("#contact", Static).update(Text("\n").join(lines))
+        self.query_one(ContactPanel).show(panel)
 
     # -- live --------------------------------------------------------------------------------
 

@@ -517,3 +517,84 @@ def test_reports_screen_percentages_never_round_a_breach_up_to_100() -> None:
     assert percent(99.6, latin) == "99.6" and percent(99.96, latin) == "99.9"  # one breach in 250, in 2500
     assert percent(100.0, latin) == "100" and percent(50.0, latin) == "50" and percent(None, latin) == "—"
     assert percent(0.4, Prefs()) == "۰.۴"
+
+
+# -- a common SSH terminal: 80x24 ------------------------------------------------------------
+
+NARROW = (80, 24)
+
+
+def row_of(app: ConsoleApp, ref: str) -> str:
+    """The ticket list's row that shows `ref` (the screen line, right of the queue pane)."""
+    (line,) = [line for line in screen_text(app).splitlines() if ref in line]
+    return line.split("│")[-1]
+
+
+async def test_at_80x24_the_ticket_list_shows_claim_sla_and_subject(make_daemon: Callable[..., Any]) -> None:
+    async with running_harness(make_daemon, SLA_POLICY) as harness:
+        latin = await harness.mail(subject="Cracked windscreen, Tehran", sender="Sara Ahmadi <sara@example.com>")
+        persian = await harness.mail(subject="تصادف در بزرگراه همت با خودروی سواری، سپر عقب و چراغ‌ها آسیب دید",
+                                     sender="ali@example.com")
+        (clock,) = await harness.daemon.store.fetchall(
+            "SELECT c.due_at FROM sla_clocks c JOIN tickets t ON t.id = c.ticket_id"
+            " WHERE t.ref = ? AND c.met_at IS NULL ORDER BY c.due_at LIMIT 1", (latin,))
+        now = datetime.fromisoformat(clock["due_at"]) - timedelta(hours=2, minutes=30)
+        app = ConsoleApp(harness.url, await harness.agent("sara"), Prefs(digits="latin"), clock=lambda: now)
+        async with app.run_test(size=NARROW) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, MainScreen) and len(ticket_list(app).order) == 2)
+            await until(pilot, lambda: latin in screen_text(app))
+            line = row_of(app, latin)
+            assert "2:30" in line and "Cracked windscreen, Tehran" in line
+            # A subject too long for the column keeps its beginning (cut before it is reordered).
+            assert display_lines("تصادف در بزرگراه همت", Prefs())[0] in row_of(app, persian)
+            assert "Oldest waiting" not in screen_text(app)  # the queue pane gives way to the list
+            await pilot.press("right", "right")  # a column at a time; the claim stays
+            await until(pilot, lambda: "Sara Ahmadi" in row_of(app, latin) and "new" in row_of(app, latin))
+            await pilot.press("left", "left")
+            await until(pilot, lambda: "Cracked windscreen, Tehran" in row_of(app, latin))
+
+            await pilot.resize_terminal(120, 40)  # and a wide terminal still shows everything
+            await until(pilot, lambda: "Oldest waiting" in screen_text(app))
+            await until(pilot, lambda: "Sara Ahmadi" in row_of(app, latin))
+            assert "Cracked windscreen, Tehran" in row_of(app, latin)
+
+
+async def test_at_80x24_the_key_bar_and_help_show_supervisor_reports_and_quit(harness: Harness) -> None:
+    ref = await harness.mail(subject="keys", sender="a@example.com")
+    app = await console(harness)
+    async with app.run_test(size=NARROW) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, MainScreen) and ticket_list(app).order == [ref])
+        await until(pilot, lambda: "q  Quit" in screen_text(app))
+        shown = screen_text(app)
+        assert all(key in shown for key in ("t  Take", "?  Help", "v  Supervisor", "R  Reports", "q  Quit"))
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, TicketScreen) and app.screen.detail is not None)
+        await until(pilot, lambda: "q  Quit" in screen_text(app))
+        shown = screen_text(app)
+        assert all(key in shown for key in ("r  Reply", "c  Contact", "v  Supervisor", "R  Reports", "q  Quit"))
+        await pilot.press("question_mark")
+        await until(pilot, lambda: "command palette" in screen_text(app))
+        shown = screen_text(app)
+        assert all(key in shown for key in ("v  supervisor view", "R  reports", "q  quit"))
+
+
+async def test_at_80x24_the_thread_gets_the_width_and_c_shows_the_contact(harness: Harness) -> None:
+    sentence = "The rear bumper and both tail lights need replacing today"
+    ref = await harness.mail(subject="bumper", body=sentence, sender="Ali Rezaei <ali@example.com>")
+    app = await console(harness)
+    async with app.run_test(size=NARROW) as pilot:
+        await open_only_ticket(pilot, app, ref)
+        thread = app.screen.query_one(ThreadView)
+        pane = app.screen.query_one("#contact-pane")
+        assert thread.size.width >= 60 and not pane.display
+        await until(pilot, lambda: sentence in screen_text(app))  # one line, not wrapped at 40
+        await pilot.press("c")
+        await until(pilot, lambda: pane.display and "identities" in screen_text(app))
+        assert "email: ali@example.com" in screen_text(app)
+        await pilot.press("c")
+        await until(pilot, lambda: not pane.display and thread.size.width >= 60)
+        await until(pilot, lambda: sentence in screen_text(app))
+
+        await pilot.resize_terminal(120, 40)  # a wide terminal has room for both
+        await until(pilot, lambda: pane.display and "identities" in screen_text(app))
+        assert thread.size.width >= 60

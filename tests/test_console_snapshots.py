@@ -149,6 +149,14 @@ def test_ticket_view_with_a_cross_channel_persian_thread(snap_compare: Any) -> N
     assert snap_compare(app(), terminal_size=SIZE, run_before=on_ticket)
 
 
+def test_ticket_list_at_80x24_shows_claim_sla_subject_and_every_key(snap_compare: Any) -> None:
+    assert snap_compare(app(), terminal_size=(80, 24), run_before=on_list)
+
+
+def test_ticket_view_at_80x24_gives_the_thread_the_width(snap_compare: Any) -> None:
+    assert snap_compare(app(), terminal_size=(80, 24), run_before=on_ticket)
+
+
 def test_reply_composer_counts_sms_segments(snap_compare: Any) -> None:
     async def composing(pilot: Pilot[Any]) -> None:
         await on_ticket(pilot)
