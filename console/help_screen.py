@@ -16,6 +16,7 @@ KEYS = (
     ("enter", "open the queue or ticket"), ("tab", "queues ↔ tickets"), ("← / →", "the list's other columns"),
     ("r", "reply on the channel of the highlighted message"), ("n", "internal note"), ("t", "take the ticket"),
     ("a", "assign (empty: back to the queue)"), ("s", "change status"), ("p", "change priority"),
+    ("m", "move to another queue"),
     ("c", "show / hide the contact panel"),
     ("A", "your availability (available, away, offline)"), ("/", "search"), ("v", "supervisor view"),
     ("R", "reports (supervisors)"), ("ctrl+p", "command palette"), ("esc", "back"), ("q", "quit"),

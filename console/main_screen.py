@@ -35,6 +35,7 @@ class MainScreen(TicketActions):
         Binding("a", "assign", "Assign"),
         Binding("s", "status", "Status"),
         Binding("p", "priority", "Priority"),
+        Binding("m", "move", "Move"),
     ])
 
     def __init__(self) -> None:

@@ -1,4 +1,4 @@
-"""Take, assign, status and priority: the same keys on the list and in the ticket view."""
+"""Take, assign, status, priority and queue: the same keys on the list and in the ticket view."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ class TicketActions(Screen[Any]):
         ("Assign the ticket", "assign", "assign the current ticket to an agent"),
         ("Change status", "status", "move the current claim through its workflow"),
         ("Change priority", "priority", "raise or lower the current ticket's priority"),
+        ("Move to another queue", "move", "transfer the current ticket to another queue"),
     )
 
     def selected_ref(self) -> str | None:
@@ -68,3 +69,15 @@ class TicketActions(Screen[Any]):
             priority = await self.app.push_screen_wait(Choice(f"Priority of {ref}", PRIORITIES))
             if priority:
                 await self._act("set_priority", ref=ref, priority=priority)
+
+    @work
+    async def action_move(self) -> None:
+        if not (ref := self.selected_ref()):
+            return
+        try:
+            queues = (await self._console.api("queue_names"))["queues"]
+        except (ApiRequestError, ConnectionError):
+            return
+        queue = await self.app.push_screen_wait(Choice(f"Move {ref} to queue", tuple(queues)))
+        if queue:
+            await self._act("set_queue", ref=ref, queue=queue)

@@ -82,6 +82,7 @@ class TicketScreen(TicketActions):
         Binding("a", "assign", "Assign"),
         Binding("s", "status", "Status"),
         Binding("p", "priority", "Priority"),
+        Binding("m", "move", "Move"),
         Binding("c", "toggle_contact", "Contact"),
     ])
 

@@ -43,7 +43,7 @@ from ingest import queries
 from ingest.agents import Agent, AgentError, agent_for_token, audit, audit_trail, list_agents, write_audit
 from ingest.apply import (
     ApplyContext, ReplyError, TicketActionError, add_note, agent_reply, assign_ticket, change_priority,
-    change_status, index_for_search, merge_tickets,
+    change_queue, change_status, index_for_search, merge_tickets,
 )
 from ingest.contacts import (
     ContactError,
@@ -184,6 +184,7 @@ class AgentApi:
             "thread": self._thread,
             "reply": self._reply, "note": self._note, "assign": self._assign, "unassign": self._unassign,
             "take": self._take, "set_status": self._set_status, "set_priority": self._set_priority,
+            "set_queue": self._set_queue, "queue_names": self._queue_names,
             "merge": self._merge, "search": self._search, "supervisor": self._supervisor, "audit": self._audit,
             "availability": self._availability, "update_agent": self._update_agent,
             "templates": self._templates, "report": self._report, "contact": self._contact, "duplicates": self._duplicates, "merge_contacts": self._merge_contacts,
@@ -337,7 +338,7 @@ class AgentApi:
             self._feed_cursor = events[-1]["id"]
             for payload in await self._event_payloads(events):
                 for conn in list(self._connections):
-                    if conn.agent.may_see(payload["queue"]) and not conn.lagging:
+                    if _shown_to(conn.agent, payload) and not conn.lagging:
                         try:
                             conn.outgoing.put_nowait(payload)
                         except asyncio.QueueFull:  # that console reloads instead
@@ -370,7 +371,7 @@ class AgentApi:
             if not events:
                 return
             for payload in await self._event_payloads(events):
-                if conn.agent.may_see(payload["queue"]):
+                if _shown_to(conn.agent, payload):
                     await self._send(conn.ws, payload)
             conn.cursor = events[-1]["id"]
 
@@ -593,6 +594,24 @@ class AgentApi:
                                   priority=priority)
         return {"previous": old}
 
+    def _configured_queues(self) -> list[str]:
+        return sorted(self.ctx.routing.policies.queues if self.ctx.routing else [self.ctx.default_queue])
+
+    async def _queue_names(self, agent: Agent, request: dict[str, Any]) -> Any:
+        """Every configured queue: where a ticket can be moved to."""
+        return {"queues": self._configured_queues()}
+
+    async def _set_queue(self, agent: Agent, request: dict[str, Any]) -> Any:
+        """Move a ticket to another queue. An agent may move one out of their own queues to any
+        queue (a transfer: it then leaves their view); the ticket leaves whoever held it."""
+        ref = await self._authorised_ticket(agent, "set_queue", request.get("ref"))
+        queue = self._text(request, "queue")
+        known = self._configured_queues()
+        if queue not in known:
+            raise ApiError("invalid", f"queue {queue!r}: expected one of {', '.join(known)}")
+        old = await self._audited(agent, "set_queue", ref, change_queue(ref, queue, agent.name), queue=queue)
+        return {"previous": old}
+
     async def _merge(self, agent: Agent, request: dict[str, Any]) -> Any:
         source = await self._authorised_ticket(agent, "merge", request.get("source"))
         target = await self._authorised_ticket(agent, "merge", request.get("target"))
@@ -722,3 +741,12 @@ class AgentApi:
     async def _audit(self, agent: Agent, request: dict[str, Any]) -> Any:
         self._require_role(agent, "reading the audit trail")
         return await audit_trail(self.store, agent=request.get("agent"), limit=self._limit(request, 100, 1000))
+
+
+def _shown_to(agent: Agent, payload: dict[str, Any]) -> bool:
+    """Events of tickets in the agent's queues; a ticket moved away is news to those who had it
+    in its old queue too (their list shows where it went)."""
+    if agent.may_see(payload["queue"]):
+        return True
+    old = payload["data"].get("old") if payload["kind"] == "queue_changed" else None
+    return isinstance(old, str) and agent.may_see(old)

@@ -623,7 +623,8 @@ PRIORITIES: tuple[str, ...] = get_args(Priority)
 
 
 def _ticket_for_action(tx: Tx, ref: str) -> Any:
-    row = tx.one("SELECT id, ref, status, priority, assignee, merged_into FROM tickets WHERE ref = ?", (ref,))
+    row = tx.one("SELECT id, ref, status, priority, queue, skill, assignee, merged_into FROM tickets WHERE ref = ?",
+                 (ref,))
     if row is None:
         raise TicketActionError(f"no ticket {ref}")
     return row
@@ -697,6 +698,32 @@ def change_status(ref: str, new: str, actor: str) -> Callable[[Tx], str]:
             raise TicketActionError(f"{ref} was merged into {ticket['merged_into']}; work on that one")
         _set_status(tx, ticket, new, actor)
         return ticket["status"]
+
+    return op
+
+
+def change_queue(ref: str, queue: str, actor: str) -> Callable[[Tx], str]:
+    """Move the ticket to another queue (a misrouted claim): it leaves whoever held it and is
+    assigned as the new queue assigns. Returns the old queue. `queue` is checked by the caller
+    against the configured queues."""
+
+    def op(tx: Tx) -> str:
+        ticket = _ticket_for_action(tx, ref)
+        old = ticket["queue"]
+        if old == queue:
+            return old
+        if ticket["merged_into"]:
+            raise TicketActionError(f"{ref} was merged into {ticket['merged_into']}; work on that one")
+        if ticket["status"] == "closed":
+            raise TicketActionError(f"{ref} is closed; reopen it to move it")
+        tx.execute("UPDATE tickets SET queue = ?, updated_at = ? WHERE id = ?", (queue, tx.stamp, ticket["id"]))
+        record_event(tx, ticket["id"], ref, "queue_changed", actor, old=old, new=queue)
+        if ticket["assignee"]:
+            assign_ticket(ref, None, actor)(tx)
+        from ingest import routing_hooks  # late: routing_hooks builds on this module
+
+        routing_hooks.queue_changed(tx, ticket["id"], ref, queue, ticket["skill"])
+        return old
 
     return op
 

@@ -504,6 +504,13 @@ def priority_changed(tx: Tx, ticket_id: int, ref: str, old: str, new: str) -> No
         ctx.routing.priority_changed(tx, ticket_id, ref, old, new)
 
 
+def queue_changed(tx: Tx, ticket_id: int, ref: str, queue: str, skill: str | None) -> None:
+    """Called by `change_queue` of ingest/apply.py: the new queue assigns the ticket its way."""
+    ctx: ApplyContext | None = tx.context
+    if ctx is not None and ctx.routing is not None:
+        ctx.routing.assign(tx, ticket_id, ref, queue, skill, actor="routing")
+
+
 def agent_states(tx: Tx, queue: str | None = None) -> list[AgentState]:
     """Active agents (serving `queue`, when given) with their open-ticket load.
 

@@ -474,6 +474,34 @@ async def test_agent_going_offline_hands_open_work_to_a_colleague(make_daemon: C
             await sara.request("availability", agent="boss", status="offline")
 
 
+TWO_QUEUES = """
+[[queues]]
+name = "intake"
+assignment = "none"
+
+[[queues]]
+name = "health"
+assignment = "least_loaded"
+"""
+
+
+async def test_a_misrouted_ticket_is_moved_to_another_queue_and_assigned_there(make_daemon: Callable[..., Any]) -> None:
+    async with running_harness(make_daemon, TWO_QUEUES) as harness:
+        sara = await harness.client(await harness.agent("sara", queues="intake"))
+        await harness.agent("nasrin", queues="health")
+        ref = await harness.mail(subject="hospital bill", body="صورتحساب بیمارستان", sender="a@example.com")
+        await sara.request("take", ref=ref)
+        with pytest.raises(ApiRequestError, match="queue 'helth': expected one of health, intake"):
+            await sara.request("set_queue", ref=ref, queue="helth")
+        assert await sara.request("set_queue", ref=ref, queue="health") == {"previous": "intake"}
+        detail = await queries.ticket_detail(harness.daemon.store, ref)
+        assert (detail["queue"], detail["assignee"]) == ("health", "nasrin")
+        moved = [e for e in detail["timeline"] if e["kind"] == "queue_changed"]
+        assert [(e["actor"], e["old"], e["new"]) for e in moved] == [("sara", "intake", "health")]
+        with pytest.raises(ApiRequestError, match="not a member"):  # it has left sara's queues
+            await sara.request("set_queue", ref=ref, queue="intake")
+
+
 async def test_supervisor_links_two_contacts_and_undoes_it_agents_may_not(harness: Harness) -> None:
     first = await harness.mail(subject="تصادف", body="سلام", sender="ali@example.com")
     second = await harness.mail(subject="پیگیری", body="سلام", sender="ali.rezaei@work.example")

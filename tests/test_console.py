@@ -112,6 +112,22 @@ async def test_take_and_status_keys_change_the_ticket(harness: Harness) -> None:
     assert detail is not None and (detail["assignee"], detail["status"]) == ("sara", "awaiting_documents")
 
 
+async def test_move_key_transfers_the_ticket_to_another_queue(make_daemon: Callable[..., Any]) -> None:
+    from tests.test_agent_api import TWO_QUEUES
+    async with running_harness(make_daemon, TWO_QUEUES) as harness:
+        ref = await harness.mail(subject="hospital bill")
+        app = await console(harness)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, MainScreen) and ticket_list(app).order == [ref])
+            await pilot.press("m")
+            await until(pilot, lambda: "Move " in screen_text(app) and "health" in screen_text(app))
+            await pilot.press("enter")  # health, intake: the first
+            # sara's list shows where it went (the row leaves at the next reload, as a closed one does)
+            await until(pilot, lambda: ticket_list(app).tickets[ref]["queue"] == "health")
+        detail = await queries.ticket_detail(harness.daemon.store, ref)
+        assert detail is not None and detail["queue"] == "health"
+
+
 async def test_mail_sent_over_smtp_shows_up_live_in_the_open_console(harness: Harness) -> None:
     ref = await harness.mail(subject="existing", sender="ali@example.com")
     app = await console(harness)
