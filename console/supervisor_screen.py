@@ -1,4 +1,5 @@
-"""The supervisor view: every agent's load and every queue's risk and breaches."""
+"""The supervisor view: every agent's load, every queue's risk and breaches, and the tickets
+behind them (enter opens one)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from textual.widgets import DataTable, Label
 from console.app import ConsoleApp
 from console.key_bar import KeyBar
 from console.keys import with_persian_layout
-from console.render import number, when
+from console.render import countdown, number, safe_text, when
 
 
 class SupervisorScreen(Screen[None]):
@@ -30,12 +31,15 @@ class SupervisorScreen(Screen[None]):
         yield DataTable(id="agents", cursor_type="row")
         yield Label(Text("Queues"), classes="section")
         yield DataTable(id="queue-risk", cursor_type="row")
+        yield Label(Text("At risk and breached"), classes="section")
+        yield DataTable(id="at-risk", cursor_type="row")
         yield KeyBar()
 
     def on_mount(self) -> None:
         self.query_one("#agents", DataTable).add_columns("Agent", "Role", "Queues", "Open", "Waiting", "Oldest waiting")
         self.query_one("#queue-risk", DataTable).add_columns("Queue", "Open", "Unassigned", "Waiting", "At risk",
                                                              "Breached", "Oldest waiting")
+        self.query_one("#at-risk", DataTable).add_columns("Claim", "SLA", "Queue", "Assignee", "Subject")
         self.query_one("#agents", DataTable).focus()
         self.action_reload()
 
@@ -58,6 +62,18 @@ class SupervisorScreen(Screen[None]):
                            Text(number(q["at_risk"] or 0, prefs), style="yellow" if q["at_risk"] else ""),
                            Text(number(q["breached"] or 0, prefs), style="bold red" if q["breached"] else ""),
                            Text(when(q["oldest_waiting"], prefs)))
+        risky = self.query_one("#at-risk", DataTable)
+        risky.clear()
+        now = self.console.now()
+        warned = now.isoformat()  # every row is past its warning: yellow until due, then red
+        for t in view.get("at_risk", []):
+            risky.add_row(Text(t["reference"]), countdown(t["sla_due_at"], warned, now, prefs),
+                          Text(t["queue"]), Text(t["assignee"] or "-"), safe_text(t["subject"], prefs, limit=40),
+                          key=t["reference"])
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.data_table.id == "at-risk" and event.row_key.value:
+            self.console.open_ticket(event.row_key.value)
 
     def action_back(self) -> None:
         self.app.pop_screen()

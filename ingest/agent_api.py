@@ -736,7 +736,16 @@ class AgentApi:
         load = {row["assignee"]: row for row in await queries.agent_load(self.store)}
         agents = [{**a, "load": load.pop(a["name"], {"open": 0, "waiting": 0, "oldest_waiting": None})}
                   for a in await list_agents(self.store)]
-        return {"agents": agents, "other_assignees": list(load.values()), "queues": await self._queues(agent, request)}
+        # The tickets behind the queues' risk figures, to open from the view.
+        risky = await queries.tickets_at_risk(
+            self.store, agent.visible_queues(), warn_before=self._cutoffs(self.conf.warn_fraction),
+            breach_before=self._cutoffs(1.0), now=iso(self.store.clock()),
+            limit=self._limit(request, 50, self.conf.max_page))
+        summaries = {t["reference"]: t for t in await queries.ticket_summaries(self.store, [r["ref"] for r in risky])}
+        at_risk = [{**summaries[r["ref"]], "sla_due_at": r["due_at"], "breached": r["breached"]}
+                   for r in risky if r["ref"] in summaries]
+        return {"agents": agents, "other_assignees": list(load.values()), "queues": await self._queues(agent, request),
+                "at_risk": at_risk}
 
     async def _audit(self, agent: Agent, request: dict[str, Any]) -> Any:
         self._require_role(agent, "reading the audit trail")

@@ -174,32 +174,36 @@ def _summary(row: Any) -> dict[str, Any]:
     return ticket
 
 
+# The earliest instant of a ticket's running SLA clocks: the one its countdown shows.
+_RUNNING = ("(SELECT min(c.{0}) FROM sla_clocks c WHERE c.ticket_id = t.id AND c.met_at IS NULL"
+            " AND c.due_at IS NOT NULL)")
+_RUNNING_DUE = _RUNNING.format("due_at")
+
+
+def _past(cutoffs: dict[str, str], mark: str, now: str | None) -> tuple[str, list[Any]]:
+    """SQL truth of "ticket t is past `mark` (a running clock's warning or due instant) at
+    `now`", or, for a ticket with no running clock, of "its customer has waited since before the
+    priority's cutoff" (`cutoffs`: priority -> ISO instant); with its parameters."""
+    cases = " ".join("WHEN ? THEN ?" for _ in cutoffs)
+    values: list[Any] = [v for pair in cutoffs.items() for v in pair]
+    fallback = f"({_WAITING} AND t.last_inbound_at < CASE t.priority {cases} END)" if cutoffs else "0"
+    if now is None:
+        return fallback, values
+    return (f"(CASE WHEN {_RUNNING_DUE} IS NOT NULL THEN coalesce({mark}, {_RUNNING_DUE}) <= ? ELSE {fallback} END)",
+            [now, *values])
+
+
 async def queue_overview(store: Store, queues: frozenset[str] | None, *, warn_before: dict[str, str],
                          breach_before: dict[str, str], now: str | None = None) -> list[dict[str, Any]]:
     """Per queue: open tickets, unassigned, customers waiting and since when; `at_risk` and
-    `breached` count the tickets whose running SLA clock (the one their countdown shows) has
-    passed its warning or due time at `now`, and, for tickets with no running clock, waiting
-    tickets whose customer wrote before the priority's cutoff (`warn_before` / `breach_before`:
-    priority -> ISO instant)."""
+    `breached` count the tickets past their warning or due time (see `_past`)."""
     visible, params = _queue_filter(queues)
-    clock = ("(SELECT min(c.{0}) FROM sla_clocks c WHERE c.ticket_id = t.id AND c.met_at IS NULL"
-             " AND c.due_at IS NOT NULL)")
-    due, warn = clock.format("due_at"), clock.format("warn_at")
-
-    def past(cutoffs: dict[str, str], mark: str) -> tuple[str, list[Any]]:
-        cases = " ".join("WHEN ? THEN ?" for _ in cutoffs)
-        values: list[Any] = [v for pair in cutoffs.items() for v in pair]
-        fallback = f"({_WAITING} AND t.last_inbound_at < CASE t.priority {cases} END)" if cutoffs else "0"
-        if now is None:
-            return f"sum({fallback})", values
-        return f"sum(CASE WHEN {due} IS NOT NULL THEN coalesce({mark}, {due}) <= ? ELSE {fallback} END)", [now, *values]
-
-    risk_sql, risk_params = past(warn_before, warn)
-    breach_sql, breach_params = past(breach_before, due)
+    risk_sql, risk_params = _past(warn_before, _RUNNING.format("warn_at"), now)
+    breach_sql, breach_params = _past(breach_before, _RUNNING_DUE, now)
     rows = await store.fetchall(
         f"SELECT t.queue, count(*) AS open, sum(t.assignee IS NULL) AS unassigned, sum({_WAITING}) AS waiting,"
         f" min(CASE WHEN {_WAITING} THEN t.last_inbound_at END) AS oldest_waiting,"
-        f" {risk_sql} AS at_risk, {breach_sql} AS breached"
+        f" sum({risk_sql}) AS at_risk, sum({breach_sql}) AS breached"
         f" FROM tickets t WHERE t.status != 'closed' AND {visible} GROUP BY t.queue ORDER BY t.queue",
         (*risk_params, *breach_params, *params),
     )
@@ -208,6 +212,21 @@ async def queue_overview(store: Store, queues: frozenset[str] | None, *, warn_be
         found.setdefault(queue, {"queue": queue, "open": 0, "unassigned": 0, "waiting": 0, "oldest_waiting": None,
                                  "at_risk": 0, "breached": 0})
     return [found[q] for q in sorted(found)]
+
+
+async def tickets_at_risk(store: Store, queues: frozenset[str] | None, *, warn_before: dict[str, str],
+                          breach_before: dict[str, str], now: str, limit: int = 50) -> list[dict[str, Any]]:
+    """The open tickets `queue_overview` counts at risk, breached first, then the soonest due:
+    `ref`, `due_at` (None for a ticket with no running clock) and `breached`."""
+    visible, params = _queue_filter(queues)
+    risk_sql, risk_params = _past(warn_before, _RUNNING.format("warn_at"), now)
+    breach_sql, breach_params = _past(breach_before, _RUNNING_DUE, now)
+    rows = await store.fetchall(
+        f"SELECT t.ref, {_RUNNING_DUE} AS due_at, {breach_sql} AS breached FROM tickets t"
+        f" WHERE t.status != 'closed' AND {visible} AND {risk_sql}"
+        " ORDER BY breached DESC, coalesce(due_at, t.last_inbound_at) LIMIT ?",
+        (*breach_params, *params, *risk_params, limit))
+    return [{"ref": row["ref"], "due_at": row["due_at"], "breached": bool(row["breached"])} for row in rows]
 
 
 async def ticket_page(

@@ -449,6 +449,30 @@ async def test_queue_risk_and_breach_counts_follow_the_tickets_sla_clocks(make_d
         await boss.close()
 
 
+async def test_the_supervisor_view_lists_the_tickets_at_risk_and_breached(make_daemon: Callable[..., Any]) -> None:
+    from tests.test_sla_engine import open_ticket, saturday_morning
+
+    clock = saturday_morning()
+    daemon = await make_daemon(CLOCKED_POLICY, clock=clock)
+    ref = (await open_ticket(daemon))["reference"]
+    token = new_token()
+    await daemon.store.write(create_agent("boss", "supervisor", parse_queues(""), token))
+    boss = AgentClient(f"ws://127.0.0.1:{daemon.agent_api.port}", token, reconnect=False)
+    await boss.connect()
+    try:
+        async def at_risk() -> list[tuple[str, bool]]:
+            return [(t["reference"], t["breached"]) for t in (await boss.request("supervisor"))["at_risk"]]
+
+        clock.advance(hours=2, minutes=59)  # the warning is at 3 h (75 % of 4 h)
+        assert await at_risk() == []
+        clock.advance(minutes=2)
+        assert await at_risk() == [(ref, False)]
+        clock.advance(hours=1)
+        assert await at_risk() == [(ref, True)]
+    finally:
+        await boss.close()
+
+
 SHIFTS = """
 [[queues]]
 name = "intake"

@@ -266,6 +266,25 @@ async def test_sla_breach_pops_an_alert_naming_the_ticket_not_the_customer_text(
         assert alert.message == f"{ref} SLA breached first_response" and alert.severity == "error"
 
 
+async def test_supervisor_view_lists_breached_tickets_and_opens_one(make_daemon: Callable[..., Any]) -> None:
+    from textual.widgets import DataTable
+
+    async with running_harness(make_daemon, SLA_POLICY) as harness:
+        ref = await harness.mail(subject="late claim", sender="a@example.com")
+        await harness.daemon.store.write(lambda tx: tx.execute(
+            "UPDATE sla_clocks SET warn_at = '2020-01-01T00:00:00+00:00', due_at = '2020-01-01T01:00:00+00:00'"))
+        app = await console(harness, "boss", "supervisor")
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, MainScreen) and len(ticket_list(app).order) == 1)
+            await pilot.press("v")
+            await until(pilot, lambda: type(app.screen).__name__ == "SupervisorScreen"
+                        and app.screen.query_one("#at-risk", DataTable).row_count == 1)
+            assert "late claim" in screen_text(app)
+            app.screen.query_one("#at-risk", DataTable).focus()
+            await pilot.press("enter")
+            await until(pilot, lambda: isinstance(app.screen, TicketScreen) and app.screen.ref == ref)
+
+
 TEMPLATES = """
 [[agent_api.reply_templates]]
 name = "documents"

@@ -90,6 +90,7 @@ SUPERVISOR = {
     ],
     "other_assignees": [],
     "queues": QUEUES,
+    "at_risk": [{**TICKETS[0], "breached": True}, {**TICKETS[1], "breached": False}],
 }
 
 
