@@ -108,7 +108,9 @@ async def measure(path: Path) -> None:
             t = report.total
             print(f"monthly report by {by or '-':<17} {elapsed:6.3f} s  opened {t.opened}  closed {t.closed}"
                   f"  backlog {t.backlog}  1st resp med/p90 {t.first_response_median_h}/{t.first_response_p90_h} h"
-                  f"  resol med/p90 {t.resolution_median_h}/{t.resolution_p90_h} h  SLA {t.sla_compliance_pct}%"
+                  f" (business {t.first_response_median_business_h}/{t.first_response_p90_business_h} h)"
+                  f"  resol med/p90 {t.resolution_median_h}/{t.resolution_p90_h} h"
+                  f" (business {t.resolution_median_business_h}/{t.resolution_p90_business_h} h)  SLA {t.sla_compliance_pct}%"
                   f"  reopen {t.reopen_rate_pct}%  groups {len(report.groups)}")
         began = time.perf_counter()
         html = render_html(await build_report(store, start, end, "insurer"))

@@ -55,7 +55,7 @@ from ingest.contacts import (
 )
 from ingest.analysis import fts_match, message_search_body, search_key
 from ingest.persian import search_terms
-from ingest.reports import build_report, parse_day, period_bounds
+from ingest.reports import ReportCalendars, build_report, parse_day, period_bounds
 from ingest.routing_hooks import set_agent_status, update_agent
 from ingest.store import Store, Tx, WriteOp, iso
 from router.claimref import find_claim_refs
@@ -696,7 +696,9 @@ class AgentApi:
         by = request.get("by") or None
         try:
             start, end = period_bounds(parse_day(self._text(request, "from")), parse_day(self._text(request, "to")))
-            report = await build_report(self.store, start, end, by)
+            # Business hours on the calendars the daemon's SLA clocks use.
+            calendars = ReportCalendars.from_policies(self.ctx.routing.policies) if self.ctx.routing else None
+            report = await build_report(self.store, start, end, by, calendars=calendars)
         except ValueError as exc:
             raise ApiError("invalid", str(exc)) from None
         return asdict(report)

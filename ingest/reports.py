@@ -8,7 +8,11 @@ What each figure means (all times in hours; a period is [start, end) in Tehran d
   minus creation, median and p90.
 - first response: for tickets opened in the period, creation to the first message an agent
   sent (automatic acknowledgements do not count). Resolution: creation to the last closing in
-  the period, for tickets closed in it. Median and p90 (nearest rank).
+  the period, for tickets closed in it. Median and p90 (nearest rank), each twice: in clock hours
+  (`..._h`) and in business hours (`..._business_h`), the latter counted on the business calendar
+  of the ticket's SLA policy (the "business" calendar when it has none), as its SLA clocks count:
+  a mail at 17:00 on a Wednesday answered at 08:30 on Saturday is 63.5 clock hours, and 4.5
+  business hours (Thursday's half day and Saturday's first half hour).
 - SLA: the clocks of tickets opened in the period (when the SLA tables exist), each one counted,
   a replaced one too (the next response after every customer message, the resolution after a
   reopen): compliance % = clocks never breached / clocks; breaches = clocks whose breach time
@@ -32,15 +36,20 @@ import json
 import math
 import sys
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from persiantools.jdatetime import JalaliDate
 
 from ingest.store import Store, iso, utcnow
+from router.calendar import BusinessCalendar
 from router.claimref import TEHRAN
+
+if TYPE_CHECKING:
+    from config.policies import Policies
 
 DIMENSIONS: dict[str, str] = {
     "insurer": "CASE t.insurer WHEN '' THEN '(none)' ELSE t.insurer END",
@@ -91,7 +100,8 @@ def percentile(values: list[float], fraction: float) -> float | None:
 
 
 def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 2)
+    # + 0.0: a business-hours difference of -1e-12 (no business time) must read 0, not -0.
+    return None if value is None else round(value, 2) + 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,8 +115,12 @@ class Figures:
     first_response_median_h: float | None = None
     first_response_p90_h: float | None = None
     first_responses: int = 0
+    first_response_median_business_h: float | None = None
+    first_response_p90_business_h: float | None = None
     resolution_median_h: float | None = None
     resolution_p90_h: float | None = None
+    resolution_median_business_h: float | None = None
+    resolution_p90_business_h: float | None = None
     sla_clocks: int | None = None
     sla_compliance_pct: float | None = None
     sla_breaches: int | None = None
@@ -137,7 +151,9 @@ class _Acc:
     closed: int = 0
     backlog_ages: list[float] = field(default_factory=list)
     first_responses: list[float] = field(default_factory=list)
+    first_responses_business: list[float] = field(default_factory=list)
     resolutions: list[float] = field(default_factory=list)
+    resolutions_business: list[float] = field(default_factory=list)
     sla_clocks: int = 0
     sla_breached: int = 0
     sla_breaches: int = 0
@@ -155,8 +171,12 @@ class _Acc:
             first_response_median_h=_round(percentile(self.first_responses, 0.5)),
             first_response_p90_h=_round(percentile(self.first_responses, 0.9)),
             first_responses=len(self.first_responses),
+            first_response_median_business_h=_round(percentile(self.first_responses_business, 0.5)),
+            first_response_p90_business_h=_round(percentile(self.first_responses_business, 0.9)),
             resolution_median_h=_round(percentile(self.resolutions, 0.5)),
             resolution_p90_h=_round(percentile(self.resolutions, 0.9)),
+            resolution_median_business_h=_round(percentile(self.resolutions_business, 0.5)),
+            resolution_p90_business_h=_round(percentile(self.resolutions_business, 0.9)),
             sla_clocks=self.sla_clocks if has_sla else None,
             sla_compliance_pct=(_round(100 * (self.sla_clocks - self.sla_breached) / self.sla_clocks)
                                 if has_sla and self.sla_clocks else None),
@@ -182,8 +202,84 @@ def _tehran_day(hours: float) -> date:
     return datetime.fromtimestamp(hours * 3600, TEHRAN).date()
 
 
+@dataclass(frozen=True, slots=True)
+class ReportCalendars:
+    """The business calendar each ticket's business hours are counted on: its SLA policy's
+    (`by_policy`, by policy name), else `default` (the configured "business" calendar; without a
+    configuration, the Iranian week with the official holidays)."""
+
+    default: BusinessCalendar = field(default_factory=BusinessCalendar)
+    by_policy: Mapping[str, BusinessCalendar] = field(default_factory=dict)
+
+    @classmethod
+    def from_policies(cls, policies: Policies) -> ReportCalendars:
+        business = policies.business
+        return cls(business, {p.name: policies.calendars.get(p.calendar, business) for p in policies.sla})
+
+    def for_policy(self, name: str | None) -> BusinessCalendar:
+        return self.by_policy.get(name, self.default) if name else self.default
+
+
+class _BusinessHours:
+    """Business hours between instants (epoch hours) on one calendar, for many tickets: an
+    instant's offset from an origin day is the business hours of the whole days in between plus
+    its overlap with its own day's open intervals; the difference of two offsets is the
+    calendar's `business_time_between` of the two instants, whatever their span. Which hours are
+    open (week, half days, holidays, zone) is the calendar's `open_intervals`, asked once per
+    local day; a ticket costs two offsets, not a walk over the days it spans."""
+
+    __slots__ = ("_before", "_days", "_hi", "_lo", "calendar")
+
+    def __init__(self, calendar: BusinessCalendar) -> None:
+        self.calendar = calendar
+        self._days: dict[date, tuple[tuple[float, float], ...]] = {}  # open intervals in epoch hours
+        self._before: dict[date, float] = {}  # business hours from the origin day's start to the day's
+        self._lo: date | None = None
+        self._hi: date | None = None
+
+    def _intervals(self, day: date) -> tuple[tuple[float, float], ...]:
+        known = self._days.get(day)
+        if known is None:
+            known = self._days[day] = tuple((_epoch_h(o), _epoch_h(c)) for o, c in self.calendar.open_intervals(day))
+        return known
+
+    def _day_hours(self, day: date) -> float:
+        return sum(c - o for o, c in self._intervals(day))
+
+    def _offset_of_day(self, day: date) -> float:
+        known = self._before.get(day)
+        if known is not None:
+            return known
+        if self._lo is None or self._hi is None:
+            self._lo = self._hi = day
+            self._before[day] = 0.0
+            return 0.0
+        one = timedelta(days=1)
+        while day > self._hi:
+            self._before[self._hi + one] = self._before[self._hi] + self._day_hours(self._hi)
+            self._hi += one
+        while day < self._lo:
+            self._lo -= one
+            self._before[self._lo] = self._before[self._lo + one] - self._day_hours(self._lo)
+        return self._before[day]
+
+    def offset(self, hours: float) -> float:
+        day = datetime.fromtimestamp(hours * 3600, self.calendar.tz).date()
+        offset = self._offset_of_day(day)
+        for o, c in self._intervals(day):  # in order
+            if o >= hours:
+                break
+            offset += (c if c < hours else hours) - o
+        return offset
+
+    def between(self, a: float, b: float) -> float:
+        return self.offset(b) - self.offset(a)
+
+
 async def build_report(store: Store, start: datetime, end: datetime, by: str | None = None,
-                       now: datetime | None = None) -> Report:
+                       now: datetime | None = None, calendars: ReportCalendars | None = None) -> Report:
+    """The figures for [start, end). `calendars` says which business calendar each ticket's
+    business hours are counted on (default: ReportCalendars(), the Iranian week)."""
     if by is not None and by not in DIMENSIONS:
         raise ValueError(f"--by {by!r}: expected one of {', '.join(DIMENSIONS)}")
     now = now or utcnow()
@@ -198,6 +294,17 @@ async def build_report(store: Store, start: datetime, end: datetime, by: str | N
 
     daily_opened: Counter = Counter()
     daily_closed: Counter = Counter()
+    calendars = calendars or ReportCalendars()
+    # One day-offset table per calendar, shared by the tickets whose policies use it.
+    on_calendar: dict[int, _BusinessHours] = {}
+    by_policy: dict[str | None, _BusinessHours] = {}
+
+    def business(policy: str | None) -> _BusinessHours:
+        found = by_policy.get(policy)
+        if found is None:
+            calendar = calendars.for_policy(policy)
+            found = by_policy[policy] = on_calendar.setdefault(id(calendar), _BusinessHours(calendar))
+        return found
 
     # Opened in the period: first agent answer and customer messages per ticket, from the index.
     # Authors of automatic messages: the acknowledgement ('system'), workflow templates ('workflow':
@@ -205,27 +312,33 @@ async def build_report(store: Store, start: datetime, end: datetime, by: str | N
     first_answer = ("(SELECT min(m.created_at) FROM messages m WHERE m.ticket_id = t.id AND m.direction = 'out'"
                     " AND m.author NOT IN ('', 'system', 'workflow'))")
     for row in await store.fetchall(
-        f"SELECT {dim} AS g, {_h('t.created_at')} AS created, {_h(first_answer)} AS first_answer,"
+        f"SELECT {dim} AS g, t.sla_policy AS policy, {_h('t.created_at')} AS created,"
+        f" {_h(first_answer)} AS first_answer,"
         " (SELECT count(*) FROM messages m WHERE m.ticket_id = t.id AND m.direction = 'in' AND m.auto_reason = '')"
         " AS inbound"
         " FROM tickets t WHERE t.created_at >= ? AND t.created_at < ?", (lo, hi)):
         daily_opened[_tehran_day(row["created"])] += 1
+        answered = row["first_answer"] is not None
+        business_h = business(row["policy"]).between(row["created"], row["first_answer"]) if answered else 0.0
         for acc in both(row["g"]):
             acc.opened += 1
             acc.inbound += row["inbound"]
-            if row["first_answer"] is not None:
+            if answered:
                 acc.first_responses.append(row["first_answer"] - row["created"])
+                acc.first_responses_business.append(business_h)
 
     # Closed in the period: each ticket's last closing in it (through the events_closing index).
     for row in await store.fetchall(
-        f"SELECT {dim} AS g, {_h('t.created_at')} AS created, {_h('c.at')} AS closed FROM"
+        f"SELECT {dim} AS g, t.sla_policy AS policy, {_h('t.created_at')} AS created, {_h('c.at')} AS closed FROM"
         " (SELECT e.ticket_id, max(e.at) AS at FROM events e WHERE e.kind = 'status_changed'"
         "  AND json_extract(e.data, '$.new') = 'closed' AND e.at >= ? AND e.at < ? GROUP BY e.ticket_id) c"
         " JOIN tickets t ON t.id = c.ticket_id", (lo, hi)):
         daily_closed[_tehran_day(row["closed"])] += 1
+        business_h = business(row["policy"]).between(row["created"], row["closed"])
         for acc in both(row["g"]):
             acc.closed += 1
             acc.resolutions.append(row["closed"] - row["created"])
+            acc.resolutions_business.append(business_h)
 
     # Every ticket that existed and was not closed for good before the period (its last closing,
     # `closed_at`, is later; open ones through a partial index): the backlog at its end and the
@@ -330,11 +443,17 @@ async def _sla_figures(store: Store, dim: str, lo: str | None, hi: str | None, b
 
 # -- renderings ---------------------------------------------------------------------------------
 
+HOURS_NOTE = ("clock h: elapsed hours; business h: working hours on the business calendar of each ticket's "
+              "SLA policy (the \"business\" calendar when it has none), as its SLA clocks count them.")
 _COLUMNS: list[tuple[str, str]] = [
     ("opened", "opened"), ("closed", "closed"), ("backlog", "backlog"),
-    ("backlog_age_median_h", "backlog age med h"), ("first_response_median_h", "1st resp med h"),
-    ("first_response_p90_h", "1st resp p90 h"), ("resolution_median_h", "resol med h"),
-    ("resolution_p90_h", "resol p90 h"), ("sla_compliance_pct", "SLA %"), ("sla_breaches", "breaches"),
+    ("backlog_age_median_h", "backlog age med clock h"),
+    ("first_response_median_h", "1st resp med clock h"), ("first_response_p90_h", "1st resp p90 clock h"),
+    ("first_response_median_business_h", "1st resp med business h"),
+    ("first_response_p90_business_h", "1st resp p90 business h"),
+    ("resolution_median_h", "resol med clock h"), ("resolution_p90_h", "resol p90 clock h"),
+    ("resolution_median_business_h", "resol med business h"), ("resolution_p90_business_h", "resol p90 business h"),
+    ("sla_compliance_pct", "SLA %"), ("sla_breaches", "breaches"),
     ("reopen_rate_pct", "reopen %"), ("contacts_per_claim", "contacts/claim"),
 ]
 
@@ -361,6 +480,7 @@ def render_table(report: Report) -> str:
     out = [head, "", line(names), line(["-" * w for w in widths]), *(line(r) for r in body), ""]
     out.append("Time in status (hours): " + ", ".join(f"{k} {v:g}" for k, v in report.total.status_hours.items()))
     out.append("Channel mix (messages in): " + ", ".join(f"{k} {v}" for k, v in report.total.channel_mix.items()))
+    out.append(HOURS_NOTE)
     return "\n".join(out) + "\n"
 
 
@@ -450,6 +570,7 @@ h2 {{ margin-top: 1.6em; font-size: 1.1em; }}
         escape(f', by {report.by}') if report.by else ''}; generated {escape(jalali(datetime.fromisoformat(report.generated_at)))}.</p>
 <h2>Figures</h2>
 <table><thead><tr>{header}</tr></thead><tbody>{rows}</tbody></table>
+<p>{escape(HOURS_NOTE)}</p>
 <h2>Tickets opened and closed per day</h2>
 {_svg_daily(report.daily)}
 <h2>Where claims wait: hours in each status</h2>
@@ -476,9 +597,20 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cli_report(settings: Any, args: argparse.Namespace) -> int:
+    from config.loader import ConfigError
+    from config.policies import load_policies
+
     try:
         start, end = period_bounds(parse_day(args.first), parse_day(args.last))
     except ValueError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    # Business hours on the configured calendars ([calendar], [[sla.policies]] calendar = ...);
+    # settings without the policy sections (no `extra`) count on the default Iranian week.
+    try:
+        calendars = (ReportCalendars.from_policies(load_policies(settings)) if hasattr(settings, "extra")
+                     else ReportCalendars())
+    except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 2
 
@@ -486,7 +618,7 @@ def cli_report(settings: Any, args: argparse.Namespace) -> int:
         store = Store(settings.store.path, synchronous=settings.store.synchronous)
         await store.open()
         try:
-            return RENDERERS[args.format](await build_report(store, start, end, args.by))
+            return RENDERERS[args.format](await build_report(store, start, end, args.by, calendars=calendars))
         finally:
             await store.close()
 

@@ -207,6 +207,16 @@ class BusinessCalendar:
                 remaining -= 1
         return datetime.combine(day, local.time(), tzinfo=self.tz)
 
+    def open_intervals(self, day: date) -> tuple[tuple[datetime, datetime], ...]:
+        """The business intervals of a local date, [open, close) as UTC datetimes, in order: the
+        whole day for a 24x7 calendar, nothing on a closed day. `business_time_between` is the sum
+        of their overlaps with [a, b), so callers measuring many instants (reports) can keep a
+        day's intervals instead of asking for them again."""
+        if self.twenty_four_seven:
+            return ((datetime.combine(day, MIDNIGHT, tzinfo=self.tz).astimezone(UTC),
+                     datetime.combine(day + timedelta(days=1), MIDNIGHT, tzinfo=self.tz).astimezone(UTC)),)
+        return tuple(self._intervals(day))
+
     def _intervals(self, day: date) -> Iterator[tuple[datetime, datetime]]:
         """The open intervals of a local date as UTC datetimes, in order."""
         if self.is_closed_day(day):

@@ -392,6 +392,23 @@ async def test_reports_screen_shows_every_figure_and_day_in_the_preferred_digits
             assert "۰.۰ h" in shown and " ۱۰۰ " in shown and "۱۴۰۵/۰۹/۰۸ █" in shown
 
 
+async def test_reports_screen_shows_business_hours_beside_clock_hours_in_persian_digits(harness: Harness) -> None:
+    answered = await harness.mail(subject="one", sender="a@example.com")
+    boss = await harness.client(await harness.agent("boss", "supervisor"))
+    await boss.request("reply", ref=answered, text="on our way")
+    app = ConsoleApp(harness.url, await harness.agent("reza", "supervisor"), Prefs())  # Persian digits
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, MainScreen))
+        await pilot.press("R")
+        await until(pilot, lambda: "Channel mix" in screen_text(app) and "email" in screen_text(app))
+        figures = app.screen.query_one("#figures", DataTable)
+        labels = [str(c.label) for c in figures.columns.values()]
+        assert labels[4:8] == ["First resp. clock h", "First resp. business h", "Resol. clock h", "Resol. business h"]
+        business = str(figures.get_row_at(0)[5])  # answered within seconds, on whatever calendar
+        assert re.fullmatch(r"[۰-۹]+\.[۰-۹] h", business), business
+        assert "business h = working hours on the claim's SLA calendar" in screen_text(app)
+
+
 async def test_reports_screen_dates_follow_the_gregorian_preference(harness: Harness) -> None:
     after_tehran_midnight = datetime(2026, 11, 28, 21, 0, tzinfo=UTC)
     app = ConsoleApp(harness.url, await harness.agent("boss", "supervisor", "intake"),

@@ -11,6 +11,8 @@ import io
 import json
 import shutil
 import sqlite3
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,9 +27,11 @@ from ingest.claims_ops import ClaimFiling, open_claim
 from ingest.migrations import MIGRATIONS
 from ingest.records import Identity, InboundMessage, RawPayload
 from ingest.reports import (
-    build_report, cli_report, parse_day, period_bounds, percentile, render_csv, render_html, render_table,
+    ReportCalendars, build_report, cli_report, parse_day, period_bounds, percentile, render_csv, render_html,
+    render_json, render_table,
 )
 from ingest.store import Store, Tx, iso
+from router.calendar import BusinessCalendar
 from router.claimref import TEHRAN
 
 # Saturday 2025-05-03 09:00 Tehran; the report covers that Tehran week, 1404/02/13 – 1404/02/19.
@@ -346,3 +350,188 @@ async def test_an_out_of_office_reply_is_not_a_customer_contact(tmp_path: Path) 
     await d.store.close()
     assert report.total.contacts_per_claim == 1.0
     assert report.total.channel_mix == {"email": 1}
+
+
+# -- business hours -----------------------------------------------------------------------------
+# The week of T0 has no official holiday: Wednesday 2025-05-07 (1404/02/17) to Saturday
+# 2025-05-10 (1404/02/20). On the default calendar Thursday is open 08:00-12:00, Friday is closed.
+WEDNESDAY_1700 = datetime(2025, 5, 7, 17, 0, tzinfo=TEHRAN)
+THURSDAY_1300 = datetime(2025, 5, 8, 13, 0, tzinfo=TEHRAN)
+SATURDAY_0830 = datetime(2025, 5, 10, 8, 30, tzinfo=TEHRAN)
+SATURDAY_1000 = datetime(2025, 5, 10, 10, 0, tzinfo=TEHRAN)
+WEEKEND = period_bounds(parse_day("1404-02-17"), parse_day("1404-02-20"))
+
+
+def since_t0(moment: datetime) -> float:
+    return (moment - T0).total_seconds() / 3600
+
+
+async def test_a_wednesday_evening_mail_answered_on_saturday_is_hours_of_business_not_a_weekend(
+        tmp_path: Path) -> None:
+    """Wednesday 17:00 to Saturday 08:30 is 63.5 clock hours; in business hours only Thursday's
+    half day (4 h) and Saturday 08:00-08:30 count: 4.5. Closed Saturday 10:00: 65 clock h, 6 business h."""
+    d = await empty_dataset(tmp_path)
+    ref = await d.email(since_t0(WEDNESDAY_1700), "late@example.com", "my car was hit")
+    await d.reply(since_t0(SATURDAY_0830), ref)
+    await d.status(since_t0(SATURDAY_1000), ref, "closed")
+    report = await build_report(d.store, *WEEKEND, now=WEEKEND[1])
+    await d.store.close()
+    t = report.total
+    assert (t.first_response_median_h, t.first_response_p90_h) == (63.5, 63.5)
+    assert (t.first_response_median_business_h, t.first_response_p90_business_h) == (4.5, 4.5)
+    assert (t.resolution_median_h, t.resolution_median_business_h, t.resolution_p90_business_h) == (65.0, 6.0, 6.0)
+
+
+async def test_a_thursday_afternoon_mail_counts_from_saturday_0800(tmp_path: Path) -> None:
+    """After Thursday's 12:00 close nothing counts until Saturday 08:00: answered 08:30, half an
+    hour of business time against 43.5 clock hours; with the Wednesday mail (4.5 business h) the
+    median and p90 are the two tickets' (nearest rank)."""
+    d = await empty_dataset(tmp_path)
+    thursday = await d.email(since_t0(THURSDAY_1300), "thu@example.com", "a broken window")
+    wednesday = await d.email(since_t0(WEDNESDAY_1700), "wed@example.com", "my car was hit")
+    await d.reply(since_t0(SATURDAY_0830), thursday)
+    await d.reply(since_t0(SATURDAY_0830), wednesday)
+    report = await build_report(d.store, *WEEKEND, by="channel", now=WEEKEND[1])
+    await d.store.close()
+    t = report.total
+    assert (t.first_response_median_h, t.first_response_p90_h) == (43.5, 63.5)
+    assert (t.first_response_median_business_h, t.first_response_p90_business_h) == (0.5, 4.5)
+    (email,) = report.groups
+    assert (email.first_response_median_business_h, email.first_response_p90_business_h) == (0.5, 4.5)
+    assert t.resolution_median_business_h is None  # nothing closed
+
+
+async def test_an_official_holiday_counts_no_business_time(tmp_path: Path) -> None:
+    """22 Bahman 1404 (Wednesday 2026-02-11) is a holiday: a mail on Tuesday 15:00 answered on
+    Thursday 09:00 waited 1 h on Tuesday, nothing on the holiday, 1 h on Thursday: 2 business h
+    (42 clock h). The same on a calendar without official holidays is 10 h."""
+    d = await empty_dataset(tmp_path)
+    tuesday = datetime(2026, 2, 10, 15, 0, tzinfo=TEHRAN)
+    ref = await d.email(since_t0(tuesday), "bahman@example.com", "water damage")
+    await d.reply(since_t0(datetime(2026, 2, 12, 9, 0, tzinfo=TEHRAN)), ref)
+    period = period_bounds(parse_day("1404-11-21"), parse_day("1404-11-23"))
+    report = await build_report(d.store, *period, now=period[1])
+    no_holidays = await build_report(d.store, *period, now=period[1],
+                                     calendars=ReportCalendars(BusinessCalendar(official_holidays=None)))
+    await d.store.close()
+    assert (report.total.first_response_median_h, report.total.first_response_median_business_h) == (42.0, 2.0)
+    assert no_holidays.total.first_response_median_business_h == 10.0
+
+
+async def test_business_hours_use_the_calendar_of_each_tickets_sla_policy(tmp_path: Path) -> None:
+    """Two Wednesday-evening mails answered on Saturday: the one under a 24x7 policy counts every
+    hour (63.5), the other the business calendar's 4.5; a policy the configuration no longer has
+    falls back to the business calendar."""
+    d = await empty_dataset(tmp_path)
+    round_the_clock = await d.email(since_t0(WEDNESDAY_1700), "vip@example.com", "urgent")
+    business = await d.email(since_t0(WEDNESDAY_1700), "std@example.com", "standard")
+    for ref in (round_the_clock, business):
+        await d.reply(since_t0(SATURDAY_0830), ref)
+
+    def policies(tx: Tx) -> None:
+        tx.execute("UPDATE tickets SET sla_policy = 'gold' WHERE ref = ?", (round_the_clock,))
+        tx.execute("UPDATE tickets SET sla_policy = 'retired' WHERE ref = ?", (business,))
+
+    await d.store.write(policies)
+    calendars = ReportCalendars(by_policy={"gold": BusinessCalendar(twenty_four_seven=True, official_holidays=None)})
+    report = await build_report(d.store, *WEEKEND, now=WEEKEND[1], calendars=calendars)
+    await d.store.close()
+    assert (report.total.first_response_median_business_h, report.total.first_response_p90_business_h) == (4.5, 63.5)
+    assert (report.total.first_response_median_h, report.total.first_response_p90_h) == (63.5, 63.5)
+
+
+async def test_every_format_labels_business_hours_beside_clock_hours(tmp_path: Path) -> None:
+    d = await empty_dataset(tmp_path)
+    ref = await d.email(since_t0(WEDNESDAY_1700), "late@example.com", "my car was hit")
+    await d.reply(since_t0(SATURDAY_0830), ref)
+    await d.status(since_t0(SATURDAY_1000), ref, "closed")
+    report = await build_report(d.store, *WEEKEND, now=WEEKEND[1])
+    await d.store.close()
+    table = render_table(report)
+    header, _, total = table.splitlines()[2:5]
+    cells = dict(zip([c.strip() for c in header.split("  ") if c.strip()], total.split()[1:]))
+    assert (cells["1st resp med clock h"], cells["1st resp med business h"]) == ("63.5", "4.5")
+    assert (cells["resol med clock h"], cells["resol med business h"], cells["resol p90 business h"]) == ("65", "6", "6")
+    assert "business h: working hours on the business calendar of each ticket's SLA policy" in table
+    page = render_html(report)
+    assert "<th>1st resp med business h</th>" in page and "<th>1st resp med clock h</th>" in page
+    assert "<td>4.5</td>" in page and "<td>63.5</td>" in page
+    (row,) = csv.DictReader(io.StringIO(render_csv(report)))
+    assert (row["first_response_median_h"], row["first_response_median_business_h"]) == ("63.5", "4.5")
+    total_json = json.loads(render_json(report))["total"]
+    assert (total_json["resolution_median_h"], total_json["resolution_median_business_h"]) == (65.0, 6.0)
+
+
+def test_business_hours_across_many_days_match_the_calendars_own_sum() -> None:
+    """The report's day-offset arithmetic gives what `business_time_between` gives for random
+    spans up to three weeks, on the Iranian week with holidays (Nowruz included), a week with a
+    24:00 close, and 24x7."""
+    import random
+
+    from ingest.reports import _BusinessHours
+    from router.calendar import week_from_names
+
+    rng = random.Random(1404)
+    late = BusinessCalendar(week=week_from_names({"saturday": [("08:00", "12:00"), ("18:00", "24:00")],
+                                                  "tuesday": [("00:00", "06:30")]}))
+    origin = datetime(2025, 3, 10, tzinfo=UTC).timestamp() / 3600
+    for calendar in (BusinessCalendar(), late, BusinessCalendar(twenty_four_seven=True, official_holidays=None)):
+        hours = _BusinessHours(calendar)
+        for _ in range(300):
+            a = origin + rng.uniform(0, 24 * 60)
+            b = a + rng.choice([0.0, rng.uniform(0, 10), rng.uniform(0, 24 * 21)])
+            expected = calendar.business_time_between(datetime.fromtimestamp(a * 3600, UTC),
+                                                      datetime.fromtimestamp(b * 3600, UTC))
+            assert hours.between(a, b) == pytest.approx(expected.total_seconds() / 3600, abs=1e-6), (calendar, a, b)
+
+
+async def test_run_py_report_csv_and_json_carry_business_hours_on_the_configured_calendars(tmp_path: Path) -> None:
+    """Through `run.py report`: the configured business calendar closes Saturday 1404/02/20
+    (extra_closed), so the Wednesday-evening mail answered Saturday 08:30 has 4 business hours
+    (Thursday's half day); the one under the 24x7 policy "vip" all 63.5."""
+    from tests.conftest import write_config
+
+    config = write_config(tmp_path, """
+[calendar]
+extra_closed = [1404-02-20]
+
+[[sla.policies]]
+name = "standard"
+first_response = 4
+
+[[sla.policies]]
+name = "vip"
+insurer = "asia"
+first_response = 1
+calendar = "24x7"
+""")
+    clock = Clock(T0)
+    store = Store(tmp_path / "store.sqlite3", synchronous="OFF", clock=clock)
+    await store.open()
+    d = Dataset(store, clock)
+    standard = await d.email(since_t0(WEDNESDAY_1700), "std@example.com", "standard")
+    vip = await d.email(since_t0(WEDNESDAY_1700), "vip@example.com", "urgent")
+    for ref in (standard, vip):
+        await d.reply(since_t0(SATURDAY_0830), ref)
+
+    def policies(tx: Tx) -> None:
+        tx.execute("UPDATE tickets SET sla_policy = 'vip' WHERE ref = ?", (vip,))
+
+    await store.write(policies)
+    await store.close()
+
+    def report(fmt: str) -> str:
+        result = subprocess.run([sys.executable, str(Path(__file__).resolve().parent.parent / "run.py"),
+                                 "--config", str(config), "report", "--from", "1404-02-17", "--to", "1404-02-20",
+                                 "--format", fmt], check=False, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    csv_text, json_text = await asyncio.gather(asyncio.to_thread(report, "csv"), asyncio.to_thread(report, "json"))
+    (row,) = csv.DictReader(io.StringIO(csv_text))
+    assert (row["first_response_median_h"], row["first_response_p90_h"]) == ("63.5", "63.5")
+    assert (row["first_response_median_business_h"], row["first_response_p90_business_h"]) == ("4.0", "63.5")
+    assert row["resolution_median_business_h"] == ""  # nothing closed: no figure, as for clock hours
+    total = json.loads(json_text)["total"]
+    assert (total["first_response_median_business_h"], total["first_response_p90_business_h"]) == (4.0, 63.5)
+    assert total["first_response_median_h"] == 63.5
