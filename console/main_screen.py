@@ -76,6 +76,8 @@ class MainScreen(TicketActions):
     async def load(self) -> None:
         # The list first: counting every open ticket for the queue panel takes longer.
         page = await self.console.api("list_tickets", queue=self.queue, limit=PAGE)
+        if not self.is_attached:  # closed (the console quit) while the page was on its way
+            return
         self.tickets.show_page(page, self.console.now(), self.queue)
         self._topbar()
         self.refresh_queues()
@@ -120,6 +122,8 @@ class MainScreen(TicketActions):
         self._loading = True
         try:
             page = await self.console.api("list_tickets", queue=self.queue, offset=self.tickets.loaded, limit=PAGE)
+            if not self.is_attached:
+                return
             self.tickets.extend(page, self.console.now())
             self._topbar()
         finally:
@@ -165,4 +169,6 @@ class MainScreen(TicketActions):
     @work(exclusive=True, group="queues")
     async def refresh_queues(self) -> None:
         self._queues_pending = False
-        self._show_queues(await self.console.api("queues"))
+        queues = await self.console.api("queues")
+        if self.is_attached:  # not closed while the counts were on their way
+            self._show_queues(queues)

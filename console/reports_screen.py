@@ -93,6 +93,8 @@ class ReportsScreen(Screen[None]):
         by = DIMENSIONS[self.dimension_index]
         report: dict[str, Any] = await self.console.api("report", **{"from": first.isoformat(),
                                                                      "to": last.isoformat(), "by": by})
+        if not self.is_attached:  # left (esc) while the figures were on their way
+            return
         prefs = self.console.prefs
         self.query_one("#report-title", Label).update(
             Text(f"Reports {day(first, prefs)} – {day(last, prefs)} · by {by or 'total'}"))

@@ -39,6 +39,8 @@ class SearchScreen(Screen[None]):
             found = await self.console.api("search", query=event.value)
         except (ApiRequestError, ConnectionError):
             return
+        if not self.is_attached:
+            return
         results = self.query_one(TicketList)
         results.show_page({"total": len(found["tickets"]), "tickets": found["tickets"]}, self.console.now())
         if found["tickets"]:

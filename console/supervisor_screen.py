@@ -46,6 +46,8 @@ class SupervisorScreen(Screen[None]):
     @work(exclusive=True)
     async def action_reload(self) -> None:
         view = await self.console.api("supervisor")
+        if not self.is_attached:  # left (esc) while the view was on its way
+            return
         prefs = self.console.prefs
         agents = self.query_one("#agents", DataTable)
         agents.clear()

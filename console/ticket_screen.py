@@ -124,7 +124,8 @@ class TicketScreen(TicketActions):
         except (ApiRequestError, ConnectionError):
             self.app.pop_screen()
             return
-        self.show(detail)
+        if self.is_attached:  # not left while the ticket was on its way
+            self.show(detail)
 
     def show(self, detail: dict[str, Any]) -> None:
         self.detail = detail
@@ -142,6 +143,8 @@ class TicketScreen(TicketActions):
         try:
             page = await self.console.api("thread", ref=self.ref, before=thread.oldest_message_id(), limit=PAGE)
         except (ApiRequestError, ConnectionError):
+            return
+        if not self.is_attached:
             return
         thread.add_earlier(page["messages"], page["timeline"], page["earlier"])
 
