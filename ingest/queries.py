@@ -193,13 +193,18 @@ def _past(cutoffs: dict[str, str], mark: str, now: str | None) -> tuple[str, lis
             [now, *values])
 
 
+def _risk_and_breach(warn_before: dict[str, str], breach_before: dict[str, str],
+                     now: str | None) -> tuple[tuple[str, list[Any]], tuple[str, list[Any]]]:
+    """`_past` of the warning and of the due instant: at risk, breached."""
+    return _past(warn_before, _RUNNING.format("warn_at"), now), _past(breach_before, _RUNNING_DUE, now)
+
+
 async def queue_overview(store: Store, queues: frozenset[str] | None, *, warn_before: dict[str, str],
                          breach_before: dict[str, str], now: str | None = None) -> list[dict[str, Any]]:
     """Per queue: open tickets, unassigned, customers waiting and since when; `at_risk` and
     `breached` count the tickets past their warning or due time (see `_past`)."""
     visible, params = _queue_filter(queues)
-    risk_sql, risk_params = _past(warn_before, _RUNNING.format("warn_at"), now)
-    breach_sql, breach_params = _past(breach_before, _RUNNING_DUE, now)
+    (risk_sql, risk_params), (breach_sql, breach_params) = _risk_and_breach(warn_before, breach_before, now)
     rows = await store.fetchall(
         f"SELECT t.queue, count(*) AS open, sum(t.assignee IS NULL) AS unassigned, sum({_WAITING}) AS waiting,"
         f" min(CASE WHEN {_WAITING} THEN t.last_inbound_at END) AS oldest_waiting,"
@@ -219,8 +224,7 @@ async def tickets_at_risk(store: Store, queues: frozenset[str] | None, *, warn_b
     """The open tickets `queue_overview` counts at risk, breached first, then the soonest due:
     `ref`, `due_at` (None for a ticket with no running clock) and `breached`."""
     visible, params = _queue_filter(queues)
-    risk_sql, risk_params = _past(warn_before, _RUNNING.format("warn_at"), now)
-    breach_sql, breach_params = _past(breach_before, _RUNNING_DUE, now)
+    (risk_sql, risk_params), (breach_sql, breach_params) = _risk_and_breach(warn_before, breach_before, now)
     rows = await store.fetchall(
         f"SELECT t.ref, {_RUNNING_DUE} AS due_at, {breach_sql} AS breached FROM tickets t"
         f" WHERE t.status != 'closed' AND {visible} AND {risk_sql}"

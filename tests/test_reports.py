@@ -418,15 +418,21 @@ async def test_an_official_holiday_counts_no_business_time(tmp_path: Path) -> No
     assert no_holidays.total.first_response_median_business_h == 10.0
 
 
+async def mailed_wednesday_answered_saturday(d: Any, *senders: tuple[str, str]) -> list[str]:
+    """Claims opened by mail (sender, subject) at 17:00 on a Wednesday, answered at 08:30 on Saturday."""
+    refs = [await d.email(since_t0(WEDNESDAY_1700), sender, subject) for sender, subject in senders]
+    for ref in refs:
+        await d.reply(since_t0(SATURDAY_0830), ref)
+    return refs
+
+
 async def test_business_hours_use_the_calendar_of_each_tickets_sla_policy(tmp_path: Path) -> None:
     """Two Wednesday-evening mails answered on Saturday: the one under a 24x7 policy counts every
     hour (63.5), the other the business calendar's 4.5; a policy the configuration no longer has
     falls back to the business calendar."""
     d = await empty_dataset(tmp_path)
-    round_the_clock = await d.email(since_t0(WEDNESDAY_1700), "vip@example.com", "urgent")
-    business = await d.email(since_t0(WEDNESDAY_1700), "std@example.com", "standard")
-    for ref in (round_the_clock, business):
-        await d.reply(since_t0(SATURDAY_0830), ref)
+    round_the_clock, business = await mailed_wednesday_answered_saturday(
+        d, ("vip@example.com", "urgent"), ("std@example.com", "standard"))
 
     def policies(tx: Tx) -> None:
         tx.execute("UPDATE tickets SET sla_policy = 'gold' WHERE ref = ?", (round_the_clock,))
@@ -509,10 +515,8 @@ calendar = "24x7"
     store = Store(tmp_path / "store.sqlite3", synchronous="OFF", clock=clock)
     await store.open()
     d = Dataset(store, clock)
-    standard = await d.email(since_t0(WEDNESDAY_1700), "std@example.com", "standard")
-    vip = await d.email(since_t0(WEDNESDAY_1700), "vip@example.com", "urgent")
-    for ref in (standard, vip):
-        await d.reply(since_t0(SATURDAY_0830), ref)
+    standard, vip = await mailed_wednesday_answered_saturday(
+        d, ("std@example.com", "standard"), ("vip@example.com", "urgent"))
 
     def policies(tx: Tx) -> None:
         tx.execute("UPDATE tickets SET sla_policy = 'vip' WHERE ref = ?", (vip,))
