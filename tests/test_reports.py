@@ -371,8 +371,7 @@ async def test_a_wednesday_evening_mail_answered_on_saturday_is_hours_of_busines
     """Wednesday 17:00 to Saturday 08:30 is 63.5 clock hours; in business hours only Thursday's
     half day (4 h) and Saturday 08:00-08:30 count: 4.5. Closed Saturday 10:00: 65 clock h, 6 business h."""
     d = await empty_dataset(tmp_path)
-    ref = await d.email(since_t0(WEDNESDAY_1700), "late@example.com", "my car was hit")
-    await d.reply(since_t0(SATURDAY_0830), ref)
+    (ref,) = await mailed_wednesday_answered_saturday(d, ("late@example.com", "my car was hit"))
     await d.status(since_t0(SATURDAY_1000), ref, "closed")
     report = await build_report(d.store, *WEEKEND, now=WEEKEND[1])
     await d.store.close()
@@ -448,8 +447,7 @@ async def test_business_hours_use_the_calendar_of_each_tickets_sla_policy(tmp_pa
 
 async def test_every_format_labels_business_hours_beside_clock_hours(tmp_path: Path) -> None:
     d = await empty_dataset(tmp_path)
-    ref = await d.email(since_t0(WEDNESDAY_1700), "late@example.com", "my car was hit")
-    await d.reply(since_t0(SATURDAY_0830), ref)
+    (ref,) = await mailed_wednesday_answered_saturday(d, ("late@example.com", "my car was hit"))
     await d.status(since_t0(SATURDAY_1000), ref, "closed")
     report = await build_report(d.store, *WEEKEND, now=WEEKEND[1])
     await d.store.close()
