@@ -460,6 +460,32 @@ async def test_queue_risk_counts_and_the_supervisors_list_follow_the_tickets_sla
         await boss.close()
 
 
+async def test_without_an_sla_policy_risk_follows_the_wall_clock_minutes(make_daemon: Callable[..., Any]) -> None:
+    from tests.test_sla_engine import open_ticket, saturday_morning
+
+    clock = saturday_morning()
+    daemon = await make_daemon(clock=clock)  # no [[sla.policies]]: no clocks, [agent_api] response_minutes
+    ref = (await open_ticket(daemon))["reference"]
+    token = new_token()
+    await daemon.store.write(create_agent("boss", "supervisor", parse_queues(""), token))
+    boss = AgentClient(f"ws://127.0.0.1:{daemon.agent_api.port}", token, reconnect=False)
+    await boss.connect()
+    try:
+        async def risk() -> tuple[int, int, list[tuple[str, bool]]]:
+            view = await boss.request("supervisor")
+            (queue,) = view["queues"]
+            return queue["at_risk"], queue["breached"], [(t["reference"], t["breached"]) for t in view["at_risk"]]
+
+        clock.advance(hours=5, minutes=59)  # normal priority: 480 minutes, at risk from 75 % (6 h)
+        assert await risk() == (0, 0, [])
+        clock.advance(minutes=2)
+        assert await risk() == (1, 0, [(ref, False)])
+        clock.advance(hours=2)
+        assert await risk() == (1, 1, [(ref, True)])
+    finally:
+        await boss.close()
+
+
 SHIFTS = """
 [[queues]]
 name = "intake"
