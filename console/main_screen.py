@@ -12,6 +12,7 @@ from textual.containers import Horizontal
 from textual.widgets import DataTable, Static
 
 from console.app import ConsoleApp
+from console.client import ApiRequestError
 from console.key_bar import KeyBar
 from console.keys import with_persian_layout
 from console.render import number, when
@@ -61,6 +62,9 @@ class MainScreen(TicketActions):
         for key, label in (("queue", "Queue"), ("open", "Open"), ("risk", "Risk"), ("waiting", "Wait"),
                            ("oldest", "Oldest waiting")):
             queues.add_column(label, key=key)
+        agent = self.console.agent
+        if agent.get("role") not in ("supervisor", "admin"):
+            self.tickets.agent_queues = frozenset(agent.get("queues") or ())
         self.query_one(TicketList).focus()
         self.load()
         self.set_interval(30, self._tick)
@@ -75,7 +79,10 @@ class MainScreen(TicketActions):
     @work(exclusive=True, group="load")
     async def load(self) -> None:
         # The list first: counting every open ticket for the queue panel takes longer.
-        page = await self.console.api("list_tickets", queue=self.queue, limit=PAGE)
+        try:
+            page = await self.console.api("list_tickets", queue=self.queue, limit=PAGE)
+        except (ApiRequestError, ConnectionError):  # shown to the agent by `api`; the console goes on
+            return
         if not self.is_attached:  # closed (the console quit) while the page was on its way
             return
         self.tickets.show_page(page, self.console.now(), self.queue)
@@ -121,7 +128,11 @@ class MainScreen(TicketActions):
             return
         self._loading = True
         try:
-            page = await self.console.api("list_tickets", queue=self.queue, offset=self.tickets.loaded, limit=PAGE)
+            try:
+                page = await self.console.api("list_tickets", queue=self.queue, offset=self.tickets.loaded,
+                                              limit=PAGE)
+            except (ApiRequestError, ConnectionError):
+                return
             if not self.is_attached:
                 return
             self.tickets.extend(page, self.console.now())
@@ -169,6 +180,9 @@ class MainScreen(TicketActions):
     @work(exclusive=True, group="queues")
     async def refresh_queues(self) -> None:
         self._queues_pending = False
-        queues = await self.console.api("queues")
+        try:
+            queues = await self.console.api("queues")
+        except (ApiRequestError, ConnectionError):  # offline or refused: the next event asks again
+            return
         if self.is_attached:  # not closed while the counts were on their way
             self._show_queues(queues)

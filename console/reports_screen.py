@@ -15,6 +15,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Label, Static
 
 from console.app import ConsoleApp
+from console.client import ApiRequestError
 from console.key_bar import KeyBar
 from console.keys import with_persian_layout
 from console.render import TEHRAN, Prefs, day, number
@@ -91,8 +92,11 @@ class ReportsScreen(Screen[None]):
         last = self.console.now().astimezone(TEHRAN).date()
         first = last - timedelta(days=PERIOD_DAYS - 1)
         by = DIMENSIONS[self.dimension_index]
-        report: dict[str, Any] = await self.console.api("report", **{"from": first.isoformat(),
-                                                                     "to": last.isoformat(), "by": by})
+        try:
+            report: dict[str, Any] = await self.console.api("report", **{"from": first.isoformat(),
+                                                                         "to": last.isoformat(), "by": by})
+        except (ApiRequestError, ConnectionError):  # shown by `api`; the figures stay as they were
+            return
         if not self.is_attached:  # left (esc) while the figures were on their way
             return
         prefs = self.console.prefs

@@ -13,6 +13,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Label
 
 from console.app import ConsoleApp
+from console.client import ApiRequestError
 from console.key_bar import KeyBar
 from console.keys import with_persian_layout
 from console.render import countdown, number, safe_text, when
@@ -45,7 +46,10 @@ class SupervisorScreen(Screen[None]):
 
     @work(exclusive=True)
     async def action_reload(self) -> None:
-        view = await self.console.api("supervisor")
+        try:
+            view = await self.console.api("supervisor")
+        except (ApiRequestError, ConnectionError):  # shown by `api`; the view stays as it was
+            return
         if not self.is_attached:  # left (esc) while the view was on its way
             return
         prefs = self.console.prefs

@@ -63,6 +63,7 @@ class TicketList(DataTable[Text]):
         self.order: list[str] = []
         self.total = 0
         self.queue: str | None = None  # the list's queue filter (None: every queue)
+        self.agent_queues: frozenset[str] | None = None  # the agent's queues (None: a supervisor sees all)
         self.left: set[str] = set()  # shown rows no longer in the server's list
         self.boundary: Key | None = None  # the last row loaded in the server's order; None: all are
         self.limits = (SUBJECT_MAX, CONTACT_MAX)  # (subject, contact) characters shown
@@ -143,8 +144,13 @@ class TicketList(DataTable[Text]):
         self.extend(page, now)
 
     def listed(self, t: dict[str, Any]) -> bool:
-        """Whether the server's list holds `t`: open, and in the list's queue."""
-        return t["status"] != "closed" and self.queue in (None, t["queue"])
+        """Whether the server's list holds `t`: open, and in the list's queue (with no queue
+        chosen: in one of the agent's queues; a ticket moved out of them leaves the list)."""
+        if t["status"] == "closed":
+            return False
+        if self.queue is not None:
+            return t["queue"] == self.queue
+        return self.agent_queues is None or t["queue"] in self.agent_queues
 
     @property
     def loaded(self) -> int:

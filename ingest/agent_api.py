@@ -508,9 +508,7 @@ class AgentApi:
         (summary,) = await queries.ticket_summaries(self.store, [ref])
         detail.update(waiting_since=summary["waiting_since"], merged_into=summary["merged_into"])
         await self._with_sla_all([detail])
-        panel = await queries.contact_panel(self.store, detail["contact"]["id"])
-        if panel is not None and not agent.sees_all_queues:
-            panel["tickets"] = [t for t in panel["tickets"] if agent.may_see(t["queue"])]
+        panel = await queries.contact_panel(self.store, detail["contact"]["id"], queues=agent.visible_queues())
         detail["contact_panel"] = panel
         await self.store.write(audit(agent.name, "open_ticket", ref))
         return detail
@@ -609,7 +607,9 @@ class AgentApi:
         known = self._configured_queues()
         if queue not in known:
             raise ApiError("invalid", f"queue {queue!r}: expected one of {', '.join(known)}")
-        old = await self._audited(agent, "set_queue", ref, change_queue(ref, queue, agent.name), queue=queue)
+        # Moving a colleague's ticket takes it off them: a supervisor's call, as reassigning is.
+        old = await self._audited(agent, "set_queue", ref,
+                                  self._unless_colleagues(agent, ref, change_queue(ref, queue, agent.name)), queue=queue)
         return {"previous": old}
 
     async def _merge(self, agent: Agent, request: dict[str, Any]) -> Any:
@@ -672,7 +672,7 @@ class AgentApi:
 
     async def _contact(self, agent: Agent, request: dict[str, Any]) -> Any:
         contact_id = self._contact_id(request, "contact")
-        profile = await contact_profile(self.store, contact_id)
+        profile = await contact_profile(self.store, contact_id, queues=agent.visible_queues())
         if profile is None:
             raise ApiError("not_found", f"no contact {contact_id}")
         queues = {c.get("queue") for c in profile.get("claims", [])}
@@ -743,9 +743,11 @@ class AgentApi:
             self.store, agent.visible_queues(), warn_before=self._cutoffs(self.conf.warn_fraction),
             breach_before=self._cutoffs(1.0), now=iso(self.store.clock()),
             limit=self._limit(request, 50, self.conf.max_page))
-        summaries = {t["reference"]: t for t in await queries.ticket_summaries(self.store, [r["ref"] for r in risky])}
-        at_risk = [{**summaries[r["ref"]], "sla_due_at": r["due_at"], "breached": r["breached"]}
-                   for r in risky if r["ref"] in summaries]
+        # Each with the countdown the ticket list shows: its running clock's, else the wall-clock
+        # one (a ticket with no running clock is at risk by that one, and has no clock due time).
+        summaries = {t["reference"]: t for t in await self._with_sla_all(
+            await queries.ticket_summaries(self.store, [r["ref"] for r in risky]))}
+        at_risk = [{**summaries[r["ref"]], "breached": r["breached"]} for r in risky if r["ref"] in summaries]
         return {"agents": agents, "other_assignees": list(load.values()), "queues": await self._queues(agent, request),
                 "at_risk": at_risk}
 

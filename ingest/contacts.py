@@ -32,7 +32,10 @@ def _tags(text: str) -> list[str]:
     return [t for t in text.split(",") if t]
 
 
-async def contact_profile(store: Store, contact_id: int, *, interactions: int = 100) -> dict[str, Any] | None:
+async def contact_profile(store: Store, contact_id: int, *, interactions: int = 100,
+                          queues: frozenset[str] | None = None) -> dict[str, Any] | None:
+    """`queues`: the interactions are the last ones on claims in these queues (None: any), so a
+    busy claim elsewhere does not push an agent's own claims out of the window."""
     contact = await store.fetchone(
         "SELECT id, display_name, organisation, role, tags, merged_into, created_at FROM contacts WHERE id = ?",
         (contact_id,))
@@ -44,10 +47,11 @@ async def contact_profile(store: Store, contact_id: int, *, interactions: int = 
     claims = await store.fetchall(
         "SELECT ref, status, queue, insurer, line_of_business, subject, channel, created_at, updated_at, closed_at"
         " FROM tickets WHERE contact_id = ? ORDER BY created_at DESC", (contact_id,))
+    in_queues = "" if queues is None else f" AND t.queue IN ({','.join('?' * len(queues))})"
     messages = await store.fetchall(
         "SELECT t.ref, m.id, m.direction, m.kind, m.channel, m.sender, m.subject, m.display_text, m.created_at"
-        " FROM tickets t JOIN messages m ON m.ticket_id = t.id WHERE t.contact_id = ? AND m.kind != 'note'"
-        " ORDER BY m.id DESC LIMIT ?", (contact_id, interactions))
+        f" FROM tickets t JOIN messages m ON m.ticket_id = t.id WHERE t.contact_id = ? AND m.kind != 'note'{in_queues}"
+        " ORDER BY m.id DESC LIMIT ?", (contact_id, *sorted(queues or ()), interactions))
     notes = await store.fetchall(
         "SELECT id, author, text, created_at FROM contact_notes WHERE contact_id = ? ORDER BY id", (contact_id,))
     merges = await store.fetchall(

@@ -273,8 +273,10 @@ async def ticket_queue(store: Store, ref: str) -> str | None:
     return row["queue"] if row else None
 
 
-async def contact_panel(store: Store, contact_id: int | None, *, limit: int = 20) -> dict[str, Any] | None:
-    """Who the customer is: identities on every channel and their other claims."""
+async def contact_panel(store: Store, contact_id: int | None, *, limit: int = 20,
+                        queues: frozenset[str] | None = None) -> dict[str, Any] | None:
+    """Who the customer is: identities on every channel and their other claims (in `queues`,
+    None: any; filtered before the limit, so claims elsewhere cannot crowd the agent's out)."""
     if contact_id is None:
         return None
     contact = await store.fetchone(
@@ -285,10 +287,11 @@ async def contact_panel(store: Store, contact_id: int | None, *, limit: int = 20
     identities = await store.fetchall(
         "SELECT kind, value, display_name FROM identities WHERE contact_id = ? ORDER BY id", (contact_id,)
     )
+    visible, params = _queue_filter(queues)
     tickets = await store.fetchall(
-        "SELECT ref, status, queue, insurer, subject, updated_at FROM tickets WHERE contact_id = ?"
-        " ORDER BY updated_at DESC LIMIT ?",
-        (contact_id, limit),
+        f"SELECT t.ref, t.status, t.queue, t.insurer, t.subject, t.updated_at FROM tickets t WHERE t.contact_id = ?"
+        f" AND {visible} ORDER BY t.updated_at DESC LIMIT ?",
+        (contact_id, *params, limit),
     )
     return {**dict(contact), "identities": [dict(i) for i in identities], "tickets": [dict(t) for t in tickets]}
 

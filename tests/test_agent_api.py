@@ -486,6 +486,18 @@ async def test_without_an_sla_policy_risk_follows_the_wall_clock_minutes(make_da
         await boss.close()
 
 
+async def test_a_ticket_at_risk_by_the_wall_clock_shows_the_lists_countdown_in_the_supervisors_list(
+        harness: Harness) -> None:
+    ref = await harness.mail(subject="late claim", sender="a@example.com")  # no SLA policy: no clock
+    await harness.daemon.store.write(lambda tx: tx.execute(
+        "UPDATE tickets SET last_inbound_at = '2020-01-01T00:00:00+00:00' WHERE ref = ?", (ref,)))
+    boss = await harness.client(await harness.agent("boss", "supervisor"))
+    (listed,) = (await boss.request("list_tickets"))["tickets"]
+    (risky,) = (await boss.request("supervisor"))["at_risk"]
+    assert risky["reference"] == ref and risky["breached"]
+    assert risky["sla_due_at"] == listed["sla_due_at"] == "2020-01-01T08:00:00.000000+00:00"
+
+
 SHIFTS = """
 [[queues]]
 name = "intake"
@@ -539,6 +551,20 @@ async def test_a_misrouted_ticket_is_moved_to_another_queue_and_assigned_there(m
             await sara.request("set_queue", ref=ref, queue="intake")
 
 
+async def test_an_agent_cannot_move_a_colleagues_ticket_away_from_them(make_daemon: Callable[..., Any]) -> None:
+    async with running_harness(make_daemon, TWO_QUEUES) as harness:
+        sara = await harness.client(await harness.agent("sara", queues="intake"))
+        reza = await harness.client(await harness.agent("reza", queues="intake"))
+        ref = await harness.mail(subject="hospital bill", body="صورتحساب بیمارستان", sender="a@example.com")
+        await sara.request("take", ref=ref)
+        with pytest.raises(ApiRequestError, match="is assigned to sara"):
+            await reza.request("set_queue", ref=ref, queue="health")
+        detail = await queries.ticket_detail(harness.daemon.store, ref)
+        assert (detail["queue"], detail["assignee"]) == ("intake", "sara")
+        boss = await harness.client(await harness.agent("boss", "supervisor"))
+        assert await boss.request("set_queue", ref=ref, queue="health") == {"previous": "intake"}
+
+
 async def test_supervisor_links_two_contacts_and_undoes_it_agents_may_not(harness: Harness) -> None:
     first = await harness.mail(subject="تصادف", body="سلام", sender="ali@example.com")
     second = await harness.mail(subject="پیگیری", body="سلام", sender="ali.rezaei@work.example")
@@ -578,6 +604,45 @@ async def test_a_contacts_claims_in_other_queues_stay_out_of_an_agents_view(harn
     assert [t["ref"] for t in panel["tickets"]] == [car]
     # A supervisor still sees the whole customer.
     assert {c["ref"] for c in (await boss.request("contact", contact=a["contact_id"]))["claims"]} == {car, health}
+
+
+async def test_a_busy_claim_in_another_queue_does_not_push_an_agents_claim_out_of_the_contacts_interactions(
+        harness: Harness) -> None:
+    car = await harness.mail(subject="تصادف", body="سلام", sender="ali@example.com")
+    health = await harness.mail(subject="بستری", body="x", sender="other@example.com")
+
+    def busy_health_claim(tx: Tx) -> None:  # one customer; 120 newer messages on the health claim
+        tx.execute("UPDATE tickets SET queue = 'health', contact_id = (SELECT contact_id FROM tickets WHERE ref = ?)"
+                   " WHERE ref = ?", (car, health))
+        cols = [r[1] for r in tx.execute("PRAGMA table_info(messages)").fetchall() if r[1] != "id"]
+        picked = ", ".join("m.channel_message_id || '-' || n.n" if c == "channel_message_id" else f"m.{c}" for c in cols)
+        tx.execute(f"WITH RECURSIVE n(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM n WHERE n < 120)"
+                   f" INSERT INTO messages ({', '.join(cols)}) SELECT {picked} FROM messages m, n"
+                   " WHERE m.ticket_id = (SELECT id FROM tickets WHERE ref = ?) AND m.direction = 'in'", (health,))
+
+    await harness.daemon.store.write(busy_health_claim)
+    (row,) = await harness.daemon.store.fetchall("SELECT contact_id FROM tickets WHERE ref = ?", (car,))
+    sara = await harness.client(await harness.agent("sara"))  # intake only
+    profile = await sara.request("contact", contact=row["contact_id"])
+    assert [c["ref"] for c in profile["claims"]] == [car]
+    assert {m["ref"] for m in profile["interactions"]} == {car} and profile["channels"] == {"email": 2}
+
+
+async def test_many_claims_in_another_queue_do_not_crowd_the_agents_claim_out_of_the_contact_panel(
+        harness: Harness) -> None:
+    car = await harness.mail(subject="تصادف", body="سلام", sender="ali@example.com")
+
+    def claims_elsewhere(tx: Tx) -> None:  # 25 newer claims of the same customer in health
+        cols = [r[1] for r in tx.execute("PRAGMA table_info(tickets)").fetchall() if r[1] != "id"]
+        changed = {"ref": "t.ref || '-H' || n.n", "queue": "'health'", "updated_at": "'2030-01-01T00:00:00+00:00'"}
+        picked = ", ".join(changed.get(c, f"t.{c}") for c in cols)
+        tx.execute(f"WITH RECURSIVE n(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM n WHERE n < 25)"
+                   f" INSERT INTO tickets ({', '.join(cols)}) SELECT {picked} FROM tickets t, n WHERE t.ref = ?", (car,))
+
+    await harness.daemon.store.write(claims_elsewhere)
+    sara = await harness.client(await harness.agent("sara"))  # intake only
+    panel = (await sara.request("open_ticket", ref=car))["contact_panel"]
+    assert [t["ref"] for t in panel["tickets"]] == [car]
 
 
 async def test_a_request_field_of_the_wrong_type_is_refused_and_the_session_goes_on(harness: Harness) -> None:

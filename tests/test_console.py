@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from textual import events
 from textual.pilot import Pilot
 from textual.widgets import DataTable, OptionList, Select, TextArea
 
@@ -128,6 +129,22 @@ async def test_move_key_transfers_the_ticket_to_another_queue(make_daemon: Calla
         assert detail is not None and detail["queue"] == "health"
 
 
+async def test_a_ticket_moved_out_of_the_agents_queues_leaves_their_all_queues_list(
+        make_daemon: Callable[..., Any]) -> None:
+    from tests.test_agent_api import TWO_QUEUES
+    async with running_harness(make_daemon, TWO_QUEUES) as harness:
+        refs = [await harness.mail(subject=f"claim {i}", sender=f"a{i}@example.com") for i in range(3)]
+        boss = await harness.client(await harness.agent("boss", "supervisor"))
+        app = await console(harness)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, MainScreen) and len(ticket_list(app).order) == 3)
+            await boss.request("set_queue", ref=refs[0], queue="health")
+            await until(pilot, lambda: ticket_list(app).tickets[refs[0]]["queue"] == "health")
+            # It holds no place in sara's server list any more: the next page starts at 2, not 3.
+            assert ticket_list(app).left == {refs[0]} and ticket_list(app).loaded == 2
+            await until(pilot, lambda: ticket_list(app).status_line() == "2 / 2")
+
+
 async def test_mail_sent_over_smtp_shows_up_live_in_the_open_console(harness: Harness) -> None:
     ref = await harness.mail(subject="existing", sender="ali@example.com")
     app = await console(harness)
@@ -175,6 +192,63 @@ async def test_keys_work_with_the_persian_keyboard_layout_on(harness: Harness) -
         await until(pilot, lambda: isinstance(app.screen, TicketScreen))
         await pilot.press("arabic_question_mark")  # shift+/ on the Persian layout
         await until(pilot, lambda: type(app.screen).__name__ == "HelpScreen")
+
+
+async def test_the_shifted_keys_work_with_the_persian_keyboard_layout_on(harness: Harness) -> None:
+    ref = await harness.mail(subject="first claim", sender="a@example.com")
+    app = await console(harness, "boss", "supervisor")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, MainScreen) and ticket_list(app).order == [ref])
+        await pilot.press("ؤ")  # shift+a: availability
+        await until(pilot, lambda: "available" in screen_text(app) and "offline" in screen_text(app))
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, MainScreen))
+        await pilot.press("arabic_fathatan")  # shift+r (the mark ً): reports
+        await until(pilot, lambda: type(app.screen).__name__ == "ReportsScreen")
+        await pilot.press("escape")
+        await open_only_ticket(pilot, app, ref)
+        await pilot.press("r")
+        await until(pilot, lambda: isinstance(app.screen, Composer))
+        await pilot.press("ؤ")  # typed in the composer, not taken as keys
+        # What a terminal sends for ً (the pilot cannot name its character).
+        app._driver.send_message(events.Key("arabic_fathatan", "\u064b"))
+        await until(pilot, lambda: app.screen.query_one(TextArea).text == "ؤ\u064b")
+        assert isinstance(app.screen, Composer)
+
+
+async def test_a_revoked_console_says_so_and_does_not_crash_on_its_next_queue_refresh(harness: Harness) -> None:
+    from ingest.agents import revoke_agent
+
+    ref = await harness.mail(subject="x", sender="a@example.com")
+    app = await console(harness)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, MainScreen) and ticket_list(app).order == [ref])
+        await harness.daemon.store.write(revoke_agent("sara"))
+        await until(pilot, lambda: app.connection == "refused", timeout=8)
+        app.screen.refresh_queues()  # as the timer after any live event does
+        app.screen.load()  # as choosing a queue does
+        await pilot.pause(0.5)
+        assert app.is_running and isinstance(app.screen, MainScreen)
+
+
+async def test_a_disconnected_supervisor_refreshing_a_view_is_told_and_the_console_goes_on(harness: Harness) -> None:
+    from ingest.agents import revoke_agent
+
+    ref = await harness.mail(subject="x", sender="a@example.com")
+    app = await console(harness, "boss", "supervisor")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, MainScreen) and ticket_list(app).order == [ref])
+        await pilot.press("v")
+        await until(pilot, lambda: type(app.screen).__name__ == "SupervisorScreen")
+        await harness.daemon.store.write(revoke_agent("boss"))
+        await until(pilot, lambda: app.connection == "refused", timeout=8)
+        await pilot.press("g")  # refresh the supervisor view
+        await pilot.pause(0.3)
+        await pilot.press("escape", "R")
+        await until(pilot, lambda: type(app.screen).__name__ == "ReportsScreen")
+        await pilot.press("g")
+        await pilot.pause(0.3)
+        assert app.is_running and type(app.screen).__name__ == "ReportsScreen"
 
 
 async def test_a_message_taller_than_the_screen_can_be_read_to_its_end_by_keyboard(harness: Harness) -> None:
@@ -407,6 +481,16 @@ async def test_reports_screen_shows_business_hours_beside_clock_hours_in_persian
         business = str(figures.get_row_at(0)[5])  # answered within seconds, on whatever calendar
         assert re.fullmatch(r"[۰-۹]+\.[۰-۹] h", business), business
         assert "business h = working hours on the claim's SLA calendar" in screen_text(app)
+
+
+async def test_at_80x24_the_reports_screen_explains_business_hours_in_full(harness: Harness) -> None:
+    app = await console(harness, "boss", "supervisor")
+    async with app.run_test(size=NARROW) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, MainScreen))
+        await pilot.press("R")
+        await until(pilot, lambda: "Tickets opened per day" in screen_text(app))
+        text = " ".join(line.strip() for line in screen_text(app).splitlines())
+        assert "working hours on the claim's SLA calendar" in text
 
 
 async def test_reports_screen_dates_follow_the_gregorian_preference(harness: Harness) -> None:
