@@ -511,13 +511,26 @@ def agent_reply(ref: str, text: str, author: str, ctx: ApplyContext, channel: st
         sql = ("SELECT m.channel, m.connector, m.sender, m.channel_message_id, m.subject FROM messages m"
                " WHERE m.ticket_id = ? AND m.direction = 'in' AND m.auto_reason = ''"
                " AND (m.sender = '' OR EXISTS"
-               " (SELECT 1 FROM identities i WHERE i.contact_id = ? AND i.value = m.sender))")
-        params: tuple = (ticket["id"], ticket["contact_id"])
+               " (SELECT 1 FROM identities i WHERE i.value = m.sender AND (i.contact_id = ?"
+               # A claim a supervisor merged into this one brought its own contact's thread: that
+               # contact was answerable there and stays answerable here.
+               "  OR i.contact_id IN (SELECT contact_id FROM tickets WHERE merged_into = ?))))")
+        params: tuple = (ticket["id"], ticket["contact_id"], ref)
         if channel:
             sql += " AND m.channel = ?"
             params += (channel,)
         last = tx.one(sql + " ORDER BY m.id DESC LIMIT 1", params)
         if last is None:
+            # Nothing on the claim was written by the contact themselves: an insurer filed it (its
+            # one message is the insurer's), or a web form reached a returning customer through an
+            # address they already had (the form's other field is only stated, so not theirs).
+            # Their own email or phone is still theirs to be written to.
+            reply_channel, connector, recipient = _answerable_identity(tx, ctx, ticket["id"], channel)
+            if connector:
+                return enqueue_outbound(
+                    tx, ctx, ticket_id=ticket["id"], ref=ref, channel=reply_channel, connector=connector,
+                    recipient=recipient, text=text, subject=ticket["subject"], author=author, automatic=automatic,
+                )
             raise ReplyError(f"{ref} has no customer message{' on ' + channel if channel else ''} to answer")
         reply_channel, recipient = last["channel"], last["sender"]
         connector = reply_connector(ctx, reply_channel, last["connector"]) if recipient else ""
@@ -553,12 +566,14 @@ def agent_reply(ref: str, text: str, author: str, ctx: ApplyContext, channel: st
 _IDENTITY_CHANNELS = (("email", "email"), ("phone", "sms"), ("phone", "whatsapp"))
 
 
-def _answerable_identity(tx: Tx, ctx: ApplyContext, ticket_id: int) -> tuple[str, str, str]:
+def _answerable_identity(tx: Tx, ctx: ApplyContext, ticket_id: int, only: str | None = None) -> tuple[str, str, str]:
     rows = tx.execute(
         "SELECT i.kind, i.value FROM identities i JOIN tickets t ON t.contact_id = i.contact_id"
         " WHERE t.id = ? ORDER BY i.id", (ticket_id,)
     ).fetchall()
     for kind, channel in _IDENTITY_CHANNELS:
+        if only and channel != only:
+            continue
         connector = ctx.reply_connectors.get(channel, "")
         value = next((r["value"] for r in rows if r["kind"] == kind), None)
         if connector and value:

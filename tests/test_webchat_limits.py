@@ -204,3 +204,20 @@ def test_a_flood_of_distinct_addresses_keeps_the_limiter_bounded() -> None:
     assert len(limiter) == 100
     # The most recently seen addresses are the ones remembered.
     assert limiter.check("10.0.39.15", now=20.0) is not None  # n = 9999
+
+
+async def test_reloading_a_page_before_writing_resumes_the_issued_session(make_daemon: Callable[..., Any]) -> None:
+    """The widget connects on every page load with the token it was given: a visitor browsing the
+    site before writing anything is one session, not one new session per page."""
+    daemon = await make_daemon(BEHIND_PROXY)  # two new sessions per address per minute
+    chat, welcome = await open_chat(daemon)
+    session = welcome["session"]
+    await chat.close()
+    for _ in range(4):  # page loads, each a new socket with the stored token; nothing written yet
+        again, frame = await hello(daemon, session)
+        assert frame["type"] == "welcome" and frame["session"] == session, frame
+        await again.close()
+    # Still one new session counted: another visitor at the address gets the second.
+    other, frame = await hello(daemon)
+    assert frame["type"] == "welcome"
+    await other.close()

@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
@@ -30,6 +31,7 @@ log = structlog.get_logger(__name__)
 HELLO_TIMEOUT = 30.0
 TRY_AGAIN_LATER = 1013  # websocket close code: the server refuses for now, come back later
 UNAVAILABLE_RETRY_AFTER = 5.0
+ISSUED_REMEMBERED = 100_000  # session keys handed out that a reload may resume before writing
 
 
 def new_session_token() -> str:
@@ -93,6 +95,11 @@ class ChatServer:
         self.session_limiter = RateLimiter(new_sessions_per_minute)
         self.client_address = client_address or ClientAddress("", ())
         self._sessions: dict[str, set[_Visitor]] = {}
+        # Keys of the sessions this server handed out (most recent last, bounded): the widget
+        # connects on every page load and after every lost connection with the token it was
+        # given, also before the visitor has written anything; that is the same visitor
+        # resuming, not a new session to count. A token the server never issued still counts.
+        self._issued: OrderedDict[str, None] = OrderedDict()
         self._server: Server | None = None
         self.port = 0
 
@@ -139,7 +146,7 @@ class ChatServer:
         except (TimeoutError, ConnectionClosed):
             return
         visitor = _Visitor(ws, hello.session or new_session_token())
-        open_elsewhere = visitor.key in self._sessions
+        open_elsewhere = visitor.key in self._sessions or visitor.key in self._issued
         # Registered before the history read, so a reply sent meanwhile is held, not lost.
         self._register(visitor)
         try:
@@ -148,6 +155,7 @@ class ChatServer:
                 return
             await ws.send(protocol.encode(protocol.welcome(visitor.session, history)))
             await visitor.welcomed()
+            self._remember_issued(visitor.key)
             log.info("webchat_session_open", connector=self.connector, visitor=visitor.key[:9],
                      resumed=visitor.session == hello.session)
             async for raw in ws:
@@ -248,6 +256,12 @@ class ChatServer:
                 UNAVAILABLE_RETRY_AFTER)))
             return
         await ws.send(protocol.encode(protocol.ack(frame.client_id)))
+
+    def _remember_issued(self, key: str) -> None:
+        self._issued[key] = None
+        self._issued.move_to_end(key)
+        while len(self._issued) > ISSUED_REMEMBERED:
+            self._issued.popitem(last=False)
 
     def _register(self, visitor: _Visitor) -> None:
         self._sessions.setdefault(visitor.key, set()).add(visitor)
