@@ -425,6 +425,15 @@ on_breach = []
 """
 
 
+async def supervisor_connected(daemon: Any) -> AgentClient:
+    """A supervisor "boss" logged in to the daemon's agent API (close it when done)."""
+    token = new_token()
+    await daemon.store.write(create_agent("boss", "supervisor", parse_queues(""), token))
+    boss = AgentClient(f"ws://127.0.0.1:{daemon.agent_api.port}", token, reconnect=False)
+    await boss.connect()
+    return boss
+
+
 async def test_queue_risk_counts_and_the_supervisors_list_follow_the_tickets_sla_clocks(
         make_daemon: Callable[..., Any]) -> None:
     from tests.test_sla_engine import open_ticket, saturday_morning
@@ -432,10 +441,7 @@ async def test_queue_risk_counts_and_the_supervisors_list_follow_the_tickets_sla
     clock = saturday_morning()
     daemon = await make_daemon(CLOCKED_POLICY, clock=clock)
     ref = (await open_ticket(daemon))["reference"]
-    token = new_token()
-    await daemon.store.write(create_agent("boss", "supervisor", parse_queues(""), token))
-    boss = AgentClient(f"ws://127.0.0.1:{daemon.agent_api.port}", token, reconnect=False)
-    await boss.connect()
+    boss = await supervisor_connected(daemon)
     try:
         async def at_risk() -> list[tuple[str, bool]]:
             return [(t["reference"], t["breached"]) for t in (await boss.request("supervisor"))["at_risk"]]
@@ -466,10 +472,7 @@ async def test_without_an_sla_policy_risk_follows_the_wall_clock_minutes(make_da
     clock = saturday_morning()
     daemon = await make_daemon(clock=clock)  # no [[sla.policies]]: no clocks, [agent_api] response_minutes
     ref = (await open_ticket(daemon))["reference"]
-    token = new_token()
-    await daemon.store.write(create_agent("boss", "supervisor", parse_queues(""), token))
-    boss = AgentClient(f"ws://127.0.0.1:{daemon.agent_api.port}", token, reconnect=False)
-    await boss.connect()
+    boss = await supervisor_connected(daemon)
     try:
         async def risk() -> tuple[int, int, list[tuple[str, bool]]]:
             view = await boss.request("supervisor")
