@@ -526,26 +526,23 @@ def agent_reply(ref: str, text: str, author: str, ctx: ApplyContext, channel: st
             # address they already had (the form's other field is only stated, so not theirs).
             # Their own email or phone is still theirs to be written to.
             reply_channel, connector, recipient = _answerable_identity(tx, ctx, ticket["id"], channel)
-            if connector:
-                return enqueue_outbound(
-                    tx, ctx, ticket_id=ticket["id"], ref=ref, channel=reply_channel, connector=connector,
-                    recipient=recipient, text=text, subject=ticket["subject"], author=author, automatic=automatic,
-                )
-            raise ReplyError(f"{ref} has no customer message{' on ' + channel if channel else ''} to answer")
-        reply_channel, recipient = last["channel"], last["sender"]
-        connector = reply_connector(ctx, reply_channel, last["connector"]) if recipient else ""
-        if not connector:
-            # Web forms and phone calls cannot be answered in kind (nor mail without a sender
-            # address), also when the agent picked that message to answer: write to the contact
-            # by email or SMS instead.
-            reply_channel, connector, recipient = _answerable_identity(tx, ctx, ticket["id"])
-        if not connector:
-            if not last["sender"]:
-                raise ReplyError(f"{ref}: the customer's {last['channel']} message has no sender address to answer")
-            raise ReplyError(f"no connector can send on channel {last['channel']!r}")
+            if not connector:
+                raise ReplyError(f"{ref} has no customer message{' on ' + channel if channel else ''} to answer")
+        else:
+            reply_channel, recipient = last["channel"], last["sender"]
+            connector = reply_connector(ctx, reply_channel, last["connector"]) if recipient else ""
+            if not connector:
+                # Web forms and phone calls cannot be answered in kind (nor mail without a sender
+                # address), also when the agent picked that message to answer: write to the
+                # contact by email or SMS instead.
+                reply_channel, connector, recipient = _answerable_identity(tx, ctx, ticket["id"])
+            if not connector:
+                if not last["sender"]:
+                    raise ReplyError(f"{ref}: the customer's {last['channel']} message has no sender address to answer")
+                raise ReplyError(f"no connector can send on channel {last['channel']!r}")
         references: tuple[str, ...] = ()
         in_reply_to = ""
-        if reply_channel == last["channel"] == "email":
+        if last is not None and reply_channel == last["channel"] == "email":
             rows = tx.execute(
                 "SELECT channel_message_id FROM messages WHERE ticket_id = ? AND channel = 'email'"
                 " AND channel_message_id != '' ORDER BY id DESC LIMIT 20", (ticket["id"],)
@@ -555,7 +552,7 @@ def agent_reply(ref: str, text: str, author: str, ctx: ApplyContext, channel: st
             in_reply_to = "" if last["channel_message_id"].startswith("sha256:") else last["channel_message_id"]
         return enqueue_outbound(
             tx, ctx, ticket_id=ticket["id"], ref=ref, channel=reply_channel, connector=connector,
-            recipient=recipient, text=text, subject=last["subject"] or ticket["subject"],
+            recipient=recipient, text=text, subject=(last["subject"] if last else "") or ticket["subject"],
             in_reply_to=in_reply_to, references=references, author=author, automatic=automatic,
         )
 
