@@ -93,11 +93,16 @@ class InsurerApiConnector(Connector):
         events = self._store.bus.subscribe()
         try:
             while True:
+                # asyncio.timeout, not wait_for: on Python 3.11, wait_for returns an item that
+                # arrived as the task was cancelled and drops the cancellation, and this loop then
+                # ran on with `stop()` waiting for it for ever (a burst of status events at
+                # shutdown: seen as a stalled test teardown).
                 with contextlib.suppress(TimeoutError):
-                    while True:
-                        event = await asyncio.wait_for(events.get(), self.settings.poll_seconds)
-                        if event.kind == "status_changed" or event.kind.startswith("sla_"):
-                            break
+                    async with asyncio.timeout(self.settings.poll_seconds):
+                        while True:
+                            event = await events.get()
+                            if event.kind == "status_changed" or event.kind.startswith("sla_"):
+                                break
                 try:
                     caught_up = False
                     while not caught_up:
