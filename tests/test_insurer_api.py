@@ -431,3 +431,17 @@ async def test_a_supervisors_sla_notice_is_internal_not_an_answer_the_insurer_se
         assert report.total.first_responses == 0, "supervisor notice counted as the first response"
     finally:
         await sink.stop()
+
+
+async def test_stopping_while_a_status_event_arrives_does_not_hang(make_daemon: Callable[..., Any]) -> None:
+    """The webhook pump is cancelled in the very turn an event reaches it: the cancellation must
+    not be lost (Python 3.11's wait_for dropped it, and stop() waited for the pump for ever)."""
+    from ingest.store import StoreEvent
+
+    daemon = await make_daemon(INSURER_API)
+    connector = daemon.connectors["insurer_api"]
+    for _ in range(3):
+        await asyncio.sleep(0)  # the pump waits for events
+    daemon.store.bus.publish([StoreEvent("status_changed", "PV-1405-000001")])
+    await asyncio.sleep(0)  # the event is taken from the queue ...
+    await asyncio.wait_for(connector.stop(), 5)  # ... as the pump is cancelled
