@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from ingest.records import AcceptOutcome, DeliveryResult, InboundMessage, OutboundMessage, RawPayload
+from ingest.records import AcceptOutcome, BotLink, DeliveryResult, InboundMessage, OutboundMessage, RawPayload
 
 
 class StoreUnavailable(Exception):
@@ -55,6 +55,8 @@ class ConnectorContext:
     history: HistoryProvider | None = None
     # inbox id -> the claim reference of the ticket it was threaded on (None until processed)
     ticket_for_inbox: Callable[[int], Awaitable[str | None]] | None = None
+    # A bot that customers can now be sent to with a deep link (its username became known).
+    on_bot_link: Callable[[BotLink], None] | None = None
 
 
 class Connector(ABC):

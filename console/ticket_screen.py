@@ -68,6 +68,8 @@ class TicketScreen(TicketActions):
         ("Reply to the customer", "reply", "answer on the channel of the highlighted message"),
         ("Internal note", "note", "a note only agents see"),
         ("Contact panel", "toggle_contact", "show or hide the customer's identities and claims"),
+        ("Copy the bot link", "copy_bot_link",
+         "the claim's signed Telegram/Bale link: a customer who follows it is answered there"),
     )
     CSS_PATH = "ticket_screen.tcss"
     # Below 100 columns the contact panel is hidden (`c` shows it): the thread gets the width.
@@ -236,6 +238,15 @@ class TicketScreen(TicketActions):
         result = await self.app.push_screen_wait(Composer(f"Internal note on {self.ref}", [], None))
         if result is not None:
             await self._act("note", ref=self.ref, text=result.text)
+
+    def action_copy_bot_link(self) -> None:
+        links = (self.detail or {}).get("bot_links") or []
+        if not links:
+            self.notify("no bot link: no Telegram or Bale bot with a known username", severity="warning")
+            return
+        urls = "\n".join(link["url"] for link in links)
+        self.app.copy_to_clipboard(urls)
+        self.notify(f"copied:\n{urls}", timeout=10)
 
     def action_back(self) -> None:
         self.app.pop_screen()

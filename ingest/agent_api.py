@@ -15,6 +15,7 @@ Protocol, JSON text frames:
   back through them. Every message a client gets has its texts cut to BODY_CAP characters
   (`more` counts what was cut) and no `display_text` when it is the text: one frame stays a few
   MB however long the claim. The store keeps every text whole (`run.py tickets show`).
+  It also carries `bot_links`: each bot's signed deep link to the claim (`{channel, url}`).
 
 Every request is authorised by role and queue membership, and every action (and every refusal)
 goes to the audit trail under the agent's name, in the same transaction as the action.
@@ -54,6 +55,7 @@ from ingest.contacts import (
     undo_merge,
 )
 from ingest.analysis import fts_match, message_search_body, search_key
+from ingest.deep_links import read_deep_link_key
 from ingest.persian import search_terms
 from ingest.reports import ReportCalendars, build_report, parse_day, period_bounds
 from ingest.routing_hooks import set_agent_status, update_agent
@@ -510,6 +512,10 @@ class AgentApi:
         await self._with_sla_all([detail])
         panel = await queries.contact_panel(self.store, detail["contact"]["id"], queues=agent.visible_queues())
         detail["contact_panel"] = panel
+        # For the agent to hand to the customer (a call, a note): following one joins the claim.
+        key = await read_deep_link_key(self.store) if self.ctx.bot_links.bots else b""
+        detail["bot_links"] = [{"channel": link.channel, "url": link.url}
+                               for link in self.ctx.bot_links.for_claim(key, ref)]
         await self.store.write(audit(agent.name, "open_ticket", ref))
         return detail
 

@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING, Any, get_args
 
 from ingest.analysis import message_search_body
 from ingest.contacts import merge_contacts
+from ingest.deep_links import BotLinks, deep_link_key
 from ingest.records import Identity, InboundMessage, RawPayload
 from ingest.store import Tx, iso
 from router.claimref import format_claim_ref, jalali_year
+from router.deeplink import verify
 from router.matching import AckFacts, MatchDecision, MatchFacts, MatchReason, decide_thread, should_acknowledge
 from router.rules import Priority
 from router.templates import acknowledgement
@@ -58,6 +60,8 @@ class ApplyContext:
     sending_connectors: dict[str, frozenset[str]] = field(default_factory=dict)
     # Routing rules, assignment, SLA clocks and workflow (ingest/routing_hooks.py); None: off.
     routing: RoutingHooks | None = None
+    # Bots whose signed deep links acknowledgements carry (filled as connectors learn them).
+    bot_links: BotLinks = field(default_factory=BotLinks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,23 +183,44 @@ def resolve_contact(tx: Tx, identities: list[Identity], *, vouched: int | None =
         ).lastrowid
     for ident in identities:
         if attach and ident not in found:
-            tx.execute(
-                "INSERT INTO identities (contact_id, kind, value, display_name, created_at) VALUES (?, ?, ?, ?, ?)"
-                " ON CONFLICT (kind, value) DO NOTHING",
-                (contact_id, ident.kind, ident.value, ident.display_name, tx.stamp),
-            )
+            _add_identity(tx, contact_id, ident)
     return contact_id
 
 
+def _add_identity(tx: Tx, contact_id: int, ident: Identity) -> None:
+    """`ident` becomes one of the contact's, unless it is already someone's."""
+    tx.execute(
+        "INSERT INTO identities (contact_id, kind, value, display_name, created_at) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT (kind, value) DO NOTHING",
+        (contact_id, ident.kind, ident.value, ident.display_name, tx.stamp),
+    )
+
+
 def _join_proven(tx: Tx, contact_id: int, proven: Identity) -> int:
-    """The sender's contact, merged with the one holding `proven` if that is another (the older
-    is kept, so the history the firm already knows stays where it was)."""
+    """The sender's contact, merged with the one holding `proven` if that is another."""
     row = tx.one("SELECT contact_id FROM identities WHERE kind = ? AND value = ?", (proven.kind, proven.value))
-    if row is None or row["contact_id"] == contact_id:
+    return contact_id if row is None else _joined(tx, contact_id, row["contact_id"])
+
+
+def _joined(tx: Tx, contact_id: int, other: int) -> int:
+    """One contact of the two: the older is kept, so the history the firm already knows stays
+    where it was (a merge like an agent's, undoable)."""
+    if other == contact_id:
         return contact_id
-    keep, merge = sorted((row["contact_id"], contact_id))
+    keep, merge = sorted((other, contact_id))
     merge_contacts(keep, merge, actor="system")(tx)
     return keep
+
+
+def _signed_link_contact(tx: Tx, msg: InboundMessage) -> int | None:
+    """The contact of the claim a deep link names, when the link is one we signed for the bot
+    it reached (router/deeplink.py); None for any other message, or a link not ours."""
+    signed = msg.signed_ref
+    if signed is None or not verify(deep_link_key(tx), signed.scope, signed.ref, signed.signature):
+        return None
+    ticket_id = _claim_ticket(tx, (signed.ref,))
+    row = tx.one("SELECT contact_id FROM tickets WHERE id = ?", (ticket_id,)) if ticket_id else None
+    return row["contact_id"] if row else None
 
 
 # -- matching -----------------------------------------------------------------------------------
@@ -301,10 +326,18 @@ def apply_inbound(
             return Applied(done["ref"] if done else "", state["message_row"] or 0, "already_processed", False, False)
         # A web form's sender is only what the visitor typed; every other channel vouches for its sender.
         vouched = 0 if msg.kind == "form" else 1 + len(msg.proven_identities)
+        link_contact = _signed_link_contact(tx, msg)
+        if link_contact is not None:
+            # They followed the link from the acknowledgement the claim's contact received: the
+            # sender is one of the contact's own (a newcomer joins it; a known sender's contact
+            # is merged with it, as when they share their number).
+            _add_identity(tx, link_contact, msg.sender)
         contact_id = resolve_contact(tx, [msg.sender, *msg.proven_identities, *msg.extra_identities],
                                      vouched=vouched)
         for proven in msg.proven_identities:
             contact_id = _join_proven(tx, contact_id, proven)
+        if link_contact is not None:
+            contact_id = _joined(tx, contact_id, link_contact)
         facts = MatchFacts(
             claim_ticket=_claim_ticket(tx, analysis.claim_refs),
             header_ticket=_header_ticket(tx, msg) if msg.channel == "email" else None,
@@ -332,6 +365,8 @@ def apply_inbound(
         record_event(
             tx, ticket_id, ref, "message_received", channel=msg.channel, message_row=message_row,
             matched_by=decision.reason.value, automatic=msg.auto_reason or None, message_kind=msg.kind,
+            # Recorded only when it happened: the sender joined the contact through our link.
+            **({"signed_link": True} if link_contact is not None else {}),
         )
         acknowledged = _maybe_acknowledge(tx, ctx, msg, analysis, connector, ticket_id, ref, decision.creates_ticket)
         tx.execute("UPDATE inbox SET state = 'done', message_row = ? WHERE id = ?", (message_row, inbox_id))
@@ -358,10 +393,10 @@ def _insert_message(
 ) -> int:
     message_row = tx.execute(
         "INSERT INTO messages (ticket_id, inbox_id, direction, kind, channel, connector, channel_message_id,"
-        " sender, sender_name, recipients, subject, text, display_text, html, auto_reason, sent_at, created_at)"
-        " VALUES (?, ?, 'in', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (ticket_id, inbox_id, msg.kind, msg.channel, connector, msg.channel_message_id, msg.sender.value,
-         msg.sender.display_name, json.dumps([r.value for r in msg.recipients], ensure_ascii=False),
+        " sender_kind, sender, sender_name, recipients, subject, text, display_text, html, auto_reason, sent_at,"
+        " created_at) VALUES (?, ?, 'in', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (ticket_id, inbox_id, msg.kind, msg.channel, connector, msg.channel_message_id, msg.sender.kind,
+         msg.sender.value, msg.sender.display_name, json.dumps([r.value for r in msg.recipients], ensure_ascii=False),
          msg.subject, msg.text, msg.display_text or msg.text, msg.html, msg.auto_reason,
          iso(msg.sent_at), tx.stamp),
     ).lastrowid
@@ -434,7 +469,10 @@ def _maybe_acknowledge(
         return False
     persian = analysis.text.language == "fa"
     expected = ctx.routing.expected_response(tx, ticket_id, persian) if ctx.routing else ""
-    text = acknowledgement(ref, persian=persian, subject=msg.subject, expected_response=expected)
+    # Signed links to our bots: the customer continues there and is answered there.
+    links = ctx.bot_links.for_claim(deep_link_key(tx), ref, besides=msg.channel) if ctx.bot_links.bots else []
+    text = acknowledgement(ref, persian=persian, subject=msg.subject, expected_response=expected,
+                           links=[(link.channel, link.url) for link in links])
     enqueue_outbound(
         tx, ctx, ticket_id=ticket_id, ref=ref, channel=msg.channel, connector=via,
         recipient=recipient, subject=text.subject, text=text.text, automatic=True,
@@ -511,7 +549,9 @@ def agent_reply(ref: str, text: str, author: str, ctx: ApplyContext, channel: st
         sql = ("SELECT m.channel, m.connector, m.sender, m.channel_message_id, m.subject FROM messages m"
                " WHERE m.ticket_id = ? AND m.direction = 'in' AND m.auto_reason = ''"
                " AND (m.sender = '' OR EXISTS"
-               " (SELECT 1 FROM identities i WHERE i.value = m.sender AND (i.contact_id = ?"
+               # By kind and value: a Telegram and a Bale user may have the same number.
+               " (SELECT 1 FROM identities i WHERE i.kind = m.sender_kind AND i.value = m.sender"
+               "  AND (i.contact_id = ?"
                # A claim a supervisor merged into this one brought its own contact's thread: that
                # contact was answerable there and stays answerable here.
                "  OR i.contact_id IN (SELECT contact_id FROM tickets WHERE merged_into = ?))))")

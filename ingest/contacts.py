@@ -233,10 +233,11 @@ def split_identity(identity_id: int, actor: str, *, with_claims: bool = True) ->
         if with_claims:
             claims = [r[0] for r in tx.execute(
                 "SELECT t.id FROM tickets t WHERE t.contact_id = ?"
-                " AND EXISTS (SELECT 1 FROM messages m WHERE m.ticket_id = t.id AND m.direction = 'in' AND m.sender = ?)"
+                " AND EXISTS (SELECT 1 FROM messages m WHERE m.ticket_id = t.id AND m.direction = 'in'"
+                "  AND m.sender_kind = ? AND m.sender = ?)"
                 " AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.ticket_id = t.id AND m.direction = 'in'"
-                "  AND m.channel != 'api' AND m.sender != ?)",
-                (ident["contact_id"], ident["value"], ident["value"]))]
+                "  AND m.channel != 'api' AND (m.sender_kind != ? OR m.sender != ?))",
+                (ident["contact_id"], *(ident["kind"], ident["value"]) * 2))]
             for ticket_id in claims:
                 tx.execute("UPDATE tickets SET contact_id = ? WHERE id = ?", (new_id, ticket_id))
         write_audit(tx, actor, "contact_split", detail={"from": ident["contact_id"], "to": new_id,

@@ -24,6 +24,7 @@ from ingest.agent_api import AgentApi
 from ingest.apply import ApplyContext, delivery_status
 from ingest.attachment_fetcher import AttachmentFetcher
 from ingest.blobs import BlobStore
+from ingest.deep_links import BotLinks, deep_link_key
 from ingest.outbox import OutboxDispatcher
 from ingest.queries import conversation_history, ticket_ref_for_inbox
 from ingest.routing_hooks import RoutingHooks
@@ -39,7 +40,8 @@ log = structlog.get_logger(__name__)
 YOUNGEST_GENERATION_THRESHOLD = 10_000
 
 
-def apply_context(settings: Settings, connectors: dict[str, Connector]) -> ApplyContext:
+def apply_context(settings: Settings, connectors: dict[str, Connector],
+                  bot_links: BotLinks | None = None) -> ApplyContext:
     reply_connectors: dict[str, str] = {}
     for name, connector in connectors.items():
         for channel in connector.sends:
@@ -59,6 +61,7 @@ def apply_context(settings: Settings, connectors: dict[str, Connector]) -> Apply
         from_address=from_address,
         reply_connectors=reply_connectors,
         routing=RoutingHooks(load_policies(settings)),
+        bot_links=bot_links or BotLinks(),
     )
 
 
@@ -86,13 +89,14 @@ class Daemon:
         self.http_app = web.Application(client_max_size=settings.http.max_body_bytes)
         install_http_front(self.http_app)
         self.http_app.router.add_get("/healthz", self._healthz)
+        bot_links = BotLinks()
         self.context = ConnectorContext(
             http_app=self.http_app, settings=settings,
             on_delivery_status=self._delivery_status, history=self._history,
-            ticket_for_inbox=self._ticket_for_inbox,
+            ticket_for_inbox=self._ticket_for_inbox, on_bot_link=bot_links.add,
         )
         self.connectors = build_connectors(settings, self.context)
-        self.ingest = Ingest(self.store, self.blobs, normalisers(), apply_context(settings, self.connectors),
+        self.ingest = Ingest(self.store, self.blobs, normalisers(), apply_context(settings, self.connectors, bot_links),
                              max_attachment_bytes=settings.claims.max_attachment_bytes,
                              normaliser_processes=settings.ingest.normaliser_processes)
         self.outbox = OutboxDispatcher(self.store, self.connectors)
@@ -142,6 +146,7 @@ class Daemon:
             await self.store.open()
         except OSError as exc:  # a directory that cannot be created or written
             raise StartError(f"[store] path {self.settings.store.path}: {exc}") from exc
+        await self.store.write(deep_link_key)  # made now, so the agent API can read it
         await self.sla.start()
         await self.ingest.start()
         for name, connector in self.connectors.items():

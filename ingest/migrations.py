@@ -346,6 +346,25 @@ MIGRATIONS: list[str] = [
         WHERE last_event_id >= (SELECT last FROM temp.migration_5);
     DROP TABLE temp.migration_5;
     """,
+    # 6: the kind of identity a message's sender is (a Telegram and a Bale user may have the same
+    # number), and keys the store generates for itself (the signature of bot deep links)
+    """
+    ALTER TABLE messages ADD COLUMN sender_kind TEXT NOT NULL DEFAULT '';
+    -- Every channel before this version: its sender's kind follows from the channel (a web form
+    -- names a phone, or an address when it had no phone).
+    UPDATE messages SET sender_kind = CASE
+        WHEN channel = 'email' THEN 'email'
+        WHEN channel IN ('sms', 'whatsapp', 'call') THEN 'phone'
+        WHEN channel = 'webform' THEN CASE WHEN sender LIKE '%@%' THEN 'email' ELSE 'phone' END
+        WHEN channel = 'api' THEN 'insurer'
+        ELSE channel END
+    WHERE direction = 'in';
+    CREATE TABLE store_keys (
+        name TEXT PRIMARY KEY,
+        value BLOB NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    """,
 ]
 
 

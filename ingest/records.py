@@ -58,6 +58,27 @@ class AttachmentData:
 
 
 @dataclass(frozen=True, slots=True)
+class SignedRef:
+    """A claim reference that came with a signature (a bot deep link, router/deeplink.py): the
+    core checks `signature` against its key for `scope`, the bot it was handed in to."""
+
+    ref: str
+    scope: str
+    signature: str
+
+
+@dataclass(frozen=True, slots=True)
+class BotLink:
+    """A bot customers can be sent to with a deep link: `url` + start parameter. `scope` names
+    the bot (router.deeplink.bot_scope) as its updates' `SignedRef`s do."""
+
+    connector: str
+    channel: str
+    scope: str
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
 class InboundMessage:
     """A normalised inbound message, whatever channel it came from."""
 
@@ -82,6 +103,8 @@ class InboundMessage:
     # button): a contact already holding one is the same person, and is merged with the sender's.
     proven_identities: tuple[Identity, ...] = ()
     claim_ref_hint: str = ""
+    # The hint came signed by us: its sender is vouched for as one of the claim contact's own.
+    signed_ref: SignedRef | None = None
     opens_ticket: bool = True
     meta: tuple[tuple[str, str], ...] = ()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ingest.persian import persian_digits
@@ -13,8 +14,14 @@ class AutoText:
     text: str
 
 
-def acknowledgement(ref: str, *, persian: bool, subject: str = "", expected_response: str = "") -> AutoText:
-    """The reply to a new claim message: its reference, and when to expect an answer."""
+# How each bot channel is named to customers: (English, Persian).
+_MESSENGERS = {"telegram": ("Telegram", "تلگرام"), "bale": ("Bale", "بله")}
+
+
+def acknowledgement(ref: str, *, persian: bool, subject: str = "", expected_response: str = "",
+                    links: Sequence[tuple[str, str]] = ()) -> AutoText:
+    """The reply to a new claim message: its reference, when to expect an answer, and `links`
+    ((channel, url): signed deep links to our bots) to follow the claim there."""
     tagged_subject = f"[{ref}] {subject}".strip() if subject else f"[{ref}]"
     if persian:
         lines = [
@@ -25,6 +32,8 @@ def acknowledgement(ref: str, *, persian: bool, subject: str = "", expected_resp
         ]
         if expected_response:
             lines.append(f"زمان تقریبی پاسخ: {persian_digits(expected_response)}")
+        lines += [f"پیگیری پرونده در {_MESSENGERS.get(channel, (channel, channel))[1]}: {url}"
+                  for channel, url in links]
         lines += ["", "ارزیابی خسارت — پرونده"]
         return AutoText(tagged_subject, "\n".join(lines))
     lines = [
@@ -35,6 +44,8 @@ def acknowledgement(ref: str, *, persian: bool, subject: str = "", expected_resp
     ]
     if expected_response:
         lines.append(f"Expected response: {expected_response}")
+    lines += [f"Follow this claim on {_MESSENGERS.get(channel, (channel, channel))[0]}: {url}"
+              for channel, url in links]
     lines += ["", "Parvandeh claims desk"]
     return AutoText(tagged_subject, "\n".join(lines))
 

@@ -15,6 +15,7 @@ from textual import events
 from textual.pilot import Pilot
 from textual.widgets import DataTable, OptionList, Select, TextArea
 
+from connectors.standins.bot_api import BotApiStandIn
 from console.app import ConsoleApp
 from console.composer import Composer, counter
 from console.main_screen import QUEUE_REFRESH, MainScreen, QueueTable
@@ -26,7 +27,10 @@ from console.ticket_screen import TicketScreen
 from ingest import queries
 from ingest.agent_api import BODY_CAP
 from ingest.apply import add_note
+from ingest.deep_links import read_deep_link_key
+from router.deeplink import bot_scope, split_start_parameter, verify
 from tests.test_agent_api import SLA_POLICY, Harness, running_harness
+from tests.test_telegram import TG_ENV, TG_TOKEN, bot_table, bots_linked
 
 SIZE = (160, 45)
 
@@ -394,6 +398,30 @@ async def test_command_palette_opens_a_claim_by_name(harness: Harness) -> None:
         await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, TicketScreen) and app.screen.detail is not None)
         assert app.screen.ref == ref
+
+
+async def test_the_claims_signed_bot_link_is_copied_from_the_ticket_view(
+        make_daemon: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    api = await BotApiStandIn([TG_TOKEN]).start()
+    monkeypatch.setenv(TG_ENV, TG_TOKEN)
+    try:
+        async with running_harness(make_daemon, bot_table(api)) as harness:
+            await bots_linked(harness.daemon, 1)
+            ref = await harness.mail(subject="link please", sender="a@example.com")
+            app = await console(harness)
+            async with app.run_test(size=SIZE) as pilot:
+                await open_only_ticket(pilot, app, ref)
+                await pilot.press("ctrl+p")
+                await pilot.press(*"copy the bot link")
+                await until(pilot, lambda: "Copy the bot link" in screen_text(app))
+                await pilot.press("enter")
+                await until(pilot, lambda: app.clipboard != "")
+            parameter = app.clipboard.removeprefix("https://t.me/parvandeh_test_bot?start=")
+            reference, signed = split_start_parameter(parameter)
+            key = await read_deep_link_key(harness.daemon.store)
+            assert reference == ref and verify(key, bot_scope("telegram", TG_TOKEN.partition(":")[0]), ref, signed)
+    finally:
+        await api.stop()
 
 
 async def test_reports_screen_shows_the_periods_figures_for_supervisors_only(harness: Harness) -> None:

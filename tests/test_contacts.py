@@ -137,6 +137,18 @@ async def test_split_identity_takes_its_own_claims_to_a_new_contact(crm: Crm) ->
         await crm.store.write(split_identity(await crm.identity_id("phone", "+989351112233"), "maryam"))
 
 
+async def test_split_identity_takes_the_claims_of_that_identity_not_of_another_kind_with_its_number(crm: Crm) -> None:
+    # One person on Telegram and on Bale (a supervisor merged the two); the two messengers number
+    # users independently, and here the numbers happen to be the same.
+    ref_tg = await crm.message("telegram", Identity("telegram", "22"))
+    ref_bale = await crm.message("bale", Identity("bale", "22"), "از بله", replace(CTX, continuity_window=timedelta(0)))
+    kept = await crm.contact_of("telegram", "22")
+    await crm.store.write(merge_contacts(kept, await crm.contact_of("bale", "22"), "maryam"))
+    new = await crm.store.write(split_identity(await crm.identity_id("bale", "22"), "maryam"))
+    assert [c["ref"] for c in (await contact_profile(crm.store, new))["claims"]] == [ref_bale]
+    assert [c["ref"] for c in (await contact_profile(crm.store, kept))["claims"]] == [ref_tg]
+
+
 async def test_duplicates_are_suggested_for_same_national_id_phone_format_and_email_case(crm: Crm) -> None:
     def legacy_import(tx: Tx) -> None:  # identities as an old system wrote them, one contact each
         for kind, value in [("national_id", "0499370899"), ("national_id", "۰۴۹۹۳۷۰۸۹۹"),

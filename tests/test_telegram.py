@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import re
+import smtplib
 import time
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -22,7 +24,7 @@ from config.loader import ConfigError
 from connectors.base import ConnectorContext, StoreUnavailable
 from connectors.telegram import TelegramConnector
 from connectors.telegram.delivery import failure_result, split_text
-from connectors.telegram.normalise import deep_link_claim_ref, normalise_update, update_payload
+from connectors.telegram.normalise import deep_link, normalise_update, update_payload
 from connectors.telegram.poller import Backoff, UpdatePoller
 from connectors.telegram.settings import TelegramSettings
 from connectors.telegram.webhook import SECRET_HEADER
@@ -30,8 +32,11 @@ from ingest import queries
 from ingest.apply import agent_reply, resolve_contact
 from ingest.daemon import Daemon
 from ingest.persian import persian_digits
-from ingest.records import AcceptOutcome, Identity, RawPayload
+from ingest.records import AcceptOutcome, Identity, RawPayload, SignedRef
+from router.deeplink import SIGNATURE_CHARS, split_start_parameter, start_parameter, verify
 from tests.kit.contract import ConnectorContract
+from tests.mailgen import mail
+from connectors.standins.smtp_sink import SmtpSink
 from connectors.standins.bot_api import BotApiStandIn, StandInBot
 from tests.peers.corpus import corpus_updates
 
@@ -495,6 +500,110 @@ async def test_bale_instance_runs_beside_telegram_and_answers_on_bale(
     assert len(tg.sent) == 1
 
 
+# -- signed deep links in the acknowledgement -----------------------------------------------------
+
+LINK = re.compile(r"https://(t\.me|ble\.ir)/(\w+)\?start=([A-Za-z0-9_-]+)")
+
+
+@pytest.fixture
+async def sink() -> AsyncIterator[SmtpSink]:
+    relay = await SmtpSink().start()
+    yield relay
+    await relay.stop()
+
+
+async def bots_linked(daemon: Daemon, count: int) -> None:
+    """The connectors have learnt their bots' usernames (getMe, just after the start)."""
+    async def known() -> bool:
+        return len(daemon.ingest.context.bot_links.bots) >= count
+    await eventually(known, f"{count} bots' deep links")
+
+
+async def emailed_claim(daemon: Daemon, sink: SmtpSink, sender: str) -> tuple[str, dict[str, tuple[str, str]]]:
+    """A customer mails a new claim. Returns its reference and the links of the acknowledgement
+    mailed back: {host: (bot username, start parameter)}."""
+    acknowledged = len(sink.received) + 1
+
+    def deliver() -> None:
+        with smtplib.SMTP("127.0.0.1", daemon.connectors["smtp"].port, timeout=10) as client:  # type: ignore[attr-defined]
+            client.send_message(mail(sender=sender, subject="خسارت تصادف", body="سلام، خودروی من دیروز تصادف کرد."))
+
+    await asyncio.to_thread(deliver)
+    ack = (await sink.wait_for(acknowledged))[-1]
+    assert ack["To"] == sender.rpartition("<")[2].rstrip(">")
+    ref = re.search(r"PV-\d{4}-\d{6}", ack["Subject"])[0]  # type: ignore[index]
+    return ref, {host: (bot, parameter) for host, bot, parameter in LINK.findall(ack.get_body().get_content())}
+
+
+async def joined(daemon: Daemon, kind: str, value: str, email: str) -> bool:
+    rows = await daemon.store.fetchall(
+        "SELECT kind, contact_id FROM identities WHERE (kind = ? AND value = ?) OR (kind = 'email' AND value = ?)",
+        (kind, value, email))
+    return len({r["contact_id"] for r in rows}) == 1 and len(rows) == 2
+
+
+async def test_signed_link_in_the_mailed_acknowledgement_joins_the_claim_and_is_answered_on_telegram(
+        api: BotApiStandIn, tokens: None, sink: SmtpSink, make_daemon: Any) -> None:
+    daemon = await make_daemon(bot_table(api), outbound_port=sink.port)
+    await bots_linked(daemon, 1)
+    ref, links = await emailed_claim(daemon, sink, "Ali Rezaei <ali@example.com>")
+    bot_name, parameter = links["t.me"]
+    assert bot_name == "parvandeh_test_bot" and parameter.startswith(f"{ref}_") and len(parameter) <= 64
+    bot = api.bot(TG_TOKEN)
+    await committed(daemon, bot, bot.push(text_update(f"/start {parameter}", user_id=901)))
+    assert await joined(daemon, "telegram", "901", "ali@example.com")
+    detail = await queries.ticket_detail(daemon.store, ref)
+    assert [e.get("signed_link") for e in detail["timeline"] if e["kind"] == "message_received"] == [None, True]
+    await reply(daemon, ref, "کارشناس فردا تماس می‌گیرد.")
+    assert (await bot.wait_sent(1))[0] == {"chat_id": "901", "text": "کارشناس فردا تماس می‌گیرد.", "message_id": 1}
+
+
+@pytest.mark.parametrize("forge", ["made_up", "one_character_changed", "another_claims_signature"])
+async def test_a_forged_or_tampered_signature_threads_but_is_never_answered(
+        forge: str, api: BotApiStandIn, tokens: None, sink: SmtpSink, make_daemon: Any) -> None:
+    daemon = await make_daemon(bot_table(api), outbound_port=sink.port)
+    await bots_linked(daemon, 1)
+    own_ref, own_links = await emailed_claim(daemon, sink, "Reza <reza@example.com>")  # the forger's own claim
+    ref, _ = await emailed_claim(daemon, sink, "Ali Rezaei <ali@example.com>")
+    signature = split_start_parameter(own_links["t.me"][1])[1]
+    parameter = {
+        "made_up": f"{ref}_{'A' * SIGNATURE_CHARS}",
+        "one_character_changed": f"{own_ref}_{signature[:-1]}{'B' if signature[-1] == 'A' else 'A'}",
+        "another_claims_signature": f"{ref}_{signature}",
+    }[forge]
+    target = own_ref if forge == "one_character_changed" else ref
+    bot = api.bot(TG_TOKEN)
+    await committed(daemon, bot, bot.push(text_update(f"/start {parameter}", user_id=902)))
+    detail = await queries.ticket_detail(daemon.store, target)
+    assert [(m["channel"], m["sender"]) for m in detail["messages"] if m["direction"] == "in"][-1] == (
+        "telegram", "902"), "it still threads onto the claim it names"
+    rows = await daemon.store.fetchall("SELECT contact_id FROM identities WHERE kind = 'telegram'")
+    emails = await daemon.store.fetchall("SELECT contact_id FROM identities WHERE kind = 'email'")
+    assert rows[0]["contact_id"] not in {r["contact_id"] for r in emails}, "the Telegram user joined no one"
+    await reply(daemon, target, "پاسخ کارشناس")
+    answer = (await sink.wait_for(3))[-1]
+    assert answer["To"] == ("reza@example.com" if target == own_ref else "ali@example.com")
+    assert bot.sent == []
+
+
+async def test_bale_links_vouch_on_bale_and_a_telegram_link_does_not_vouch_there(
+        api: BotApiStandIn, bale_api: BotApiStandIn, tokens: None, sink: SmtpSink, make_daemon: Any) -> None:
+    daemon = await make_daemon(bot_table(api) + bot_table(bale_api, name="bale", channel="bale", token_env=BALE_ENV),
+                               outbound_port=sink.port)
+    await bots_linked(daemon, 2)
+    ref, links = await emailed_claim(daemon, sink, "Ali Rezaei <ali@example.com>")
+    assert set(links) == {"t.me", "ble.ir"}
+    bale = bale_api.bot(BALE_TOKEN)
+    # The Telegram link's signature is for the Telegram bot: handed in to the Bale bot, it threads only.
+    await committed(daemon, bale, bale.push(text_update(f"/start {links['t.me'][1]}", user_id=31)))
+    assert not await joined(daemon, "bale", "31", "ali@example.com")
+    await committed(daemon, bale, bale.push(text_update(f"/start {links['ble.ir'][1]}", user_id=32)))
+    assert await joined(daemon, "bale", "32", "ali@example.com")
+    await reply(daemon, ref, "پاسخ در بله")
+    assert (await bale.wait_sent(1))[-1]["chat_id"] == "32"
+    assert api.bot(TG_TOKEN).sent == []
+
+
 # -- files ---------------------------------------------------------------------------------------
 
 
@@ -654,7 +763,33 @@ def test_membership_change_is_kept_but_opens_no_ticket() -> None:
     ("PV-1405-000123", ""),  # not a deep link; the core finds references in text itself
 ])
 def test_deep_link_claim_reference(text: str, ref: str) -> None:
-    assert deep_link_claim_ref(text) == ref
+    assert deep_link(text, "telegram:123456") == (ref, None)
+
+
+SIGNATURE = "x" * SIGNATURE_CHARS
+
+
+@pytest.mark.parametrize(("text", "signed"), [
+    (f"/start PV-1405-000123_{SIGNATURE}", SignedRef("PV-1405-000123", "telegram:123456", SIGNATURE)),
+    (f"/start pv_1405_123_{SIGNATURE}", SignedRef("PV-1405-000123", "telegram:123456", SIGNATURE)),
+    (f"/start hello_{SIGNATURE}", None),
+    (f"/start PV-1405-000123_{SIGNATURE}x", None),  # not a reference and a signature: nothing
+])
+def test_deep_link_signature_is_read_from_the_end_of_the_start_parameter(text: str, signed: SignedRef | None) -> None:
+    assert deep_link(text, "telegram:123456")[1] == signed
+
+
+def test_signed_start_parameter_fits_the_bot_apis_limit_and_vouches_only_as_signed() -> None:
+    key, other_key = b"k" * 32, b"o" * 32
+    parameter = start_parameter(key, "telegram:123456", "ABCDEF-1405-999999")  # the longest prefix allowed
+    assert len(parameter) <= 64 and re.fullmatch(r"[A-Za-z0-9_-]+", parameter)
+    ref, given = split_start_parameter(parameter)
+    assert ref == "ABCDEF-1405-999999" and verify(key, "telegram:123456", ref, given)
+    assert not verify(other_key, "telegram:123456", ref, given)
+    assert not verify(key, "bale:123456", ref, given), "a link for one bot vouches on that bot only"
+    assert not verify(key, "telegram:123456", "ABCDEF-1405-999998", given)
+    assert not verify(key, "telegram:123456", ref, given[:-1] + ("A" if given[-1] != "A" else "B"))
+    assert not verify(key, "telegram:123456", ref, "ژ" * SIGNATURE_CHARS)  # typed by hand: refused, no error
 
 
 @pytest.mark.parametrize(("make_error", "permanent", "retry_after", "detail"), [

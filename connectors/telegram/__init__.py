@@ -15,14 +15,18 @@ user id, so `sendMessage(chat_id=<user id>)` lands in that chat.
 
 Files: updates record Bot API file ids as attachments; `fetch_file(file_id)` downloads one
 (`getFile` then the file URL) when `download_files` is on.
+
+Deep links: once getMe has given the bot's username, the connector tells the daemon where its
+links lead (`t.me/<bot>?start=`, Bale's `ble.ir/<bot>?start=`); the core signs what follows.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from telegram import Bot
@@ -34,14 +38,16 @@ from connectors.base import Connector, ConnectorContext, Sink
 from connectors.telegram.delivery import failure_result, split_text
 from connectors.telegram.normalise import UPDATE_FORMAT, normalise_update, update_payload
 from connectors.telegram.poller import Backoff, UpdatePoller
-from connectors.telegram.settings import TelegramSettings
+from connectors.telegram.settings import DEEP_LINK_BASES, TelegramSettings
 from connectors.telegram.webhook import webhook_handler, webhook_path
-from ingest.records import DeliveryResult, OutboundMessage, RawPayload
+from ingest.records import BotLink, DeliveryResult, OutboundMessage, RawPayload
+from router.deeplink import bot_scope
 
 log = structlog.get_logger(__name__)
 
 # What the Bot API accepts as a webhook secret_token.
 _WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
+T = TypeVar("T")
 
 
 class TelegramConnector(Connector):
@@ -100,6 +106,8 @@ class TelegramConnector(Connector):
             self.context.http_app.router.add_post(
                 webhook_path(self.name), webhook_handler(sink, secret, self._payload, context))
             self._spawn(self._register_webhook(secret, backoff), "set-webhook")
+        if self.context.on_bot_link is not None:
+            self._spawn(self._announce_link(Backoff(conf.retry_initial_seconds, conf.retry_max_seconds)), "get-me")
         self.log.info("telegram_started", mode=conf.mode, base_url=conf.base_url, bot_id=bot_id)
 
     async def stop(self) -> None:
@@ -149,16 +157,34 @@ class TelegramConnector(Connector):
             return
         url = f"{public}{webhook_path(self.name)}"
         assert self.bot is not None
+        bot = self.bot
+        await self._until_answered(lambda: bot.set_webhook(url=url, secret_token=secret), backoff,
+                                   "telegram_set_webhook_failed")
+        self.log.info("telegram_webhook_registered", url=url)
+
+    # -- deep links -------------------------------------------------------------------------------
+
+    async def _announce_link(self, backoff: Backoff) -> None:
+        """Tell the daemon where this bot's deep links lead once getMe gave its username (retried
+        until the Bot API answers: a bot unreachable at start still gets its links later)."""
+        assert self.bot is not None and self.context.on_bot_link is not None
+        me = await self._until_answered(self.bot.get_me, backoff, "telegram_get_me_failed")
+        if not me.username:
+            self.log.warning("telegram_no_deep_links", reason="the bot has no username")
+            return
+        channel = self.conf.channel
+        url = f"{DEEP_LINK_BASES[channel]}{me.username}?start="
+        self.context.on_bot_link(BotLink(self.name, channel, bot_scope(channel, self.bot_id), url))
+        self.log.info("telegram_deep_links", url=url)
+
+    async def _until_answered(self, call: Callable[[], Awaitable[T]], backoff: Backoff, failed: str) -> T:
         while True:
             try:
-                await self.bot.set_webhook(url=url, secret_token=secret)
+                return await call()
             except TelegramError as exc:
                 delay = backoff.next()
-                self.log.warning("telegram_set_webhook_failed", error=str(exc), retry_in=delay)
+                self.log.warning(failed, error=str(exc), retry_in=delay)
                 await asyncio.sleep(delay)
-                continue
-            self.log.info("telegram_webhook_registered", url=url)
-            return
 
     # -- outbound ---------------------------------------------------------------------------------
 

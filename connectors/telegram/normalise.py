@@ -16,13 +16,15 @@ from datetime import datetime
 from telegram import CallbackQuery, Chat, Message, Update, User
 
 from ingest.mime import sanitize_filename
-from ingest.records import AttachmentData, Identity, InboundMessage, RawPayload
+from ingest.records import AttachmentData, Identity, InboundMessage, RawPayload, SignedRef
 from router.claimref import parse_claim_ref
+from router.deeplink import bot_scope, split_start_parameter
 from router.identity import normalize_phone
 
 UPDATE_FORMAT = "telegram-update"
 
-# `t.me/<bot>?start=PV-1405-000123` arrives as "/start PV-1405-000123" (also "/start@bot ...").
+# `t.me/<bot>?start=PV-1405-000123` arrives as "/start PV-1405-000123" (also "/start@bot ..."),
+# our signed links as "/start PV-1405-000123_<signature>" (router/deeplink.py).
 _START = re.compile(r"/start(?:@\w+)?\s+(\S+)", re.IGNORECASE)
 _REF_PREFIX = re.compile(r"[A-Za-z]{1,6}")
 
@@ -50,25 +52,29 @@ def update_payload(body: bytes, update_id: int, *, channel: str, connector: str,
     )
 
 
-def deep_link_claim_ref(text: str) -> str:
-    """The canonical claim reference a `/start` deep link carries, else "".
+def deep_link(text: str, scope: str) -> tuple[str, SignedRef | None]:
+    """The canonical claim reference a `/start` deep link carries ("" when the text is no such
+    link), and its signature for the bot `scope` when it carries one.
 
     The normaliser has no settings, so the prefix is read from the link itself (letters before
     the year); a reference with another firm's prefix then simply finds no ticket."""
     start = _START.match(text.strip())
     if start is None:
-        return ""
-    prefix = _REF_PREFIX.match(start[1])
-    return (parse_claim_ref(start[1], prefix[0]) or "") if prefix else ""
+        return "", None
+    written, signed = split_start_parameter(start[1])
+    prefix = _REF_PREFIX.match(written)
+    ref = (parse_claim_ref(written, prefix[0]) or "") if prefix else ""
+    return ref, SignedRef(ref, scope, signed) if ref and signed else None
 
 
 def normalise_update(payload: RawPayload) -> InboundMessage:
     update = Update.de_json(json.loads(payload.body), bot=None)
+    scope = bot_scope(payload.channel, payload.meta.get("bot_id", ""))
     if update.callback_query is not None:
-        return _from_callback(update.callback_query, payload.channel, update.update_id)
+        return _from_callback(update.callback_query, payload.channel, update.update_id, scope)
     message = update.effective_message
     if message is not None:
-        return _from_message(message, payload.channel)
+        return _from_message(message, payload.channel, scope)
     return _from_status(update, payload.channel)
 
 
@@ -133,7 +139,7 @@ def _display(text: str, attachments: tuple[AttachmentData, ...], edited: bool) -
     return f"(edited) {shown}" if edited else shown
 
 
-def _from_message(message: Message, channel: str) -> InboundMessage:
+def _from_message(message: Message, channel: str, scope: str) -> InboundMessage:
     chat = message.chat
     sender = (_user_identity(channel, message.from_user) if message.from_user
               else _chat_identity(channel, message.sender_chat or chat))
@@ -142,6 +148,7 @@ def _from_message(message: Message, channel: str) -> InboundMessage:
     edited = message.edit_date is not None
     message_id = f"{chat.id}:{message.message_id}"
     phone = _contact_phone(message)
+    ref, signed = deep_link(text, scope)
     return InboundMessage(
         channel=channel,
         # An edit is a new record on the thread, next to the original it corrects.
@@ -153,23 +160,26 @@ def _from_message(message: Message, channel: str) -> InboundMessage:
         attachments=attachments,
         sent_at=message.edit_date if edited else message.date,
         proven_identities=(phone,) if phone else (),
-        claim_ref_hint=deep_link_claim_ref(text),
+        claim_ref_hint=ref,
+        signed_ref=signed,
         opens_ticket=bool(text.strip() or attachments),
         meta=(("chat_type", chat.type), *((("edited", "true"),) if edited else ())),
     )
 
 
-def _from_callback(query: CallbackQuery, channel: str, update_id: int) -> InboundMessage:
+def _from_callback(query: CallbackQuery, channel: str, update_id: int, scope: str) -> InboundMessage:
     # A button under one of our messages; inline-mode buttons have no chat, the user is the chat.
     chat_id = query.message.chat.id if query.message is not None else query.from_user.id
     text = query.data or query.game_short_name or ""
+    ref, signed = deep_link(text, scope)
     return InboundMessage(
         channel=channel,
         channel_message_id=f"callback:{query.id}",
         sender=_user_identity(channel, query.from_user),
         text=text,
         conversation_key=f"{channel}:{chat_id}",
-        claim_ref_hint=deep_link_claim_ref(text),
+        claim_ref_hint=ref,
+        signed_ref=signed,
         opens_ticket=bool(text.strip()),
         meta=(("update_id", str(update_id)), ("callback", "true")),
     )

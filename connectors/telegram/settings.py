@@ -13,6 +13,8 @@ DEFAULT_URLS: dict[str, tuple[str, str]] = {
     "telegram": ("https://api.telegram.org/bot", "https://api.telegram.org/file/bot"),
     "bale": ("https://tapi.bale.ai/bot", "https://tapi.bale.ai/file/bot"),
 }
+# Where a bot's deep links lead, before its username (`<base><bot>?start=...`).
+DEEP_LINK_BASES = {"telegram": "https://t.me/", "bale": "https://ble.ir/"}
 
 
 class TelegramSettings(ConnectorSettings):
