@@ -87,10 +87,23 @@ class Vehicle(_Model):
     model: str = Field("", max_length=100)
 
 
+def _gregorian(value: date) -> date:
+    # An Iranian system may well send its own calendar's date, which parses as a Gregorian one
+    # fourteen centuries back.
+    if value.year < 1900:
+        raise ValueError(f"expected a Gregorian date (e.g. 2026-05-01); {value.isoformat()} looks like a Jalali one")
+    return value
+
+
 class Patient(_Model):
     name: str = Field(min_length=1, max_length=200)
     hospital: str = Field("", max_length=200)
     admitted_on: date | None = None
+
+    @field_validator("admitted_on")
+    @classmethod
+    def _admitted_on(cls, value: date | None) -> date | None:
+        return None if value is None else _gregorian(value)
 
 
 class Document(_Model):
@@ -144,11 +157,8 @@ class ClaimFiling(_Model):
     @field_validator("loss_date")
     @classmethod
     def _loss_date(cls, value: date) -> date:
-        # An Iranian system may well send its own calendar's date, which parses as a Gregorian
-        # one fourteen centuries back; and no loss has happened yet tomorrow.
-        if value.year < 1900:
-            raise ValueError(f"expected a Gregorian date (e.g. 2026-05-01); {value.isoformat()} looks like a Jalali one")
-        if value > datetime.now(UTC).date() + timedelta(days=1):
+        _gregorian(value)
+        if value > datetime.now(UTC).date() + timedelta(days=1):  # no loss has happened yet tomorrow
             raise ValueError(f"{value.isoformat()} is in the future")
         return value
 
@@ -183,9 +193,12 @@ class InsurerMessage(_Model):
     documents: tuple[Document, ...] = Field((), max_length=20)
 
 
-def request_fingerprint(method: str, path: str, body: bytes) -> str:
-    """What an Idempotency-Key is bound to: the same key with another request is refused."""
-    return hashlib.sha256(b"%s %s\n%s" % (method.encode(), path.encode(), body)).hexdigest()
+def request_fingerprint(method: str, path: str, document: Any) -> str:
+    """What an Idempotency-Key is bound to: the same key with another request is refused. The
+    parsed JSON document counts, not its bytes: a retry that another client or library
+    serialised again (key order, spacing, non-ASCII escaped or not) is the same request."""
+    body = json.dumps(document, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(f"{method} {path}\n{body}".encode("utf-8", "surrogatepass")).hexdigest()
 
 
 # -- outcomes and errors ------------------------------------------------------------------------
@@ -309,22 +322,39 @@ def post_insurer_message(
     fingerprint: str, stored_documents: list[tuple[int, str | None]],
 ) -> Callable[[Tx], MessagePosted]:
     def op(tx: Tx) -> MessagePosted:
-        ticket = tx.one("SELECT id FROM tickets WHERE ref = ? AND insurer = ?", (ref, insurer))
+        ticket = _live_claim(tx, insurer, ref)
         if ticket is None:
             raise ClaimNotFound(ref)
         replay = _replay(tx, insurer, idempotency_key, fingerprint)
         if replay is not None:
-            return MessagePosted(ref, replay["message_id"], True)
+            return MessagePosted(replay.get("ref", ref), replay["message_id"], True)
         msg = InboundMessage(
             channel=API_CHANNEL, channel_message_id="", sender=Identity("insurer", insurer), text=message.text,
             attachments=_attachments(message.documents), opens_ticket=False,
         )
-        row = _thread_message(tx, connector, msg, ticket["id"], ref, stored_documents,
+        row = _thread_message(tx, connector, msg, ticket["id"], ticket["ref"], stored_documents,
                               message_search_body(msg.subject, msg.sender.display_name, msg.sender.value, msg.text))
-        _remember(tx, insurer, idempotency_key, fingerprint, {"message_id": row})
-        return MessagePosted(ref, row, False)
+        _remember(tx, insurer, idempotency_key, fingerprint, {"message_id": row, "ref": ticket["ref"]})
+        return MessagePosted(ticket["ref"], row, False)
 
     return op
+
+
+def _live_claim(tx: Tx, insurer: str, ref: str) -> Any:
+    """The insurer's claim `ref`, or the claim it was merged into: a message for a merged claim
+    goes on with its thread, as a customer's mail naming it does, rather than reopening the
+    closed, empty source. Merges are followed only within the insurer's own claims (older
+    stores may hold one into another insurer's claim, which the insurer must not write to)."""
+    ticket = tx.one("SELECT id, ref, merged_into FROM tickets WHERE ref = ? AND insurer = ?", (ref, insurer))
+    for _ in range(16):  # a chain of merges, bounded as the inbound matcher bounds it
+        if ticket is None or not ticket["merged_into"]:
+            break
+        target = tx.one("SELECT id, ref, merged_into FROM tickets WHERE ref = ? AND insurer = ?",
+                        (ticket["merged_into"], insurer))
+        if target is None:
+            break
+        ticket = target
+    return ticket
 
 
 # -- webhooks -----------------------------------------------------------------------------------

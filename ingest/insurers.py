@@ -98,6 +98,24 @@ def rotate_insurer_key(name: str) -> Callable[[Tx], str]:
     return op
 
 
+def set_insurer_webhook(name: str, webhook_url: str | None, *, new_secret: bool = False) -> Callable[[Tx], str | None]:
+    """Point the insurer's webhooks at another URL (None keeps it; "" stops them), and with
+    `new_secret` sign them with a new secret, returned to be shown once. Both hold from the next
+    delivery attempt on, queued retries included: `send` reads the client at every attempt."""
+    if webhook_url is not None:
+        check_webhook_url(webhook_url)
+    secret = secrets.token_urlsafe(32) if new_secret else None
+
+    def op(tx: Tx) -> str | None:
+        if tx.execute("UPDATE insurer_clients SET webhook_url = coalesce(?, webhook_url),"
+                      " webhook_secret = coalesce(?, webhook_secret) WHERE name = ?",
+                      (webhook_url, secret, name)).rowcount == 0:
+            raise InsurerError(f"no insurer {name!r}")
+        return secret
+
+    return op
+
+
 def set_insurer_active(name: str, active: bool) -> Callable[[Tx], None]:
     """Deactivate an insurer client (its key is refused and no webhooks go to it), or reactivate it."""
 
@@ -148,7 +166,7 @@ async def claim_ticket_for(store: Store, insurer: str, ref: str) -> int | None:
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser, common: list[argparse.ArgumentParser]) -> None:
-    """`insurer add|list|rotate-key|deactivate|activate` arguments, for run.py's `insurer` sub-command."""
+    """`insurer add|list|rotate-key|set-webhook|deactivate|activate` arguments, for run.py's `insurer` sub-command."""
     sub = parser.add_subparsers(dest="action", required=True)
     add = sub.add_parser("add", parents=common, help="create an insurer API client; prints its API key and webhook secret once")
     add.add_argument("name")
@@ -158,13 +176,19 @@ def add_cli_arguments(parser: argparse.ArgumentParser, common: list[argparse.Arg
     rotate = sub.add_parser("rotate-key", parents=common,
                             help="replace an insurer's API key (the old one is refused at once); prints the new one once")
     rotate.add_argument("name")
+    webhook = sub.add_parser("set-webhook", parents=common,
+                             help="change where an insurer's webhooks go, or the secret they are signed with")
+    webhook.add_argument("name")
+    webhook.add_argument("--webhook-url", default=None, help='the new URL ("" stops the webhooks)')
+    webhook.add_argument("--new-secret", action="store_true", help="sign with a new secret; prints it once")
     for action, text in (("deactivate", "refuse the insurer's key and stop its webhooks"),
                          ("activate", "accept the insurer's key again")):
         sub.add_parser(action, parents=common, help=text).add_argument("name")
 
 
 def cli_insurer_add(settings: Any, args: argparse.Namespace) -> int:
-    """Run `insurer add|list`; the key and secret are printed exactly once. Returns the exit status."""
+    """Run `insurer add|list|rotate-key|set-webhook|deactivate|activate`; keys and secrets are
+    printed exactly once. Returns the exit status."""
 
     async def work() -> int:
         store = Store(settings.store.path, synchronous=settings.store.synchronous)
@@ -178,6 +202,13 @@ def cli_insurer_add(settings: Any, args: argparse.Namespace) -> int:
                 return 0
             if action == "rotate-key":
                 print(f"api_key: {await store.write(rotate_insurer_key(args.name))}")
+                return 0
+            if action == "set-webhook":
+                if args.webhook_url is None and not args.new_secret:
+                    print("set-webhook: give --webhook-url, --new-secret or both", file=sys.stderr)
+                    return 2
+                secret = await store.write(set_insurer_webhook(args.name, args.webhook_url, new_secret=args.new_secret))
+                print(f"webhook_secret: {secret}" if secret else f"{args.name}: webhook URL set")
                 return 0
             if action in ("deactivate", "activate"):
                 await store.write(set_insurer_active(args.name, action == "activate"))

@@ -1,5 +1,7 @@
 """Report figures over a period, overall and by insurer, queue, agent, channel or line of
 business, and their renderings: a text table and an HTML page (Jalali dates), CSV and JSON.
+A ticket's group is what it has when the report is made: its assignee, its queue, the channel
+that opened it.
 
 What each figure means (all times in hours; a period is [start, end) in Tehran days):
 - opened: tickets created in the period; closed: tickets with a closing (a status change to
@@ -7,12 +9,14 @@ What each figure means (all times in hours; a period is [start, end) in Tehran d
 - backlog: tickets created before the end and not closed at it; age = end (or now, if sooner)
   minus creation, median and p90.
 - first response: for tickets opened in the period, creation to the first message an agent
-  sent (automatic acknowledgements do not count). Resolution: creation to the last closing in
-  the period, for tickets closed in it. Median and p90 (nearest rank), each twice: in clock hours
-  (`..._h`) and in business hours (`..._business_h`), the latter counted on the business calendar
-  of the ticket's SLA policy (the "business" calendar when it has none), as its SLA clocks count:
-  a mail at 17:00 on a Wednesday answered at 08:30 on Saturday is 63.5 clock hours, and 4.5
-  business hours (Thursday's half day and Saturday's first half hour).
+  sent (automatic acknowledgements do not count; nor do answers that came with a thread merged
+  in from an older ticket: a merge moves the source's answers, so it has none left).
+  Resolution: creation to the last closing in the period, for tickets closed in it. Median and
+  p90 (nearest rank), each twice: in clock hours (`..._h`) and in business hours
+  (`..._business_h`), the latter counted on the business calendar of the ticket's SLA policy
+  (the "business" calendar when it has none), as its SLA clocks count: a mail at 17:00 on a
+  Wednesday answered at 08:30 on Saturday is 63.5 clock hours, and 4.5 business hours
+  (Thursday's half day and Saturday's first half hour).
 - SLA: the clocks of tickets opened in the period (when the SLA tables exist), each one counted,
   a replaced one too (the next response after every customer message, the resolution after a
   reopen): compliance % = clocks never breached / clocks; breaches = clocks whose breach time
@@ -308,9 +312,10 @@ async def build_report(store: Store, start: datetime, end: datetime, by: str | N
 
     # Opened in the period: first agent answer and customer messages per ticket, from the index.
     # Authors of automatic messages: the acknowledgement ('system'), workflow templates ('workflow':
-    # reminders, a rule's send_template), none of which meets a response target.
+    # reminders, a rule's send_template), none of which meets a response target. An answer older
+    # than the ticket came with a thread merged into it (the source's answer, not this ticket's).
     first_answer = ("(SELECT min(m.created_at) FROM messages m WHERE m.ticket_id = t.id AND m.direction = 'out'"
-                    " AND m.author NOT IN ('', 'system', 'workflow'))")
+                    " AND m.author NOT IN ('', 'system', 'workflow') AND m.created_at >= t.created_at)")
     for row in await store.fetchall(
         f"SELECT {dim} AS g, t.sla_policy AS policy, {_h('t.created_at')} AS created,"
         f" {_h(first_answer)} AS first_answer,"

@@ -11,7 +11,7 @@ import smtplib
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -26,6 +26,7 @@ from ingest.apply import TicketActionError, change_status, merge_tickets
 from ingest.insurers import create_insurer
 from ingest.queries import list_tickets, ticket_detail
 from ingest.reports import build_report
+from router.claimref import TEHRAN
 from tests.conftest import refuse_writes
 from tests.mailgen import mail
 from tests.test_sla_engine import POLICY_24X7, saturday_morning
@@ -160,6 +161,19 @@ async def test_filed_claim_gets_our_reference_insurer_and_line_of_business(api: 
         ("email", "ali.rezaei@example.com"), ("national_id", VALID_NATIONAL_ID), ("phone", "+989121234567")]
 
 
+
+async def test_a_reference_in_persian_digits_or_lower_case_names_the_claim(api: Api) -> None:
+    _, _, claim = await api.call("POST", "/claims", body=filing())
+    ref = claim["reference"]
+    persian = ref.translate(str.maketrans("0123456789", "۰۱۲۳۴۵۶۷۸۹"))
+    for spelling in (persian, ref.lower()):
+        status, _, view = await api.call("GET", f"/claims/{quote(spelling)}")
+        assert status == 200 and view["reference"] == ref
+    status, _, posted = await api.call("POST", f"/claims/{quote(persian)}/messages", body={"text": "برآورد خسارت"})
+    assert status == 201 and posted["reference"] == ref
+    status, _, _ = await api.call("GET", f"/claims/{quote(persian)}", "dana")
+    assert status == 404  # still only the insurer's own
+
 async def test_insurer_gets_404_for_another_insurers_claim(api: Api) -> None:
     _, _, claim = await api.call("POST", "/claims", body=filing())
     ref = claim["reference"]
@@ -191,6 +205,21 @@ async def test_an_insurers_claim_cannot_be_merged_away_from_it(api: Api) -> None
     await store.write(merge_tickets(other["reference"], asia["reference"], "maryam"))
 
 
+
+async def test_a_message_for_a_merged_claim_goes_on_the_claim_it_was_merged_into(api: Api) -> None:
+    # A duplicate filing merged into the first: the insurer still holds the duplicate's reference.
+    store = api.daemon.store  # type: ignore[attr-defined]
+    _, _, kept = await api.call("POST", "/claims", body=filing("ASIA-1"))
+    _, _, duplicate = await api.call("POST", "/claims", body=filing("ASIA-1-DUP"))
+    await store.write(merge_tickets(duplicate["reference"], kept["reference"], "maryam"))
+    status, _, posted = await api.call("POST", f"/claims/{duplicate['reference']}/messages",
+                                       body={"text": "The garage estimate is attached."})
+    assert status == 201 and posted["reference"] == kept["reference"]
+    _, _, source = await api.call("GET", f"/claims/{duplicate['reference']}")
+    assert source["status"] == "closed"  # not reopened as an empty shell with a clock running
+    _, _, target = await api.call("GET", f"/claims/{kept['reference']}")
+    assert target["messages"][-1]["text"] == "The garage estimate is attached."
+
 # -- idempotency ------------------------------------------------------------------------------
 
 
@@ -205,6 +234,26 @@ async def test_same_idempotency_key_returns_the_same_claim_and_another_body_is_r
     count = await api.daemon.store.fetchone("SELECT count(*) AS n FROM tickets")  # type: ignore[attr-defined]
     assert count["n"] == 1
 
+
+
+async def test_a_retry_serialised_again_is_the_same_request(api: Api) -> None:
+    """A retry from another client or library: keys in another order, indented, Persian escaped
+    as \\u sequences. The same document under the same key is a replay, not a reused key."""
+    body = filing()
+    key = {"Idempotency-Key": "req-reserialised"}
+    status, _, first = await api.call("POST", "/claims", body=body, headers=key)
+    assert status == 201
+    for raw in (json.dumps(dict(reversed(body.items())), indent=2, ensure_ascii=False).encode(),
+                json.dumps(body, ensure_ascii=True).encode()):
+        status, headers, again = await api.call("POST", "/claims", raw=raw, headers=key)
+        assert status == 200 and again["reference"] == first["reference"], again
+        assert headers["Idempotent-Replayed"] == "idempotency_key"
+    ref = first["reference"]
+    note = {"Idempotency-Key": "msg-reserialised"}
+    sent = await api.call("POST", f"/claims/{ref}/messages", body={"text": "کارشناس فردا می‌آید"}, headers=note)
+    again = await api.call("POST", f"/claims/{ref.lower()}/messages",
+                           raw=json.dumps({"text": "کارشناس فردا می‌آید"}, ensure_ascii=True).encode(), headers=note)
+    assert (sent[0], again[0]) == (201, 200) and sent[2] == again[2]
 
 async def test_same_insurer_claim_number_returns_the_same_claim(api: Api) -> None:
     first = await api.call("POST", "/claims", body=filing(), headers={"Idempotency-Key": "a"})
@@ -230,6 +279,8 @@ async def test_concurrent_retries_open_one_claim(api: Api) -> None:
     ({"loss_date": "yesterday"}, "loss_date"),
     ({"loss_date": "1404-02-10"}, "loss_date"),  # a Jalali date, read as the year 1404
     ({"loss_date": "2099-01-01"}, "loss_date"),  # a loss that has not happened yet
+    ({"line_of_business": "health", "patient": {"name": "مریم", "admitted_on": "1405-08-20"}},
+     "patient.admitted_on"),  # Jalali, as a hospital system writes it
     ({"documents": [{"filename": "a.pdf"}]}, "documents.0"),
 ])
 async def test_invalid_field_is_named_in_a_problem_json_answer(api: Api, change: dict, field: str) -> None:
@@ -244,6 +295,12 @@ async def test_invalid_field_is_named_in_a_problem_json_answer(api: Api, change:
 async def test_malformed_json_is_a_400_problem(api: Api) -> None:
     status, headers, problem = await api.call("POST", "/claims", raw=b"{not json")
     assert status == 400 and problem["type"].endswith("malformed-json")
+    # Nested deeper than the parser's stack (200 KB, well inside the body limit): still the
+    # caller's mistake, not a 500 with a traceback in the log.
+    for deep in (b"[" * 200_000, b'{"claim_number": ' + b"[" * 200_000):
+        status, headers, problem = await api.call("POST", "/claims", raw=deep)
+        assert status == 400 and headers["Content-Type"].startswith("application/problem+json")
+        assert problem["type"].endswith("malformed-json") and problem["detail"] == "nested too deeply"
 
 
 # -- reading, the thread, the policyholder ----------------------------------------------------
@@ -262,6 +319,37 @@ async def test_list_pages_forward_with_the_cursor(api: Api) -> None:
     status, _, problem = await api.call("GET", "/claims?status=lost&updated_since=never&cursor=forged")
     assert status == 422 and {e["field"] for e in problem["errors"]} == {"status", "updated_since", "cursor"}
 
+
+
+async def test_updated_since_takes_a_tehran_offset_an_unencoded_plus_and_net_fractions(api: Api) -> None:
+    """The same instant as an integrator's client writes it: Tehran's offset with the `+` not
+    percent-encoded (it arrives as a space), and .NET's 7 fraction digits (`ToString("o")`).
+    Both mean what the UTC spelling means."""
+    refs = [(await api.call("POST", "/claims", body=filing(f"T-{i}")))[2]["reference"] for i in range(2)]
+    _, _, first = await api.call("GET", f"/claims/{refs[0]}")
+    instant = datetime.fromisoformat(first["updated_at"])
+    tehran = instant.astimezone(TEHRAN).strftime("%Y-%m-%dT%H:%M:%S.%f") + "0+03:30"
+    _, _, expected = await api.call("GET", f"/claims?updated_since={quote(first['updated_at'])}")
+    assert refs[1] in [c["reference"] for c in expected["claims"]]
+    for spelling in (tehran, quote(tehran)):
+        status, _, page = await api.call("GET", f"/claims?updated_since={spelling}")
+        assert status == 200, page
+        assert page["claims"] == expected["claims"]
+
+
+async def test_a_smaller_max_page_is_the_default_page_and_what_the_document_declares(
+        make_daemon: Callable[..., Any]) -> None:
+    daemon = await make_daemon(INSURER_API + "max_page = 2\n")
+    made = await daemon.store.write(create_insurer("asia"))
+    async with aiohttp.ClientSession() as session:
+        api = Api(f"http://127.0.0.1:{daemon.http_port}/api/v1", session, {"asia": made.api_key})
+        refs = [(await api.call("POST", "/claims", body=filing(f"M-{i}")))[2]["reference"] for i in range(3)]
+        status, _, page = await api.call("GET", "/claims")  # no limit: a page of max_page, not a 422
+        assert status == 200, page
+        assert [c["reference"] for c in page["claims"]] == refs[:2] and page["next_cursor"]
+        _, _, document = await api.call("GET", "/openapi.json", None)
+    (limit,) = [p for p in document["paths"]["/claims"]["get"]["parameters"] if p["name"] == "limit"]
+    assert limit["schema"]["maximum"] == 2
 
 async def test_paging_misses_no_claim_of_a_burst_committed_together(api: Api) -> None:
     # An insurer's batch job files claims at once: committed in one write, they share updated_at.
@@ -379,6 +467,13 @@ async def test_status_change_webhook_is_signed_and_retried_after_a_failure(api: 
 
     assert await until(owed) == [("asia", "sent")]  # dana has no webhook: nothing queued for it
 
+
+
+async def test_the_served_document_says_what_the_webhook_signature_covers(api: Api) -> None:
+    # An integrator builds the receiver from the OpenAPI document: "over the body" alone (as it
+    # said after the timestamp joined the signature) verifies nothing.
+    _, _, document = await api.call("GET", "/openapi.json", None)
+    assert "X-Parvandeh-Timestamp value, '.', and the raw body" in document["info"]["description"]
 
 async def test_status_webhooks_go_on_after_the_store_refused_writes_for_a_while(api: Api, receiver: Receiver) -> None:
     receiver.fail_first = 0

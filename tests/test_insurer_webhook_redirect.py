@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 
 from ingest.apply import change_status
-from ingest.store import Tx
+from ingest.insurers import set_insurer_webhook
 from tests.test_insurer_api import Api, api, filing, receiver, until  # noqa: F401
 
 
@@ -50,10 +50,7 @@ async def test_a_redirect_from_the_webhook_endpoint_is_not_followed(
     hits, url = internal_and_redirector
     daemon = api.daemon  # type: ignore[attr-defined]
 
-    def point(tx: Tx) -> None:
-        tx.execute("UPDATE insurer_clients SET webhook_url = ? WHERE name = 'asia'", (url,))
-
-    await daemon.store.write(point)
+    await daemon.store.write(set_insurer_webhook("asia", url))
     _, _, claim = await api.call("POST", "/claims", body=filing())
     await daemon.store.write(change_status(claim["reference"], "awaiting_documents", "maryam"))
 

@@ -195,6 +195,24 @@ async def test_a_merged_ticket_keeps_its_own_time_in_status(tmp_path: Path) -> N
     assert (report.total.closed, report.total.backlog, report.total.resolution_median_h) == (2, 0, 2.0)
 
 
+
+async def test_answers_merged_in_from_an_older_ticket_are_not_a_first_response(tmp_path: Path) -> None:
+    """X opened at 0 and answered at 1; Y opened at 5, X merged into Y at 6, Y answered at 7. X's
+    answer moves with its thread to Y but came 4 h before Y existed: Y's first response is its
+    own answer, 2 h, not -4 h."""
+    d = await empty_dataset(tmp_path)
+    x = await d.email(0, "x@example.com", "claim x")
+    await d.reply(1, x)
+    y = await d.email(5, "y@example.com", "claim y")
+    d.clock.at(6)
+    await d.store.write(merge_tickets(x, y, "maryam"))
+    await d.reply(7, y)
+    report = await build_report(d.store, START, END, now=T0 + timedelta(days=3))
+    await d.store.close()
+    t = report.total
+    assert (t.first_responses, t.first_response_median_h, t.first_response_p90_h) == (1, 2.0, 2.0)
+    assert t.first_response_median_business_h is not None and t.first_response_median_business_h >= 0
+
 async def test_a_closing_in_the_period_still_counts_after_a_later_reopen(tmp_path: Path) -> None:
     """Closed inside the week, reopened by the customer the week after: the week's figures stay."""
     d = await empty_dataset(tmp_path)

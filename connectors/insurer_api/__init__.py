@@ -133,7 +133,8 @@ class InsurerApiConnector(Connector):
         try:
             # Redirects are not followed: the endpoint could otherwise steer our signed POST to
             # any host the daemon can reach (loopback services, a cloud metadata address). A 3xx
-            # is a final failure naming where it pointed; the operator updates the URL.
+            # is a final failure naming where it pointed; the operator updates the URL
+            # (`run.py insurer set-webhook`).
             async with self._session.post(client.webhook_url, data=body, headers=headers,
                                           allow_redirects=False) as response:
                 status = response.status

@@ -12,6 +12,7 @@ from ingest.claims_ops import ClaimFiling, InsurerMessage
 from router.workflow import TRANSITIONS
 
 REF_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9\-]{0,39}$"
+DEFAULT_PAGE = 100  # claims in a page when the request names no `limit` (or `max_page`, if fewer)
 _NULLABLE_STRING = {"anyOf": [{"type": "string"}, {"type": "null"}]}
 _PROBLEM_TYPES = ["application/problem+json"]
 
@@ -101,14 +102,15 @@ _REF = {"name": "ref", "in": "path", "required": True, "schema": {"type": "strin
 
 
 @cache
-def openapi_document(base_path: str) -> dict[str, Any]:
+def openapi_document(base_path: str, max_page: int) -> dict[str, Any]:
     unauthorised = _problem("missing or unknown API key")
     return {
         "openapi": "3.1.0",
         "info": {"title": "Parvandeh insurer API", "version": "1.0.0",
                  "description": "Insurers open claim files and follow them. Each API key sees only its "
                                 "insurer's claims. Status and SLA changes are POSTed to the insurer's webhook, "
-                                "signed with HMAC-SHA256 (hex, X-Parvandeh-Signature) over the body."},
+                                "signed with HMAC-SHA256 under the webhook secret (hex, X-Parvandeh-Signature) "
+                                "over the X-Parvandeh-Timestamp value, '.', and the raw body."},
         "servers": [{"url": base_path}],
         "security": [{"apiKey": []}],
         "paths": {
@@ -132,11 +134,14 @@ def openapi_document(base_path: str) -> dict[str, Any]:
                         {"name": "status", "in": "query", "required": False,
                          "schema": {"type": "string", "enum": sorted(TRANSITIONS)}},
                         {"name": "updated_since", "in": "query", "required": False,
+                         "description": "claims whose status, team, priority or thread changed after this "
+                                        "instant (RFC 3339, with an offset: Z or +03:30)",
                          "schema": {"type": "string", "format": "date-time"}},
                         {"name": "cursor", "in": "query", "required": False,
                          "description": "the `next_cursor` of the page before", "schema": {"type": "string"}},
                         {"name": "limit", "in": "query", "required": False,
-                         "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
+                         "schema": {"type": "integer", "minimum": 1, "maximum": max_page,
+                                    "default": min(DEFAULT_PAGE, max_page)}},
                     ],
                     "responses": {
                         "200": {"description": "claims, least recently updated first", "content": _json("ClaimList")},

@@ -15,7 +15,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from config.logs import log_context
-from connectors.insurer_api.openapi import openapi_document
+from connectors.insurer_api.openapi import DEFAULT_PAGE, openapi_document
 from connectors.insurer_api.problems import problem, validation_problem
 from ingest.apply import ApplyContext
 from ingest.claims_ops import (
@@ -24,11 +24,13 @@ from ingest.claims_ops import (
 )
 from ingest.insurers import InsurerClient, claim_view, insurer_for_key, list_claims, read_page_cursor
 from ingest.store import Store, iso
+from router.claimref import parse_claim_ref
 from router.workflow import TRANSITIONS
 
 _Body = TypeVar("_Body", bound=BaseModel)
 log = structlog.get_logger(__name__)
-_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:[Zz]|[+-]\d{2}:\d{2})", re.ASCII)
+_RFC3339 = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(\.\d+)?(Z|[+-]\d{2}:\d{2})", re.ASCII)
+_SPACE_FOR_PLUS = re.compile(r" (?=\d{2}:\d{2}$)", re.ASCII)
 _INTEGER = re.compile(r"-?\d{1,9}", re.ASCII)
 CLIENT = web.RequestKey("insurer_client", InsurerClient)
 
@@ -70,14 +72,17 @@ class InsurerApi:
 
         return wrapped
 
-    async def _body(self, request: web.Request) -> bytes:
-        """The raw body, once it is known to be JSON (the models then validate the text itself)."""
+    async def _body(self, request: web.Request) -> tuple[bytes, Any]:
+        """The raw body, once it is known to be JSON (the models then validate the text itself),
+        and the parsed document (what an Idempotency-Key is bound to)."""
         raw = await request.read()
         try:
-            json.loads(raw)
-            return raw
+            return raw, json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise _Refusal(problem(400, "malformed-json", "The body is not JSON", str(exc), instance=request.path))
+        except RecursionError:  # thousands of nested arrays: the parser's stack, not a bug of ours
+            raise _Refusal(problem(400, "malformed-json", "The body is not JSON", "nested too deeply",
+                                   instance=request.path)) from None
 
     @staticmethod
     def _idempotency_key(request: web.Request) -> str | None:
@@ -88,6 +93,12 @@ class InsurerApi:
                                    errors=[{"field": "Idempotency-Key", "pointer": "", "detail": "1 to 255 characters"}]))
         return key
 
+    def _ref(self, request: web.Request) -> str:
+        """The claim reference in the path, as we print it: one copied from a Persian text
+        ("PV-۱۴۰۵-۰۰۰۱۲۳") or typed in lower case names the same claim, as it does in a mail."""
+        ref = request.match_info["ref"]
+        return parse_claim_ref(ref, self.context.reference_prefix) or ref
+
     async def _store_documents(self, documents: tuple[Document, ...]) -> list[tuple[int, str | None]]:
         stored: list[tuple[int, str | None]] = []
         for doc in documents:
@@ -97,31 +108,31 @@ class InsurerApi:
 
     # -- handlers --------------------------------------------------------------------------------
 
-    async def _read(self, request: web.Request, model: type[_Body]) -> tuple[str | None, bytes, _Body] | web.StreamResponse:
-        """Idempotency key, raw body and the validated document, or the problem response."""
+    async def _read(self, request: web.Request, model: type[_Body]) -> tuple[str | None, Any, _Body] | web.StreamResponse:
+        """Idempotency key, the parsed JSON and the validated document, or the problem response."""
         try:
             key = self._idempotency_key(request)
-            raw = await self._body(request)
-            return key, raw, model.model_validate_json(raw)
+            raw, document = await self._body(request)
+            return key, document, model.model_validate_json(raw)
         except _Refusal as refusal:
             return refusal.response
         except ValidationError as exc:
             return validation_problem(exc, request.path)
 
     async def openapi(self, request: web.Request) -> web.Response:
-        return web.json_response(openapi_document(self.base_path.rstrip("/")))
+        return web.json_response(openapi_document(self.base_path.rstrip("/"), self.max_page))
 
     async def open_claim(self, request: web.Request) -> web.StreamResponse:
         client = request[CLIENT]
         read = await self._read(request, ClaimFiling)
         if isinstance(read, web.StreamResponse):
             return read
-        key, raw, filing = read
+        key, document, filing = read
         stored = await self._store_documents(filing.documents)
         try:
             opened = await self.store.write(open_claim(
                 client.name, filing, self.context, connector=self.connector, idempotency_key=key,
-                fingerprint=request_fingerprint(request.method, request.path, raw), stored_documents=stored))
+                fingerprint=request_fingerprint(request.method, request.path, document), stored_documents=stored))
         except IdempotencyKeyReused as exc:
             return problem(422, "idempotency-key-reused", "Idempotency-Key reused", str(exc), instance=request.path)
         log.info("insurer_claim_opened", ticket=opened.ref, created=opened.created, replayed_by=opened.replayed_by,
@@ -134,26 +145,28 @@ class InsurerApi:
 
     async def post_message(self, request: web.Request) -> web.StreamResponse:
         client = request[CLIENT]
-        ref = request.match_info["ref"]
+        ref = self._ref(request)
         read = await self._read(request, InsurerMessage)
         if isinstance(read, web.StreamResponse):
             return read
-        key, raw, message = read
+        key, document, message = read
         stored = await self._store_documents(message.documents)
         try:
             posted = await self.store.write(post_insurer_message(
                 client.name, ref, message, connector=self.connector, idempotency_key=key,
-                fingerprint=request_fingerprint(request.method, request.path, raw), stored_documents=stored))
+                # The claim as we spell it: a retry may write the reference another way.
+                fingerprint=request_fingerprint(request.method, f"{self.base_path.rstrip('/')}/claims/{ref}/messages",
+                                                document), stored_documents=stored))
         except ClaimNotFound:
             return _not_found(request, ref)
         except IdempotencyKeyReused as exc:
             return problem(422, "idempotency-key-reused", "Idempotency-Key reused", str(exc), instance=request.path)
-        log.info("insurer_message_posted", ticket=ref, message_row=posted.message_id, replayed=posted.replayed)
-        return web.json_response({"reference": ref, "message_id": posted.message_id},
+        log.info("insurer_message_posted", ticket=posted.ref, message_row=posted.message_id, replayed=posted.replayed)
+        return web.json_response({"reference": posted.ref, "message_id": posted.message_id},
                                  status=200 if posted.replayed else 201)
 
     async def get_claim(self, request: web.Request) -> web.StreamResponse:
-        ref = request.match_info["ref"]
+        ref = self._ref(request)
         view = await claim_view(self.store, request[CLIENT].name, ref)
         return web.json_response(view) if view is not None else _not_found(request, ref)
 
@@ -176,7 +189,7 @@ class InsurerApi:
                 after = read_page_cursor(cursor)
             except ValueError:
                 errors.append(("cursor", "expected the next_cursor of an earlier page"))
-        limit_text = query.get("limit", "100")
+        limit_text = query.get("limit", str(min(DEFAULT_PAGE, self.max_page)))
         limit = int(limit_text) if _INTEGER.fullmatch(limit_text) else 0
         if not 1 <= limit <= self.max_page:
             errors.append(("limit", f"expected an integer from 1 to {self.max_page}"))
@@ -203,7 +216,15 @@ def _not_found(request: web.Request, ref: str) -> web.Response:
 
 
 def _utc_iso(text: str) -> str:
-    """A client's date-time as the store writes them (UTC, microseconds), so strings compare."""
-    if not _RFC3339.fullmatch(text):
+    """A client's date-time as the store writes them (UTC, microseconds), so strings compare.
+
+    Two spellings integrators send are taken: an offset's `+` left unencoded in the query
+    string, which arrives as a space (form encoding; a space there has no other reading), and
+    fractions finer than microseconds (.NET's round-trip format has 7 digits, Java's and Go's up
+    to 9), cut to microseconds: stored instants are whole microseconds, so `updated_at > since`
+    selects the same claims."""
+    match = _RFC3339.fullmatch(_SPACE_FOR_PLUS.sub("+", text).upper())
+    if not match:
         raise ValueError(text)
-    return iso(datetime.fromisoformat(text.upper().replace("Z", "+00:00"))) or ""
+    stamp, fraction, offset = match.groups()
+    return iso(datetime.fromisoformat(stamp + (fraction or "")[:7] + offset.replace("Z", "+00:00"))) or ""
