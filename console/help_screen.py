@@ -17,7 +17,8 @@ KEYS = (
     ("r", "reply on the channel of the highlighted message"), ("n", "internal note"), ("t", "take the ticket"),
     ("a", "assign (empty: back to the queue)"), ("s", "change status"), ("p", "change priority"),
     ("m", "move to another queue"),
-    ("c", "show / hide the contact panel"),
+    ("c / C", "contact panel / contact screen (merge, undo, split)"),
+    ("l", "link a stranger's message to the claim's contact"),
     ("A", "your availability (available, away, offline)"), ("/", "search"), ("v", "supervisor view"),
     ("R", "reports (supervisors)"), ("ctrl+p", "command palette"), ("esc", "back"), ("q", "quit"),
 )

@@ -12,7 +12,7 @@ PERSIAN_LAYOUT = {
     "a": "ش", "s": "س", "d": "ی", "f": "ب", "g": "ل", "h": "ا", "j": "ت", "k": "ن", "l": "م",
     "z": "ظ", "x": "ط", "c": "ز", "v": "ر", "b": "ذ", "n": "د", "m": "پ", "question_mark": "arabic_question_mark",
     # Shifted letters (xkb `ir`, ISIRI 9147): shift+a types ؤ, shift+r the fathatan mark.
-    "A": "ؤ", "R": "arabic_fathatan",
+    "A": "ؤ", "R": "arabic_fathatan", "C": "ژ",
 }
 
 

@@ -45,6 +45,8 @@ def message_prompt(m: dict[str, Any], prefs: Prefs, width: int | None = None) ->
         safe_text(who, prefs, single_line=True, style=HEAD_STYLE.get(m["direction"], "")),
         (f"  [{m['channel']}]" if m["kind"] != "note" else "  (internal note)", "dim"),
     )
+    if m.get("from_contact") is False:  # named the claim, but is none of its contact's identities
+        head.append_text(Text.assemble(("  not the claim's contact", "bold yellow"), (" · l links them", "dim")))
     if m.get("auto_reason"):  # from the sender's Auto-Submitted header: customer text
         head.append(f"  automatic: {neutralise(m['auto_reason'])}", "dim italic")
     lines = [head]

@@ -16,6 +16,7 @@ from console.app import ConsoleApp
 from console.key_bar import KeyBar
 from console.client import ApiRequestError
 from console.composer import Composer
+from console.crm import Confirm, link_prompt
 from console.keys import with_persian_layout
 from console.templates import fill
 from console.render import Prefs, countdown, safe_text
@@ -60,6 +61,7 @@ class ContactPanel(Static):
         for t in panel["tickets"]:
             lines.append(Text.assemble((t["ref"], "bold" if t["ref"] == self.ref else ""), f" {t['status']}"))
             lines.append(Text.assemble("  ", safe_text(t["subject"], prefs, single_line=True, limit=width - 2)))
+        lines.append(Text.assemble(("\n C ", "bold reverse"), (" contact screen", "dim")))
         self.update(Text("\n").join(lines))
 
 
@@ -70,6 +72,9 @@ class TicketScreen(TicketActions):
         ("Contact panel", "toggle_contact", "show or hide the customer's identities and claims"),
         ("Copy the bot link", "copy_bot_link",
          "the claim's signed Telegram/Bale link: a customer who follows it is answered there"),
+        ("Link the sender to the claim's contact", "link_sender",
+         "the highlighted message's sender joins the claim's contact and is answered (supervisors)"),
+        ("Contact screen", "contact_screen", "identities, claims, duplicates; merge, undo a merge, split"),
     )
     CSS_PATH = "ticket_screen.tcss"
     # Below 100 columns the contact panel is hidden (`c` shows it): the thread gets the width.
@@ -86,6 +91,10 @@ class TicketScreen(TicketActions):
         Binding("p", "priority", "Priority"),
         Binding("m", "move", "Move"),
         Binding("c", "toggle_contact", "Contact"),
+        # Off the key bar (at 80 columns it would take a line of the thread): the marked message
+        # names `l`, the contact panel `C`; both are in help (?) and the command palette.
+        Binding("C", "contact_screen", "Contact screen", show=False),
+        Binding("l", "link_sender", "Link sender", show=False),
     ])
 
     def __init__(self, ref: str) -> None:
@@ -247,6 +256,49 @@ class TicketScreen(TicketActions):
         urls = "\n".join(link["url"] for link in links)
         self.app.copy_to_clipboard(urls)
         self.notify(f"copied:\n{urls}", timeout=10)
+
+    # -- CRM -------------------------------------------------------------------------------
+
+    def action_contact_screen(self) -> None:
+        from console.contact_screen import ContactScreen
+
+        panel = (self.detail or {}).get("contact_panel")
+        if panel is None:
+            self.notify("this claim has no contact", severity="warning")
+            return
+        self.app.push_screen(ContactScreen(panel["id"]), self._contact_changed)
+
+    def _contact_changed(self, changed: bool | None) -> None:
+        if changed:  # a merge, undo or split there: the panel and the thread's marks here
+            self.load()
+
+    @work(exclusive=True, group="link")
+    async def action_link_sender(self) -> None:
+        """The highlighted message's sender joins the claim's contact (a merge, keeping the
+        claim's), after a confirmation naming both; the API refuses agents without the role."""
+        message = self.query_one(ThreadView).highlighted_message()
+        if message is None or message.get("from_contact") is None:
+            self.notify("highlight a customer's message to link its sender", severity="warning")
+            return
+        if message["from_contact"]:
+            self.notify("this sender is already the claim's contact", timeout=4)
+            return
+        try:
+            found = await self.console.api("message_sender", ref=self.ref, message=message["id"])
+        except (ApiRequestError, ConnectionError):  # the refusal is shown by `api`
+            return
+        if found["claim"] is None or found["sender"]["id"] == found["claim"]["id"]:
+            self.load()  # linked meanwhile (or the claim has no contact): show it as it is
+            return
+        if not await self.app.push_screen_wait(Confirm(link_prompt(found, self.ref, self.console.prefs))):
+            return
+        try:
+            result = await self.console.api("merge_contacts", keep=found["claim"]["id"], merge=found["sender"]["id"])
+        except (ApiRequestError, ConnectionError):
+            return
+        self.notify(f"linked: contact #{found['sender']['id']} joined #{found['claim']['id']}"
+                    f" (merge {result['merge']}; C, then u undoes it)", timeout=8)
+        self.load()
 
     def action_back(self) -> None:
         self.app.pop_screen()

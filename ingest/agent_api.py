@@ -16,6 +16,8 @@ Protocol, JSON text frames:
   (`more` counts what was cut) and no `display_text` when it is the text: one frame stays a few
   MB however long the claim. The store keeps every text whole (`run.py tickets show`).
   It also carries `bot_links`: each bot's signed deep link to the claim (`{channel, url}`).
+  A customer message's `from_contact` says whether its sender is one of the claim contact's own
+  identities (false: someone else wrote it, e.g. naming the claim's reference; see `message_sender`).
 
 Every request is authorised by role and queue membership, and every action (and every refusal)
 goes to the audit trail under the agent's name, in the same transaction as the action.
@@ -189,7 +191,8 @@ class AgentApi:
             "set_queue": self._set_queue, "queue_names": self._queue_names,
             "merge": self._merge, "search": self._search, "supervisor": self._supervisor, "audit": self._audit,
             "availability": self._availability, "update_agent": self._update_agent,
-            "templates": self._templates, "report": self._report, "contact": self._contact, "duplicates": self._duplicates, "merge_contacts": self._merge_contacts,
+            "templates": self._templates, "report": self._report, "contact": self._contact, "duplicates": self._duplicates,
+            "message_sender": self._message_sender, "merge_contacts": self._merge_contacts,
             "undo_contact_merge": self._undo_contact_merge, "split_identity": self._split_identity,
         }
 
@@ -694,6 +697,24 @@ class AgentApi:
                 channels[m["channel"]] = channels.get(m["channel"], 0) + 1
             profile["channels"] = channels
         return profile
+
+    async def _message_sender(self, agent: Agent, request: dict[str, Any]) -> Any:
+        """Who wrote a customer message of the claim, and the claim's contact, as profiles: what a
+        supervisor checks before linking the two (`merge_contacts`, keeping the claim's). Refused
+        to agents, as the link is: the sender may be a customer of queues they do not see."""
+        self._require_role(agent, "linking a message's sender to the claim's contact")
+        ref = await self._authorised_ticket(agent, "message_sender", request.get("ref"))
+        message_id = request.get("message")
+        if not isinstance(message_id, int) or isinstance(message_id, bool):
+            raise ApiError("invalid", "expected a message id (a whole number) in 'message'")
+        found = await queries.message_sender(self.store, ref, message_id)
+        if found is None:
+            raise ApiError("not_found", f"no customer message {message_id} on {ref}")
+        if found["sender_contact"] is None:
+            raise ApiError("invalid", f"the sender of message {message_id} is no contact's identity: nothing to link")
+        return {"identity": {"kind": found["sender_kind"], "value": found["sender"]}, "channel": found["channel"],
+                "sender": await contact_profile(self.store, found["sender_contact"], interactions=0),
+                "claim": await contact_profile(self.store, found["claim_contact"], interactions=0)}
 
     async def _report(self, agent: Agent, request: dict[str, Any]) -> Any:
         """The report figures for a period (days as YYYY-MM-DD, Jalali or Gregorian), as the

@@ -15,6 +15,19 @@ TICKET_COLUMNS = (
 )
 
 
+# Whether a customer message's sender is one of the claim contact's own identities (matched by
+# kind and value, as replies are): anyone naming a claim reference threads onto it, and the console
+# marks who is not the contact. NULL for our own messages, notes and an insurer's filing.
+FROM_CONTACT = (
+    "CASE WHEN m.direction != 'in' OR m.channel = 'api' THEN NULL ELSE EXISTS (SELECT 1 FROM identities i"
+    " WHERE i.kind = m.sender_kind AND i.value = m.sender AND i.contact_id = t.contact_id) END AS from_contact"
+)
+
+
+def _flag(value: int | None) -> bool | None:
+    return None if value is None else bool(value)
+
+
 def _ticket(row: Any, channels: list[str]) -> dict[str, Any]:
     return {
         "reference": row["ref"],
@@ -63,9 +76,9 @@ async def ticket_detail(store: Store, ref: str) -> dict[str, Any] | None:
     if row is None:
         return None
     messages = await store.fetchall(
-        "SELECT id, direction, kind, channel, connector, channel_message_id, sender, sender_name, recipients,"
-        " subject, text, display_text, auto_reason, author, sent_at, created_at FROM messages"
-        " WHERE ticket_id = ? ORDER BY id",
+        "SELECT m.id, m.direction, m.kind, m.channel, m.connector, m.channel_message_id, m.sender, m.sender_name,"
+        " m.recipients, m.subject, m.text, m.display_text, m.auto_reason, m.author, m.sent_at, m.created_at,"
+        f" {FROM_CONTACT} FROM messages m JOIN tickets t ON t.id = m.ticket_id WHERE m.ticket_id = ? ORDER BY m.id",
         (row["id"],),
     )
     attachments = await store.fetchall(
@@ -90,7 +103,7 @@ async def ticket_detail(store: Store, ref: str) -> dict[str, Any] | None:
             "sender_name": m["sender_name"], "recipients": json.loads(m["recipients"] or "[]"),
             "subject": m["subject"], "text": m["text"], "display_text": m["display_text"],
             "auto_reason": m["auto_reason"] or None, "author": m["author"] or None,
-            "sent_at": m["sent_at"], "created_at": m["created_at"],
+            "sent_at": m["sent_at"], "created_at": m["created_at"], "from_contact": _flag(m["from_contact"]),
             "attachments": by_message.get(m["id"], []),
         }
         for m in messages
@@ -296,6 +309,17 @@ async def contact_panel(store: Store, contact_id: int | None, *, limit: int = 20
     return {**dict(contact), "identities": [dict(i) for i in identities], "tickets": [dict(t) for t in tickets]}
 
 
+async def message_sender(store: Store, ref: str, message_id: int) -> dict[str, Any] | None:
+    """A customer message of claim `ref`: its sender's identity, the contact holding it (None: no
+    one's), and the claim's contact."""
+    row = await store.fetchone(
+        "SELECT m.sender_kind, m.sender, m.channel, t.contact_id AS claim_contact, i.contact_id AS sender_contact"
+        " FROM messages m JOIN tickets t ON t.id = m.ticket_id"
+        " LEFT JOIN identities i ON i.kind = m.sender_kind AND i.value = m.sender"
+        " WHERE m.id = ? AND t.ref = ? AND m.direction = 'in'", (message_id, ref))
+    return dict(row) if row is not None else None
+
+
 async def thread_messages(store: Store, ids: list[int]) -> list[dict[str, Any]]:
     """Messages by row id, shaped like ticket_detail's, for pushing one new message."""
     if not ids:
@@ -304,7 +328,8 @@ async def thread_messages(store: Store, ids: list[int]) -> list[dict[str, Any]]:
     rows = await store.fetchall(
         "SELECT m.id, t.ref, m.direction, m.kind, m.channel, m.connector, m.channel_message_id, m.sender,"
         " m.sender_name, m.recipients, m.subject, m.text, m.display_text, m.auto_reason, m.author, m.sent_at,"
-        f" m.created_at FROM messages m JOIN tickets t ON t.id = m.ticket_id WHERE m.id IN ({marks}) ORDER BY m.id",
+        f" m.created_at, {FROM_CONTACT} FROM messages m JOIN tickets t ON t.id = m.ticket_id WHERE m.id IN ({marks})"
+        " ORDER BY m.id",
         ids,
     )
     attachments = await store.fetchall(
@@ -319,6 +344,7 @@ async def thread_messages(store: Store, ids: list[int]) -> list[dict[str, Any]]:
         )
     return [
         {**dict(m), "recipients": json.loads(m["recipients"] or "[]"), "auto_reason": m["auto_reason"] or None,
+         "from_contact": _flag(m["from_contact"]),
          "author": m["author"] or None, "attachments": by_message.get(m["id"], [])}
         for m in rows
     ]

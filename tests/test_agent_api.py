@@ -589,6 +589,36 @@ async def test_supervisor_links_two_contacts_and_undoes_it_agents_may_not(harnes
     assert after["contact_id"] == b["contact_id"]
 
 
+async def test_a_stranger_on_a_claim_is_marked_and_a_supervisor_sees_both_contacts_before_linking(
+        harness: Harness) -> None:
+    ref = await harness.mail(subject="تصادف", body="سلام", sender="ali@example.com")
+    events: list[dict[str, Any]] = []
+    sara = await harness.client(await harness.agent("sara"), events)
+    boss = await harness.client(await harness.agent("boss", "supervisor"))
+    assert await harness.mail(subject=f"[{ref}] my father's claim", sender="reza@example.com") == ref
+    # Who wrote each message, as every agent on the claim sees it, opened and live.
+    detail = await sara.request("open_ticket", ref=ref)
+    assert [(m["direction"], m["sender"], m["from_contact"]) for m in detail["messages"]] == [
+        ("in", "ali@example.com", True), ("out", "claims@parvandeh.test", None), ("in", "reza@example.com", False)]
+    await until(lambda: any(e.get("message", {}).get("sender") == "reza@example.com" for e in events))
+    (pushed,) = [e["message"] for e in events if e.get("message", {}).get("sender") == "reza@example.com"]
+    assert pushed["from_contact"] is False
+    stranger = detail["messages"][-1]["id"]
+
+    with pytest.raises(ApiRequestError, match="supervisor or admin"):  # agents may not link
+        await sara.request("message_sender", ref=ref, message=stranger)
+    found = await boss.request("message_sender", ref=ref, message=stranger)
+    assert found["identity"] == {"kind": "email", "value": "reza@example.com"}
+    assert [i["value"] for i in found["sender"]["identities"]] == ["reza@example.com"]
+    assert [i["value"] for i in found["claim"]["identities"]] == ["ali@example.com"]
+    with pytest.raises(ApiRequestError, match="no customer message"):  # our acknowledgement
+        await boss.request("message_sender", ref=ref, message=detail["messages"][1]["id"])
+
+    await boss.request("merge_contacts", keep=found["claim"]["id"], merge=found["sender"]["id"])
+    detail = await sara.request("open_ticket", ref=ref)
+    assert detail["messages"][-1]["from_contact"] is True
+
+
 async def test_a_contacts_claims_in_other_queues_stay_out_of_an_agents_view(harness: Harness) -> None:
     health = await harness.mail(subject="بستری", body="تشخیص: سرطان ریه", sender="ali@example.com")
     await harness.move_to_queue(health, "health")
