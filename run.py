@@ -48,13 +48,13 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     from config.policies import load_policies
 
     settings = _settings(args)
-    load_policies(settings)  # routing rules, queues, SLA policies, calendar, workflow
+    policies = load_policies(settings)  # routing rules, queues, SLA policies, calendar, workflow
     from ingest.agent_api import agent_api_settings
 
     agent_api_settings(settings)  # [agent_api]: serve refuses what this lets through otherwise
     instances = ", ".join(f"{name} ({kind})" for kind, name, _ in settings.connector_instances()) or "none"
     print(f"{settings.source}: OK — connectors: {instances}")
-    for warning in _unset_secrets(settings):
+    for warning in [*policies.warnings, *_unset_secrets(settings)]:
         print(f"warning: {warning}", file=sys.stderr)
     return 0
 
@@ -84,10 +84,15 @@ def _unset_secrets(settings: Settings) -> list[str]:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import structlog
+
+    from config.policies import load_policies
     from ingest import event_loop
     from ingest.daemon import serve
 
     settings = _settings(args)
+    for warning in load_policies(settings).warnings:  # the daemon loads them again; this costs milliseconds
+        structlog.get_logger("parvandeh").warning("config_warning", detail=warning)
     return event_loop.run(serve(settings), settings.ingest.event_loop)
 
 

@@ -8,6 +8,7 @@ for the Nth `[[section]]` header).
     [calendar]                      # the "business" calendar; "24x7" is always there too
     official_holidays = "IR"
     extra_closed = [2026-04-01]
+    extra_open = []                 # official holidays worked (an estimated date that proved wrong)
     [calendar.hours]
     saturday = [["08:00", "16:00"]]
 
@@ -27,6 +28,7 @@ for the Nth `[[section]]` header).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -35,17 +37,21 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays
 from persiantools.jdatetime import JalaliDate
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from config.loader import ConfigError, Settings
-from router.calendar import IRANIAN_WEEK, BusinessCalendar, week_from_names
-from router.rules import Priority, RouteAction, Rule, RuleError, parse_rules
+from router.calendar import IRANIAN_WEEK, BusinessCalendar, official_year, week_from_names
+from router.rules import CHANNELS, Priority, RouteAction, Rule, RuleError, parse_rules
 from router.sla import SlaPolicy
 from router.workflow import Assign, Notify, SendTemplate, WorkflowRule, WorkflowRuleError, parse_workflow_rules
 
 QueueAssignment = Literal["least_loaded", "round_robin", "none"]
 Escalation = Literal["raise_priority", "notify", "reassign"]
 CalendarName = Literal["business", "24x7"]
+# What tickets carry in `insurer`: the name `insurer add` gives the client (ingest/insurers.py
+# takes no other), so a rule or policy for "Asia" would never match the insurer "asia".
+INSURER_NAME = re.compile(r"[a-z0-9][a-z0-9_\-]{0,62}")
+INSURER_EXPECTED = "an insurer name as `insurer add` takes it: lower-case letters, digits, '-' or '_'"
 TWENTY_FOUR_SEVEN = BusinessCalendar(twenty_four_seven=True, official_holidays=None)
 
 
@@ -59,6 +65,7 @@ class CalendarConfig(_Model):
     hours: dict[str, list[tuple[str, str]]] | None = None
     official_holidays: str | None = "IR"
     extra_closed: list[date] = []
+    extra_open: list[date] = []
 
 
 class QueueConfig(_Model):
@@ -84,6 +91,13 @@ class SlaSection(_Model):
     supervisor_email: str = ""
     supervisor_telegram: str = ""
     policies: list[dict[str, Any]] = []
+
+    @field_validator("supervisor_email")
+    @classmethod
+    def _an_address(cls, value: str) -> str:
+        if value and not re.fullmatch(r"[^@\s<>]+@[^@\s<>]+", value):
+            raise ValueError("a bare address such as 'supervisor@example.ir', or \"\" for none")
+        return value
 
 
 class TemplateText(_Model):
@@ -134,6 +148,9 @@ class Policies:
     supervisor_telegram: str
     workflow: tuple[WorkflowRule, ...]
     templates: dict[str, TemplateText] = field(default_factory=dict)
+    # Valid but doubtful (official holidays known only by estimate): check-config prints them,
+    # serve logs them at start.
+    warnings: tuple[str, ...] = ()
 
     @property
     def business(self) -> BusinessCalendar:
@@ -161,7 +178,8 @@ def _first_error(exc: ValidationError) -> str:
         return f"{key}: missing; it is required"
     if err["type"] == "extra_forbidden":
         return f"{key}: unknown key (value {err.get('input')!r}); check the spelling against the documented keys"
-    return f"{key} = {err.get('input')!r}: expected {err['msg'].removeprefix('Input should be ')}"
+    expected = err["msg"].removeprefix("Value error, ").removeprefix("Input should be ")
+    return f"{key} = {err.get('input')!r}: expected {expected}"
 
 
 def _calendar(raw: Any) -> BusinessCalendar:
@@ -181,21 +199,56 @@ def _calendar(raw: Any) -> BusinessCalendar:
         except NotImplementedError:
             raise ConfigError(f"calendar.official_holidays = {conf.official_holidays!r}: expected a country code of "
                               "the `holidays` package, like 'IR', or \"\" for none") from None
-    closed: set[date] = set()
-    for day in conf.extra_closed:
-        if day.year < 1700:  # a Jalali day (1405-01-11), as `report --from` reads them
-            try:
-                day = JalaliDate(day.year, day.month, day.day).to_gregorian()
-            except ValueError:
-                raise ConfigError(f"calendar.extra_closed: {day.isoformat()} is not a Jalali day; expected "
-                                  "a Gregorian (2026-03-31) or Jalali (1405-01-11) date") from None
-        closed.add(day)
+    closed, opened = _days("extra_closed", conf.extra_closed), _days("extra_open", conf.extra_open)
+    if both := sorted(closed & opened):
+        raise ConfigError(f"calendar.extra_open: {both[0].isoformat()} is in extra_closed too; expected each day in "
+                          "one of them")
     try:
         week = IRANIAN_WEEK if conf.hours is None else week_from_names(conf.hours)
         return BusinessCalendar(tz=tz, week=week, official_holidays=conf.official_holidays or None,
-                                extra_closed=frozenset(closed))
+                                extra_closed=closed, extra_open=opened)
     except ValueError as exc:
         raise ConfigError(f"calendar: {exc}") from None
+
+
+def _days(key: str, days: list[date]) -> frozenset[date]:
+    """Gregorian days; a year before 1700 is a Jalali day (1405-01-11), as `report --from` reads them."""
+    gregorian: set[date] = set()
+    for day in days:
+        if day.year < 1700:
+            try:
+                day = JalaliDate(day.year, day.month, day.day).to_gregorian()
+            except ValueError:
+                raise ConfigError(f"calendar.{key}: {day.isoformat()} is not a Jalali day; expected "
+                                  "a Gregorian (2026-03-31) or Jalali (1405-01-11) date") from None
+        gregorian.add(day)
+    return frozenset(gregorian)
+
+
+def holiday_warnings(calendar: BusinessCalendar, years: Iterable[int]) -> list[str]:
+    """What the operator should know about the official holidays of `years`: a year the `holidays`
+    package has none for would count every day as a working day, and its estimated (lunar) dates
+    may be a day off. An estimated day listed in extra_closed (confirmed) or extra_open (moved or
+    cancelled) is settled and not named again."""
+    country = calendar.official_holidays
+    if country is None:
+        return []
+    warnings = []
+    for year in years:
+        table = official_year(country, year)
+        if not table.days:
+            warnings.append(f"calendar.official_holidays = {country!r}: the `holidays` package "
+                            f"({holidays.__version__}) has no holidays for {year}, so every day of it counts as a "
+                            "working day; upgrade it, or list that year's holidays in [calendar] extra_closed")
+            continue
+        unsettled = sorted(table.estimated - calendar.extra_closed - calendar.extra_open)
+        if unsettled:
+            days = ", ".join(f"{day.isoformat()} ({JalaliDate(day).isoformat()})" for day in unsettled)
+            warnings.append(f"calendar.official_holidays = {country!r}: {len(unsettled)} holidays of {year} are only "
+                            f"estimates of the `holidays` package (lunar dates, often a day off): {days}; once "
+                            "announced, confirm each in [calendar] extra_closed, or list a wrong one in extra_open "
+                            "and the real day in extra_closed")
+    return warnings
 
 
 def _queues(raw: Any, default_queue: str, lines: list[int]) -> dict[str, QueuePolicy]:
@@ -240,6 +293,13 @@ def _sla(raw: Any, lines: list[int]) -> tuple[SlaSection, list[SlaPolicy], dict[
             raise ConfigError(f"{where}: {exc}") from None
         if policy.name in escalation:
             raise ConfigError(f"{where}: name = {policy.name!r}: expected a name not used by another policy")
+        if policy.insurer is not None and not INSURER_NAME.fullmatch(policy.insurer):
+            raise ConfigError(f"{where}: insurer = {policy.insurer!r}: expected {INSURER_EXPECTED}")
+        twin = next((p for p in policies if (p.insurer, p.priority) == (policy.insurer, policy.priority)), None)
+        if twin is not None:  # select_policy takes the first listed: this one would never apply
+            raise ConfigError(f"{where}: {policy.name!r} (insurer = {policy.insurer!r}, priority = "
+                              f"{policy.priority!r}) is for the same tickets as {twin.name!r}, listed before it and "
+                              "always chosen; expected another insurer or priority")
         policies.append(policy)
         escalation[policy.name] = EscalationPolicy(conf.on_warning, conf.on_breach)
     if policies and not any(p.insurer is None and p.priority is None for p in policies):
@@ -256,11 +316,46 @@ def _templates(raw: Any) -> dict[str, TemplateText]:
             templates[name] = TemplateText.model_validate(item)
         except ValidationError as exc:
             raise ConfigError(f"workflow.templates.{name}.{_first_error(exc)}") from None
+        for language in ("fa", "en"):
+            text = getattr(templates[name], language)
+            try:  # filled with str.format when sent: a bad placeholder failed every message then
+                text.format(ref="PV-1")
+            except (KeyError, IndexError, AttributeError, ValueError) as exc:
+                raise ConfigError(f"workflow.templates.{name}.{language} = {text!r}: {type(exc).__name__} {exc}; "
+                                  "expected {ref} (the claim reference) as the only placeholder, and {{ }} for "
+                                  "a literal brace") from None
     return templates
 
 
+def _plugin_channels() -> frozenset[str]:
+    """Channels an operator's own connector (an entry point outside our `connectors` package)
+    sends on; ours are CHANNELS (the insurer API's webhooks only leave, so no rule matches them)."""
+    from connectors.registry import connector_classes
+
+    return frozenset(channel for cls in connector_classes().values() if not cls.__module__.startswith("connectors.")
+                     for channel in cls.sends)
+
+
+def _check_supervisor_targets(section: SlaSection, settings: Settings) -> None:
+    """A supervisor address no configured connector can reach was dropped at every escalation
+    without a word (the console alert alone remained). Judged by the connector classes' channels:
+    a [telegram] table set to `channel = "bale"` still passes for supervisor_telegram."""
+    from connectors.registry import connector_classes
+
+    classes = connector_classes()
+    sending = {channel for kind, _, _ in settings.connector_instances() if kind in classes
+               for channel in classes[kind].sends}
+    for key, value, channel, table in (("supervisor_email", section.supervisor_email, "email", "[outbound_smtp]"),
+                                       ("supervisor_telegram", section.supervisor_telegram, "telegram", "[telegram]")):
+        if value and channel not in sending:
+            raise ConfigError(f"sla.{key} = {value!r}: no configured connector sends on {channel}; expected a "
+                              f"{table} table, or {key} = \"\"")
+
+
 def load_policies(settings: Settings) -> Policies:
-    """Validate the policy sections of `settings.extra`; raise ConfigError at the first fault."""
+    """Validate the policy sections of `settings.extra`; raise ConfigError at the first fault.
+    What is valid but doubtful (this year's and next year's holidays known only by estimate) is
+    in `warnings`."""
     extra = settings.extra
     try:
         text = Path(settings.source).read_text(encoding="utf-8") if settings.source else ""
@@ -275,10 +370,19 @@ def load_policies(settings: Settings) -> Policies:
     unknown = set(routing) - {"rules", "default"}
     if unknown:
         raise ConfigError(f"routing.{sorted(unknown)[0]}: unknown key; expected rules or default")
+    rule_lines = header_lines(text, "routing.rules")
+    rules_raw = routing.get("rules", [])
+    if not isinstance(rules_raw, list):  # [routing.rules] for [[routing.rules]]
+        raise ConfigError(f"routing.rules = {rules_raw!r}: expected [[routing.rules]] tables")
     try:
-        rules = parse_rules(routing.get("rules", []), set(queues), header_lines(text, "routing.rules"))
+        rules = parse_rules(rules_raw, set(queues), rule_lines, channels=CHANNELS | _plugin_channels())
     except RuleError as exc:
         raise ConfigError(str(exc)) from None
+    for index, rule in enumerate(rules):
+        for insurer in rule.when.insurer:
+            if not INSURER_NAME.fullmatch(insurer):
+                raise ConfigError(f"{_where('routing rule', index, rule_lines)} {rule.name!r}: when.insurer = "
+                                  f"{insurer!r}: expected {INSURER_EXPECTED}")
     try:
         default_route = RouteAction.model_validate(routing.get("default", {"queue": settings.claims.default_queue}))
     except ValidationError as exc:
@@ -292,11 +396,13 @@ def load_policies(settings: Settings) -> Policies:
     names = {p.name for p in policies}
     for index, rule in enumerate(rules):
         if rule.then.sla_policy is not None and rule.then.sla_policy not in names:
-            raise ConfigError(f"{_where('routing rule', index, header_lines(text, 'routing.rules'))} {rule.name!r}: "
+            raise ConfigError(f"{_where('routing rule', index, rule_lines)} {rule.name!r}: "
                               f"then.sla_policy = {rule.then.sla_policy!r}: unknown policy; expected one of "
                               f"{', '.join(sorted(names)) or '(none: add [[sla.policies]])'}")
     if default_route.sla_policy is not None and default_route.sla_policy not in names:
-        raise ConfigError(f"routing.default.sla_policy = {default_route.sla_policy!r}: unknown policy")
+        raise ConfigError(f"routing.default.sla_policy = {default_route.sla_policy!r}: unknown policy; expected one of "
+                          f"{', '.join(sorted(names)) or '(none: add [[sla.policies]])'}")
+    _check_supervisor_targets(section, settings)
 
     workflow = extra.get("workflow", {})
     if not isinstance(workflow, dict):
@@ -324,10 +430,16 @@ def load_policies(settings: Settings) -> Policies:
                 raise ConfigError(f"{where}: template = {action.template!r}: unknown template; expected one of "
                                   f"{', '.join(sorted(templates))} or a [workflow.templates.{action.template}] table")
             if isinstance(action, Assign) and action.queue is not None and action.queue not in queues:
-                raise ConfigError(f"{where}: queue = {action.queue!r}: unknown queue")
+                raise ConfigError(f"{where}: queue = {action.queue!r}: unknown queue; expected one of "
+                                  f"{', '.join(sorted(queues))}")
+        for insurer in rule.if_.insurer:
+            if not INSURER_NAME.fullmatch(insurer):
+                raise ConfigError(f"{where}: if.insurer = {insurer!r}: expected {INSURER_EXPECTED}")
+    year = date.today().year
     return Policies(
         calendars={"business": business, "24x7": TWENTY_FOUR_SEVEN},
         queues=queues, rules=tuple(rules), default_route=default_route, sla=tuple(policies),
         escalation=escalation, supervisor_email=section.supervisor_email,
         supervisor_telegram=section.supervisor_telegram, workflow=tuple(wf_rules), templates=templates,
+        warnings=tuple(holiday_warnings(business, (year, year + 1))),
     )

@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import base64
 import json
-import re
 import secrets
 import sys
 from collections.abc import Callable
@@ -21,12 +20,12 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from config.policies import INSURER_NAME
 from ingest.agents import hash_token
 from ingest.claims_ops import API_CHANNEL
 from ingest.store import Store, Tx
 
 KEY_PREFIX = "pvi_"
-_NAME = re.compile(r"[a-z0-9][a-z0-9_\-]{0,62}")
 
 
 class InsurerError(ValueError):
@@ -65,7 +64,7 @@ def create_insurer(name: str, webhook_url: str = "", display_name: str = "", *,
                    api_key: str | None = None, webhook_secret: str | None = None) -> Callable[[Tx], NewInsurer]:
     """A new insurer client. `name` is what tickets carry in their `insurer` column and what
     routing rules and SLA policies match on."""
-    if not _NAME.fullmatch(name):
+    if not INSURER_NAME.fullmatch(name):
         raise InsurerError(f"insurer name {name!r}: expected lower-case letters, digits, '-' or '_'")
     check_webhook_url(webhook_url)
     key = api_key or new_api_key()

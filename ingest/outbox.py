@@ -3,6 +3,12 @@ backoff, and records every attempt on the ticket's timeline.
 
 Delivery is at-least-once: a row is marked `sending` before the attempt, and rows found in
 that state at start-up (the daemon died mid-send) are tried again.
+
+Rows are due by a clock that never runs backwards: the store's (wall) clock, or, after an NTP
+step put it back, its last reading plus the monotonic time since. On the bare wall clock a step
+back of ten minutes held every queued reply and retry for those ten minutes. After a step back
+a retry is stored in that clock's time, so one found after a restart waits at most the step
+longer; a step forward is followed at once (retries come early, never late).
 """
 
 from __future__ import annotations
@@ -10,8 +16,9 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import time
 from collections.abc import Callable, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -35,12 +42,12 @@ def backoff(attempt: int, base: float = 5.0, cap: float = 3600.0) -> timedelta:
     return timedelta(seconds=min(cap, base * 2 ** (attempt - 1)))
 
 
-def _claim_due(limit: int) -> Callable[[Tx], list[dict]]:
+def _claim_due(limit: int, now: datetime) -> Callable[[Tx], list[dict]]:
     def op(tx: Tx) -> list[dict]:
         rows = tx.execute(
             "SELECT o.*, t.ref FROM outbox o LEFT JOIN tickets t ON t.id = o.ticket_id"
             " WHERE o.state = 'pending' AND o.next_attempt_at <= ? ORDER BY o.next_attempt_at LIMIT ?",
-            (tx.stamp, limit),
+            (iso(now), limit),
         ).fetchall()
         for row in rows:
             tx.execute("UPDATE outbox SET state = 'sending', attempts = attempts + 1 WHERE id = ?", (row["id"],))
@@ -49,7 +56,7 @@ def _claim_due(limit: int) -> Callable[[Tx], list[dict]]:
     return op
 
 
-def _record_result(row: dict, result: DeliveryResult) -> Callable[[Tx], str]:
+def _record_result(row: dict, result: DeliveryResult, now: datetime) -> Callable[[Tx], str]:
     def op(tx: Tx) -> str:
         attempt = row["attempts"] + 1
         if result.ok:
@@ -69,7 +76,7 @@ def _record_result(row: dict, result: DeliveryResult) -> Callable[[Tx], str]:
             state = "retrying"
             delay = timedelta(seconds=result.retry_after) if result.retry_after else backoff(attempt)
             tx.execute("UPDATE outbox SET state = 'pending', last_error = ?, next_attempt_at = ? WHERE id = ?",
-                       (result.detail, iso(tx.now + delay), row["id"]))
+                       (result.detail, iso(now + delay), row["id"]))
         if row["ticket_id"]:
             record_event(tx, row["ticket_id"], row["ref"] or "", f"delivery_{state}", channel=row["channel"],
                          outbox_id=row["id"], attempt=attempt, detail=result.detail or None,
@@ -104,11 +111,13 @@ def outbound_from_row(row: Mapping) -> OutboundMessage:
 
 class OutboxDispatcher:
     def __init__(self, store: Store, connectors: Mapping[str, Connector], *, poll_interval: float = 1.0,
-                 batch: int = 50) -> None:
+                 batch: int = 50, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self.connectors = connectors
         self.poll_interval = poll_interval
         self.batch = batch
+        self.monotonic = monotonic
+        self._last_now: tuple[datetime, float] | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
@@ -137,6 +146,16 @@ class OutboxDispatcher:
     def wake(self) -> None:
         self._wake.set()
 
+    def now(self) -> datetime:
+        """What rows are due by: the store's clock, never earlier than its last reading plus the
+        monotonic time since."""
+        now, tick = self.store.clock(), self.monotonic()
+        if self._last_now is not None:
+            then, then_tick = self._last_now
+            now = max(now, then + timedelta(seconds=max(0.0, tick - then_tick)))
+        self._last_now = (now, tick)
+        return now
+
     async def _watch_events(self) -> None:
         assert self._events is not None
         while True:
@@ -148,7 +167,7 @@ class OutboxDispatcher:
         # Polling as well as in-process wake-ups: the CLI and other processes queue replies too.
         while True:
             try:
-                rows = await self.store.write(_claim_due(self.batch))
+                rows = await self.store.write(_claim_due(self.batch, self.now()))
             except Exception as exc:  # a failed write (disk full, a read-only remount): nothing claimed
                 if not self.store.is_open:
                     return  # stopping
@@ -181,7 +200,7 @@ class OutboxDispatcher:
                 result = DeliveryResult(ok=False, detail=f"{type(exc).__name__}: {exc}")
         while True:
             try:
-                state = await self.store.write(_record_result(row, result))
+                state = await self.store.write(_record_result(row, result, self.now()))
                 break
             except (StoreUnavailable, sqlite3.Error) as exc:
                 # The store refused the write (disk full, a read-only remount): the outcome is

@@ -6,7 +6,11 @@ takes the moment it reasons about as an argument: there is no hidden clock.
 
 Default calendar (the Iranian week, Asia/Tehran):
     Saturday-Wednesday 08:00-16:00, Thursday 08:00-12:00, Friday closed,
-    closed on the official holidays of `holidays.country_holidays("IR")` and on `extra_closed`.
+    closed on the official holidays of `holidays.country_holidays("IR")` and on `extra_closed`,
+    open on an official holiday listed in `extra_open`.
+The package only estimates lunar holidays it has no announced dates for (IR: from 2027, Jalali
+1406; a day off either way is common) and knows none at all after its last year (IR: 2100): see
+`official_year`, which config/policies.py uses to warn about both.
 With these defaults a message at 16:50 on a Wednesday with a 4 working-hour target is due on
 Thursday at 12:00 (the whole Thursday half day); it is due on Saturday only when the Thursday
 half day is shorter than the target or Thursday is closed (see tests/test_calendar.py).
@@ -44,11 +48,25 @@ IRANIAN_WEEK: tuple[DayHours, ...] = (
 TEHRAN = ZoneInfo("Asia/Tehran")
 
 
+@dataclass(frozen=True, slots=True)
+class OfficialYear:
+    """A country's official holidays in one Gregorian year, per the `holidays` package."""
+
+    days: frozenset[date]
+    estimated: frozenset[date]
+    """Days the package computed rather than took from an announcement (lunar holidays ahead)."""
+
+
 @lru_cache(maxsize=64)
-def _official_holidays(country: str, year: int) -> frozenset[date]:
+def official_year(country: str, year: int) -> OfficialYear:
     # Building a year of holidays costs milliseconds; calendars ask for the same few years
     # over and over, so compute each (country, year) once.
-    return frozenset(holidays.country_holidays(country, years=year))
+    table = holidays.country_holidays(country, years=year)
+    # The package marks an estimate by the label in its names ("%s (estimated)" in English).
+    label = getattr(table, "estimated_label", None)
+    suffix = table.tr(label) % "" if label else None
+    estimated = {day for day in table if suffix and any(name.endswith(suffix) for name in table.get_list(day))}
+    return OfficialYear(frozenset(table), frozenset(estimated))
 
 
 def week_from_names(spec: Mapping[str, Sequence[tuple[str, str]]]) -> tuple[DayHours, ...]:
@@ -87,7 +105,8 @@ def _minutes(t: time, *, is_close: bool) -> float:
 
 @dataclass(frozen=True, slots=True)
 class BusinessCalendar:
-    """Working hours per weekday in `tz`, minus official holidays and `extra_closed` dates.
+    """Working hours per weekday in `tz`, minus official holidays and `extra_closed` dates. An
+    official holiday in `extra_open` is a working day (an estimated date that proved wrong).
 
     `twenty_four_seven=True` makes every instant business time (week and holidays are ignored).
     `official_holidays` is a `holidays` country code, or None for no official holidays.
@@ -97,6 +116,7 @@ class BusinessCalendar:
     week: tuple[DayHours, ...] = IRANIAN_WEEK
     official_holidays: str | None = "IR"
     extra_closed: frozenset[date] = field(default_factory=frozenset)
+    extra_open: frozenset[date] = field(default_factory=frozenset)
     twenty_four_seven: bool = False
 
     def __post_init__(self) -> None:
@@ -126,7 +146,8 @@ class BusinessCalendar:
             or day in self.extra_closed
             or (
                 self.official_holidays is not None
-                and day in _official_holidays(self.official_holidays, day.year)
+                and day not in self.extra_open
+                and day in official_year(self.official_holidays, day.year).days
             )
         )
 

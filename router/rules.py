@@ -14,11 +14,11 @@ as substrings, so "تصادف" also finds "تصادفی".
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ingest.persian import normalize_for_matching
 
@@ -26,6 +26,12 @@ Priority = Literal["low", "normal", "high", "urgent"]
 PRIORITIES: tuple[Priority, ...] = ("low", "normal", "high", "urgent")
 LineOfBusiness = Literal["auto", "health", "other"]
 Language = Literal["fa", "en"]
+# The channels messages arrive on (`InboundMessage.channel`): not the connector kinds, so mail
+# through [smtp] or [[imap]] is "email", an insurer's filing through [insurer_api] is "api", and
+# Twilio's are "sms" or "whatsapp". A plugin connector adds the channels it `sends` on.
+CHANNELS: frozenset[str] = frozenset(
+    {"email", "telegram", "bale", "sms", "whatsapp", "call", "webchat", "webform", "api"}
+)
 
 
 class RuleError(ValueError):
@@ -89,7 +95,8 @@ class RouteAction(BaseModel):
 
     queue: str
     priority: Priority = "normal"
-    skill: str | None = None
+    # "" would be a skill no agent has: the ticket would wait unassigned for ever.
+    skill: str | None = Field(None, min_length=1)
     tags: tuple[str, ...] = ()
     sla_policy: str | None = None
 
@@ -130,12 +137,13 @@ class RouteDecision:
 
 
 def parse_rules(
-    data: Sequence[Any], known_queues: set[str], lines: Sequence[int] | None = None
+    data: Sequence[Any], known_queues: set[str], lines: Sequence[int] | None = None,
+    channels: Collection[str] = CHANNELS,
 ) -> list[Rule]:
     """Validate config rules in order. `lines[i]`, when given, is the config line of rule i.
 
-    Raises RuleError for the first rule that is malformed or routes to a queue not in
-    `known_queues`.
+    Raises RuleError for the first rule that is malformed, routes to a queue not in
+    `known_queues`, or names a channel not in `channels` (it would never match).
     """
     rules: list[Rule] = []
     for index, raw in enumerate(data):
@@ -158,6 +166,12 @@ def parse_rules(
                 f"unknown queue: expected one of {', '.join(sorted(known_queues)) or '(none)'}",
                 line,
             )
+        for channel in rule.when.channel:
+            if channel not in channels:
+                raise RuleError(
+                    index, name, "when.channel", channel,
+                    f"unknown channel: expected one of {', '.join(sorted(channels))}", line,
+                )
         rules.append(rule)
     return rules
 

@@ -209,7 +209,7 @@ class Assign(_Model):
 
     action: Literal["assign"]
     queue: str | None = None
-    skill: str | None = None
+    skill: str | None = Field(None, min_length=1)  # as a routing rule's: "" is no agent's skill
 
 
 class RaisePriority(_Model):

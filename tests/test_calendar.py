@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from router.calendar import TEHRAN, BusinessCalendar, week_from_names
+from config.policies import holiday_warnings
+from router.calendar import TEHRAN, BusinessCalendar, official_year, week_from_names
 
 DEFAULT = BusinessCalendar()
 H = timedelta(hours=1)
@@ -190,3 +191,41 @@ def test_next_open_is_open_and_nothing_opens_before_it(moment: datetime) -> None
     opened = DEFAULT.next_open(moment)
     assert DEFAULT.is_open(opened)
     assert DEFAULT.business_time_between(moment, opened) == timedelta(0)
+
+
+# -- official holidays the package only estimates, or does not know ----------------------------
+
+EID_AL_FITR_2027 = date(2027, 3, 10)  # a Wednesday; the package's estimate, not an announcement
+
+
+def test_lunar_holidays_ahead_are_marked_estimated_and_announced_ones_are_not() -> None:
+    assert official_year("IR", 2026).estimated == frozenset()
+    year = official_year("IR", 2027)
+    assert EID_AL_FITR_2027 in year.estimated and EID_AL_FITR_2027 in year.days
+    assert date(2027, 3, 21) in year.days and date(2027, 3, 21) not in year.estimated  # Nowruz: solar
+
+
+def test_an_estimated_holiday_can_be_declared_open_and_the_real_one_closed() -> None:
+    # Eid al-Fitr announced for Thursday 11 March rather than the estimated Wednesday.
+    start = teh(2027, 3, 9, 15)  # Tuesday, an hour before closing
+    assert DEFAULT.add_business_time(start, 2 * H) == teh(2027, 3, 13, 9)  # 10, 11 estimated, 12 Friday
+    moved = BusinessCalendar(extra_open=frozenset({EID_AL_FITR_2027}), extra_closed=frozenset({date(2027, 3, 11)}))
+    assert moved.add_business_time(start, 2 * H) == teh(2027, 3, 10, 9)
+    assert not moved.is_closed_day(EID_AL_FITR_2027) and moved.is_closed_day(date(2027, 3, 11))
+    assert BusinessCalendar(extra_open=frozenset({date(2027, 3, 12)})).is_closed_day(date(2027, 3, 12))  # a Friday
+
+
+def test_estimated_holidays_are_named_until_settled_in_extra_closed_or_extra_open() -> None:
+    (warning,) = holiday_warnings(DEFAULT, [2026, 2027])
+    estimated = sorted(official_year("IR", 2027).estimated)
+    assert f"{len(estimated)} holidays of 2027 are only estimates" in warning
+    assert "2027-03-10 (1405-12-19)" in warning and "extra_open" in warning
+    settled = BusinessCalendar(extra_closed=frozenset(estimated[1:]), extra_open=frozenset(estimated[:1]))
+    assert holiday_warnings(settled, [2027]) == []
+    assert holiday_warnings(BusinessCalendar(official_holidays=None), [2027]) == []
+
+
+def test_a_year_past_the_package_data_is_not_silently_holiday_free() -> None:
+    assert official_year("IR", 2101).days == frozenset()
+    (warning,) = holiday_warnings(DEFAULT, [2101])
+    assert "has no holidays for 2101, so every day of it counts as a working day" in warning

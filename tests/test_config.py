@@ -3,15 +3,19 @@ values that would only fail later (a signature check, a bounce) refused up front
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from config.loader import ConfigError, load_settings
+from config.policies import load_policies
 from connectors.registry import settings_schemas
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,7 +62,7 @@ def test_unset_secrets_are_named(tmp_path: Path) -> None:
 
 def test_no_warning_when_the_secrets_are_exported(tmp_path: Path) -> None:
     result = check_config(config_file(tmp_path, SECRETS), {"PV_TEST_TG_TOKEN": "1:x", "PARVANDEH_CALLS_SECRET": "s"})
-    assert result.returncode == 0 and "warning" not in result.stderr
+    assert result.returncode == 0 and "is not set here" not in result.stderr
 
 
 @pytest.mark.parametrize("kind", ["directory", "latin1"])
@@ -79,6 +83,8 @@ def test_check_config_on_an_unreadable_file_exits_2_without_a_traceback(tmp_path
      "workflow.rule: unknown key"),
     ('[[agents]]\nname = "maryam"\nrole = "agent"\n', "agents: unknown section"),
     ('[sla]\nsupervisor_emial = "boss@example.ir"\n', "sla.supervisor_emial: unknown key"),
+    ('[routing.rules]\nname = "x"\nthen = { queue = "intake" }\n',
+     "routing.rules = {'name': 'x', 'then': {'queue': 'intake'}}: expected [[routing.rules]] tables"),
 ])
 def test_a_misspelt_policy_key_is_an_error(tmp_path: Path, text: str, named: str) -> None:
     result = check_config(config_file(tmp_path, text))
@@ -155,3 +161,117 @@ def test_an_outbound_from_address_is_accepted(tmp_path: Path) -> None:
     settings = load(config_file(tmp_path, '[outbound_smtp]\nfrom_address = "claims@localhost"\n'))
     assert [conf.from_address for kind, _, conf in settings.connector_instances() if kind == "outbound_smtp"] == [
         "claims@localhost"]
+
+
+# -- cross-references: a name that points at nothing --------------------------------------------
+
+SHIPPED = (ROOT / "config" / "default.toml").read_text(encoding="utf-8")
+MOTOR_WHEN = 'when = { keywords = ["تصادف", "accident"] }'
+
+
+def header_line(name: str) -> int:
+    """The line of the `[[...]]` header of the shipped table named `name`."""
+    return SHIPPED[:SHIPPED.index(f'name = "{name}"')].count("\n")
+
+
+def shipped_with(tmp_path: Path, old: str, new: str) -> Path:
+    """The shipped configuration with one realistic edit."""
+    assert old in SHIPPED
+    return config_file(tmp_path, SHIPPED.replace(old, new, 1))
+
+
+def test_check_config_refuses_a_rule_on_an_unknown_channel(tmp_path: Path) -> None:
+    result = check_config(shipped_with(tmp_path, MOTOR_WHEN, 'when = { channel = "telgram" }'))
+    assert result.returncode == 2, result.stdout
+    assert (f"routing rule 1 (line {header_line('motor-accident')}) 'motor-accident': when.channel = 'telgram': "
+            "unknown channel: expected one of api, bale, call, email, sms, telegram, webchat, webform, whatsapp"
+            ) in result.stderr
+
+
+@pytest.mark.parametrize(("old", "new", "message"), ids=[
+    "connector-kind-as-channel", "rule-insurer", "policy-insurer", "workflow-insurer", "shadowed-policy",
+    "supervisor-telegram-unreachable", "supervisor-email-no-address", "template-placeholder", "template-brace",
+], argvalues=[
+    (MOTOR_WHEN, 'when = { channel = ["email", "imap"] }',  # a connector kind, not a channel
+     "when.channel = 'imap': unknown channel: expected one of api, "),
+    (MOTOR_WHEN, 'when = { insurer = "Asia" }',
+     "'motor-accident': when.insurer = 'Asia': expected an insurer name as `insurer add` takes it"),
+    ('name = "urgent"\n', 'name = "urgent"\ninsurer = "Iran Insurance"\n',
+     f"sla policy 2 (line {header_line('urgent')}): insurer = 'Iran Insurance': expected an insurer name"),
+    ('if = { status = "awaiting_documents" }\nthen = [{ action = "send_template"',
+     'if = { status = "awaiting_documents", insurer = "ASIA" }\nthen = [{ action = "send_template"',
+     f"workflow rule 2 (line {header_line('documents-reminder')}) 'documents-reminder': if.insurer = 'ASIA'"),
+    ('name = "urgent"\npriority = "urgent"\n', 'name = "urgent"\n',
+     (f"sla policy 2 (line {header_line('urgent')}): 'urgent' (insurer = None, priority = None) is for the same "
+      "tickets as 'standard', listed before it and always chosen")),
+    ('supervisor_telegram = ""', 'supervisor_telegram = "123456789"',
+     "sla.supervisor_telegram = '123456789': no configured connector sends on telegram; expected a [telegram] table"),
+    ('supervisor_email = ""', 'supervisor_email = "boss"',
+     "sla.supervisor_email = 'boss': expected a bare address such as 'supervisor@example.ir'"),
+    ('[[workflow.rules]]\nname = "documents-arrived"',
+     ('[workflow.templates.documents_reminder]\nfa = "پرونده {reference}"\nen = "Claim {ref}"\n\n'
+      '[[workflow.rules]]\nname = "documents-arrived"'),
+     "workflow.templates.documents_reminder.fa = 'پرونده {reference}': KeyError 'reference'; expected {ref}"),
+    ('[[workflow.rules]]\nname = "documents-arrived"',
+     ('[workflow.templates.documents_reminder]\nfa = "پرونده {ref}"\nen = "Claim {ref"\n\n'
+      '[[workflow.rules]]\nname = "documents-arrived"'),
+     "workflow.templates.documents_reminder.en = 'Claim {ref': ValueError"),
+])
+def test_a_name_that_points_at_nothing_is_refused(tmp_path: Path, old: str, new: str, message: str) -> None:
+    """Each of these passed check-config and then never matched, was dropped at every escalation,
+    or (a template) quarantined every message its rule fired on."""
+    with pytest.raises(ConfigError) as caught:
+        load_policies(load(shipped_with(tmp_path, old, new)))
+    assert message in str(caught.value)
+
+
+def test_a_supervisor_address_needs_a_relay(tmp_path: Path) -> None:
+    text = SHIPPED.replace('supervisor_email = ""', 'supervisor_email = "boss@example.ir"')
+    start = text.index("# Replies and acknowledgements")
+    text = text[:start] + text[text.index("# ---- Routing"):]  # no [outbound_smtp]
+    with pytest.raises(ConfigError, match=r"sla\.supervisor_email = 'boss@example\.ir': no configured connector"
+                                          r" sends on email; expected a \[outbound_smtp\] table"):
+        load_policies(load(config_file(tmp_path, text)))
+
+
+def test_every_channel_name_and_a_literal_brace_are_accepted(tmp_path: Path) -> None:
+    path = shipped_with(tmp_path, MOTOR_WHEN, 'when = { channel = ["email", "telegram", "bale", "sms", "whatsapp",'
+                        ' "call", "webchat", "webform", "api"], insurer = ["asia", "iran-2"] }')
+    path.write_text(path.read_text(encoding="utf-8") + '\n[workflow.templates.documents_reminder]\n'
+                    'fa = "{{پرونده}} {ref}"\nen = "Claim {ref}"\n', encoding="utf-8")
+    policies = load_policies(load(path))
+    assert policies.rules[0].when.channel[-1] == "api"
+    assert policies.templates["documents_reminder"].fa.format(ref="PV-1") == "{پرونده} PV-1"
+
+
+# -- official holidays known only by estimate ---------------------------------------------------
+
+
+def test_check_config_warns_of_next_years_estimated_holidays(tmp_path: Path) -> None:
+    # Next year's lunar holidays are always estimates when the package is released (IR: 2027 on).
+    result = check_config(config_file(tmp_path, SHIPPED))
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"warning: calendar\.official_holidays = 'IR': \d+ holidays of 20\d\d are only estimates of the"
+                     r" `holidays` package", result.stderr)
+
+
+def test_extra_open_settles_an_estimate_and_takes_jalali_days(tmp_path: Path) -> None:
+    days = SHIPPED[SHIPPED.index("extra_closed = []"):SHIPPED.index("extra_open = []") + len("extra_open = []")]
+    path = shipped_with(tmp_path, days, "extra_closed = [1405-12-20]\nextra_open = [1405-12-19]")
+    business = load_policies(load(path)).business
+    assert not business.is_closed_day(date(2027, 3, 10)) and business.is_closed_day(date(2027, 3, 11))
+    both = shipped_with(tmp_path, days, "extra_closed = [2027-03-10]\nextra_open = [1405-12-19]")
+    with pytest.raises(ConfigError, match=r"calendar\.extra_open: 2027-03-10 is in extra_closed too"):
+        load_policies(load(both))
+
+
+def test_serve_logs_the_estimated_holidays_at_start(tmp_path: Path) -> None:
+    # A daemon that then fails to start (its Telegram token is not exported) ends the run quickly.
+    config = config_file(tmp_path, f'[store]\npath = "{tmp_path / "s.sqlite3"}"\nattachments_dir = "{tmp_path / "a"}"\n'
+                                   '[http]\nport = 0\n[agent_api]\nport = 0\n[telegram]\ntoken_env = "PV_TEST_UNSET"\n')
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("PARVANDEH", "PV_TEST"))}
+    result = subprocess.run([sys.executable, str(ROOT / "run.py"), "serve", "--config", str(config)],
+                            capture_output=True, text=True, timeout=90, cwd=ROOT, env=environ)
+    assert result.returncode == 1
+    (warning,) = [json.loads(line) for line in result.stderr.splitlines() if "config_warning" in line]
+    assert re.search(r"\d+ holidays of 20\d\d are only estimates", warning["detail"]) and warning["level"] == "warning"

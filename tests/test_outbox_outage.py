@@ -5,9 +5,11 @@ than a day does end in a failure the agent sees."""
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from connectors.standins.smtp_sink import SmtpSink
 from tests.mailgen import mail
 from tests.test_smtp import send
 
@@ -52,3 +54,30 @@ async def test_a_relay_down_for_more_than_a_day_fails_the_reply_visibly(make_dae
     assert row["state"] == "failed" and "Connection refused" in row["last_error"]
     events = await daemon.store.fetchall("SELECT kind FROM events WHERE kind = 'delivery_failed'")
     assert len(events) == 1
+
+
+async def test_a_retry_is_not_held_back_by_a_clock_stepped_back(make_daemon: Any) -> None:
+    """An NTP correction puts the wall clock ten minutes back after a failed attempt: the retry
+    still comes after its five seconds (of monotonic time), not ten minutes later."""
+    now = [datetime(2026, 11, 29, 8, 0, tzinfo=UTC)]
+    sink = await SmtpSink(reply="451 4.3.0 try again later").start()
+    try:
+        daemon = await make_daemon(outbound_port=sink.port, clock=lambda: now[0])
+        ticks = [time.monotonic()]
+        daemon.outbox.monotonic = lambda: ticks[0]
+        await send(daemon, mail(subject="need help"))  # its acknowledgement is queued, and refused
+        await daemon.ingest.drained()
+        for _ in range(500):
+            (row,) = await daemon.store.fetchall("SELECT state, attempts, next_attempt_at FROM outbox")
+            if row["state"] == "pending" and row["attempts"] == 1:
+                break
+            await asyncio.sleep(0.01)
+        wait = datetime.fromisoformat(row["next_attempt_at"]) - now[0]
+        assert timedelta(seconds=5) <= wait < timedelta(seconds=6)
+        sink.reply = "250 OK"
+        now[0] -= timedelta(minutes=10) - timedelta(seconds=6)  # stepped back, 6 s later
+        ticks[0] += 6
+        daemon.outbox.wake()
+        assert len(await sink.wait_for(1, timeout=3)) == 1
+    finally:
+        await sink.stop()

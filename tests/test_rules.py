@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import tomllib
+from typing import get_args
 
 import pytest
 
 from router.rules import (
+    CHANNELS,
     RouteAction,
     RoutingFacts,
     RuleError,
@@ -40,7 +42,7 @@ then = { queue = "health", skill = "health" }
 
 [[routing.rules]]
 name = "iran-by-insurer-api"
-when = { channel = ["insurer_api"], insurer = "iran" }
+when = { channel = ["api"], insurer = "iran" }
 then = { queue = "motor", priority = "high" }
 """
 RULES = parse_rules(tomllib.loads(CONFIG)["routing"]["rules"], QUEUES)
@@ -77,7 +79,7 @@ def facts(**overrides: object) -> RoutingFacts:
         # Arabic yeh and kaf, as from an Arabic keyboard or a windows-1256 mail.
         ("Arabic letters are normalised", facts(text="در بيمارستان بستري"), "health", "hospital"),
         ("language condition", facts(language="en", text="بیمارستان"), "general", None),
-        ("channel and insurer", facts(channel="insurer_api", insurer="iran"), "motor",
+        ("channel and insurer", facts(channel="api", insurer="iran"), "motor",
          "iran-by-insurer-api"),
         ("insurer alone is not enough", facts(insurer="iran"), "general", None),
     ],
@@ -123,6 +125,8 @@ def test_persian_digits_in_keywords_match_ascii_text() -> None:
          "routing rule 2 (line 7): when.business_hours = 'sometimes': Input should be a valid "
          "boolean, unable to interpret input"),
         ("motor", "routing rule 2 (line 7): rule = 'motor': expected a table"),
+        ({"then": {"queue": "motor", "skill": ""}},
+         "routing rule 2 (line 7): then.skill = '': String should have at least 1 character"),
     ],
 )
 def test_bad_rule_names_index_line_key_and_value(rule: object, message: str) -> None:
@@ -142,3 +146,24 @@ def test_raise_priority_saturates() -> None:
     assert [raise_priority(p) for p in ("low", "normal", "high", "urgent")] == [
         "normal", "high", "urgent", "urgent",
     ]
+
+
+def test_the_channels_rules_accept_are_those_our_connectors_produce() -> None:
+    # CHANNELS is a list of its own (connectors declare what they send on, not what they receive):
+    # a channel added to a connector and not here would be refused in every rule.
+    from connectors.telegram.settings import TelegramSettings
+    from connectors.twilio.inbound import message_channel
+    from connectors.webchat.normalise import CHAT_CHANNEL, FORM_CHANNEL
+    from ingest.claims_ops import API_CHANNEL
+    from ingest.email_payload import EMAIL_CHANNEL
+
+    produced = {EMAIL_CHANNEL, CHAT_CHANNEL, FORM_CHANNEL, API_CHANNEL, "call",
+                message_channel("+989121234567"), message_channel("whatsapp:+989121234567"),
+                *get_args(TelegramSettings.model_fields["channel"].annotation)}
+    assert produced == CHANNELS
+
+
+def test_a_rule_on_an_unknown_channel_is_refused() -> None:
+    with pytest.raises(RuleError, match=r"when\.channel = 'insurer_api': unknown channel: expected one of api, bale"):
+        parse_rules([{"when": {"channel": ["email", "insurer_api"]}, "then": {"queue": "motor"}}], QUEUES)
+    assert parse_rules([{"when": {"channel": "eitaa"}, "then": {"queue": "motor"}}], QUEUES, channels={"eitaa"})

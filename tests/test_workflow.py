@@ -202,6 +202,8 @@ def test_conditions_on_tags_priority_sender_and_previous_status() -> None:
           "then": {"action": "set_status", "status": "assigned"}},
          "workflow rule 1: cannot move a ticket from 'closed' to 'assigned'"),
         ("close", "workflow rule 1: expected a table"),
+        ({"when": {"event": "sla_breach"}, "then": {"action": "assign", "skill": ""}},
+         "workflow rule 1: then.0.assign.skill = '': String should have at least 1 character"),
     ],
 )
 def test_bad_workflow_rules_are_named(rule: object, message: str) -> None:
