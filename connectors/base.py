@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
+from config.loader import ConfigError, secret_from_env
 from ingest.records import AcceptOutcome, BotLink, DeliveryResult, InboundMessage, OutboundMessage, RawPayload
 
 
@@ -36,6 +37,16 @@ class ConnectorSettings(BaseModel):
     """Base for each connector's own settings schema (unknown keys are errors)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def required_secret(section: str, env: str, expected: str) -> str:
+    """The secret in the environment variable a `*_env` key names, for `start()`: missing, a
+    ConfigError naming the section, the variable and what it should hold (`serve` prints that one
+    line and exits 1)."""
+    value = secret_from_env(env)
+    if not value:
+        raise ConfigError(f"[{section}]: environment variable {env} is not set; expected {expected}")
+    return value
 
 
 DeliveryStatusCallback = Callable[[str, str, str, str], Awaitable[bool]]

@@ -3,7 +3,8 @@
 - a request id (`X-Request-Id` taken from the caller when sane, else made up), echoed back and
   bound into structlog's context for everything logged while handling the request;
 - one structlog line per request (`http_request`: method, path, status, duration, and what the
-  handler added to it: `message_accepted` with the inbox id);
+  handler added to it: `message_accepted` with the inbox id); a route's `{secret}` path segment
+  is logged as `{secret}`;
 - errors as JSON `{"error": ..., "detail": ...}`, never aiohttp's HTML pages: 413 over the body
   limit (the app's `client_max_size`, set from `[http] max_body_bytes`), 404/405 from routing,
   503 when a handler hit `StoreUnavailable` (the channel must retry: nothing was committed), 500
@@ -83,8 +84,15 @@ async def access_log_middleware(request: web.Request, handler: Handler) -> web.S
             status = exc.status
             raise
         finally:
-            log.info("http_request", method=request.method, path=request.path, status=status,
+            log.info("http_request", method=request.method, path=logged_path(request), status=status,
                      duration_ms=round((time.perf_counter() - started) * 1000, 2), remote=request.remote, **handled)
+
+
+def logged_path(request: web.Request) -> str:
+    """The path as logged: a route's `{secret}` segment — the URL token proving a channel that
+    cannot sign its webhooks (Kavenegar) — is shown as `{secret}`, never its value."""
+    secret = request.match_info.get("secret", "")
+    return request.path.replace(secret, "{secret}") if secret else request.path
 
 
 @web.middleware
@@ -128,6 +136,12 @@ def install_http_front(app: web.Application) -> None:
     and the access log sees the status the error middleware settled on."""
     app.middlewares.extend([request_id_middleware, access_log_middleware, json_errors_middleware])
     app.on_response_prepare.append(_echo_request_id)
+
+
+def webhook_prefix(kind: str, name: str) -> str:
+    """Where a connector instance mounts its webhooks: `/webhooks/<kind>` for the instance named
+    after its kind (a `[kind]` table), `/webhooks/<kind>/<name>` for the others."""
+    return f"/webhooks/{kind}" if name == kind else f"/webhooks/{kind}/{name}"
 
 
 def signed_url(request: web.Request, public_base_url: str) -> str:

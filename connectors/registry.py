@@ -4,20 +4,33 @@ own package can add a channel without editing Parvandeh."""
 from __future__ import annotations
 
 from functools import cache
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 
 import structlog
 
 from connectors.base import Connector, ConnectorSettings, Normaliser
 
 GROUP = "parvandeh.connectors"
+DISTRIBUTION = "parvandeh"
 log = structlog.get_logger(__name__)
+
+
+def _shipped_first(ep: EntryPoint) -> bool:
+    return not (ep.dist is not None and ep.dist.name == DISTRIBUTION)
 
 
 @cache
 def connector_classes() -> dict[str, type[Connector]]:
+    """Entry-point name (the configuration table's name) -> class. Ours are taken first: the order
+    plugins come in is sys.path's and the file system's, and a plugin must never replace a shipped
+    connector's table or payload format (its normaliser would be handed that channel's messages)."""
     found: dict[str, type[Connector]] = {}
-    for ep in entry_points(group=GROUP):
+    formats: dict[str, tuple[str, Normaliser]] = {}  # payload format -> (entry point, its normaliser)
+    for ep in sorted(entry_points(group=GROUP), key=_shipped_first):
+        if ep.name in found:
+            log.error("connector_name_taken", entry_point=ep.name, value=ep.value,
+                      taken_by=f"{found[ep.name].__module__}.{found[ep.name].__qualname__}")
+            continue
         try:
             cls = ep.load()
         except Exception as exc:  # a broken plugin must not take the daemon down
@@ -29,6 +42,13 @@ def connector_classes() -> dict[str, type[Connector]]:
         if missing := incomplete(cls):
             log.error("connector_incomplete", entry_point=ep.name, missing=missing)
             continue
+        # Two connectors may share a format with one normaliser (SMTP and IMAP both hand in MIME).
+        taken = {fmt: formats[fmt][0] for fmt, normalise in cls.normalisers.items()
+                 if fmt in formats and formats[fmt][1] is not normalise}
+        if taken:
+            log.error("connector_format_taken", entry_point=ep.name, formats=taken)
+            continue
+        formats.update((fmt, (ep.name, normalise)) for fmt, normalise in cls.normalisers.items())
         found[ep.name] = cls
     return found
 

@@ -98,3 +98,23 @@ def split_message(text: str, max_segments: int = 10) -> list[str]:
     if max_segments < 1:
         raise ValueError(f"max_segments = {max_segments}: expected at least 1")
     return split_text(text, lambda chunk: count_segments(chunk).segments <= max_segments)
+
+
+# Over ten segments handsets and carriers stop reassembling reliably: the reply goes as several.
+MAX_SEGMENTS = 10
+
+
+@dataclass(frozen=True, slots=True)
+class TextPlan:
+    """How a reply leaves: the message bodies, and what the agent is shown about its length."""
+
+    parts: tuple[str, ...]
+    detail: str
+
+
+def plan_sms(text: str, max_segments: int = MAX_SEGMENTS) -> TextPlan:
+    """One concatenated SMS counted in segments ("3 segments UCS-2"), or several messages over
+    `max_segments` ("14 segments UCS-2 in 2 messages"). Shared by every SMS gateway."""
+    count = count_segments(text)
+    parts = split_message(text, max_segments)
+    return TextPlan(tuple(parts), str(count) if len(parts) == 1 else f"{count} in {len(parts)} messages")

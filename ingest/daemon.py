@@ -60,6 +60,9 @@ def apply_context(settings: Settings, connectors: dict[str, Connector],
         mail_domain=from_address.rpartition("@")[2] or "parvandeh.local",
         from_address=from_address,
         reply_connectors=reply_connectors,
+        # A reply leaves through the connector the customer wrote to when it sends on the channel
+        # (our Kavenegar line, not Twilio's number, for an SMS received through Kavenegar).
+        sending_connectors={name: connector.sends for name, connector in connectors.items()},
         routing=RoutingHooks(load_policies(settings)),
         bot_links=bot_links or BotLinks(),
     )

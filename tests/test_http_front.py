@@ -63,6 +63,7 @@ async def base_url() -> AsyncIterator[str]:
     app.router.add_get("/bug", _bug)
     app.router.add_get("/refuse", _refuse)
     app.router.add_post("/accepts-two", _accepts_two)
+    app.router.add_post("/hooks/{secret}", _ok)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -87,6 +88,16 @@ async def test_request_id_is_made_up_echoed_and_bound_into_logs(base_url: str) -
     access = next(e for e in logs if e["event"] == "http_request")
     assert handled["request_id"] == access["request_id"] == request_id
     assert (access["method"], access["path"], access["status"]) == ("GET", "/ok", 200)
+
+
+async def test_a_secret_path_segment_is_masked_on_the_request_line(base_url: str) -> None:
+    # Channels that cannot sign (Kavenegar) are proven by a secret URL; logs must not hold it.
+    with structlog.testing.capture_logs() as logs:
+        status, _, _ = await fetch("POST", f"{base_url}/hooks/Zq9-long-random-token")
+    assert status == 200
+    (access,) = [e for e in logs if e["event"] == "http_request"]
+    assert access["path"] == "/hooks/{secret}"
+    assert "Zq9-long-random-token" not in repr(logs)
 
 
 async def test_what_a_handler_did_is_on_the_request_line_once_and_a_second_time_a_line_of_its_own(

@@ -21,7 +21,8 @@ from config.loader import ConfigError
 from connectors.base import ConnectorContext
 from connectors.twilio import TwilioConnector, TwilioSettings
 from connectors.twilio.media import fetch_media
-from connectors.twilio.webhook import parse_form, signature_valid
+from connectors.forms import parse_form
+from connectors.twilio.webhook import signature_valid
 from ingest import queries
 from ingest.apply import agent_reply, delivery_news
 from ingest.daemon import Daemon

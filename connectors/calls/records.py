@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo
 
 from multidict import MultiDict
 
-from connectors.twilio.webhook import parse_form
+from connectors.forms import parse_form
 from router.calendar import zone_label
 from ingest.records import AttachmentData, Identity, InboundMessage, RawPayload
 from router.identity import normalize_phone

@@ -17,11 +17,12 @@ from twilio.rest import Client
 
 from config.logs import log_context
 from connectors.base import Connector, ConnectorSettings, Sink
-from connectors.http_front import HttpError
+from connectors.forms import required
+from connectors.http_front import HttpError, webhook_prefix
 from connectors.twilio.inbound import MESSAGE_FORMAT, message_channel, normalise_twilio_message
 from connectors.twilio.media import fetch_media
 from connectors.twilio.outbound import addresses, make_client, plan_text, send_text
-from connectors.twilio.webhook import TwilioWebhook, auth_token, required
+from connectors.twilio.webhook import TwilioWebhook, auth_token
 from ingest.records import DeliveryResult, OutboundMessage, RawPayload
 
 log = structlog.get_logger(__name__)
@@ -39,10 +40,6 @@ class TwilioSettings(ConnectorSettings):
     download_media: bool = True  # false: media stay links (MediaUrl) on the thread
 
 
-def route_prefix(kind: str, name: str) -> str:
-    return f"/webhooks/{kind}" if name == kind else f"/webhooks/{kind}/{name}"
-
-
 class TwilioConnector(Connector):
     kind = "twilio"
     Settings = TwilioSettings
@@ -58,7 +55,7 @@ class TwilioConnector(Connector):
         self._client: Client = make_client(settings.account_sid, token, settings.api_base_url)
         self._token = token
         self._media = aiohttp.ClientSession()
-        prefix = route_prefix(self.kind, self.name)
+        prefix = webhook_prefix(self.kind, self.name)
         # Twilio must be told where to report: only possible when we know our public URL.
         self._status_callback = f"{public_base_url.rstrip('/')}{prefix}/status" \
             if settings.status_callback and public_base_url else ""

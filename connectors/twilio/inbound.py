@@ -8,7 +8,7 @@ import re
 
 from multidict import MultiDict
 
-from connectors.twilio.webhook import parse_form
+from connectors.forms import parse_form
 from ingest.records import AttachmentData, Identity, InboundMessage, RawPayload
 from router.identity import normalize_phone
 

@@ -27,11 +27,10 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
-from connectors.sms_segments import count_segments, split_message, split_text
+from connectors.sms_segments import TextPlan, plan_sms, split_text
 from connectors.twilio.inbound import WHATSAPP_PREFIX
 from ingest.records import DeliveryResult, OutboundMessage
 
-MAX_SEGMENTS = 10
 WHATSAPP_MAX_CHARS = 1600
 REQUEST_TIMEOUT = 20.0
 
@@ -55,20 +54,12 @@ def make_client(account_sid: str, token: str, api_base_url: str) -> Client:
     return client
 
 
-@dataclass(frozen=True, slots=True)
-class TextPlan:
-    parts: tuple[str, ...]
-    detail: str
-
-
 def plan_text(channel: str, text: str) -> TextPlan:
     """How a reply leaves: the message bodies, and what the agent is shown about its length."""
     if channel == "whatsapp":
         parts = split_text(text, lambda chunk: len(chunk) <= WHATSAPP_MAX_CHARS)
         return TextPlan(tuple(parts), f"{len(parts)} messages" if len(parts) > 1 else "")
-    count = count_segments(text)
-    parts = split_message(text, MAX_SEGMENTS)
-    return TextPlan(tuple(parts), str(count) if len(parts) == 1 else f"{count} in {len(parts)} messages")
+    return plan_sms(text)
 
 
 def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:

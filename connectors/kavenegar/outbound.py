@@ -1,0 +1,66 @@
+"""Replies through Kavenegar's `POST /v1/{API-KEY}/sms/send.json` (receptor, sender, message),
+which answers `{"return": {"status": 200, "message": …}, "entries": [{"messageid": …}, …]}` and,
+on an error, the same shape with the error's code as both HTTP and `return.status`.
+
+The API key is part of the URL: it is kept out of every detail recorded on the timeline.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+
+from connectors.sms_segments import TextPlan
+from ingest.records import DeliveryResult
+
+REQUEST_TIMEOUT = 20.0
+# About the account or Kavenegar, not this message: retried with the outbox's backoff, so a
+# top-up (418), a fixed key or IP allowance (401, 403, 407, 416: after a restart) lets the reply
+# go. 409: Kavenegar's "server cannot answer now"; 451: too many requests.
+RETRYABLE = frozenset({401, 403, 407, 409, 416, 418, 429, 451})
+
+
+def receptor(e164: str) -> str:
+    """Kavenegar's form of a number: Iranian numbers national (09121234567), others with 00."""
+    if e164.startswith("+98"):
+        return "0" + e164[3:]
+    return "00" + e164[1:] if e164.startswith("+") else e164
+
+
+def result_of(http_status: int, body: Any) -> DeliveryResult:
+    """The outcome of one send request from Kavenegar's answer."""
+    answer = body.get("return") if isinstance(body, dict) else None
+    status = answer.get("status") if isinstance(answer, dict) else None
+    if not isinstance(status, int):
+        return DeliveryResult(ok=False, detail=f"Kavenegar HTTP {http_status}: unreadable answer")
+    if status == 200:
+        entries = body.get("entries") or [{}]
+        return DeliveryResult(ok=True, channel_message_id=str(entries[0].get("messageid", "")))
+    detail = f"Kavenegar error {status}: {answer.get('message', '')}"
+    if status in RETRYABLE or (status >= 500 and status != 501):  # 501: a test account's own number only
+        return DeliveryResult(ok=False, detail=detail)
+    return DeliveryResult(ok=False, permanent=True, detail=detail)
+
+
+async def send_sms(session: aiohttp.ClientSession, url: str, api_key: str, sender: str, to: str,
+                   plan: TextPlan) -> DeliveryResult:
+    """Each part of the plan in order; the first part's message id is the reply's."""
+    ids: list[str] = []
+    for part in plan.parts:
+        form = {"receptor": receptor(to), "message": part, **({"sender": sender} if sender else {})}
+        try:
+            async with session.post(url, data=form, timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)) as response:
+                try:
+                    body = await response.json(content_type=None)
+                except ValueError:
+                    body = None
+                outcome = result_of(response.status, body)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            # aiohttp names the URL in some errors, and the URL holds the key.
+            return DeliveryResult(ok=False, detail=f"Kavenegar unreachable: {type(exc).__name__}: {exc}"
+                                  .replace(api_key, "…"))
+        if not outcome.ok:
+            return outcome
+        ids.append(outcome.channel_message_id)
+    return DeliveryResult(ok=True, channel_message_id=ids[0], detail=plan.detail)

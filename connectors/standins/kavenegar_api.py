@@ -1,0 +1,87 @@
+"""A local stand-in for Kavenegar's REST API (aiohttp on loopback): answers
+`POST /v1/{API-KEY}/sms/send.json` as Kavenegar does (`return.status` 200 and one entry with a
+numeric `messageid`; a wrong key is 403), records every message it accepted, and can be told to
+fail the next requests with Kavenegar's error codes (418 credit, 411 receptor, 500...). Also
+Kavenegar's other side: posting a received SMS to our webhook as its panel's receive URL does."""
+
+from __future__ import annotations
+
+import asyncio
+from itertools import count
+from typing import Any
+
+from aiohttp import ClientSession, web
+
+ERRORS = {403: "کد شناسائی API-Key معتبر نمی‌باشد", 411: "گیرنده نامعتبر است",
+          418: "اعتبار حساب شما کافی نیست", 500: "خطای داخلی"}
+
+
+class KavenegarApiStandIn:
+    def __init__(self, api_key: str) -> None:
+        self.api_key = api_key
+        self.sent: list[dict[str, str]] = []  # form of every message accepted
+        self.attempts: list[int] = []  # `return.status` answered to every request, in order
+        self._failures: list[int] = []
+        self._ids = count(8792343)
+        self._runner: web.AppRunner | None = None
+        self._changed = asyncio.Event()
+        self.base_url = ""
+
+    def fail_next(self, status: int, *, times: int = 1) -> None:
+        """The next `times` requests get this Kavenegar error instead of being accepted."""
+        self._failures += [status] * times
+
+    async def start(self) -> KavenegarApiStandIn:
+        app = web.Application()
+        app.router.add_post("/v1/{key}/sms/send.json", self._send)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.base_url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+        return self
+
+    async def stop(self) -> None:
+        if self._runner:
+            await self._runner.cleanup()
+
+    async def wait_for_attempts(self, count: int, timeout: float = 10.0) -> list[int]:
+        async with asyncio.timeout(timeout):
+            while len(self.attempts) < count:
+                self._changed.clear()
+                await self._changed.wait()
+        return self.attempts
+
+    def _answer(self, status: int, entries: list[dict[str, Any]] | None = None) -> web.Response:
+        self.attempts.append(status)
+        self._changed.set()
+        message = "تایید شد" if status == 200 else ERRORS.get(status, "خطا")
+        return web.json_response({"return": {"status": status, "message": message}, "entries": entries},
+                                 status=status)
+
+    async def _send(self, request: web.Request) -> web.Response:
+        if request.match_info["key"] != self.api_key:
+            return self._answer(403)
+        form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
+        if self._failures:
+            return self._answer(self._failures.pop(0))
+        if not form.get("receptor", "").isdigit():
+            return self._answer(411)
+        self.sent.append(form)
+        return self._answer(200, [{
+            "messageid": next(self._ids), "message": form.get("message", ""), "status": 1,
+            "statustext": "در صف ارسال", "sender": form.get("sender", "10004346"), "receptor": form["receptor"],
+            "date": 1356619709, "cost": 120,
+        }])
+
+
+async def post_kavenegar_sms(session: ClientSession, url: str, fields: dict[str, str], *,
+                             method: str = "POST") -> tuple[int, str]:
+    """A received SMS as Kavenegar delivers it to the receive URL: a form POST, or a GET with the
+    fields as query parameters. Returns (status, body)."""
+    if method == "GET":
+        request = session.get(url, params=fields)
+    else:
+        request = session.post(url, data=fields)
+    async with request as response:
+        return response.status, await response.text()
