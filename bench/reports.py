@@ -56,13 +56,17 @@ def populate(path: Path, tickets: int, per_ticket: int, seed: int = 7) -> tuple[
         status = moves[-1][2] if moves else "new"
         closed_at = moves[-1][0] if status == "closed" else None
         last = closed_at or min(now, created + timedelta(days=10))
-        ticket_rows.append((tid, f"PV-1404-{tid:06d}", tid % 50_000 + 1, "claim", status, rng.choice(QUEUES),
-                            "normal", rng.choice(AGENTS) if status != "new" else None, rng.choice(INSURERS),
+        queue = rng.choice(QUEUES)
+        assignee = rng.choice(AGENTS) if status != "new" else None
+        ticket_rows.append((tid, f"PV-1404-{tid:06d}", tid % 50_000 + 1, "claim", status, queue,
+                            "normal", assignee, rng.choice(INSURERS),
                             rng.choice(["auto", "health", "other"]), channel, per_ticket, iso(created), iso(last),
                             iso(closed_at)))
         event_rows.append((tid, iso(created), "ticket_created", "{}"))
         for at, old, new in moves:
             event_rows.append((tid, iso(at), "status_changed", json.dumps({"old": old, "new": new})))
+        if assignee:  # the assignment history the per-agent SLA figures read
+            event_rows.append((tid, iso(moves[0][0]), "assigned", json.dumps({"old": None, "new": assignee})))
         for n in range(per_ticket):
             message_id += 1
             m_at = created + (last - created) * (n / per_ticket)

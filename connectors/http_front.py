@@ -8,7 +8,9 @@
 - errors as JSON `{"error": ..., "detail": ...}`, never aiohttp's HTML pages: 413 over the body
   limit (the app's `client_max_size`, set from `[http] max_body_bytes`), 404/405 from routing,
   503 when a handler hit `StoreUnavailable` (the channel must retry: nothing was committed), 500
-  for bugs (logged with the traceback, not shown to the caller).
+  for bugs (logged with the traceback, not shown to the caller). A component that promises its
+  callers another error shape under its path prefix (the insurer API: RFC 9457 problem+json)
+  registers it with `use_error_shape`, and these errors take that shape there.
 
 Also the small helpers webhook handlers share: the URL a channel signed, and HMAC-SHA256
 verification of `X-Parvandeh-Signature` (calls now, the insurer API later).
@@ -22,6 +24,7 @@ import random
 import re
 import time
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import structlog
 from aiohttp import web
@@ -39,6 +42,16 @@ _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+class ErrorShape(Protocol):
+    """Renders one of the front's errors: `error` is its snake_case code, `detail` the text."""
+
+    def __call__(self, request: web.Request, status: int, error: str, detail: str,
+                 headers: dict[str, str] | None) -> web.Response: ...
+
+
+ERROR_SHAPES = web.AppKey("error_shapes", list[tuple[str, ErrorShape]])
+
+
 class HttpError(Exception):
     """Raise from a handler to answer with the JSON error shape (log the why where you raise)."""
 
@@ -50,8 +63,23 @@ class HttpError(Exception):
 
 
 def json_error(status: int, error: str, detail: str = "", headers: dict[str, str] | None = None) -> web.Response:
-    """The one error shape every route answers with."""
+    """The error shape of every route, unless its component chose another (`use_error_shape`)."""
     return web.json_response({"error": error, "detail": detail}, status=status, headers=headers)
+
+
+def use_error_shape(app: web.Application, prefix: str, shape: ErrorShape) -> None:
+    """Answer the front's errors for paths under `prefix` (the prefix itself, or below it) in
+    `shape` rather than the JSON error shape."""
+    app[ERROR_SHAPES].append((prefix.rstrip("/"), shape))
+
+
+def _error(request: web.Request, status: int, error: str, detail: str,
+           headers: dict[str, str] | None = None) -> web.Response:
+    path = request.path
+    for prefix, shape in request.app.get(ERROR_SHAPES, ()):
+        if path == prefix or path.startswith(prefix + "/"):
+            return shape(request, status, error, detail, headers)
+    return json_error(status, error, detail, headers)
 
 
 @web.middleware
@@ -104,27 +132,27 @@ async def json_errors_middleware(request: web.Request, handler: Handler) -> web.
     try:
         return await handler(request)
     except HttpError as exc:
-        return json_error(exc.status, exc.error, exc.detail)
+        return _error(request, exc.status, exc.error, exc.detail)
     except web.HTTPRequestEntityTooLarge:
         return _too_large(request)
     except web.HTTPException as exc:
         if exc.status < 400 or exc.content_type == "application/json":
             raise
         headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
-        return json_error(exc.status, _slug(exc.reason), exc.text or exc.reason, headers)
+        return _error(request, exc.status, _slug(exc.reason), exc.text or exc.reason, headers)
     except StoreUnavailable as exc:
         log.error("http_store_unavailable", path=request.path, error=str(exc))
-        return json_error(503, "store_unavailable", "the message was not stored; retry later",
-                          headers={"Retry-After": "5"})
+        return _error(request, 503, "store_unavailable", "the message was not stored; retry later",
+                      {"Retry-After": "5"})
     except Exception:
         log.exception("http_handler_failed", path=request.path)
-        return json_error(500, "internal_error", "the request could not be handled; it was logged")
+        return _error(request, 500, "internal_error", "the request could not be handled; it was logged")
 
 
 def _too_large(request: web.Request) -> web.Response:
     log.warning("http_body_too_large", path=request.path, limit=request.client_max_size,
                 content_length=request.content_length)
-    return json_error(413, "body_too_large", f"the request body is over the {request.client_max_size}-byte limit")
+    return _error(request, 413, "body_too_large", f"the request body is over the {request.client_max_size}-byte limit")
 
 
 def _slug(reason: str) -> str:
@@ -135,6 +163,7 @@ def install_http_front(app: web.Application) -> None:
     """Install the middlewares, outermost first: the request id is bound before anything logs,
     and the access log sees the status the error middleware settled on."""
     app.middlewares.extend([request_id_middleware, access_log_middleware, json_errors_middleware])
+    app[ERROR_SHAPES] = []
     app.on_response_prepare.append(_echo_request_id)
 
 

@@ -228,12 +228,14 @@ def cli_insurer_add(settings: Any, args: argparse.Namespace) -> int:
 # -- what an insurer client reads ---------------------------------------------------------------
 
 # Timeline kinds an insurer sees, and data keys that never leave (agent names, internal rows).
+# Migration 7's trigger moves `tickets.insurer_changed_at` (the claim's `updated_at` here) on
+# these kinds, `sla_*` and queue_changed: a kind added here is added there too.
 _PUBLIC_EVENTS = frozenset({"ticket_created", "claim_filed", "status_changed", "message_received",
                             "outbound_queued", "priority_changed", "merged_from", "merged_into"})
 _PRIVATE_KEYS = frozenset({"actor", "author", "message_row", "outbox_id", "automatic", "matched_by"})
 _CLAIM_COLUMNS = (
-    "t.id, t.ref, t.status, t.queue, t.priority, t.line_of_business, t.subject, t.created_at, t.updated_at,"
-    " t.closed_at, c.claim_number, c.details"
+    "t.id, t.ref, t.status, t.queue, t.priority, t.line_of_business, t.subject, t.created_at,"
+    " t.insurer_changed_at AS changed_at, t.closed_at, c.claim_number, c.details"
 )
 
 
@@ -245,7 +247,7 @@ def _summary(row: Any) -> dict[str, Any]:
     return {
         "reference": row["ref"], "insurer_claim_number": row["claim_number"], "status": row["status"],
         "team": row["queue"], "priority": row["priority"], "line_of_business": row["line_of_business"],
-        "created_at": row["created_at"], "updated_at": row["updated_at"], "closed_at": row["closed_at"],
+        "created_at": row["created_at"], "updated_at": row["changed_at"], "closed_at": row["closed_at"],
     }
 
 
@@ -278,13 +280,16 @@ async def claim_view(store: Store, insurer: str, ref: str) -> dict[str, Any] | N
     messages = await store.fetchall(
         "SELECT id, direction, channel, sender, display_text, created_at FROM messages"
         " WHERE ticket_id = ? AND kind != 'note' AND direction != 'internal' ORDER BY id", (row["id"],))
+    # The events of messages it does not see (a supervisor's SLA notice is queued as an internal
+    # message) are not on its timeline either.
+    hidden = {m["id"] for m in await store.fetchall(
+        "SELECT id FROM messages WHERE ticket_id = ? AND (kind = 'note' OR direction = 'internal')", (row["id"],))}
     view = _summary(row)
     view["details"] = json.loads(row["details"]) if row["details"] else {}
     view["sla"] = await _sla_state(store, row["id"])
     view["timeline"] = [
-        {"at": e["at"], "kind": e["kind"],
-         "data": {k: v for k, v in json.loads(e["data"]).items() if k not in _PRIVATE_KEYS}}
-        for e in events if _is_public(e["kind"])
+        {"at": e["at"], "kind": e["kind"], "data": {k: v for k, v in data.items() if k not in _PRIVATE_KEYS}}
+        for e in events if _is_public(e["kind"]) and (data := json.loads(e["data"])).get("message_row") not in hidden
     ]
     view["messages"] = [
         {"id": m["id"], "at": m["created_at"], "direction": m["direction"], "channel": m["channel"],
@@ -297,36 +302,41 @@ async def claim_view(store: Store, insurer: str, ref: str) -> dict[str, Any] | N
 
 async def list_claims(store: Store, insurer: str, *, status: str | None = None, updated_since: str | None = None,
                       after: tuple[str, int] | None = None, limit: int = 100) -> tuple[list[dict[str, Any]], str | None]:
-    """This insurer's claims, least recently updated first, and the cursor of the next page (None
-    on the last). The cursor is the last claim's (updated_at, id): claims committed in one write
-    share their `updated_at`, so that instant alone would skip the rest of such a group."""
+    """This insurer's claims, least recently changed first, and the cursor of the next page (None
+    on the last). "Changed" is what the insurer sees change (`insurer_changed_at`, migration 7):
+    an SLA warning or breach moves it, an assignment does not. The cursor is the last claim's
+    (changed instant, id): claims committed in one write share their instant, so that alone
+    would skip the rest of such a group; a claim that changes while a client pages moves past
+    the cursor, to be listed again, never before it."""
     where, params = ["t.insurer = ?"], [insurer]
     if status:
         where.append("t.status = ?")
         params.append(status)
     if updated_since:
-        where.append("t.updated_at > ?")
+        where.append("t.insurer_changed_at > ?")
         params.append(updated_since)
     if after:
-        where.append("(t.updated_at > ? OR (t.updated_at = ? AND t.id > ?))")
+        where.append("(t.insurer_changed_at > ? OR (t.insurer_changed_at = ? AND t.id > ?))")
         params += [after[0], after[0], after[1]]
     rows = await store.fetchall(
         f"SELECT {_CLAIM_COLUMNS} FROM tickets t LEFT JOIN insurer_claims c ON c.ticket_id = t.id"
-        f" WHERE {' AND '.join(where)} ORDER BY t.updated_at, t.id LIMIT ?", (*params, limit))
-    cursor = page_cursor(rows[-1]["updated_at"], rows[-1]["id"]) if len(rows) == limit else None
+        f" WHERE {' AND '.join(where)} ORDER BY t.insurer_changed_at, t.id LIMIT ?", (*params, limit))
+    cursor = page_cursor(rows[-1]["changed_at"], rows[-1]["id"]) if len(rows) == limit else None
     return [_summary(row) for row in rows], cursor
 
 
-def page_cursor(updated_at: str, ticket_id: int) -> str:
-    """Opaque to clients: they hand it back as `cursor`."""
-    return base64.urlsafe_b64encode(f"{updated_at}|{ticket_id}".encode()).decode().rstrip("=")
+def page_cursor(changed_at: str, ticket_id: int) -> str:
+    """Opaque to clients: they hand it back as `cursor`. Cursors handed out before migration 7
+    held `updated_at` in the same format; they still page on, the changed instant being never
+    earlier than `updated_at`."""
+    return base64.urlsafe_b64encode(f"{changed_at}|{ticket_id}".encode()).decode().rstrip("=")
 
 
 def read_page_cursor(cursor: str) -> tuple[str, int]:
-    """(updated_at, ticket id) of a `page_cursor`; ValueError when it is not one."""
+    """(changed instant, ticket id) of a `page_cursor`; ValueError when it is not one."""
     try:
-        updated_at, _, ticket_id = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().partition("|")
-        datetime.fromisoformat(updated_at)
-        return updated_at, int(ticket_id)
+        changed_at, _, ticket_id = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().partition("|")
+        datetime.fromisoformat(changed_at)
+        return changed_at, int(ticket_id)
     except ValueError:  # bad base64 and bad UTF-8 are ValueErrors too
         raise ValueError("not a cursor this API gave") from None

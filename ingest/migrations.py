@@ -365,6 +365,33 @@ MIGRATIONS: list[str] = [
         created_at TEXT NOT NULL
     );
     """,
+    # 7: when each claim last changed in a way its insurer sees (the insurer API's `updated_at`,
+    # which `updated_since` and the list's cursor read), and the assignment history reports read
+    """
+    -- Status, team, priority, the thread, merges and the public timeline (SLA warnings and
+    -- breaches among it): every such change records one of these events, so a trigger on the
+    -- timeline moves the instant in the write that makes the change, whichever module makes it.
+    -- Not `updated_at`: an SLA event must not stretch the continuity window, which reads it.
+    -- The kinds are the insurer view's (ingest/insurers.py, _PUBLIC_EVENTS) and queue_changed.
+    ALTER TABLE tickets ADD COLUMN insurer_changed_at TEXT NOT NULL DEFAULT '';
+    -- Never earlier than `updated_at`: a client's last `updated_since`, or a cursor, taken before
+    -- the upgrade misses nothing it would have found (nor a breach it did not).
+    UPDATE tickets SET insurer_changed_at = max(updated_at, coalesce((SELECT max(e.at) FROM events e
+        WHERE e.ticket_id = tickets.id AND (e.kind IN ('ticket_created', 'claim_filed', 'status_changed',
+        'queue_changed', 'priority_changed', 'message_received', 'outbound_queued', 'merged_from', 'merged_into')
+        OR e.kind LIKE 'sla\\_%' ESCAPE '\\')), ''));
+    DROP INDEX tickets_insurer;  -- the list's index, now on the changed instant
+    CREATE INDEX tickets_insurer_changed ON tickets(insurer, insurer_changed_at);
+    CREATE TRIGGER events_insurer_changed AFTER INSERT ON events
+    WHEN NEW.kind IN ('ticket_created', 'claim_filed', 'status_changed', 'queue_changed', 'priority_changed',
+                      'message_received', 'outbound_queued', 'merged_from', 'merged_into')
+         OR NEW.kind LIKE 'sla\\_%' ESCAPE '\\'
+    BEGIN
+        UPDATE tickets SET insurer_changed_at = NEW.at WHERE id = NEW.ticket_id AND insurer_changed_at < NEW.at;
+    END;
+    -- Who held a ticket at an instant (reports charge an SLA breach to its holder then).
+    CREATE INDEX events_assignment ON events(ticket_id, at) WHERE kind IN ('assigned', 'unassigned');
+    """,
 ]
 
 

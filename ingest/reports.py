@@ -1,7 +1,17 @@
 """Report figures over a period, overall and by insurer, queue, agent, channel or line of
 business, and their renderings: a text table and an HTML page (Jalali dates), CSV and JSON.
 A ticket's group is what it has when the report is made: its assignee, its queue, the channel
-that opened it.
+that opened it. By agent, three figures go instead to whoever did the work (or held the ticket
+when it went wrong), so a colleague's answer, or a late ticket handed on, lands where it belongs:
+- first response: the agent who sent the first answer (its author);
+- closed and resolution: the agent who closed the ticket (the actor of its last closing in the
+  period); a closing by a workflow rule is "(automatic)";
+- SLA clocks, compliance and breaches: a breached clock is charged to the ticket's holder at the
+  breach (its due instant, from the `assigned`/`unassigned` timeline: an SLA `reassign` hands the
+  ticket on only after it), a met or stopped one to the holder when it was met, a running one to
+  the current assignee; "(unassigned)" when nobody held it.
+The other figures (opened, backlog, time in status, reopen rate, channel mix, contacts per claim)
+stay with the current assignee.
 
 What each figure means (all times in hours; a period is [start, end) in Tehran days):
 - opened: tickets created in the period; closed: tickets with a closing (a status change to
@@ -64,6 +74,30 @@ DIMENSIONS: dict[str, str] = {
 }
 FORMATS = ("table", "csv", "json", "html")
 TOTAL = "total"
+
+# Authors of automatic messages: the acknowledgement ('system'), workflow templates ('workflow':
+# reminders, a rule's send_template), none of which meets a response target; as actors, what
+# rules and the daemon itself do.
+_AUTOMATIC = "('', 'system', 'workflow')"
+# An agent's answers, of ticket `t`. One older than the ticket came with a thread merged into it
+# (the source's answer, not this ticket's).
+_ANSWERS = ("FROM messages m WHERE m.ticket_id = t.id AND m.direction = 'out'"
+            f" AND m.author NOT IN {_AUTOMATIC} AND m.created_at >= t.created_at")
+
+
+def _holder_at(instant: str) -> str:
+    """SQL: the assignee of ticket `t` just before `instant`, from its assignment events."""
+    return ("coalesce((SELECT json_extract(a.data, '$.new') FROM events a WHERE a.ticket_id = t.id"
+            f" AND a.kind IN ('assigned', 'unassigned') AND a.at < {instant} ORDER BY a.at DESC, a.id DESC LIMIT 1),"
+            " '(unassigned)')")
+
+
+# By agent: who answered first (of tickets `t`), who closed (closings `c`), who held the ticket
+# when its clock (`c`) was decided. See the module docstring.
+_FIRST_ANSWERER = f"(SELECT m.author {_ANSWERS} ORDER BY m.created_at LIMIT 1)"
+_CLOSER = f"CASE WHEN c.actor IN {_AUTOMATIC} THEN '(automatic)' ELSE c.actor END"
+_CLOCK_HOLDER = (f"CASE WHEN coalesce(c.breached_at, c.met_at) IS NULL THEN {DIMENSIONS['agent']}"
+                 f" ELSE {_holder_at('coalesce(c.breached_at, c.met_at)')} END")
 
 
 # -- periods ------------------------------------------------------------------------------------
@@ -310,15 +344,12 @@ async def build_report(store: Store, start: datetime, end: datetime, by: str | N
             found = by_policy[policy] = on_calendar.setdefault(id(calendar), _BusinessHours(calendar))
         return found
 
+    by_agent = by == "agent"
     # Opened in the period: first agent answer and customer messages per ticket, from the index.
-    # Authors of automatic messages: the acknowledgement ('system'), workflow templates ('workflow':
-    # reminders, a rule's send_template), none of which meets a response target. An answer older
-    # than the ticket came with a thread merged into it (the source's answer, not this ticket's).
-    first_answer = ("(SELECT min(m.created_at) FROM messages m WHERE m.ticket_id = t.id AND m.direction = 'out'"
-                    " AND m.author NOT IN ('', 'system', 'workflow') AND m.created_at >= t.created_at)")
     for row in await store.fetchall(
         f"SELECT {dim} AS g, t.sla_policy AS policy, {_h('t.created_at')} AS created,"
-        f" {_h(first_answer)} AS first_answer,"
+        f" {_h(f'(SELECT min(m.created_at) {_ANSWERS})')} AS first_answer,"
+        f" {_FIRST_ANSWERER if by_agent else 'NULL'} AS answered_by,"
         " (SELECT count(*) FROM messages m WHERE m.ticket_id = t.id AND m.direction = 'in' AND m.auto_reason = '')"
         " AS inbound"
         " FROM tickets t WHERE t.created_at >= ? AND t.created_at < ?", (lo, hi)):
@@ -328,14 +359,18 @@ async def build_report(store: Store, start: datetime, end: datetime, by: str | N
         for acc in both(row["g"]):
             acc.opened += 1
             acc.inbound += row["inbound"]
-            if answered:
+        if answered:
+            for acc in both(row["answered_by"] or row["g"]):
                 acc.first_responses.append(row["first_answer"] - row["created"])
                 acc.first_responses_business.append(business_h)
 
-    # Closed in the period: each ticket's last closing in it (through the events_closing index).
+    # Closed in the period: each ticket's last closing in it (through the events_closing index;
+    # the actor is the max() row's, as SQLite defines a bare column beside it).
     for row in await store.fetchall(
-        f"SELECT {dim} AS g, t.sla_policy AS policy, {_h('t.created_at')} AS created, {_h('c.at')} AS closed FROM"
-        " (SELECT e.ticket_id, max(e.at) AS at FROM events e WHERE e.kind = 'status_changed'"
+        f"SELECT {_CLOSER if by_agent else dim} AS g, t.sla_policy AS policy, {_h('t.created_at')} AS created,"
+        f" {_h('c.at')} AS closed FROM"
+        f" (SELECT e.ticket_id, max(e.at) AS at{', e.actor' if by_agent else ''} FROM events e"
+        " WHERE e.kind = 'status_changed'"
         "  AND json_extract(e.data, '$.new') = 'closed' AND e.at >= ? AND e.at < ? GROUP BY e.ticket_id) c"
         " JOIN tickets t ON t.id = c.ticket_id", (lo, hi)):
         daily_closed[_tehran_day(row["closed"])] += 1
@@ -355,7 +390,7 @@ async def build_report(store: Store, start: datetime, end: datetime, by: str | N
         " WHERE t.closed_at >= ? AND t.created_at < ?", (hi, lo, hi))
 
     await _status_figures(store, scope, _epoch_h(start), _epoch_h(end), horizon, both)
-    has_sla = await _sla_figures(store, dim, lo, hi, both)
+    has_sla = await _sla_figures(store, _CLOCK_HOLDER if by_agent else dim, lo, hi, both)
 
     for row in await store.fetchall(
         f"SELECT {dim} AS g, m.channel, count(*) AS n FROM messages m"

@@ -8,6 +8,7 @@ import asyncio
 import inspect
 import json
 import smtplib
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -21,11 +22,14 @@ from aiohttp import web
 from structlog.testing import capture_logs
 
 from connectors.http_front import verify_hmac_sha256
+from connectors.insurer_api import routes
 from connectors.standins.smtp_sink import SmtpSink
 from ingest.apply import TicketActionError, change_status, merge_tickets
-from ingest.insurers import create_insurer
+from ingest.insurers import _PUBLIC_EVENTS, create_insurer, list_claims
+from ingest.migrations import MIGRATIONS
 from ingest.queries import list_tickets, ticket_detail
 from ingest.reports import build_report
+from ingest.store import Store, Tx, iso
 from router.claimref import TEHRAN
 from tests.conftest import refuse_writes
 from tests.mailgen import mail
@@ -518,6 +522,7 @@ async def test_a_supervisors_sla_notice_is_internal_not_an_answer_the_insurer_se
             async with s.get(base + f"/claims/{ref}") as r:
                 view = await r.json()
         leaked = [m for m in view["messages"] if "SLA warning" in m["text"] or "policy standard" in m["text"]]
+        leaked += [e for e in view["timeline"] if e["kind"] == "outbound_queued"]  # nothing went to anyone
         report = await build_report(daemon.store, start - timedelta(hours=1), start + timedelta(days=1),
                                     now=clock.now)
         (notice,) = await sink.wait_for(1)  # still mailed to the supervisor
@@ -540,3 +545,173 @@ async def test_stopping_while_a_status_event_arrives_does_not_hang(make_daemon: 
     daemon.store.bus.publish([StoreEvent("status_changed", "PV-1405-000001")])
     await asyncio.sleep(0)  # the event is taken from the queue ...
     await asyncio.wait_for(connector.stop(), 5)  # ... as the pump is cancelled
+
+
+# -- polling for changes ----------------------------------------------------------------------
+
+QUIET_POLICY = INSURER_API + """
+[[sla.policies]]
+name = "standard"
+first_response = 4
+resolution = 40
+warn_at = 0.75
+calendar = "24x7"
+on_warning = []
+on_breach = []
+"""  # no escalation: nothing but the SLA engine itself touches the claim
+
+
+async def test_polling_updated_since_sees_sla_warnings_and_breaches_and_paging_skips_none(
+        make_daemon: Callable[..., Any]) -> None:
+    clock = saturday_morning()
+    t0 = clock.now
+    daemon = await make_daemon(QUIET_POLICY, clock=clock)
+    key = (await daemon.store.write(create_insurer("asia", ""))).api_key
+    async with aiohttp.ClientSession() as session:
+        api = Api(f"http://127.0.0.1:{daemon.http_port}/api/v1", session, {"asia": key})
+        a = (await api.call("POST", "/claims", body=filing("A-1")))[2]["reference"]
+        clock.advance(hours=1)
+        b = (await api.call("POST", "/claims", body=filing("B-1")))[2]["reference"]
+        _, _, listing = await api.call("GET", "/claims")
+        assert [c["reference"] for c in listing["claims"]] == [a, b]
+        watermark = max(c["updated_at"] for c in listing["claims"])
+        touched = await daemon.store.fetchone("SELECT updated_at FROM tickets WHERE ref = ?", (a,))
+
+        clock.advance(hours=2)  # t0 + 3 h: 75 % of A's 4 h first-response target
+        await daemon.sla.fire_due()
+        status, _, changed = await api.call("GET", f"/claims?updated_since={quote(watermark)}")
+        assert status == 200 and [c["reference"] for c in changed["claims"]] == [a], "the SLA warning is a change"
+        assert changed["claims"][0]["updated_at"] == iso(t0 + timedelta(hours=3))
+        _, _, view = await api.call("GET", f"/claims/{a}")
+        assert view["updated_at"] == changed["claims"][0]["updated_at"]
+        assert {c["kind"]: c["state"] for c in view["sla"]}["first_response"] == "warning"
+        # The continuity window (72 h after the last message) is not stretched by the SLA engine.
+        assert await daemon.store.fetchone("SELECT updated_at FROM tickets WHERE ref = ?", (a,)) == touched
+
+        # A client pages from the start a claim at a time; between its pages A breaches and B
+        # warns: both move past the cursor, so the client sees them again and skips none.
+        _, _, first = await api.call("GET", "/claims?limit=1")
+        assert [c["reference"] for c in first["claims"]] == [b]  # A changed last
+        clock.advance(hours=1)  # t0 + 4 h: A is due, B is at 75 %
+        await daemon.sla.fire_due()
+        seen, cursor = [], first["next_cursor"]
+        while cursor:
+            _, _, page = await api.call("GET", f"/claims?limit=1&cursor={quote(cursor)}")
+            seen += [c["reference"] for c in page["claims"]]
+            cursor = page["next_cursor"]
+        assert seen == [a, b], "a claim that changed while the client paged was skipped"
+        _, _, breached = await api.call("GET", f"/claims?updated_since={quote(changed['claims'][0]['updated_at'])}")
+        assert [c["reference"] for c in breached["claims"]] == [a, b]
+        assert {c["updated_at"] for c in breached["claims"]} == {iso(t0 + timedelta(hours=4))}
+        _, _, view = await api.call("GET", f"/claims/{a}")
+        assert {c["kind"]: c["state"] for c in view["sla"]}["first_response"] == "breached"
+
+
+async def test_a_store_from_before_the_changed_instant_lists_what_changed_since_the_last_poll(tmp_path: Any) -> None:
+    """Schema 7 keeps the instant an insurer sees a claim change; the claims already stored get
+    the later of their `updated_at` and their last visible event (a breach the old list missed)."""
+    path = tmp_path / "old.sqlite3"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for number, script in enumerate(MIGRATIONS[:6], start=1):
+        conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+    conn.executemany("INSERT INTO tickets (id, ref, queue, insurer, channel, created_at, updated_at)"
+                     " VALUES (?, ?, 'intake', 'asia', 'api', '2026-11-01T08:00:00.000000+00:00', ?)",
+                     [(1, "PV-1405-000001", "2026-11-01T08:00:00.000000+00:00"),
+                      (2, "PV-1405-000002", "2026-11-02T08:00:00.000000+00:00")])
+    conn.executemany("INSERT INTO events (ticket_id, at, kind) VALUES (?, ?, ?)", [
+        (1, "2026-11-01T08:00:00.000000+00:00", "claim_filed"),
+        (1, "2026-11-01T12:00:00.000000+00:00", "sla_breached"),   # after the last poll: news
+        (2, "2026-11-03T08:00:00.000000+00:00", "assigned"),        # internal: no news
+    ])
+    conn.close()
+    store = Store(path, synchronous="OFF")
+    await store.open()
+    try:
+        claims, _ = await list_claims(store, "asia", updated_since="2026-11-01T09:00:00.000000+00:00")
+        assert [(c["reference"], c["updated_at"]) for c in claims] == [
+            ("PV-1405-000001", "2026-11-01T12:00:00.000000+00:00"),
+            ("PV-1405-000002", "2026-11-02T08:00:00.000000+00:00")]
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("kind", [*sorted(_PUBLIC_EVENTS), "sla_warning", "sla_breached", "queue_changed"])
+async def test_every_change_the_claim_view_shows_moves_the_changed_instant(tmp_path: Any, kind: str) -> None:
+    """The trigger's kinds (migration 7) against the insurer view's own list, and the internal
+    ones that must not move it (an assignment, a note, a delivery report)."""
+    store = Store(tmp_path / "store.sqlite3", synchronous="OFF")
+    await store.open()
+    try:
+        def write(tx: Tx) -> None:
+            tx.execute("INSERT INTO tickets (id, ref, queue, insurer, channel, created_at, updated_at)"
+                       " VALUES (1, 'PV-1405-000001', 'intake', 'asia', 'api', '2026-11-01', '2026-11-01')")
+            for n, private in enumerate(("assigned", "unassigned", "note_added", "delivery_status", "tag_added")):
+                tx.execute("INSERT INTO events (ticket_id, at, kind) VALUES (1, ?, ?)", (f"2026-11-0{n + 2}", private))
+            tx.execute("INSERT INTO events (ticket_id, at, kind) VALUES (1, '2026-11-01T10:00', ?)", (kind,))
+
+        await store.write(write)
+        row = await store.fetchone("SELECT insurer_changed_at FROM tickets")
+        assert row[0] == "2026-11-01T10:00"
+    finally:
+        await store.close()
+
+
+# -- the shared front's errors ----------------------------------------------------------------
+
+
+async def test_the_fronts_own_errors_are_problem_json_under_the_api_and_plain_json_elsewhere(
+        make_daemon: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    limit = 65_536
+    daemon = await make_daemon(INSURER_API, environ={"PARVANDEH__HTTP__MAX_BODY_BYTES": str(limit)})
+    key = (await daemon.store.write(create_insurer("asia", ""))).api_key
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:  # a bug, injected into the claim read
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(routes, "claim_view", broken)
+    root = f"http://127.0.0.1:{daemon.http_port}"
+    async with aiohttp.ClientSession() as session:
+        api = Api(f"{root}/api/v1", session, {"asia": key})
+        oversized = b'{"claim_number": "' + b"x" * limit + b'"}'
+        status, headers, body = await api.call("POST", "/claims", raw=oversized)
+        assert status == 413 and headers["Content-Type"].startswith("application/problem+json")
+        assert body["type"].endswith("body-too-large") and body["status"] == 413 and str(limit) in body["detail"]
+        assert body["instance"] == "/api/v1/claims"
+        with capture_logs() as logs:
+            status, headers, body = await api.call("GET", "/claims/PV-1405-000001")
+        assert status == 500 and headers["Content-Type"].startswith("application/problem+json")
+        assert body["type"].endswith("internal-error") and "secret internals" not in json.dumps(body)
+        assert any(e["event"] == "http_handler_failed" for e in logs)
+        status, headers, body = await api.call("DELETE", "/claims")
+        assert status == 405 and headers["Content-Type"].startswith("application/problem+json")
+        assert "GET" in headers["Allow"]
+        # Other routes keep the front's JSON shape.
+        async with session.post(f"{root}/webhooks/nothing", data=b"x" * (limit + 1)) as response:
+            assert response.status == 413 and response.content_type == "application/json"
+            assert (await response.json())["error"] == "body_too_large"
+        async with session.get(f"{root}/api/v10/claims") as response:  # a prefix of the path only
+            assert response.status == 404 and (await response.json())["error"] == "not_found"
+
+
+async def test_the_clocks_of_a_merged_claim_stopping_is_a_change_its_insurer_polls(
+        make_daemon: Callable[..., Any]) -> None:
+    """A merge closes the duplicate without the status hooks; its clocks stop when next due,
+    and the insurer's view of it (SLA state, timeline) changes then."""
+    clock = saturday_morning()
+    daemon = await make_daemon(QUIET_POLICY, clock=clock)
+    key = (await daemon.store.write(create_insurer("asia", ""))).api_key
+    async with aiohttp.ClientSession() as session:
+        api = Api(f"http://127.0.0.1:{daemon.http_port}/api/v1", session, {"asia": key})
+        kept = (await api.call("POST", "/claims", body=filing("K-1")))[2]["reference"]
+        clock.advance(hours=1)
+        duplicate = (await api.call("POST", "/claims", body=filing("K-1-DUP")))[2]["reference"]
+        await daemon.store.write(merge_tickets(duplicate, kept, "maryam"))
+        _, _, merged = await api.call("GET", f"/claims/{duplicate}")
+        clock.advance(hours=3)  # the duplicate's first-response warning instant
+        await daemon.sla.fire_due()
+        _, _, view = await api.call("GET", f"/claims/{duplicate}")
+        assert {c["kind"]: c["state"] for c in view["sla"]} == {"first_response": "cancelled",
+                                                                "resolution": "cancelled"}
+        assert view["timeline"][-1]["kind"] == "sla_stopped"
+        _, _, changed = await api.call("GET", f"/claims?updated_since={quote(merged['updated_at'])}")
+        assert duplicate in [c["reference"] for c in changed["claims"]]

@@ -21,6 +21,8 @@ from typing import Any
 
 import pytest
 
+from ingest import queries
+from ingest.agents import create_agent, new_token
 from ingest.analysis import analyse
 from ingest.apply import ApplyContext, agent_reply, apply_inbound, change_status, insert_inbox, merge_tickets
 from ingest.claims_ops import ClaimFiling, open_claim
@@ -33,6 +35,9 @@ from ingest.reports import (
 from ingest.store import Store, Tx, iso
 from router.calendar import BusinessCalendar
 from router.claimref import TEHRAN
+from tests.mailgen import mail
+from tests.test_sla_engine import open_ticket, saturday_morning
+from tests.test_smtp import send
 
 # Saturday 2025-05-03 09:00 Tehran; the report covers that Tehran week, 1404/02/13 – 1404/02/19.
 T0 = datetime(2025, 5, 3, 9, 0, tzinfo=TEHRAN)
@@ -555,3 +560,65 @@ calendar = "24x7"
     total = json.loads(json_text)["total"]
     assert (total["first_response_median_business_h"], total["first_response_p90_business_h"]) == (4.0, 63.5)
     assert total["first_response_median_h"] == 63.5
+
+
+HANDED_ON = """
+[[queues]]
+name = "intake"
+assignment = "round_robin"
+
+[routing.default]
+queue = "intake"
+
+[[sla.policies]]
+name = "standard"
+first_response = 4
+resolution = 40
+calendar = "24x7"
+on_warning = []
+on_breach = ["reassign"]
+"""
+
+
+async def test_by_agent_credits_who_answered_charges_who_held_the_breach_and_who_closed(make_daemon: Any) -> None:
+    """Ali holds the claim when its first response falls due (t0 + 4 h) and the SLA hands it to
+    Reza; Maryam, a colleague, answers at t0 + 6 h; Reza closes it at t0 + 10 h. By hand:
+    Ali: the breached first-response clock (0 % compliance, 1 breach); Maryam: the first response,
+    6 h; Reza: the claim (opened), its closing (10 h) and the resolution clock, met in time."""
+    clock = saturday_morning()
+    t0 = clock.now
+    daemon = await make_daemon(HANDED_ON, clock=clock)
+    for name in ("ali", "reza"):
+        await daemon.store.write(create_agent(name, "agent", frozenset({"intake"}), new_token()))
+    ref = (await open_ticket(daemon))["reference"]
+    assert (await daemon.store.fetchone("SELECT assignee FROM tickets"))[0] == "ali"
+    clock.advance(hours=5)
+    await daemon.sla.fire_due()
+    assert (await daemon.store.fetchone("SELECT assignee FROM tickets"))[0] == "reza"
+    clock.advance(hours=1)
+    await daemon.store.write(agent_reply(ref, "Please send photos.", "maryam", daemon.ingest.context))
+    clock.advance(hours=4)
+    await daemon.store.write(change_status(ref, "closed", "reza"))
+
+    report = await build_report(daemon.store, t0 - timedelta(hours=1), t0 + timedelta(days=1), "agent",
+                                now=clock.now)
+    figures = {f.key: (f.opened, f.first_responses, f.first_response_median_h, f.closed, f.resolution_median_h,
+                       f.sla_clocks, f.sla_compliance_pct, f.sla_breaches) for f in report.groups}
+    assert figures == {
+        "ali": (0, 0, None, 0, None, 1, 0.0, 1),
+        "maryam": (0, 1, 6.0, 0, None, 0, None, 0),
+        "reza": (1, 0, None, 1, 10.0, 1, 100.0, 0),
+    }
+    t = report.total
+    assert (t.opened, t.first_responses, t.closed, t.sla_clocks, t.sla_compliance_pct, t.sla_breaches) == (
+        1, 1, 1, 2, 50.0, 1)
+    # A closing by a workflow rule is no agent's: kept apart from the agents' resolutions.
+    assert (await send(daemon, mail(subject="Another claim", body="Hit again.", sender="other@example.com")))[0] == 250
+    await daemon.ingest.drained()
+    (other,) = [t["reference"] for t in await queries.list_tickets(daemon.store) if t["reference"] != ref]
+    clock.advance(hours=2)
+    await daemon.store.write(change_status(other, "closed", "workflow"))  # as a rule's set_status does
+    report = await build_report(daemon.store, t0 - timedelta(hours=1), t0 + timedelta(days=1), "agent",
+                                now=clock.now)
+    automatic = next(f for f in report.groups if f.key == "(automatic)")
+    assert (automatic.opened, automatic.closed, automatic.resolution_median_h) == (0, 1, 2.0)

@@ -33,7 +33,9 @@ def _schemas() -> dict[str, Any]:
             "priority": {"type": "string"},
             "line_of_business": {"type": "string"},
             "created_at": {"type": "string", "format": "date-time"},
-            "updated_at": {"type": "string", "format": "date-time"},
+            "updated_at": {"type": "string", "format": "date-time",
+                           "description": "when the claim last changed in a way this API shows (status, team, "
+                                          "priority, SLA, timeline, thread): what `updated_since` compares"},
             "closed_at": {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "null"}]},
         },
     }
@@ -124,6 +126,7 @@ def openapi_document(base_path: str, max_page: int) -> dict[str, Any]:
                         "200": {"description": "the claim this request (key or claim number) already opened",
                                 "content": _json("Claim")},
                         "400": _problem("malformed JSON"),
+                        "413": _problem("the body is over the daemon's size limit ([http] max_body_bytes)"),
                         "401": unauthorised,
                         "422": _problem("invalid field, or Idempotency-Key reused for another request"),
                     },
@@ -134,8 +137,8 @@ def openapi_document(base_path: str, max_page: int) -> dict[str, Any]:
                         {"name": "status", "in": "query", "required": False,
                          "schema": {"type": "string", "enum": sorted(TRANSITIONS)}},
                         {"name": "updated_since", "in": "query", "required": False,
-                         "description": "claims whose status, team, priority or thread changed after this "
-                                        "instant (RFC 3339, with an offset: Z or +03:30)",
+                         "description": "claims whose status, team, priority, SLA state, timeline or thread "
+                                        "changed after this instant (RFC 3339, with an offset: Z or +03:30)",
                          "schema": {"type": "string", "format": "date-time"}},
                         {"name": "cursor", "in": "query", "required": False,
                          "description": "the `next_cursor` of the page before", "schema": {"type": "string"}},
@@ -170,6 +173,7 @@ def openapi_document(base_path: str, max_page: int) -> dict[str, Any]:
                         "201": {"description": "added to the thread", "content": _json("MessageCreated")},
                         "200": {"description": "replay of an Idempotency-Key", "content": _json("MessageCreated")},
                         "400": _problem("malformed JSON"),
+                        "413": _problem("the body is over the daemon's size limit ([http] max_body_bytes)"),
                         "401": unauthorised,
                         "404": _problem("no such claim for this insurer"),
                         "422": _problem("invalid field"),

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
@@ -41,3 +42,12 @@ def validation_problem(exc: ValidationError, instance: str) -> web.Response:
     errors = field_errors(exc)
     detail = "; ".join(f"{e['field']}: {e['detail']}" for e in errors)
     return problem(422, "validation-error", "The request is not valid", detail, instance=instance, errors=errors)
+
+
+def front_problem(request: web.Request, status: int, error: str, detail: str,
+                  headers: dict[str, str] | None) -> web.Response:
+    """The shared HTTP front's own errors under the API's path (a body over the size limit, a
+    bug, the store unavailable, routing's 404 and 405) as problems too: an integrator's client
+    parses one error shape."""
+    return problem(status, error.replace("_", "-"), HTTPStatus(status).phrase, detail, instance=request.path,
+                   headers=headers)

@@ -15,8 +15,9 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from config.logs import log_context
+from connectors.http_front import use_error_shape
 from connectors.insurer_api.openapi import DEFAULT_PAGE, openapi_document
-from connectors.insurer_api.problems import problem, validation_problem
+from connectors.insurer_api.problems import front_problem, problem, validation_problem
 from ingest.apply import ApplyContext
 from ingest.claims_ops import (
     ClaimFiling, ClaimNotFound, Document, IdempotencyKeyReused, InsurerMessage, open_claim, post_insurer_message,
@@ -50,6 +51,7 @@ class InsurerApi:
 
     def install(self, app: web.Application) -> None:
         base = self.base_path.rstrip("/")
+        use_error_shape(app, base, front_problem)
         app.router.add_get(f"{base}/openapi.json", self.openapi)
         app.router.add_post(f"{base}/claims", self._authenticated(self.open_claim))
         app.router.add_get(f"{base}/claims", self._authenticated(self.list_claims))
