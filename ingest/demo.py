@@ -2,11 +2,11 @@
 
 A throwaway daemon (SQLite store and config in a temp directory, every port on loopback and
 ephemeral) with every connector that needs no outside account switched on, its outside world
-played by the stand-ins in `connectors.standins` (SMTP relay, Twilio Messages API, Telegram Bot
-API: nothing leaves the machine), and simulated customers writing in Persian and English on every
-channel through the real protocols, every few seconds, for as long as it runs. A supervisor agent
-"demo" is created and the console opens logged in as it; `--no-console` prints the agent API URL
-and token instead and runs until Ctrl-C (or `--duration`).
+played by the stand-ins in `connectors.standins` (SMTP relay, Twilio Messages API, Kavenegar's
+REST API, Telegram Bot API: nothing leaves the machine), and simulated customers writing in
+Persian and English on every channel through the real protocols, every few seconds, for as long
+as it runs. A supervisor agent "demo" is created and the console opens logged in as it;
+`--no-console` prints the agent API URL and token instead and runs until Ctrl-C (or `--duration`).
 
 The customers learn their claim reference the way real ones do, from the acknowledgement the
 desk sends back on their channel, and quote it (in Persian digits) in their follow-ups.
@@ -25,7 +25,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
@@ -34,9 +34,11 @@ from aiohttp import ClientSession
 
 from config.loader import load_settings
 from config.logs import configure_logging
+from connectors.kavenegar.outbound import receptor
 from connectors.registry import settings_schemas
 from connectors.standins.bot_api import BotApiStandIn
-from connectors.standins.customers import ChatVisitor, Customers, DaemonAddresses, TelegramUser, poll
+from connectors.standins.customers import ChannelRefused, ChatVisitor, Customers, DaemonAddresses, TelegramUser, poll
+from connectors.standins.kavenegar_api import KavenegarApiStandIn, post_kavenegar_sms
 from connectors.standins.smtp_sink import SmtpSink
 from connectors.standins.twilio_api import TwilioApiStandIn
 from connectors.twilio.webhook import TOKEN_ENV as TWILIO_TOKEN_ENV
@@ -54,6 +56,9 @@ WHATSAPP_NUMBER = "whatsapp:+982188776656"
 PBX_LINE = "02188776600"
 CALLS_SECRET_ENV = "PARVANDEH_DEMO_CALLS_SECRET"
 TELEGRAM_TOKEN_ENV = "PARVANDEH_DEMO_TELEGRAM_TOKEN"
+KAVENEGAR_LINE = "10004346"
+KAVENEGAR_KEY_ENV = "PARVANDEH_DEMO_KAVENEGAR_API_KEY"
+KAVENEGAR_SECRET_ENV = "PARVANDEH_DEMO_KAVENEGAR_SECRET"
 PREFIX = "PV"
 
 Report = Callable[[str], None]
@@ -70,19 +75,23 @@ class DemoSecrets:
     twilio_token: str
     calls_secret: str
     telegram_token: str
+    kavenegar_api_key: str
+    kavenegar_secret: str
 
     @classmethod
     def generate(cls) -> DemoSecrets:
         return cls(twilio_account_sid="AC" + secrets.token_hex(16), twilio_token=secrets.token_hex(16),
-                   calls_secret=secrets.token_urlsafe(24), telegram_token=f"7000001:{secrets.token_urlsafe(24)}")
+                   calls_secret=secrets.token_urlsafe(24), telegram_token=f"7000001:{secrets.token_urlsafe(24)}",
+                   kavenegar_api_key=secrets.token_hex(16), kavenegar_secret=secrets.token_urlsafe(24))
 
     def environ(self) -> dict[str, str]:
         return {TWILIO_TOKEN_ENV: self.twilio_token, CALLS_SECRET_ENV: self.calls_secret,
-                TELEGRAM_TOKEN_ENV: self.telegram_token}
+                TELEGRAM_TOKEN_ENV: self.telegram_token, KAVENEGAR_KEY_ENV: self.kavenegar_api_key,
+                KAVENEGAR_SECRET_ENV: self.kavenegar_secret}
 
 
 def demo_config(directory: Path, *, smtp_sink_port: int, twilio_api_url: str, bot_api_url: str,
-                bot_file_url: str, account_sid: str) -> str:
+                bot_file_url: str, account_sid: str, kavenegar_api_url: str) -> str:
     """The demo daemon's TOML: store in `directory`, all listeners on loopback port 0, replies
     to the stand-ins, and a little routing so tickets land in more than one queue."""
     return f"""\
@@ -120,6 +129,12 @@ from_number = "{SMS_NUMBER}"
 whatsapp_from = "{WHATSAPP_NUMBER}"
 api_base_url = "{twilio_api_url}"
 status_callback = false
+
+[kavenegar]
+sender = "{KAVENEGAR_LINE}"
+api_base_url = "{kavenegar_api_url}"
+api_key_env = "{KAVENEGAR_KEY_ENV}"
+webhook_secret_env = "{KAVENEGAR_SECRET_ENV}"
 
 [calls]
 secret_env = "{CALLS_SECRET_ENV}"
@@ -171,10 +186,39 @@ priority = "normal"
 
 
 @dataclass
+class KavenegarTexters:
+    """Customers texting our Kavenegar line, as Kavenegar brings them: its calls to the receive
+    URL (a received SMS) and the delivery URL (a reply reached the phone)."""
+
+    http: ClientSession
+    url: str  # the receive URL, secret included
+    api: KavenegarApiStandIn
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(5_000_001))
+
+    async def sms(self, phone: str, text: str) -> None:
+        await self._call("", {"messageid": str(next(self._ids)), "from": receptor(phone), "to": KAVENEGAR_LINE,
+                              "message": text})
+
+    def texts_to(self, phone: str) -> list[tuple[str, str]]:
+        """(Kavenegar message id, text) of what our line sent the phone."""
+        return [(mid, form["message"]) for mid, form in zip(self.api.sent_ids, self.api.sent, strict=True)
+                if form["receptor"] == receptor(phone)]
+
+    async def delivered(self, message_id: str) -> None:
+        await self._call("/delivery", {"messageid": message_id, "status": "10"})
+
+    async def _call(self, path: str, fields: dict[str, str]) -> None:
+        status, answer = await post_kavenegar_sms(self.http, self.url + path, fields)
+        if status != 200:
+            raise ChannelRefused(f"Kavenegar webhook answered {status}: {answer[:200]}")
+
+
+@dataclass
 class Scene:
     """What a scenario plays with: the customers' channels, a pace, and a place to say what happened."""
 
     customers: Customers
+    kavenegar: KavenegarTexters
     interval: float
     report: Report
     ack_timeout: float = 15.0
@@ -301,9 +345,25 @@ async def english_hospital_mail_and_reply(scene: Scene, n: int) -> None:
     scene.report(f"email  from {address}: replies to the acknowledgement")
 
 
+async def theft_by_sms_on_kavenegar(scene: Scene, n: int) -> None:
+    """Texts our Kavenegar line; the acknowledgement comes back from that line, Kavenegar reports
+    it delivered, and the follow-up quotes its reference."""
+    k, mobile = scene.kavenegar, phone(n, 6)
+    await k.sms(mobile, "سلام، دیشب ضبط و آینه‌های خودروی من را دزدیدند. بیمه بدنه دارم؛ چه باید بکنم؟")
+    scene.report(f"sms    from {mobile} to the Kavenegar line: theft from a car (Persian)")
+    ref = await scene.reference(lambda: [text for _, text in k.texts_to(mobile)])
+    if ref is None:
+        return
+    await scene.pause(2)  # the report comes a while after the send, as the phone's network answers
+    await k.delivered(k.texts_to(mobile)[0][0])
+    await k.sms(mobile, f"گزارش کلانتری برای پرونده {persian_digits(ref)} آماده است.")
+    scene.report(f"sms    from {mobile} to the Kavenegar line: follow-up quoting {persian_digits(ref)}")
+
+
 SCENARIOS: tuple[Scenario, ...] = (
     car_accident_by_mail_then_sms, telegram_user_shares_contact, hospital_bill_on_whatsapp,
     missed_call_then_sms, web_chat_visitor, english_sms_accident, english_hospital_mail_and_reply,
+    theft_by_sms_on_kavenegar,
 )
 
 
@@ -352,18 +412,20 @@ class Demo:
     nothing: customers stop first, the daemon before the stand-ins it still talks to."""
 
     def __init__(self, directory: Path, *, interval: float = 4.0, report: Report = lambda line: None,
-                 rounds: int | None = None) -> None:
+                 rounds: int | None = None, scenarios: Iterable[Scenario] = SCENARIOS) -> None:
         self.directory = directory
         self.config_path = directory / "parvandeh-demo.toml"
         self.interval = interval
         self.report = report
         self.rounds = rounds
+        self.scenarios = tuple(scenarios)
         self.secrets = DemoSecrets.generate()
         self.token = new_token()
         self.daemon: Daemon | None = None
         self.sink = SmtpSink()
         self.twilio = TwilioApiStandIn(self.secrets.twilio_account_sid, self.secrets.twilio_token)
         self.bot_api = BotApiStandIn([self.secrets.telegram_token])
+        self.kavenegar = KavenegarApiStandIn(self.secrets.kavenegar_api_key)
         self._saved_env: dict[str, str | None] = {}
         self._http: ClientSession | None = None
         self._simulator: Simulator | None = None
@@ -390,11 +452,11 @@ class Demo:
         for name, value in self.secrets.environ().items():
             self._saved_env[name] = os.environ.get(name)
             os.environ[name] = value
-        await asyncio.gather(self.sink.start(), self.twilio.start(), self.bot_api.start())
+        await asyncio.gather(self.sink.start(), self.twilio.start(), self.bot_api.start(), self.kavenegar.start())
         self.config_path.write_text(demo_config(
             self.directory, smtp_sink_port=self.sink.port, twilio_api_url=self.twilio.base_url,
             bot_api_url=self.bot_api.base_url, bot_file_url=self.bot_api.base_file_url,
-            account_sid=self.secrets.twilio_account_sid), encoding="utf-8")
+            account_sid=self.secrets.twilio_account_sid, kavenegar_api_url=self.kavenegar.base_url), encoding="utf-8")
         # The user's PARVANDEH__* overrides are for their own daemon, not this throwaway one.
         settings = load_settings(self.config_path, environ={}, connector_schemas=settings_schemas())
         self.daemon = Daemon(settings)
@@ -403,7 +465,10 @@ class Demo:
         self._http = ClientSession()
         customers = Customers(self._addresses(), self._http, self.sink, self.twilio,
                               self.bot_api.bot(self.secrets.telegram_token))
-        self._simulator = Simulator(Scene(customers, self.interval, self.report), rounds=self.rounds)
+        texters = KavenegarTexters(self._http, f"{self.http_base_url}/webhooks/kavenegar/{self.secrets.kavenegar_secret}",
+                                   self.kavenegar)
+        self._simulator = Simulator(Scene(customers, texters, self.interval, self.report), self.scenarios,
+                                    rounds=self.rounds)
         self._simulator.start()
         log.info("demo_started", directory=str(self.directory), agent_api=self.agent_api_url)
 
@@ -424,7 +489,8 @@ class Demo:
             await self._http.close()
         if self.daemon is not None and self.daemon.store.is_open:
             await self.daemon.stop()
-        await asyncio.gather(self.bot_api.stop(), self.twilio.stop(), self.sink.stop(), return_exceptions=True)
+        await asyncio.gather(self.bot_api.stop(), self.twilio.stop(), self.sink.stop(), self.kavenegar.stop(),
+                             return_exceptions=True)
         for name, value in self._saved_env.items():
             if value is None:
                 os.environ.pop(name, None)

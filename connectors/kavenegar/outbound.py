@@ -1,6 +1,8 @@
 """Replies through Kavenegar's `POST /v1/{API-KEY}/sms/send.json` (receptor, sender, message),
 which answers `{"return": {"status": 200, "message": …}, "entries": [{"messageid": …}, …]}` and,
-on an error, the same shape with the error's code as both HTTP and `return.status`.
+on an error, the same shape with the error's code as both HTTP and `return.status`; and their
+delivery status through `GET /v1/{API-KEY}/sms/status.json?messageid=a,b` (entries of messageid,
+status, statustext).
 
 The API key is part of the URL: it is kept out of every detail recorded on the timeline.
 """
@@ -15,6 +17,7 @@ from connectors.sms_segments import TextPlan
 from ingest.records import DeliveryResult
 
 REQUEST_TIMEOUT = 20.0
+STATUS_IDS_PER_REQUEST = 500
 # About the account or Kavenegar, not this message: retried with the outbox's backoff, so a
 # top-up (418), a fixed key or IP allowance (401, 403, 407, 416: after a restart) lets the reply
 # go. 409: Kavenegar's "server cannot answer now"; 451: too many requests.
@@ -64,3 +67,29 @@ async def send_sms(session: aiohttp.ClientSession, url: str, api_key: str, sende
             return outcome
         ids.append(outcome.channel_message_id)
     return DeliveryResult(ok=True, channel_message_id=ids[0], detail=plan.detail)
+
+
+def statuses_of(body: Any) -> list[tuple[str, int]]:
+    """(message id, status code) of each entry of a status.json answer; ValueError when it is
+    not a success."""
+    answer = body.get("return") if isinstance(body, dict) else None
+    if not isinstance(answer, dict) or answer.get("status") != 200:
+        raise ValueError(f"Kavenegar status.json: {answer or 'unreadable answer'}")
+    return [(str(entry["messageid"]), entry["status"]) for entry in body.get("entries") or []
+            if isinstance(entry, dict) and isinstance(entry.get("status"), int) and "messageid" in entry]
+
+
+async def fetch_statuses(session: aiohttp.ClientSession, url: str, api_key: str,
+                         message_ids: list[str]) -> list[tuple[str, int]]:
+    """The status of each message, asked in batches; raises (the key scrubbed) when Kavenegar
+    cannot answer."""
+    found: list[tuple[str, int]] = []
+    for start in range(0, len(message_ids), STATUS_IDS_PER_REQUEST):
+        batch = ",".join(message_ids[start:start + STATUS_IDS_PER_REQUEST])
+        try:
+            async with session.get(url, params={"messageid": batch},
+                                   timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)) as response:
+                found += statuses_of(await response.json(content_type=None))
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise RuntimeError(f"{type(exc).__name__}: {exc}".replace(api_key, "…")) from None
+    return found
