@@ -101,8 +101,12 @@ class ConsoleApp(App[None]):
         await self.client.close()
 
     def on_api_event(self, message: ApiEvent) -> None:
+        if not self.is_running:  # shutting down: the screens' widgets are being removed
+            return
         for screen in self.screen_stack:
-            if isinstance(screen, LiveScreen):
+            # A screen pushed but not yet mounted has no widgets to update; its own first load,
+            # after mounting, reads what this event reports.
+            if isinstance(screen, LiveScreen) and screen.is_mounted:
                 screen.apply_event(message.payload)
         alert = SLA_ALERTS.get(message.payload.get("kind", ""))
         if alert and (alert[1] == "all" or self.client.agent.get("role") in ("supervisor", "admin")):
