@@ -44,17 +44,34 @@ async def _with_store(settings: Settings, work: Callable[[Any], Awaitable[int]])
         await store.close()
 
 
-def cmd_check_config(args: argparse.Namespace) -> int:
-    from config.policies import load_policies
-
-    settings = _settings(args)
-    policies = load_policies(settings)  # routing rules, queues, SLA policies, calendar, workflow
+def _cross_checks(settings: Settings) -> list[str]:
+    """What check-config checks beyond each table's own schema, and serve before it starts, so
+    that what one refuses the other does too (a clash of ports, say, stopped serve half-way).
+    Returns the warnings: valid but doubtful."""
+    from config.listeners import Listener, check_listeners, connector_listeners
+    from config.loader import unwritable_directory
+    from config.policies import check_template, load_policies
+    from console.templates import PLACEHOLDERS
     from ingest.agent_api import agent_api_settings
 
-    agent_api_settings(settings)  # [agent_api]: serve refuses what this lets through otherwise
+    policies = load_policies(settings)  # routing rules, queues, SLA policies, calendar, workflow
+    api = agent_api_settings(settings)  # [agent_api]: serve refuses what this lets through otherwise
+    for index, template in enumerate(api.reply_templates):  # the console fills them before sending
+        check_template(f"agent_api.reply_templates[{index}].text", template.text, PLACEHOLDERS)
+    check_listeners([*connector_listeners(settings), Listener("agent_api", api.host, api.port)])
+    # Attachments are written only when one arrives; a bad [store] path stops the daemon's start.
+    if problem := unwritable_directory(settings.store.attachments_dir):
+        raise ConfigError(f"store.attachments_dir = {str(settings.store.attachments_dir)!r}: {problem}; expected a "
+                          "directory the daemon can create and write")
+    return list(policies.warnings)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    warnings = _cross_checks(settings)
     instances = ", ".join(f"{name} ({kind})" for kind, name, _ in settings.connector_instances()) or "none"
     print(f"{settings.source}: OK — connectors: {instances}")
-    for warning in [*policies.warnings, *_unset_secrets(settings)]:
+    for warning in [*warnings, *_unset_secrets(settings)]:
         print(f"warning: {warning}", file=sys.stderr)
     return 0
 
@@ -86,12 +103,11 @@ def _unset_secrets(settings: Settings) -> list[str]:
 def cmd_serve(args: argparse.Namespace) -> int:
     import structlog
 
-    from config.policies import load_policies
     from ingest import event_loop
     from ingest.daemon import serve
 
     settings = _settings(args)
-    for warning in load_policies(settings).warnings:  # the daemon loads them again; this costs milliseconds
+    for warning in _cross_checks(settings):  # the daemon loads the policies again; this costs milliseconds
         structlog.get_logger("parvandeh").warning("config_warning", detail=warning)
     return event_loop.run(serve(settings), settings.ingest.event_loop)
 

@@ -274,3 +274,19 @@ def secret_from_env(env_name: str, environ: Mapping[str, str] | None = None) -> 
     if not env_name:
         return ""
     return (os.environ if environ is None else environ).get(env_name, "")
+
+
+def unwritable_directory(path: Path) -> str | None:
+    """Why the daemon could not create files under directory `path` (made on first use, with
+    its parents), or None. Checked at start and by check-config: a regular file in the way let
+    the daemon start and then quarantined every message with an attachment."""
+    place = next((p for p in (path, *path.parents) if p.exists()), None)
+    if place is None:
+        return None
+    if not place.is_dir():
+        problem = "is not a directory"
+    elif not os.access(place, os.W_OK | os.X_OK):
+        problem = "is not writable by this user"
+    else:
+        return None
+    return f"{place} {problem}" + ("" if place == path else f" (so {path} cannot be made)")

@@ -28,7 +28,7 @@ for the Nth `[[section]]` header).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -317,14 +317,19 @@ def _templates(raw: Any) -> dict[str, TemplateText]:
         except ValidationError as exc:
             raise ConfigError(f"workflow.templates.{name}.{_first_error(exc)}") from None
         for language in ("fa", "en"):
-            text = getattr(templates[name], language)
-            try:  # filled with str.format when sent: a bad placeholder failed every message then
-                text.format(ref="PV-1")
-            except (KeyError, IndexError, AttributeError, ValueError) as exc:
-                raise ConfigError(f"workflow.templates.{name}.{language} = {text!r}: {type(exc).__name__} {exc}; "
-                                  "expected {ref} (the claim reference) as the only placeholder, and {{ }} for "
-                                  "a literal brace") from None
+            check_template(f"workflow.templates.{name}.{language}", getattr(templates[name], language), ("ref",))
     return templates
+
+
+def check_template(key: str, text: str, placeholders: Collection[str]) -> None:
+    """Test-fill `text` as str.format fills it when sent, with a sample for each placeholder: a
+    misspelt one ({costumer}) or a lone brace failed every message (or reached the customer)."""
+    try:
+        text.format(**{name: "x" for name in placeholders})
+    except (KeyError, IndexError, AttributeError, ValueError) as exc:
+        names = ", ".join(f"{{{name}}}" for name in placeholders)
+        raise ConfigError(f"{key} = {text!r}: {type(exc).__name__} {exc}; expected {names} as placeholders, none "
+                          "other, and {{ }} for a literal brace") from None
 
 
 def _plugin_channels() -> frozenset[str]:
@@ -338,18 +343,21 @@ def _plugin_channels() -> frozenset[str]:
 
 def _check_supervisor_targets(section: SlaSection, settings: Settings) -> None:
     """A supervisor address no configured connector can reach was dropped at every escalation
-    without a word (the console alert alone remained). Judged by the connector classes' channels:
-    a [telegram] table set to `channel = "bale"` still passes for supervisor_telegram."""
+    without a word (the console alert alone remained). Judged by each instance's channels: a
+    [telegram] table set to `channel = "bale"` sends on Bale only."""
     from connectors.registry import connector_classes
 
     classes = connector_classes()
-    sending = {channel for kind, _, _ in settings.connector_instances() if kind in classes
-               for channel in classes[kind].sends}
-    for key, value, channel, table in (("supervisor_email", section.supervisor_email, "email", "[outbound_smtp]"),
-                                       ("supervisor_telegram", section.supervisor_telegram, "telegram", "[telegram]")):
+    sending = {channel for kind, _, conf in settings.connector_instances() if kind in classes
+               for channel in conf.channels(classes[kind].sends)}
+    for key, value, channel, wanted in (
+        ("supervisor_email", section.supervisor_email, "email", "a [outbound_smtp] table"),
+        ("supervisor_telegram", section.supervisor_telegram, "telegram",
+         'a [telegram] table (with channel = "telegram", the default)'),
+    ):
         if value and channel not in sending:
-            raise ConfigError(f"sla.{key} = {value!r}: no configured connector sends on {channel}; expected a "
-                              f"{table} table, or {key} = \"\"")
+            raise ConfigError(f"sla.{key} = {value!r}: no configured connector sends on {channel}; expected "
+                              f"{wanted}, or {key} = \"\"")
 
 
 def load_policies(settings: Settings) -> Policies:

@@ -38,6 +38,18 @@ class ConnectorSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    def listens_on(self) -> tuple[tuple[str, int], ...]:
+        """(host, port) of each socket this instance listens on itself (not a server it calls,
+        nor routes on the shared [http] front): check-config refuses two listeners on one address,
+        which otherwise stopped the daemon at start."""
+        return ()
+
+    def channels(self, sends: frozenset[str]) -> frozenset[str]:
+        """Which of its class's `sends` channels this instance answers on: all, unless the table
+        picks one with a `channel` key (a [telegram] table with channel = "bale")."""
+        channel = getattr(self, "channel", None)
+        return frozenset({channel}) if isinstance(channel, str) and channel in sends else sends
+
 
 def required_secret(section: str, env: str, expected: str) -> str:
     """The secret in the environment variable a `*_env` key names, for `start()`: missing, a

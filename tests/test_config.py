@@ -14,8 +14,10 @@ from typing import Any
 
 import pytest
 
+from config.listeners import check_listeners, connector_listeners, overlap
 from config.loader import ConfigError, load_settings
 from config.policies import load_policies
+from connectors.base import ConnectorSettings
 from connectors.registry import settings_schemas
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -275,3 +277,128 @@ def test_serve_logs_the_estimated_holidays_at_start(tmp_path: Path) -> None:
     assert result.returncode == 1
     (warning,) = [json.loads(line) for line in result.stderr.splitlines() if "config_warning" in line]
     assert re.search(r"\d+ holidays of 20\d\d are only estimates", warning["detail"]) and warning["level"] == "warning"
+
+
+# -- what passed check-config and failed only once serve ran ------------------------------------
+
+
+def run_serve(config: Path) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("PARVANDEH", "PV_TEST"))}
+    return subprocess.run([sys.executable, str(ROOT / "run.py"), "serve", "--config", str(config)],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT, env=environ)
+
+
+def places(tmp_path: Path, attachments: Path | None = None) -> str:
+    return f'[store]\npath = "{tmp_path / "s.sqlite3"}"\nattachments_dir = "{attachments or tmp_path / "a"}"\n'
+
+
+@pytest.mark.parametrize(("text", "message"), ids=[
+    "smtp-on-http", "webchat-wildcard-on-agent-api", "two-smtp",
+], argvalues=[
+    ("[http]\nport = 8090\n[smtp]\nport = 8090\n",
+     "smtp.port = 8090 (host '127.0.0.1'): http listens on '127.0.0.1' port 8090 already; expected another port"),
+    ('[webchat]\nhost = "0.0.0.0"\nport = 8765\n',  # the agent API's default address
+     "agent_api.port = 8765 (host '127.0.0.1'): webchat listens on '0.0.0.0' port 8765 already"),
+    ('[[smtp]]\nname = "in1"\nport = 2600\n[[smtp]]\nname = "in2"\nhost = "localhost"\nport = 2600\n',
+     "smtp[in2].port = 2600 (host 'localhost'): smtp[in1] listens on '127.0.0.1' port 2600 already"),
+])
+def test_two_listeners_on_one_address_are_refused(tmp_path: Path, text: str, message: str) -> None:
+    """serve bound the first, then stopped with daemon_start_failed at the second."""
+    result = check_config(config_file(tmp_path, text))
+    assert result.returncode == 2, result.stdout
+    assert message in result.stderr
+
+
+def test_serve_refuses_a_port_clash_before_it_binds_anything(tmp_path: Path) -> None:
+    result = run_serve(config_file(tmp_path, places(tmp_path) + "[http]\nport = 8091\n[smtp]\nport = 8091\n"))
+    assert result.returncode == 2
+    assert "smtp.port = 8091" in result.stderr and "smtp_listening" not in result.stderr
+
+
+@pytest.mark.parametrize(("a", "b", "clash"), [
+    ("0.0.0.0", "127.0.0.1", True), ("", "::1", True), ("::", "::1", True), ("localhost", "::1", True),
+    ("[::1]", "::1", True), ("chat.example.ir", "0.0.0.0", True),
+    ("::", "127.0.0.1", False), ("0.0.0.0", "::", False), ("127.0.0.1", "127.0.0.2", False),
+    ("chat.example.ir", "127.0.0.1", False),
+])
+def test_which_hosts_share_a_port(a: str, b: str, clash: bool) -> None:
+    """As Linux binds them with asyncio (checked with two create_server calls on one port)."""
+    assert overlap(a, b) is clash and overlap(b, a) is clash
+
+
+def test_distinct_addresses_and_free_ports_do_not_clash(tmp_path: Path) -> None:
+    text = ('[http]\nport = 0\n[agent_api]\nport = 0\n[webchat]\nhost = "::"\nport = 2525\n'
+            '[[smtp]]\nname = "in1"\nport = 2525\n[[smtp]]\nname = "in2"\nhost = "127.0.0.2"\nport = 2525\n'
+            '[[smtp]]\nname = "in3"\nport = 0\n[[smtp]]\nname = "in4"\nport = 0\n')
+    result = check_config(config_file(tmp_path, text))
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_plugin_connector_declares_its_listeners(tmp_path: Path) -> None:
+    class PagerSettings(ConnectorSettings):
+        host: str = "0.0.0.0"
+        port: int = 8080
+
+        def listens_on(self) -> tuple[tuple[str, int], ...]:
+            return ((self.host, self.port),)
+
+    settings = load(config_file(tmp_path, "")).model_copy(update={"connectors": {"pager": [("pager", PagerSettings())]}})
+    with pytest.raises(ConfigError, match=r"pager\.port = 8080 \(host '0\.0\.0\.0'\): http listens on '127\.0\.0\.1'"):
+        check_listeners(connector_listeners(settings))
+
+
+def test_a_reply_template_with_an_unknown_placeholder_is_refused(tmp_path: Path) -> None:
+    """The console fills only {ref}, {customer}, {agent}, {subject}: "{costumer}" reached the customer."""
+    text = '[[agent_api.reply_templates]]\nname = "x"\ntext = "{costumer} گرامی، پرونده {ref}"\n'
+    result = check_config(config_file(tmp_path, text))
+    assert result.returncode == 2, result.stdout
+    assert ("agent_api.reply_templates[0].text = '{costumer} گرامی، پرونده {ref}': KeyError 'costumer'; expected "
+            "{ref}, {customer}, {agent}, {subject} as placeholders") in result.stderr
+
+
+@pytest.mark.parametrize("origin", ["www.example.ir", "https://www.example.ir/chat", "example.ir:443",
+                                    "https://example.ir:99999", "https://*.example.ir"])
+def test_an_allowed_origin_no_browser_sends_is_refused(tmp_path: Path, origin: str) -> None:
+    result = check_config(config_file(tmp_path, f'[webchat]\nallowed_origins = ["https://ok.ir", "{origin}"]\n'))
+    assert result.returncode == 2, result.stdout
+    assert f"webchat.allowed_origins = ['https://ok.ir', '{origin}']: expected origins as browsers send them, " \
+           f"https://host[:port]" in result.stderr and f"{origin!r} is not one" in result.stderr
+
+
+def test_allowed_origins_as_browsers_send_them_are_accepted(tmp_path: Path) -> None:
+    origins = ["https://www.example.ir", "http://localhost:8000", "HTTPS://Example.ir/", "https://[::1]:8443", "*"]
+    settings = load(config_file(tmp_path, f"[webchat]\nallowed_origins = {json.dumps(origins)}\n"))
+    assert [conf.allowed_origins for _, _, conf in settings.connector_instances()] == [origins]
+
+
+def test_an_attachments_dir_under_a_file_is_refused_by_check_config_and_serve(tmp_path: Path) -> None:
+    """serve started, and every message with an attachment was quarantined (NotADirectoryError)."""
+    (tmp_path / "afile").write_text("x")
+    config = config_file(tmp_path, places(tmp_path, tmp_path / "afile" / "att") + "[http]\nport = 0\n"
+                                   "[agent_api]\nport = 0\n")
+    expected = (f"store.attachments_dir = '{tmp_path / 'afile' / 'att'}': {tmp_path / 'afile'} is not a directory"
+                f" (so {tmp_path / 'afile' / 'att'} cannot be made); expected a directory the daemon can create and write")
+    result = check_config(config)
+    assert result.returncode == 2 and expected in result.stderr, result.stderr
+    served = run_serve(config)
+    assert served.returncode == 2 and expected in served.stderr and "daemon_started" not in served.stderr
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes in any directory")
+def test_an_unwritable_attachments_dir_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "ro").mkdir(mode=0o555)
+    result = check_config(config_file(tmp_path, places(tmp_path, tmp_path / "ro" / "att")))
+    assert result.returncode == 2
+    assert f"{tmp_path / 'ro'} is not writable by this user" in result.stderr
+
+
+@pytest.mark.parametrize(("channel", "refused"), [("bale", True), ("telegram", False)])
+def test_a_bale_bot_does_not_reach_a_telegram_supervisor(tmp_path: Path, channel: str, refused: bool) -> None:
+    text = f'[telegram]\nchannel = "{channel}"\n[sla]\nsupervisor_telegram = "123456789"\n'
+    settings = load(config_file(tmp_path, text))
+    if not refused:
+        assert load_policies(settings).supervisor_telegram == "123456789"
+        return
+    with pytest.raises(ConfigError, match=r"sla\.supervisor_telegram = '123456789': no configured connector sends on "
+                                          r"telegram; expected a \[telegram\] table \(with channel = \"telegram\""):
+        load_policies(settings)

@@ -32,6 +32,9 @@ class SmtpSettings(ConnectorSettings):
     # configured); ["*"]: any domain, e.g. behind a relay that already filters.
     accept_domains: list[str] = []
 
+    def listens_on(self) -> tuple[tuple[str, int], ...]:
+        return ((self.host, self.port),)
+
 
 # `<local@domain>` with a dot-atom local part and a plain domain: what nearly every MAIL FROM and
 # RCPT TO carries.

@@ -45,6 +45,7 @@ from connectors.webchat.clientaddr import HEADERS, ClientAddress, parse_networks
 from connectors.webchat.normalise import (
     CHAT_CHANNEL, CHAT_FORMAT, FORM_FORMAT, normalise_chat_message, normalise_form_submission,
 )
+from connectors.webchat.origin import is_origin
 from connectors.webchat.routes import WebchatRoutes
 from connectors.webchat.server import ChatServer
 from ingest.records import DeliveryResult, OutboundMessage
@@ -101,8 +102,21 @@ class WebchatSettings(ConnectorSettings):
             raise ValueError(f"each entry must be an IP address or network (e.g. \"10.0.0.0/8\"): {exc}") from None
         return value
 
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin != "*" and not is_origin(origin):
+                # A browser's Origin always has the scheme: "www.example.ir" never matched one.
+                raise ValueError("origins as browsers send them, https://host[:port] (such as "
+                                 f"\"https://www.example-insurer.ir\", no path), or \"*\"; {origin!r} is not one")
+        return value
+
     def client_address(self) -> ClientAddress:
         return ClientAddress(self.trusted_proxy_header, self.trusted_proxies)
+
+    def listens_on(self) -> tuple[tuple[str, int], ...]:
+        return ((self.host, self.port),)
 
 
 class WebchatConnector(Connector):

@@ -8,12 +8,26 @@ there is no visitor to protect from a foreign site, and it is let through."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection
 from urllib.parse import urlsplit
 
 
 def normalise_origin(origin: str) -> str:
     return origin.strip().rstrip("/").lower()
+
+
+def is_origin(value: str) -> bool:
+    """Whether `value` can equal a browser's Origin: http(s)://host[:port], nothing after it."""
+    try:
+        parts = urlsplit(normalise_origin(value))
+        parts.port  # noqa: B018 - raises on a port that is no number or out of range
+    except ValueError:
+        return False
+    if parts.scheme not in ("http", "https") or "@" in parts.netloc or parts.path or parts.query or parts.fragment:
+        return False
+    # Browsers send a host in ASCII (an IDN as xn--...), never a pattern: "*.example.ir" matched none.
+    return re.fullmatch(r"[a-z0-9.\-]+|[0-9a-f:.]+", parts.hostname or "") is not None
 
 
 def _hostname(url: str) -> str:
