@@ -14,6 +14,8 @@ from typing import Any
 
 from aiohttp import ClientSession, web
 
+from connectors.standins.recording import wait_for_count
+
 ERRORS = {403: "کد شناسائی API-Key معتبر نمی‌باشد", 411: "گیرنده نامعتبر است",
           418: "اعتبار حساب شما کافی نیست", 500: "خطای داخلی"}
 
@@ -56,18 +58,10 @@ class KavenegarApiStandIn:
         self.statuses[message_id] = code
 
     async def wait_for_status_requests(self, count: int, timeout: float = 10.0) -> list[list[str]]:
-        async with asyncio.timeout(timeout):
-            while len(self.status_requests) < count:
-                self._changed.clear()
-                await self._changed.wait()
-        return self.status_requests
+        return await wait_for_count(self.status_requests, count, self._changed, timeout)
 
     async def wait_for_attempts(self, count: int, timeout: float = 10.0) -> list[int]:
-        async with asyncio.timeout(timeout):
-            while len(self.attempts) < count:
-                self._changed.clear()
-                await self._changed.wait()
-        return self.attempts
+        return await wait_for_count(self.attempts, count, self._changed, timeout)
 
     def _answer(self, status: int, entries: list[dict[str, Any]] | None = None) -> web.Response:
         self.attempts.append(status)

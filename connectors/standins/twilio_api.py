@@ -17,6 +17,8 @@ from urllib.parse import urlencode
 from aiohttp import BasicAuth, ClientSession, hdrs, web
 from twilio.request_validator import RequestValidator
 
+from connectors.standins.recording import wait_for_count
+
 
 @dataclass
 class _Failure:
@@ -90,18 +92,10 @@ class TwilioApiStandIn:
 
     async def wait_for(self, count: int, timeout: float = 10.0) -> list[dict[str, str]]:
         """Wait until `count` messages were accepted (polling with a deadline)."""
-        async with asyncio.timeout(timeout):
-            while len(self.sent) < count:
-                self._changed.clear()
-                await self._changed.wait()
-        return self.sent
+        return await wait_for_count(self.sent, count, self._changed, timeout)
 
     async def wait_for_attempts(self, count: int, timeout: float = 10.0) -> list[int]:
-        async with asyncio.timeout(timeout):
-            while len(self.attempts) < count:
-                self._changed.clear()
-                await self._changed.wait()
-        return self.attempts
+        return await wait_for_count(self.attempts, count, self._changed, timeout)
 
     def _answer(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> web.Response:
         self.attempts.append(status)
