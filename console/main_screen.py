@@ -123,17 +123,25 @@ class MainScreen(TicketActions):
 
     # -- paging and queue choice -------------------------------------------------------------
 
+    def _list_shown(self) -> bool:
+        """Whether the list is still there: not left, nor taken down as the console quits (a
+        request for more can still be queued then)."""
+        return self.is_attached and len(self.query("#topbar, TicketList")) == 2
+
     async def on_ticket_list_need_more(self, message: TicketList.NeedMore) -> None:
-        if self._loading:
+        # One page at a time, and none past the last.
+        if self._loading or not self._list_shown() or self.tickets.cursor is None:
             return
         self._loading = True
+        cursor = self.tickets.cursor
         try:
             try:
-                page = await self.console.api("list_tickets", queue=self.queue, offset=self.tickets.loaded,
-                                              limit=PAGE)
+                page = await self.console.api("list_tickets", queue=self.queue, cursor=cursor, limit=PAGE)
             except (ApiRequestError, ConnectionError):
                 return
-            if not self.is_attached:
+            # Not if the list was loaded anew meanwhile (another queue chosen, a resync): the page
+            # follows the old list's last row, and would move the new list's cursor past rows.
+            if not self._list_shown() or self.tickets.cursor != cursor:
                 return
             self.tickets.extend(page, self.console.now())
             self._topbar()
@@ -160,7 +168,7 @@ class MainScreen(TicketActions):
             self.load()
             return
         summary = payload.get("summary")
-        if not summary:
+        if not summary or not self._list_shown():  # an event can still come as the console quits
             return
         in_view = self.queue in (None, summary["queue"])
         listed = summary["reference"] in self.tickets.tickets

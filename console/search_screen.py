@@ -42,7 +42,8 @@ class SearchScreen(Screen[None]):
         if not self.is_attached:
             return
         results = self.query_one(TicketList)
-        results.show_page({"total": len(found["tickets"]), "tickets": found["tickets"]}, self.console.now())
+        results.show_page({"total": len(found["tickets"]), "tickets": found["tickets"], "next_cursor": None},
+                          self.console.now())
         if found["tickets"]:
             results.focus()
         else:

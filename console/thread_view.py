@@ -1,11 +1,11 @@
 """The thread: every message, note and timeline event of a ticket in time order.
 
 Only the newest items are laid out when a ticket opens (that is where an agent starts reading);
-earlier ones are added a page at a time when the agent selects the "earlier" line, so a
-500-message thread opens as fast as a short one. The agent API sends the newest messages only:
-once those are all laid out, the "earlier" line asks the ticket screen for the next older page
-(`NeedEarlier`). A long text comes cut, and says how much is left out. Prompts are rich Text
-built once per item."""
+earlier ones are added a page at a time as the agent reads back past the oldest one shown (up
+from it, the mouse wheel at the top, or the "earlier" line selected), so a 5,000-message thread
+opens as fast as a short one. The agent API sends the newest messages only: once those are all
+laid out, reading back asks the ticket screen for the next older page (`NeedEarlier`). A long
+text comes cut, and says how much is left out. Prompts are rich Text built once per item."""
 
 from __future__ import annotations
 
@@ -192,13 +192,26 @@ class ThreadView(OptionList):
             self.highlighted = highlight - self.shown_from + self._earlier_lines
 
     def show_earlier(self) -> None:
+        """The page of items before those shown, the cursor on the one just above them."""
         if not self.shown_from:
             if self.earlier:
                 self.post_message(self.NeedEarlier())
             return
-        keep = self._item_index(self.highlighted) or self.shown_from
+        above = self.shown_from - 1
         self.shown_from = max(0, self.shown_from - PAGE)
-        self._render_items(highlight=max(self.shown_from, keep - 1))
+        self._render_items(highlight=above)
+
+    def action_cursor_up(self) -> None:
+        """Up from the oldest item shown (or the "earlier" line) reads on back: the thread
+        scrolls like one list, however much of it is still on the server."""
+        if self._earlier_lines and self.highlighted is not None and self.highlighted <= self._earlier_lines:
+            self.show_earlier()
+        else:
+            super().action_cursor_up()
+
+    def on_mouse_scroll_up(self) -> None:
+        if self.scroll_y == 0 and self._earlier_lines:  # the wheel at the top: the earlier page
+            self.show_earlier()
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         if event.option.id == EARLIER:

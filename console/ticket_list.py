@@ -1,12 +1,13 @@
 """The ticket list: a DataTable holding only the pages loaded so far, asking for the next page
-as the cursor nears the end, so 100,000 open tickets cost one page at start.
+as the cursor (or the scroll) nears the end, so 100,000 open tickets cost one page at start.
 
 The server's list is the open tickets of one queue (or all), newest change first, and the rows
 loaded are always its top: everything changed after the last row of the last page (the
-`boundary`). Live updates keep it so: a ticket that changed later joins on top, one that did not
-(an event that leaves its change time alone) waits for its page. A row that leaves the list
-(closed, moved to another queue) stays on screen but holds no place in the server's order, so
-the next page starts at the count of rows still in it, not at the count of rows shown."""
+`boundary`). The next page is the one after that row (the server's `next_cursor`), however many
+tickets arrived, changed or closed meanwhile. Live updates keep the top whole: a ticket that
+changed later joins on top, one that did not (an event that leaves its change time alone)
+waits for its page. A row that leaves the list (closed, moved to another queue) stays on screen
+but is no longer counted."""
 
 from __future__ import annotations
 
@@ -43,14 +44,6 @@ def column_limits(width: int) -> tuple[int, int]:
         return min(SUBJECT_MAX, room - contact - 2 * PAD), contact
     return max(SUBJECT_MIN, min(SUBJECT_MAX, room - PAD)), CONTACT_MAX  # the contact is off to the right
 
-Key = tuple[str, str]
-
-
-def order_key(t: dict[str, Any]) -> Key:
-    """The server's order: last change, then creation (references are given out in order)."""
-    return (t["updated_at"] or "", t["reference"])
-
-
 class TicketList(DataTable[Text]):
     class NeedMore(Message):
         """The cursor is near the last loaded row and more exist."""
@@ -65,9 +58,11 @@ class TicketList(DataTable[Text]):
         self.queue: str | None = None  # the list's queue filter (None: every queue)
         self.agent_queues: frozenset[str] | None = None  # the agent's queues (None: a supervisor sees all)
         self.left: set[str] = set()  # shown rows no longer in the server's list
-        self.boundary: Key | None = None  # the last row loaded in the server's order; None: all are
+        self.cursor: str | None = None  # where the server's next page starts; None: all are loaded
+        self.boundary = ""  # the change time of the last row loaded
         self.limits = (SUBJECT_MAX, CONTACT_MAX)  # (subject, contact) characters shown
         self._now: datetime | None = None  # the instant the rows were last drawn at
+        self._counted: dict[str, datetime] = {}  # ref -> the instant its SLA countdown was drawn at
 
     def on_mount(self) -> None:
         for key, label in COLUMNS:
@@ -117,7 +112,7 @@ class TicketList(DataTable[Text]):
 
     def cells(self, t: dict[str, Any], now: datetime) -> list[Text]:
         """A row's cells, in the order of COLUMNS."""
-        self._now = now
+        self._now = self._counted[t["reference"]] = now
         contact = t["contact"]
         who = contact.get("name") or contact.get("identity") or ""
         subject, contact_limit = self.limits
@@ -139,6 +134,8 @@ class TicketList(DataTable[Text]):
         self.tickets.clear()
         self.order.clear()
         self.left.clear()
+        self._counted.clear()
+        self.boundary = ""
         self.queue = queue
         self.clear()
         self.extend(page, now)
@@ -154,11 +151,13 @@ class TicketList(DataTable[Text]):
 
     @property
     def loaded(self) -> int:
-        """Rows still in the server's list: where its next page starts, and the count shown."""
+        """Rows still in the server's list: the count shown."""
         return len(self.order) - len(self.left)
 
     def extend(self, page: dict[str, Any], now: datetime) -> None:
-        self.total = page["total"]
+        """Add the server's next page below the rows loaded. A row already shown (it joined on
+        top after its change at the boundary's instant) is not added twice."""
+        self.total = page.get("total", self.total)  # counted on a first page only
         rows = page["tickets"]
         for t in rows:
             if t["reference"] in self.tickets:
@@ -166,7 +165,9 @@ class TicketList(DataTable[Text]):
             self.tickets[t["reference"]] = t
             self.order.append(t["reference"])
             self.add_row(*self.cells(t, now), key=t["reference"])
-        self.boundary = order_key(rows[-1]) if rows and self.loaded < self.total else None
+        self.cursor = page["next_cursor"]
+        if rows:
+            self.boundary = rows[-1]["updated_at"] or ""
 
     def upsert(self, t: dict[str, Any], now: datetime) -> None:
         """A ticket changed or arrived: update its row in place, or put a new one on top. The
@@ -179,7 +180,7 @@ class TicketList(DataTable[Text]):
             for (key, _), cell in zip(COLUMNS, self.cells(t, now)):
                 self.update_cell(ref, key, cell)
             return
-        if self.boundary is not None and order_key(t) < self.boundary:
+        if self.cursor is not None and (t["updated_at"] or "") < self.boundary:
             return  # below the rows loaded in the server's order: its page brings it
         selected = self.selected_ref
         self.tickets[ref] = t
@@ -203,14 +204,32 @@ class TicketList(DataTable[Text]):
 
     def refresh_countdowns(self, now: datetime) -> None:
         self._now = now
-        for ref in self.order:
+        self._count_down_in_view()
+
+    def _count_down_in_view(self) -> None:
+        """Redraw the SLA countdowns of the rows in view drawn before the last tick; the others
+        as they scroll into view (redrawing 3,000 loaded rows froze the list every tick)."""
+        if self._now is None:
+            return
+        first = int(self.scroll_y)
+        for ref in self.order[first:first + self.size.height]:
             t = self.tickets[ref]
-            if t.get("sla_due_at"):
-                self.update_cell(ref, "sla", countdown(t["sla_due_at"], t.get("sla_warn_at"), now, self.prefs))
+            # Not a row being drawn again (clearing the table scrolls it to the top).
+            if self._counted.get(ref) != self._now and t.get("sla_due_at") and ref in self.rows:
+                self.update_cell(ref, "sla", countdown(t["sla_due_at"], t.get("sla_warn_at"), self._now, self.prefs))
+                self._counted[ref] = self._now
 
     def status_line(self) -> str:
         return f"{number(self.loaded, self.prefs)} / {number(self.total, self.prefs)}"
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if event.cursor_row >= len(self.order) - PREFETCH and self.boundary is not None:
+        if event.cursor_row >= len(self.order) - PREFETCH and self.cursor is not None:
+            self.post_message(self.NeedMore())
+
+    def watch_scroll_y(self, old: float, new: float) -> None:
+        """Rows scrolled into view count down from now; near the end (the mouse wheel moves the
+        view, not the cursor) the next page is asked for too."""
+        super().watch_scroll_y(old, new)
+        self._count_down_in_view()
+        if new > old and new >= self.max_scroll_y - PREFETCH and self.cursor is not None:
             self.post_message(self.NeedMore())

@@ -215,12 +215,15 @@ class TicketScreen(TicketActions):
         return self.query_one(ThreadView).messages
 
     def reply_channel(self) -> str | None:
-        """The channel of the highlighted customer message, else of their latest one."""
+        """The channel of the highlighted customer message, else of their latest one (the
+        server's `reply_channel` when that is older than the thread shown)."""
         highlighted = self.query_one(ThreadView).highlighted_message()
         if highlighted and highlighted["direction"] == "in":
             return highlighted["channel"]
         inbound = [m for m in self.messages.values() if m["direction"] == "in" and not m.get("auto_reason")]
-        return inbound[-1]["channel"] if inbound else None
+        if inbound:
+            return inbound[-1]["channel"]
+        return (self.detail or {}).get("reply_channel")
 
     @work
     async def action_reply(self) -> None:
@@ -228,7 +231,7 @@ class TicketScreen(TicketActions):
         if channel is None:
             self.notify("nothing from the customer to answer", severity="warning")
             return
-        channels = sorted({m["channel"] for m in self.messages.values() if m["direction"] == "in"})
+        channels = sorted({m["channel"] for m in self.messages.values() if m["direction"] == "in"} | {channel})
         result = await self.app.push_screen_wait(
             Composer(f"Reply to {self.ref}", channels, channel, await self._templates()))
         if result is not None:

@@ -10,9 +10,15 @@ Protocol, JSON text frames:
   "error": "..."}`.
 - pushed `{"type": "event", "id": <event id>, "kind": ..., "ticket": ref, "queue": ..., "data": {...},
   "summary": {ticket row}, "message": {thread message, when the event added one}}`.
+- `list_tickets` pages by cursor: `next_cursor` (None on the last page) is handed back as
+  `cursor`, and the next page is the tickets after that one in the list's order (latest change
+  first), so tickets arriving, changing or closing between pages neither repeat nor skip rows;
+  `total` comes with the first page only.
 - `open_ticket` answers with the newest messages of the thread only (and the timeline events of
-  the same span), `earlier` counting those left out; `thread` with `before` (a message id) pages
-  back through them. Every message a client gets has its texts cut to BODY_CAP characters
+  the same span), `earlier` counting those left out, and `reply_channel` (of the customer's latest
+  message, however far back); `thread` with `before`
+  (a message id) pages back through them. Only the window sent is read from the store. Every
+  message a client gets has its texts cut to BODY_CAP characters
   (`more` counts what was cut) and no `display_text` when it is the text: one frame stays a few
   MB however long the claim. The store keeps every text whole (`run.py tickets show`).
   It also carries `bot_links`: each bot's signed deep link to the claim (`{channel, url}`).
@@ -58,6 +64,7 @@ from ingest.contacts import (
 )
 from ingest.analysis import fts_match, message_search_body, search_key
 from ingest.deep_links import read_deep_link_key
+from ingest.insurers import page_cursor, read_page_cursor
 from ingest.persian import search_terms
 from ingest.reports import ReportCalendars, build_report, parse_day, period_bounds
 from ingest.routing_hooks import set_agent_status, update_agent
@@ -135,27 +142,19 @@ def _text_size(message: dict[str, Any]) -> int:
     return len(message.get("text") or "") + len(message.get("display_text") or "")
 
 
-def thread_window(messages: list[dict[str, Any]], timeline: list[dict[str, Any]], *, before: dict[str, Any] | None,
-                  limit: int) -> dict[str, Any]:
-    """The newest `limit` messages before message `before` (or of all), fewer when their texts
-    pass THREAD_BUDGET, with the timeline events of the same span and `earlier`, the count of
-    messages older still. Spans meet at a message's time: an event at that instant belongs to
-    the newer span."""
-    older = [m for m in messages if before is None or m["id"] < before["id"]]
+def within_budget(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The newest of `messages` (oldest first) whose texts, shaped for clients, fit
+    THREAD_BUDGET; the newest one always."""
     picked: list[dict[str, Any]] = []
     used = 0
-    for message in reversed(older[-limit:]):
+    for message in reversed(messages):
         shaped = client_message(message)
         used += _text_size(shaped)
         if picked and used > THREAD_BUDGET:
             break
         picked.append(shaped)
     picked.reverse()
-    earlier = len(older) - len(picked)
-    start = picked[0]["created_at"] if earlier and picked else None
-    end = before["created_at"] if before else None
-    events = [e for e in timeline if (start is None or e["at"] >= start) and (end is None or e["at"] < end)]
-    return {"messages": picked, "timeline": events, "earlier": earlier}
+    return picked
 
 
 @dataclass(eq=False)
@@ -496,11 +495,19 @@ class AgentApi:
         if queue and not agent.may_see(queue):
             await self.store.write(audit(agent.name, "list_tickets", allowed=False, detail={"queue": queue}))
             raise ApiError("forbidden", f"{agent.name} is not a member of queue {queue!r}")
+        if "offset" in request:  # silently ignored, it would serve the first page for ever
+            raise ApiError("invalid", "list_tickets pages by 'cursor' (a page's 'next_cursor'), not 'offset'")
+        cursor = request.get("cursor")
+        try:
+            after = read_page_cursor(cursor) if cursor is not None else None
+        except (ValueError, TypeError):  # not a string, or not one of ours
+            raise ApiError("invalid", "list_tickets: expected a page's 'next_cursor' in 'cursor'") from None
         page = await queries.ticket_page(
             self.store, agent.visible_queues(), queue=queue or None, status=request.get("status"),
-            assignee=request.get("assignee"), offset=max(0, int(request.get("offset", 0))),
-            limit=self._limit(request, 100, self.conf.max_page),
+            assignee=request.get("assignee"), after=after, limit=self._limit(request, 100, self.conf.max_page),
         )
+        last = page.pop("next")
+        page["next_cursor"] = page_cursor(*last) if last else None
         await self._with_sla_all(page["tickets"])
         return page
 
@@ -508,11 +515,9 @@ class AgentApi:
         """The ticket with the newest page of its thread (see the module's docstring)."""
         ref = await self._authorised_ticket(agent, "open_ticket", request.get("ref"))
         limit = self._limit(request, THREAD_PAGE, self.conf.max_page)
-        detail = await self._detail(ref)
-        detail.update(thread_window(detail["messages"], detail["timeline"], before=None, limit=limit))
-        (summary,) = await queries.ticket_summaries(self.store, [ref])
-        detail.update(waiting_since=summary["waiting_since"], merged_into=summary["merged_into"])
-        await self._with_sla_all([detail])
+        (detail,) = await self._with_sla_all(await queries.ticket_summaries(self.store, [ref]))
+        detail.update(await self._thread_window(ref, None, limit))
+        detail["reply_channel"] = await queries.customer_channel(self.store, ref)
         panel = await queries.contact_panel(self.store, detail["contact"]["id"], queues=agent.visible_queues())
         detail["contact_panel"] = panel
         # For the agent to hand to the customer (a call, a note): following one joins the claim.
@@ -526,17 +531,24 @@ class AgentApi:
         """The page of the thread before message `before`: {messages, timeline, earlier}."""
         ref = await self._authorised_ticket(agent, "thread", request.get("ref"))
         limit = self._limit(request, THREAD_PAGE, self.conf.max_page)
-        detail = await self._detail(ref)
-        before = next((m for m in detail["messages"] if m["id"] == request.get("before")), None)
-        if before is None:
+        before = request.get("before")
+        found = await queries.thread_messages(self.store, [before]) if isinstance(before, int) else []
+        if not found or found[0]["ref"] != ref:
             raise ApiError("invalid", f"thread: expected the id of a message of {ref} in 'before'")
-        return thread_window(detail["messages"], detail["timeline"], before=before, limit=limit)
+        return await self._thread_window(ref, found[0], limit)
 
-    async def _detail(self, ref: str) -> dict[str, Any]:
-        detail = await queries.ticket_detail(self.store, ref)
-        if detail is None:
-            raise ApiError("not_found", f"no ticket {ref}")
-        return detail
+    async def _thread_window(self, ref: str, before: dict[str, Any] | None, limit: int) -> dict[str, Any]:
+        """The newest `limit` messages before message `before` (or of all), fewer when their
+        texts pass THREAD_BUDGET, with the timeline events of the same span and `earlier`, the
+        count of messages older still. Only that window is read: a claim of thousands of
+        messages opens as fast as a short one. Spans meet at a message's time: an event at that
+        instant belongs to the newer span."""
+        picked = within_budget(await queries.thread_window(
+            self.store, ref, before=before["id"] if before else None, limit=limit))
+        earlier = await queries.messages_before(self.store, ref, picked[0]["id"]) if picked else 0
+        timeline = await queries.timeline_span(self.store, ref, start=picked[0]["created_at"] if earlier else None,
+                                               end=before["created_at"] if before else None)
+        return {"messages": picked, "timeline": timeline, "earlier": earlier}
 
     async def _reply(self, agent: Agent, request: dict[str, Any]) -> Any:
         ref = await self._authorised_ticket(agent, "reply", request.get("ref"))

@@ -69,22 +69,31 @@ async def list_tickets(store: Store, *, status: str | None = None, queue: str | 
     return [_ticket(row, sorted((row["channels"] or "").split(",")) if row["channels"] else []) for row in rows]
 
 
-async def ticket_detail(store: Store, ref: str) -> dict[str, Any] | None:
-    row = await store.fetchone(
-        f"SELECT {TICKET_COLUMNS} FROM tickets t LEFT JOIN contacts c ON c.id = t.contact_id WHERE t.ref = ?", (ref,)
-    )
-    if row is None:
-        return None
-    messages = await store.fetchall(
-        "SELECT m.id, m.direction, m.kind, m.channel, m.connector, m.channel_message_id, m.sender, m.sender_name,"
-        " m.recipients, m.subject, m.text, m.display_text, m.auto_reason, m.author, m.sent_at, m.created_at,"
-        f" {FROM_CONTACT} FROM messages m JOIN tickets t ON t.id = m.ticket_id WHERE m.ticket_id = ? ORDER BY m.id",
-        (row["id"],),
-    )
+_MESSAGE_COLUMNS = (
+    "m.id, m.direction, m.kind, m.channel, m.connector, m.channel_message_id, m.sender, m.sender_name,"
+    " m.recipients, m.subject, m.text, m.display_text, m.auto_reason, m.author, m.sent_at, m.created_at"
+)
+
+
+async def _messages(store: Store, where: str, params: tuple[Any, ...], *, newest: int | None = None,
+                    ref: bool = False) -> list[dict[str, Any]]:
+    """Thread messages (`where` over `messages m`), oldest first, with their attachments; only
+    the `newest` of them when given (read newest first from the (ticket, id) index, so a
+    window of a long thread reads that window only). `ref`: with their ticket's reference."""
+    joined = f", {FROM_CONTACT}{', t.ref' if ref else ''} FROM messages m JOIN tickets t ON t.id = m.ticket_id"
+    if newest is None:
+        rows = await store.fetchall(f"SELECT {_MESSAGE_COLUMNS}{joined} WHERE {where} ORDER BY m.id", params)
+    else:
+        rows = await store.fetchall(f"SELECT {_MESSAGE_COLUMNS}{joined} WHERE {where} ORDER BY m.id DESC LIMIT ?",
+                                    (*params, newest))
+        rows.reverse()
+    if not rows:
+        return []
+    # The window's id range of the ticket: one index range, however many messages it holds.
     attachments = await store.fetchall(
         "SELECT a.message_id, a.filename, a.content_type, a.size, a.sha256, a.remote_ref FROM attachments a"
-        " JOIN messages m ON m.id = a.message_id WHERE m.ticket_id = ? ORDER BY a.id",
-        (row["id"],),
+        " JOIN messages m ON m.id = a.message_id WHERE m.id BETWEEN ? AND ? AND " + where + " ORDER BY a.id",
+        (rows[0]["id"], rows[-1]["id"], *params),
     )
     by_message: dict[int, list[dict[str, Any]]] = {}
     for att in attachments:
@@ -92,26 +101,72 @@ async def ticket_detail(store: Store, ref: str) -> dict[str, Any] | None:
             {"filename": att["filename"], "content_type": att["content_type"], "size": att["size"],
              "sha256": att["sha256"], "remote_ref": att["remote_ref"] or None}
         )
+    return [
+        {**dict(m), "recipients": json.loads(m["recipients"] or "[]"), "auto_reason": m["auto_reason"] or None,
+         "author": m["author"] or None, "from_contact": _flag(m["from_contact"]),
+         "attachments": by_message.get(m["id"], [])}
+        for m in rows
+    ]
+
+
+def _timeline(rows: list[Any]) -> list[dict[str, Any]]:
+    return [{"at": e["at"], "kind": e["kind"], "actor": e["actor"], **json.loads(e["data"])} for e in rows]
+
+
+async def ticket_detail(store: Store, ref: str) -> dict[str, Any] | None:
+    """The ticket with its whole thread and timeline (the CLI's `tickets show`; the agent API
+    reads windows of it: `thread_window`, `timeline_span`)."""
+    row = await store.fetchone(
+        f"SELECT {TICKET_COLUMNS} FROM tickets t LEFT JOIN contacts c ON c.id = t.contact_id WHERE t.ref = ?", (ref,)
+    )
+    if row is None:
+        return None
+    messages = await _messages(store, "m.ticket_id = ?", (row["id"],))
     events = await store.fetchall(
         "SELECT at, kind, actor, data FROM events WHERE ticket_id = ? ORDER BY id", (row["id"],)
     )
     detail = _ticket(row, sorted({m["channel"] for m in messages}))
-    detail["messages"] = [
-        {
-            "id": m["id"], "direction": m["direction"], "kind": m["kind"], "channel": m["channel"],
-            "connector": m["connector"], "channel_message_id": m["channel_message_id"], "sender": m["sender"],
-            "sender_name": m["sender_name"], "recipients": json.loads(m["recipients"] or "[]"),
-            "subject": m["subject"], "text": m["text"], "display_text": m["display_text"],
-            "auto_reason": m["auto_reason"] or None, "author": m["author"] or None,
-            "sent_at": m["sent_at"], "created_at": m["created_at"], "from_contact": _flag(m["from_contact"]),
-            "attachments": by_message.get(m["id"], []),
-        }
-        for m in messages
-    ]
-    detail["timeline"] = [
-        {"at": e["at"], "kind": e["kind"], "actor": e["actor"], **json.loads(e["data"])} for e in events
-    ]
+    detail["messages"] = messages
+    detail["timeline"] = _timeline(events)
     return detail
+
+
+_OF_TICKET = "m.ticket_id = (SELECT id FROM tickets WHERE ref = ?)"
+
+
+async def thread_window(store: Store, ref: str, *, before: int | None, limit: int) -> list[dict[str, Any]]:
+    """The newest `limit` messages of ticket `ref`'s thread older than message `before` (or
+    of all of it), oldest first."""
+    if before is None:
+        return await _messages(store, _OF_TICKET, (ref,), newest=limit)
+    return await _messages(store, f"{_OF_TICKET} AND m.id < ?", (ref, before), newest=limit)
+
+
+async def messages_before(store: Store, ref: str, message_id: int) -> int:
+    """How many messages of ticket `ref`'s thread are older than message `message_id`."""
+    row = await store.fetchone(f"SELECT count(*) AS n FROM messages m WHERE {_OF_TICKET} AND m.id < ?",
+                               (ref, message_id))
+    return int(row["n"]) if row else 0
+
+
+async def customer_channel(store: Store, ref: str) -> str | None:
+    """The channel of the customer's latest message on ticket `ref` (automatic replies aside):
+    what an agent answers on, however far back it is."""
+    row = await store.fetchone(
+        f"SELECT m.channel FROM messages m WHERE {_OF_TICKET} AND m.direction = 'in' AND m.auto_reason = ''"
+        " ORDER BY m.id DESC LIMIT 1", (ref,))
+    return row["channel"] if row else None
+
+
+async def timeline_span(store: Store, ref: str, *, start: str | None, end: str | None) -> list[dict[str, Any]]:
+    """Ticket `ref`'s timeline events from `start` (None: its beginning) until before `end`
+    (None: now), in order."""
+    rows = await store.fetchall(
+        "SELECT at, kind, actor, data FROM events WHERE ticket_id = (SELECT id FROM tickets WHERE ref = ?)"
+        " AND at >= coalesce(?, '') AND (? IS NULL OR at < ?) ORDER BY id",
+        (ref, start, end, end),
+    )
+    return _timeline(rows)
 
 
 async def list_quarantine(store: Store, *, include_resolved: bool = False) -> list[dict[str, Any]]:
@@ -248,10 +303,15 @@ async def tickets_at_risk(store: Store, queues: frozenset[str] | None, *, warn_b
 
 async def ticket_page(
     store: Store, queues: frozenset[str] | None, *, queue: str | None = None, status: str | None = None,
-    assignee: str | None = None, offset: int = 0, limit: int = 100,
+    assignee: str | None = None, after: tuple[str, int] | None = None, limit: int = 100,
 ) -> dict[str, Any]:
-    """One page of tickets, most recently updated first, and the total for the filters.
-    `status`: None for every open ticket, "all", or one status."""
+    """One page of tickets, most recently updated first: those after `after` (the
+    `(updated_at, id)` of the last ticket of the page before) in that order. A page starts
+    where the last one ended however many tickets arrived, changed or closed meanwhile (an
+    offset moved with them: rows were repeated or skipped), and costs the same at any depth.
+    `next` is the last ticket's key when more follow (else None); `total`, the count for the
+    filters, comes with the first page only: counting is what costs. `status`: None for every
+    open ticket, "all", or one status."""
     visible, params = _queue_filter(queues)
     where = [visible]
     if queue:
@@ -266,12 +326,18 @@ async def ticket_page(
         where.append("t.assignee = ?")
         params.append(assignee)
     clause = " AND ".join(where)
-    total = await store.fetchone(f"SELECT count(*) AS n FROM tickets t WHERE {clause}", params)
+    page: dict[str, Any] = {}
+    if after is None:
+        page["total"] = (await store.fetchone(f"SELECT count(*) AS n FROM tickets t WHERE {clause}", params))["n"]
+    else:  # a row value: SQLite walks the (updated_at, id) index from there
+        clause += " AND (t.updated_at, t.id) < (?, ?)"
+        params += list(after)
     rows = await store.fetchall(
-        f"{_SUMMARY_SQL} WHERE {clause} ORDER BY t.updated_at DESC, t.id DESC LIMIT ? OFFSET ?",
-        (*params, limit, offset),
-    )
-    return {"total": total["n"], "offset": offset, "tickets": [_summary(row) for row in rows]}
+        f"{_SUMMARY_SQL} WHERE {clause} ORDER BY t.updated_at DESC, t.id DESC LIMIT ?", (*params, limit + 1))
+    more = len(rows) > limit
+    page["tickets"] = [_summary(row) for row in rows[:limit]]
+    page["next"] = (rows[limit - 1]["updated_at"], rows[limit - 1]["id"]) if more else None
+    return page
 
 
 async def ticket_summaries(store: Store, refs: list[str]) -> list[dict[str, Any]]:
@@ -321,33 +387,11 @@ async def message_sender(store: Store, ref: str, message_id: int) -> dict[str, A
 
 
 async def thread_messages(store: Store, ids: list[int]) -> list[dict[str, Any]]:
-    """Messages by row id, shaped like ticket_detail's, for pushing one new message."""
+    """Messages by row id, shaped like ticket_detail's with their ticket's `ref`, for pushing one
+    new message."""
     if not ids:
         return []
-    marks = ",".join("?" * len(ids))
-    rows = await store.fetchall(
-        "SELECT m.id, t.ref, m.direction, m.kind, m.channel, m.connector, m.channel_message_id, m.sender,"
-        " m.sender_name, m.recipients, m.subject, m.text, m.display_text, m.auto_reason, m.author, m.sent_at,"
-        f" m.created_at, {FROM_CONTACT} FROM messages m JOIN tickets t ON t.id = m.ticket_id WHERE m.id IN ({marks})"
-        " ORDER BY m.id",
-        ids,
-    )
-    attachments = await store.fetchall(
-        f"SELECT message_id, filename, content_type, size, sha256, remote_ref FROM attachments"
-        f" WHERE message_id IN ({marks}) ORDER BY id",
-        ids,
-    )
-    by_message: dict[int, list[dict[str, Any]]] = {}
-    for att in attachments:
-        by_message.setdefault(att["message_id"], []).append(
-            {k: att[k] for k in ("filename", "content_type", "size", "sha256")} | {"remote_ref": att["remote_ref"] or None}
-        )
-    return [
-        {**dict(m), "recipients": json.loads(m["recipients"] or "[]"), "auto_reason": m["auto_reason"] or None,
-         "from_contact": _flag(m["from_contact"]),
-         "author": m["author"] or None, "attachments": by_message.get(m["id"], [])}
-        for m in rows
-    ]
+    return await _messages(store, f"m.id IN ({','.join('?' * len(ids))})", tuple(ids), ref=True)
 
 
 async def events_after(store: Store, after_id: int, *, limit: int = 1000) -> list[dict[str, Any]]:

@@ -706,6 +706,29 @@ async def _listed(client: AgentClient, op: str, args: dict[str, Any]) -> list[An
     return page if isinstance(page, list) else page["tickets"]
 
 
+async def test_ticket_list_pages_on_from_the_last_row_as_tickets_arrive_change_and_close(harness: Harness) -> None:
+    # Pages by offset repeated a row for every ticket that arrived or changed above it, and
+    # skipped one for every ticket that closed above it.
+    refs = [await harness.mail(subject=f"claim {n}", sender=f"c{n}@example.com") for n in range(9)]
+    boss = await harness.client(await harness.agent("boss", "supervisor"))
+    first = await boss.request("list_tickets", limit=4)
+    assert [t["reference"] for t in first["tickets"]] == refs[:4:-1] and first["total"] == 9
+    for ref in refs[-2:]:  # two of the first page closed
+        await boss.request("set_status", ref=ref, status="closed")
+    await harness.mail(subject="new claim", sender="new@example.com")
+    await boss.request("note", ref=refs[0], text="written to again: on top now")
+    rest, cursor = [], first["next_cursor"]
+    while cursor:
+        page = await boss.request("list_tickets", limit=4, cursor=cursor)
+        assert "total" not in page  # counted on the first page only
+        rest += [t["reference"] for t in page["tickets"]]
+        cursor = page["next_cursor"]
+    assert rest == refs[4:0:-1]
+    for bad in ({"offset": 4}, {"cursor": "made-up"}, {"cursor": 7}):
+        with pytest.raises(ApiRequestError, match="cursor"):
+            await boss.request("list_tickets", limit=4, **bad)
+
+
 async def test_open_ticket_sends_the_newest_messages_cut_to_size_and_thread_pages_back(harness: Harness) -> None:
     ref = await harness.mail(subject="long claim", body="Hello")
     await harness.sink.wait_for(1)  # the acknowledgement
@@ -735,6 +758,41 @@ async def test_open_ticket_sends_the_newest_messages_cut_to_size_and_thread_page
     assert [e for p in reversed(pages) for e in p["timeline"]] == full["timeline"]
     with pytest.raises(ApiRequestError, match="before"):
         await sara.request("thread", ref=ref, before=10_000)
+
+
+async def test_a_claim_of_thousands_of_messages_opens_reading_only_the_window_it_sends(
+        harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every open_ticket and thread page read the whole thread, its attachments and its whole
+    # timeline, then sent a window of it.
+    ref = await harness.mail(subject="long claim")
+
+    def notes(first: int) -> Callable[[Tx], None]:
+        def write(tx: Tx) -> None:
+            for n in range(first, first + 50):
+                add_note(ref, f"note {n}", "reza")(tx)
+
+        return write
+
+    for first in range(0, 2000, 50):  # 50 at a time, each 50 at one instant
+        await harness.daemon.store.write(notes(first))
+    sara = await harness.client(await harness.agent("sara"))
+    rows_read: list[int] = []
+    fetchall = harness.daemon.store.fetchall
+
+    async def counted(sql: str, params: Any = ()) -> Any:
+        rows = await fetchall(sql, params)
+        rows_read.append(len(rows))
+        return rows
+
+    monkeypatch.setattr(harness.daemon.store, "fetchall", counted)
+    opened = await sara.request("open_ticket", ref=ref, limit=50)
+    assert [m["text"] for m in opened["messages"]] == [f"note {n}" for n in range(1950, 2000)]
+    assert opened["earlier"] == 1952 and sum(rows_read) < 300  # the mail and its acknowledgement too
+    rows_read.clear()
+    page = await sara.request("thread", ref=ref, before=opened["messages"][0]["id"], limit=50)
+    assert [m["text"] for m in page["messages"]] == [f"note {n}" for n in range(1900, 1950)]
+    assert page["earlier"] == 1902 and sum(rows_read) < 300
+    assert [e["kind"] for e in page["timeline"]] == ["note_added"] * 50
 
 
 async def test_a_claim_with_megabytes_of_text_opens(harness: Harness) -> None:

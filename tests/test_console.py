@@ -16,7 +16,7 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable, OptionList, Select, TextArea
 
 from connectors.standins.bot_api import BotApiStandIn
-from console.app import ConsoleApp
+from console.app import ApiEvent, ConsoleApp
 from console.composer import Composer, counter
 from console.main_screen import QUEUE_REFRESH, MainScreen, QueueTable
 from console.render import Prefs, display_lines, neutralise, safe_text
@@ -144,7 +144,7 @@ async def test_a_ticket_moved_out_of_the_agents_queues_leaves_their_all_queues_l
             await until(pilot, lambda: isinstance(app.screen, MainScreen) and len(ticket_list(app).order) == 3)
             await boss.request("set_queue", ref=refs[0], queue="health")
             await until(pilot, lambda: ticket_list(app).tickets[refs[0]]["queue"] == "health")
-            # It holds no place in sara's server list any more: the next page starts at 2, not 3.
+            # It is no longer in sara's server list: shown, but not counted.
             assert ticket_list(app).left == {refs[0]} and ticket_list(app).loaded == 2
             await until(pilot, lambda: ticket_list(app).status_line() == "2 / 2")
 
@@ -609,6 +609,116 @@ async def test_closing_a_listed_ticket_neither_hides_one_from_the_next_page_nor_
         assert set(ticket_list(app).order) == set(refs) and ticket_list(app).status_line() == "7 / 7"
 
 
+async def test_paging_on_after_colleagues_closed_listed_tickets_skips_none(harness: Harness, small_pages: None) -> None:
+    # The next page started at the count of rows still listed: tickets a colleague closed
+    # before the console heard of it moved the server's rows up under that count, and as many
+    # tickets past it were never listed.
+    refs = [await harness.mail(subject=f"claim {n}", sender=f"c{n}@example.com") for n in range(12)]
+    boss = await harness.client(await harness.agent("boss", "supervisor"))
+    app = await console(harness)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, MainScreen) and len(ticket_list(app).order) == 5)
+        held: list[dict[str, Any]] = []
+        app.client.on_event = held.append  # a slow feed: the console hears of the closings later
+        for ref in refs[-3:-1]:
+            await boss.request("set_status", ref=ref, status="closed")
+        await pilot.press(*["j"] * 3)  # near the end: the next page
+        await until(pilot, lambda: len(ticket_list(app).order) == 10)
+        app.client.on_event = lambda e: app.post_message(ApiEvent(e))
+        for event in held:
+            app.post_message(ApiEvent(event))
+        for _ in range(3):
+            await pilot.press("ctrl+end")
+            await pilot.pause(0.2)
+        await until(pilot, lambda: set(ticket_list(app).order) == set(refs))
+        assert len(ticket_list(app).order) == 12 and ticket_list(app).status_line() == "10 / 10"
+
+
+async def test_scrolling_the_list_with_the_mouse_wheel_brings_the_next_page(
+        harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Only the cursor nearing the end asked for more: the wheel scrolled to the last loaded row
+    # and stopped there, as if the queue ended.
+    monkeypatch.setattr("console.main_screen.PAGE", 10)
+    monkeypatch.setattr("console.ticket_list.PREFETCH", 2)
+    refs = [await harness.mail(subject=f"claim {n}", sender=f"c{n}@example.com") for n in range(13)]
+    app = await console(harness)
+    async with app.run_test(size=(100, 12)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, MainScreen) and len(ticket_list(app).order) == 10)
+        table = ticket_list(app)
+        for _ in range(50):  # wheel turns until the list is whole (or clearly never will be)
+            if set(table.order) == set(refs):
+                break
+            table.post_message(events.MouseScrollDown(table, 5, 3, 0, 1, 0, False, False, False))
+            await pilot.pause(0.1)
+        assert set(table.order) == set(refs)
+        assert table.cursor_row == 0  # the wheel moved the view, not the cursor
+        # a turn of the wheel asked for more as the last page came: nothing is read again
+        await app.screen.on_ticket_list_need_more(TicketList.NeedMore())
+        assert table.cursor is None and len(table.order) == 13
+
+
+async def test_a_countdown_tick_redraws_the_rows_in_view_and_the_rest_as_they_scroll_in(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every tick redrew the SLA cell of every loaded row: with 3,000 loaded, a third of a second
+    # of frozen list every 30 s.
+    from textual.app import App
+
+    now = datetime(2025, 3, 21, 8, 30, tzinfo=UTC)
+    rows = [{"reference": f"PV-1404-{n:06d}", "subject": "تصادف", "status": "new", "queue": "intake",
+             "priority": "normal", "assignee": None, "contact": {"name": "علی", "identity": "+98912"},
+             "channels": ["sms"], "updated_at": (now - timedelta(minutes=n)).isoformat(),
+             "sla_due_at": (now + timedelta(minutes=600 + n)).isoformat(), "sla_warn_at": None} for n in range(300)]
+
+    class ListApp(App[None]):
+        def compose(self) -> Any:
+            yield TicketList(Prefs(digits="latin"))
+
+    app = ListApp()
+    async with app.run_test(size=(100, 20)) as pilot:
+        table = app.query_one(TicketList)
+        table.show_page({"total": 300, "tickets": rows, "next_cursor": None}, now)
+        await pilot.pause()
+        redrawn: list[str] = []
+        update_cell = table.update_cell
+        monkeypatch.setattr(table, "update_cell", lambda row, *a, **k: (redrawn.append(row), update_cell(row, *a, **k)))
+        table.refresh_countdowns(now + timedelta(minutes=5))
+        assert 0 < len(redrawn) <= 20 and str(table.get_cell("PV-1404-000000", "sla")) == "9:55"
+        table.scroll_end(animate=False)
+        await pilot.pause()
+        assert str(table.get_cell("PV-1404-000299", "sla")) == "14:54"  # 899 minutes from the tick
+        # a ticket joining the top redraws the list from the top, out-of-date countdowns and all
+        table.refresh_countdowns(now + timedelta(minutes=10))
+        table.upsert({**rows[0], "reference": "PV-1404-000300", "updated_at": now.isoformat()},
+                     now + timedelta(minutes=10))
+        await pilot.pause()
+        assert table.order[0] == "PV-1404-000300" and str(table.get_cell("PV-1404-000000", "sla")) == "9:50"
+
+
+async def test_a_page_asked_for_as_the_agent_picks_a_queue_does_not_join_that_queues_list(
+        make_daemon: Callable[..., Any], small_pages: None) -> None:
+    # The page asked for from the list on screen (the agent scrolled on right after choosing a
+    # queue) arrived after the chosen queue's first page and was added to it, moving its cursor
+    # past the rows between: they were never listed.
+    from tests.test_agent_api import TWO_QUEUES
+    async with running_harness(make_daemon, TWO_QUEUES) as harness:
+        refs = [await harness.mail(subject=f"claim {n}", sender=f"c{n}@example.com") for n in range(12)]
+        for ref in refs:
+            await harness.move_to_queue(ref, "health")
+        app = await console(harness, "boss", "supervisor")
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, MainScreen) and len(ticket_list(app).order) == 5)
+            await pilot.press(*["j"] * 4)
+            await until(pilot, lambda: len(ticket_list(app).order) == 10)
+            screen = app.screen
+            assert isinstance(screen, MainScreen)
+            screen.queue = "health"  # as choosing it in the queue panel does
+            screen.load()
+            scrolled = asyncio.ensure_future(screen.on_ticket_list_need_more(TicketList.NeedMore()))
+            await until(pilot, lambda: scrolled.done() and ticket_list(app).queue == "health")
+            await pilot.press(*["j"] * 11)
+            await until(pilot, lambda: set(ticket_list(app).order) == set(refs))
+
+
 async def test_an_older_ticket_written_to_again_joins_the_top_counted_once(harness: Harness, small_pages: None) -> None:
     refs = [await harness.mail(subject=f"claim {n}", sender=f"c{n}@example.com") for n in range(7)]
     app = await console(harness)
@@ -616,6 +726,8 @@ async def test_an_older_ticket_written_to_again_joins_the_top_counted_once(harne
         await until(pilot, lambda: isinstance(app.screen, MainScreen) and len(ticket_list(app).order) == 5)
         await harness.mail(subject=f"Re: [{refs[0]}] claim 0", body="any news?", sender="c0@example.com")
         await until(pilot, lambda: ticket_list(app).order[:1] == [refs[0]])
+        # shown on top too, and the cursor still on the ticket it was on
+        assert ticket_list(app).get_row_at(0)[0].plain == refs[0] and ticket_list(app).selected_ref == refs[-1]
         # it was on a page not loaded yet, and already in the total
         await until(pilot, lambda: ticket_list(app).status_line() == "6 / 7", timeout=QUEUE_REFRESH + 3)
 
@@ -661,6 +773,53 @@ async def test_earlier_line_brings_the_older_messages_the_server_did_not_send(
         await until(pilot, lambda: "the very first mail" in screen_text(app))
         shown = [item.message["text"].strip() for item in thread.items if item.message]
         assert shown[0] == "the very first mail" and shown[2:] == [f"note {n}" for n in range(5)]
+
+
+async def test_reading_up_past_the_oldest_message_shown_brings_the_earlier_ones(
+        harness: Harness, small_thread_pages: None) -> None:
+    # Only selecting the "earlier" line did: k and the mouse wheel stopped at the oldest message
+    # the server had sent, as if the thread began there.
+    ref = await harness.mail(subject="first words", body="the very first mail", sender="ali@example.com")
+    await harness.sink.wait_for(1)  # the acknowledgement
+    reza = await harness.client(await harness.agent("reza"))
+    for n in range(8):
+        await reza.request("note", ref=ref, text=f"note {n}")
+    app = await console(harness)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_only_ticket(pilot, app, ref)
+        thread = app.screen.query_one(ThreadView)
+        await pilot.press("k", "k", "k")  # up from note 7 past note 5, the oldest sent: the next page
+        await until(pilot, lambda: "note 4" in [(i.message or {}).get("text", "").strip() for i in thread.items])
+        assert thread.highlighted_message()["text"].strip() == "note 4"  # just above where the cursor was
+        for _ in range(30):  # the wheel at the top brings the rest
+            if not (thread.shown_from or thread.earlier):
+                break
+            thread.post_message(events.MouseScrollUp(thread, 5, 3, 0, -1, 0, False, False, False))
+            await pilot.pause(0.1)
+        await until(pilot, lambda: "the very first mail" in screen_text(app))
+        shown = [item.message["text"].strip() for item in thread.items if item.message]
+        assert shown[0] == "the very first mail" and shown[2:] == [f"note {n}" for n in range(8)]
+
+
+async def test_a_customer_whose_last_message_is_before_the_thread_shown_can_be_answered(
+        harness: Harness, small_thread_pages: None) -> None:
+    # The reply channel came from the messages shown only: after a page of notes, `r` said
+    # "nothing from the customer to answer".
+    ref = await harness.mail(subject="need help", body="please call me", sender="ali@example.com")
+    await harness.sink.wait_for(1)  # the acknowledgement
+    reza = await harness.client(await harness.agent("reza"))
+    for n in range(5):
+        await reza.request("note", ref=ref, text=f"note {n}")
+    app = await console(harness)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_only_ticket(pilot, app, ref)
+        assert "please call me" not in screen_text(app)
+        await pilot.press("r")
+        await until(pilot, lambda: isinstance(app.screen, Composer))
+        assert app.screen.query_one("#channel", Select).value == "email"
+        await pilot.press(*"on our way", "ctrl+s")
+        *_, reply = await harness.sink.wait_for(2)
+        assert reply["To"] == "ali@example.com" and "on our way" in reply.get_content()
 
 
 def test_sla_due_times_in_the_timeline_are_shown_in_tehran_time_like_the_event_itself() -> None:

@@ -109,7 +109,7 @@ class CannedClient(AgentClient):
 
     async def request(self, op: str, **args: Any) -> Any:
         answers: dict[str, Any] = {
-            "queues": QUEUES, "list_tickets": {"total": len(TICKETS), "offset": 0, "tickets": TICKETS},
+            "queues": QUEUES, "list_tickets": {"total": len(TICKETS), "tickets": TICKETS, "next_cursor": None},
             "open_ticket": THREAD, "supervisor": SUPERVISOR, "search": {"tickets": TICKETS[:1]},
             "templates": {"templates": []},
         }
