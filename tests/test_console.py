@@ -753,13 +753,19 @@ def small_thread_pages(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("console.ticket_screen.PAGE", 3)
 
 
-async def test_earlier_line_brings_the_older_messages_the_server_did_not_send(
-        harness: Harness, small_thread_pages: None) -> None:
+async def claim_with_notes(harness: Harness, count: int) -> str:
+    """A claim whose first mail is followed by `count` notes: a thread longer than a page."""
     ref = await harness.mail(subject="first words", body="the very first mail", sender="ali@example.com")
     await harness.sink.wait_for(1)  # the acknowledgement
-    sara = await harness.client(await harness.agent("reza"))
-    for n in range(5):
-        await sara.request("note", ref=ref, text=f"note {n}")
+    reza = await harness.client(await harness.agent("reza"))
+    for n in range(count):
+        await reza.request("note", ref=ref, text=f"note {n}")
+    return ref
+
+
+async def test_earlier_line_brings_the_older_messages_the_server_did_not_send(
+        harness: Harness, small_thread_pages: None) -> None:
+    ref = await claim_with_notes(harness, 5)
     app = await console(harness)
     async with app.run_test(size=SIZE) as pilot:
         await open_only_ticket(pilot, app, ref)
@@ -779,11 +785,7 @@ async def test_reading_up_past_the_oldest_message_shown_brings_the_earlier_ones(
         harness: Harness, small_thread_pages: None) -> None:
     # Only selecting the "earlier" line did: k and the mouse wheel stopped at the oldest message
     # the server had sent, as if the thread began there.
-    ref = await harness.mail(subject="first words", body="the very first mail", sender="ali@example.com")
-    await harness.sink.wait_for(1)  # the acknowledgement
-    reza = await harness.client(await harness.agent("reza"))
-    for n in range(8):
-        await reza.request("note", ref=ref, text=f"note {n}")
+    ref = await claim_with_notes(harness, 8)
     app = await console(harness)
     async with app.run_test(size=SIZE) as pilot:
         await open_only_ticket(pilot, app, ref)
