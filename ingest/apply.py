@@ -226,16 +226,36 @@ def _signed_link_contact(tx: Tx, msg: InboundMessage) -> int | None:
 # -- matching -----------------------------------------------------------------------------------
 
 
+MAX_MERGE_CHAIN = 16
+
+
+def follow_merges(tx: Tx, ref: str, *, insurer: str | None = None) -> Any:
+    """Ticket `ref` (id, ref, merged_into), or the ticket it was merged into, along a chain of
+    merges (bounded: a cycle written by hand must not hang the writer). With `insurer`, only that
+    insurer's tickets: the walk stops at the last of theirs (an older store may hold a merge into
+    another insurer's claim, which the insurer must not write to)."""
+    sql = "SELECT id, ref, merged_into FROM tickets WHERE ref = ?" + (" AND insurer = ?" if insurer is not None else "")
+
+    def fetch(name: str) -> Any:
+        return tx.one(sql, (name,) if insurer is None else (name, insurer))
+
+    ticket = fetch(ref)
+    for _ in range(MAX_MERGE_CHAIN):
+        if ticket is None or not ticket["merged_into"]:
+            break
+        target = fetch(ticket["merged_into"])
+        if target is None:
+            break
+        ticket = target
+    return ticket
+
+
 def _claim_ticket(tx: Tx, candidates: tuple[str, ...]) -> int | None:
     for ref in candidates:
         # A merged ticket's reference leads to the ticket it was merged into.
-        for _ in range(16):
-            row = tx.one("SELECT id, merged_into FROM tickets WHERE ref = ?", (ref,))
-            if row is None or not row["merged_into"]:
-                break
-            ref = row["merged_into"]
-        if row:
-            return row["id"]
+        ticket = follow_merges(tx, ref)
+        if ticket is not None:
+            return ticket["id"]
     return None
 
 

@@ -23,7 +23,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ingest.analysis import analyse, message_search_body
-from ingest.apply import ApplyContext, _create_ticket, _insert_message, _touch_ticket, record_event, resolve_contact
+from ingest.apply import (
+    ApplyContext,
+    _create_ticket,
+    _insert_message,
+    _touch_ticket,
+    follow_merges,
+    record_event,
+    resolve_contact,
+)
 from ingest.records import AttachmentData, Identity, InboundMessage
 from ingest.store import Tx
 from router.identity import normalize_email, normalize_national_id, normalize_phone
@@ -322,7 +330,9 @@ def post_insurer_message(
     fingerprint: str, stored_documents: list[tuple[int, str | None]],
 ) -> Callable[[Tx], MessagePosted]:
     def op(tx: Tx) -> MessagePosted:
-        ticket = _live_claim(tx, insurer, ref)
+        # A merged claim's message goes on its thread, as a mail naming it does, rather than
+        # reopening the closed, empty source.
+        ticket = follow_merges(tx, ref, insurer=insurer)
         if ticket is None:
             raise ClaimNotFound(ref)
         replay = _replay(tx, insurer, idempotency_key, fingerprint)
@@ -338,23 +348,6 @@ def post_insurer_message(
         return MessagePosted(ticket["ref"], row, False)
 
     return op
-
-
-def _live_claim(tx: Tx, insurer: str, ref: str) -> Any:
-    """The insurer's claim `ref`, or the claim it was merged into: a message for a merged claim
-    goes on with its thread, as a customer's mail naming it does, rather than reopening the
-    closed, empty source. Merges are followed only within the insurer's own claims (older
-    stores may hold one into another insurer's claim, which the insurer must not write to)."""
-    ticket = tx.one("SELECT id, ref, merged_into FROM tickets WHERE ref = ? AND insurer = ?", (ref, insurer))
-    for _ in range(16):  # a chain of merges, bounded as the inbound matcher bounds it
-        if ticket is None or not ticket["merged_into"]:
-            break
-        target = tx.one("SELECT id, ref, merged_into FROM tickets WHERE ref = ? AND insurer = ?",
-                        (ticket["merged_into"], insurer))
-        if target is None:
-            break
-        ticket = target
-    return ticket
 
 
 # -- webhooks -----------------------------------------------------------------------------------
