@@ -864,6 +864,9 @@ def merge_tickets(source_ref: str, target_ref: str, actor: str) -> Callable[[Tx]
             record_event(tx, source["id"], source_ref, "status_changed", actor, old=source["status"], new="closed",
                          merged_into=target_ref)
         record_event(tx, source["id"], source_ref, "merged_into", actor, target=target_ref, old_status=source["status"])
+        from ingest import routing_hooks  # late: routing_hooks builds on this module
+
+        routing_hooks.merged_away(tx, source["id"], source_ref)
         record_event(tx, target["id"], target_ref, "merged_from", actor, source=source_ref, messages=moved)
         if target["status"] == "closed" and source["status"] != "closed":
             # The open conversation goes on in the target, as when the customer writes to a

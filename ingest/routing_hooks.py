@@ -303,6 +303,19 @@ class RoutingHooks:
                      escalated=False)
         return replace(row, breached_at=due)
 
+    def stop_clocks(self, tx: Tx, ticket_id: int, ref: str) -> None:
+        """A ticket closed without the status hooks (merged into another): nothing more is owed on
+        it, so every running clock is cancelled (a breach already due is recorded first) and its
+        workflow timers go; the target's own clocks carry the conversation on."""
+        running = {k: r for k, r in load_clocks(tx, ticket_id).items() if r.clock.met_at is None and not r.cancelled}
+        for row in running.values():
+            row = self._unfired_breach(tx, ticket_id, ref, row)
+            save_clock(tx, self.policies, replace(row, clock=mark_met(row.clock, tx.now), cancelled=True))
+        if running:
+            record_event(tx, ticket_id, ref, "sla_stopped", kinds=sorted(running))
+        tx.execute("DELETE FROM workflow_timers WHERE ticket_id = ?", (ticket_id,))
+        arm(tx, ticket_id)
+
     # ---- status -------------------------------------------------------------------------------
 
     def status_changed(self, tx: Tx, ctx: ApplyContext, ticket_id: int, ref: str, old: str, new: str) -> None:
@@ -495,6 +508,13 @@ def status_changed(tx: Tx, ticket_id: int, ref: str, old: str, new: str) -> None
     ctx: ApplyContext | None = tx.context
     if ctx is not None and ctx.routing is not None:
         ctx.routing.status_changed(tx, ctx, ticket_id, ref, old, new)
+
+
+def merged_away(tx: Tx, ticket_id: int, ref: str) -> None:
+    """Called by `merge_tickets` of ingest/apply.py for the source ticket (`stop_clocks`)."""
+    ctx: ApplyContext | None = tx.context
+    if ctx is not None and ctx.routing is not None:
+        ctx.routing.stop_clocks(tx, ticket_id, ref)
 
 
 def priority_changed(tx: Tx, ticket_id: int, ref: str, old: str, new: str) -> None:

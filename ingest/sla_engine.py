@@ -69,14 +69,9 @@ def _fire_one(tx: Tx, hooks: RoutingHooks, ctx: ApplyContext, ticket_id: int) ->
     now = tx.stamp
     ticket = load_ticket(tx, ticket_id)
     if ticket.status == "closed":
-        # Closed without the status hooks (merged into another ticket): nothing is owed. Recorded
-        # as a closing records it: the clocks' state is on the insurer's view of the claim.
-        stopped = tx.execute("UPDATE sla_clocks SET state = 'cancelled', next_at = NULL WHERE ticket_id = ?"
-                             " AND next_at IS NOT NULL RETURNING kind", (ticket_id,)).fetchall()
-        if stopped:
-            record_event(tx, ticket_id, ticket.ref, "sla_stopped", kinds=sorted(kind for (kind,) in stopped))
-        tx.execute("DELETE FROM workflow_timers WHERE ticket_id = ?", (ticket_id,))
-        arm(tx, ticket_id)
+        # Closed with clocks still running (merged away by a version that left them): nothing is
+        # owed. The clocks' state is on the insurer's view of the claim.
+        hooks.stop_clocks(tx, ticket_id, ticket.ref)
         return 0
     due_clocks = tx.execute("SELECT * FROM sla_clocks WHERE ticket_id = ? AND next_at <= ?", (ticket_id, now))
     for row in [clock_from_row(r) for r in due_clocks.fetchall()]:

@@ -693,10 +693,11 @@ async def test_the_fronts_own_errors_are_problem_json_under_the_api_and_plain_js
             assert response.status == 404 and (await response.json())["error"] == "not_found"
 
 
-async def test_the_clocks_of_a_merged_claim_stopping_is_a_change_its_insurer_polls(
+async def test_a_merge_stops_the_duplicates_clocks_at_once_and_its_insurer_sees_it(
         make_daemon: Callable[..., Any]) -> None:
-    """A merge closes the duplicate without the status hooks; its clocks stop when next due,
-    and the insurer's view of it (SLA state, timeline) changes then."""
+    """A merge closes the duplicate without the status hooks (it resolves nothing) and cancels its
+    running clocks in the same write: the insurer's view shows them stopped straight away, and no
+    warning or breach fires later for a claim that is no longer worked on."""
     clock = saturday_morning()
     daemon = await make_daemon(QUIET_POLICY, clock=clock)
     key = (await daemon.store.write(create_insurer("asia", ""))).api_key
@@ -705,13 +706,40 @@ async def test_the_clocks_of_a_merged_claim_stopping_is_a_change_its_insurer_pol
         kept = (await api.call("POST", "/claims", body=filing("K-1")))[2]["reference"]
         clock.advance(hours=1)
         duplicate = (await api.call("POST", "/claims", body=filing("K-1-DUP")))[2]["reference"]
+        _, _, before = await api.call("GET", f"/claims/{duplicate}")
+        clock.advance(minutes=5)
         await daemon.store.write(merge_tickets(duplicate, kept, "maryam"))
         _, _, merged = await api.call("GET", f"/claims/{duplicate}")
-        clock.advance(hours=3)  # the duplicate's first-response warning instant
-        await daemon.sla.fire_due()
-        _, _, view = await api.call("GET", f"/claims/{duplicate}")
-        assert {c["kind"]: c["state"] for c in view["sla"]} == {"first_response": "cancelled",
-                                                                "resolution": "cancelled"}
-        assert view["timeline"][-1]["kind"] == "sla_stopped"
-        _, _, changed = await api.call("GET", f"/claims?updated_since={quote(merged['updated_at'])}")
+        assert {c["kind"]: c["state"] for c in merged["sla"]} == {"first_response": "cancelled",
+                                                                  "resolution": "cancelled"}
+        assert merged["timeline"][-1]["kind"] == "sla_stopped"
+        _, _, changed = await api.call("GET", f"/claims?updated_since={quote(before['updated_at'])}")
         assert duplicate in [c["reference"] for c in changed["claims"]]
+        clock.advance(hours=3)  # the duplicate's first-response warning instant had it kept running
+        await daemon.sla.fire_due()
+        _, _, later = await api.call("GET", f"/claims/{duplicate}")
+        assert later["timeline"] == merged["timeline"] and later["updated_at"] == merged["updated_at"]
+
+
+async def test_a_clock_already_past_due_when_its_claim_is_merged_away_is_recorded_breached(
+        make_daemon: Callable[..., Any]) -> None:
+    """The daemon was down over the duplicate's first-response due instant: the merge cannot
+    cancel an obligation already missed, so the breach goes on the record, as of the due instant."""
+    clock = saturday_morning()
+    daemon = await make_daemon(QUIET_POLICY, clock=clock)
+    key = (await daemon.store.write(create_insurer("asia", ""))).api_key
+    async with aiohttp.ClientSession() as session:
+        api = Api(f"http://127.0.0.1:{daemon.http_port}/api/v1", session, {"asia": key})
+        kept = (await api.call("POST", "/claims", body=filing("K-1")))[2]["reference"]
+        duplicate = (await api.call("POST", "/claims", body=filing("K-1-DUP")))[2]["reference"]
+        _, _, filed = await api.call("GET", f"/claims/{duplicate}")
+        due = {c["kind"]: c["due_at"] for c in filed["sla"]}
+        clock.advance(hours=5)  # past the 4-hour first response; the scheduler is not asked
+        await daemon.store.write(merge_tickets(duplicate, kept, "maryam"))
+        _, _, merged = await api.call("GET", f"/claims/{duplicate}")
+    kinds = [e["kind"] for e in merged["timeline"]]
+    assert kinds[-2:] == ["sla_breached", "sla_stopped"]
+    breach = merged["timeline"][-2]["data"]
+    assert (breach["clock"], breach["due_at"]) == ("first_response", due["first_response"])
+    assert {c["kind"]: c["state"] for c in merged["sla"]} == {"first_response": "cancelled",
+                                                              "resolution": "cancelled"}
