@@ -59,10 +59,16 @@ def _cross_checks(settings: Settings) -> list[str]:
     for index, template in enumerate(api.reply_templates):  # the console fills them before sending
         check_template(f"agent_api.reply_templates[{index}].text", template.text, PLACEHOLDERS)
     check_listeners([*connector_listeners(settings), Listener("agent_api", api.host, api.port)])
-    # Attachments are written only when one arrives; a bad [store] path stops the daemon's start.
-    if problem := unwritable_directory(settings.store.attachments_dir):
-        raise ConfigError(f"store.attachments_dir = {str(settings.store.attachments_dir)!r}: {problem}; expected a "
-                          "directory the daemon can create and write")
+    # Attachments are written only when one arrives, so a bad directory would only show then; a
+    # bad store path would stop serve after check-config had passed it.
+    for key, directory in (("attachments_dir", settings.store.attachments_dir), ("path", settings.store.path.parent)):
+        if problem := unwritable_directory(directory):
+            value = getattr(settings.store, key)
+            raise ConfigError(f"store.{key} = {str(value)!r}: {problem}; expected "
+                              + ("a directory" if key == "attachments_dir" else "a file in a directory")
+                              + " the daemon can create and write")
+    if settings.store.path.is_dir():
+        raise ConfigError(f"store.path = {str(settings.store.path)!r}: is a directory; expected the database file")
     return list(policies.warnings)
 
 

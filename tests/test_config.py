@@ -384,6 +384,22 @@ def test_an_attachments_dir_under_a_file_is_refused_by_check_config_and_serve(tm
     assert served.returncode == 2 and expected in served.stderr and "daemon_started" not in served.stderr
 
 
+@pytest.mark.parametrize("where", ["under-a-file", "a-directory"])
+def test_a_store_path_the_daemon_cannot_create_is_refused_by_check_config_and_serve(tmp_path: Path, where: str) -> None:
+    """check-config passed it, and serve then failed opening the database."""
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "adir").mkdir()
+    path = tmp_path / "afile" / "s.sqlite3" if where == "under-a-file" else tmp_path / "adir"
+    config = config_file(tmp_path, f'[store]\npath = "{path}"\nattachments_dir = "{tmp_path / "a"}"\n'
+                                   "[http]\nport = 0\n[agent_api]\nport = 0\n")
+    expected = (f"store.path = '{path}': {tmp_path / 'afile'} is not a directory; expected a file in a directory"
+                if where == "under-a-file" else f"store.path = '{path}': is a directory; expected the database file")
+    result = check_config(config)
+    assert result.returncode == 2 and expected in result.stderr, result.stderr
+    served = run_serve(config)
+    assert served.returncode == 2 and expected in served.stderr and "daemon_started" not in served.stderr
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes in any directory")
 def test_an_unwritable_attachments_dir_is_refused(tmp_path: Path) -> None:
     (tmp_path / "ro").mkdir(mode=0o555)
