@@ -6,7 +6,8 @@ Opening a claim goes through the same steps as an inbound message (contact resol
 claim-reference sequence, routing, the timeline), by building an `InboundMessage` for the
 filing and calling the apply step's own functions, so nothing here is a second copy of them.
 Idempotency is decided inside the writer, where requests are serialised: the same
-`Idempotency-Key`, or the same insurer claim number, always yields the same claim.
+`Idempotency-Key`, or the same insurer claim number (by its key, `claim_number_key`: digits in
+any script, case, spacing, dash and slash forms), always yields the same claim.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from ingest.apply import (
     record_event,
     resolve_contact,
 )
+from ingest.persian import claim_number_key
 from ingest.records import AttachmentData, Identity, InboundMessage
 from ingest.store import Tx
 from router.identity import normalize_email, normalize_national_id, normalize_phone
@@ -151,7 +153,10 @@ LineOfBusiness = Literal["auto", "health"]
 class ClaimFiling(_Model):
     """`POST /api/v1/claims`: a claim file opened at the insurer."""
 
-    claim_number: str = Field(min_length=1, max_length=64, description="the insurer's own claim number")
+    claim_number: str = Field(min_length=1, max_length=64, description=(
+        "the insurer's own claim number, kept as written; spellings that differ only in the digits'"
+        " script (Persian, Arabic-Indic, Latin), letter case, spaces, half-spaces, or dash and slash"
+        " characters name the same claim"))
     policy_number: str = Field(min_length=1, max_length=64)
     line_of_business: LineOfBusiness
     policyholder: Policyholder
@@ -161,6 +166,14 @@ class ClaimFiling(_Model):
     loss_place: str = Field("", max_length=500)
     description: str = Field("", max_length=20_000)
     documents: tuple[Document, ...] = Field((), max_length=20)
+
+    @field_validator("claim_number")
+    @classmethod
+    def _claim_number(cls, value: str) -> str:
+        # Invisible characters and tatweel alone: every such number would be one claim.
+        if not claim_number_key(value):
+            raise ValueError("has no letters, digits or punctuation")
+        return value
 
     @field_validator("loss_date")
     @classmethod
@@ -199,6 +212,12 @@ class InsurerMessage(_Model):
 
     text: str = Field(min_length=1, max_length=20_000)
     documents: tuple[Document, ...] = Field((), max_length=20)
+
+
+def filing_fingerprint(method: str, path: str, document: dict[str, Any]) -> str:
+    """`request_fingerprint` of a validated filing's document, its claim number by its key: a
+    retry that writes the number another way is the same request, as it is the same claim."""
+    return request_fingerprint(method, path, {**document, "claim_number": claim_number_key(document["claim_number"])})
 
 
 def request_fingerprint(method: str, path: str, document: Any) -> str:
@@ -272,9 +291,13 @@ def open_claim(
         replay = _replay(tx, insurer, idempotency_key, fingerprint)
         if replay is not None:
             return ClaimOpened(replay["ref"], False, "idempotency_key")
+        key = claim_number_key(filing.claim_number)
+        # By the key; the very spelling first, for a number filed under two before the key
+        # existed (migration 8 left the later one without a key): each keeps finding its own.
         existing = tx.one(
             "SELECT t.ref FROM insurer_claims c JOIN tickets t ON t.id = c.ticket_id"
-            " WHERE c.insurer = ? AND c.claim_number = ?", (insurer, filing.claim_number))
+            " WHERE c.insurer = ? AND (c.claim_key = ? OR c.claim_number = ?) ORDER BY c.claim_number = ? DESC LIMIT 1",
+            (insurer, key, filing.claim_number, filing.claim_number))
         if existing is not None:
             _remember(tx, insurer, idempotency_key, fingerprint, {"ref": existing["ref"]})
             return ClaimOpened(existing["ref"], False, "claim_number")
@@ -304,8 +327,9 @@ def open_claim(
         tx.execute("UPDATE tickets SET insurer = ?, line_of_business = ? WHERE id = ?",
                    (insurer, filing.line_of_business, ticket_id))
         tx.execute(
-            "INSERT INTO insurer_claims (ticket_id, insurer, claim_number, details, created_at) VALUES (?, ?, ?, ?, ?)",
-            (ticket_id, insurer, filing.claim_number, json.dumps(filing.details(), ensure_ascii=False), tx.stamp),
+            "INSERT INTO insurer_claims (ticket_id, insurer, claim_number, claim_key, details, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (ticket_id, insurer, filing.claim_number, key, json.dumps(filing.details(), ensure_ascii=False), tx.stamp),
         )
         record_event(tx, ticket_id, ref, "claim_filed", f"insurer:{insurer}", claim_number=filing.claim_number,
                      line_of_business=filing.line_of_business)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from ingest.persian import claim_number_key
+
 MIGRATIONS: list[str] = [
     # 1: the foundation
     """
@@ -392,7 +394,27 @@ MIGRATIONS: list[str] = [
     -- Who held a ticket at an instant (reports charge an SLA breach to its holder then).
     CREATE INDEX events_assignment ON events(ticket_id, at) WHERE kind IN ('assigned', 'unassigned');
     """,
+    # 8: an insurer's claim number is matched by its key (ingest/persian.py, claim_number_key), so
+    # "۱۴۰۵/۱۲۳۴" and "1405/1234" name one claim; `claim_number` keeps the number as written
+    """
+    ALTER TABLE insurer_claims ADD COLUMN claim_key TEXT;
+    UPDATE insurer_claims SET claim_key = claim_number_key(claim_number);
+    -- One number filed under two spellings before this version is two claims, and both stay:
+    -- the oldest keeps the key, the others have none (each is still found by its reference and
+    -- by its own spelling). Failing the upgrade would stop the daemon over an insurer's data.
+    UPDATE insurer_claims SET claim_key = NULL
+        WHERE ticket_id NOT IN (SELECT min(ticket_id) FROM insurer_claims GROUP BY insurer, claim_key);
+    -- NULLs are distinct to a unique index: every claim filed from now on has a key, unique.
+    CREATE UNIQUE INDEX insurer_claims_key ON insurer_claims(insurer, claim_key);
+    """,
 ]
+
+
+def register_functions(conn: sqlite3.Connection) -> None:
+    """The Python functions migrations call from SQL (a backfill of what only Python computes).
+    A migration calls the function as it is today: a change to what one computes needs a new
+    migration that recomputes its column."""
+    conn.create_function("claim_number_key", 1, claim_number_key, deterministic=True)
 
 
 def _statements(script: str) -> list[str]:
@@ -413,6 +435,7 @@ def migrate(conn: sqlite3.Connection) -> int:
     The version is read inside the migration's own write transaction: a process started at the
     same moment (the daemon and a `run.py` command during an upgrade) may have migrated the
     store between our read and our lock, and each migration must run once."""
+    register_functions(conn)
     while True:
         conn.execute("BEGIN IMMEDIATE")
         try:

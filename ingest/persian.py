@@ -124,6 +124,27 @@ def normalize_for_matching(s: str) -> str:
     return " ".join(s.split())
 
 
+# Every Unicode dash (category Pd, as NFKC leaves them: it has already made the small, fullwidth
+# and vertical forms one of these) and the minus sign is the hyphen; the division, fraction and
+# Arabic date slashes are the solidus (NFKC makes the fullwidth one a solidus itself).
+_CLAIM_SEPARATORS = str.maketrans(
+    dict.fromkeys("\u058a\u05be\u1400\u1806\u2010\u2012\u2013\u2014\u2015\u2212\u2e17\u2e1a\u2e3a\u2e3b"
+                  "\u2e40\u2e5d\u301c\u3030\u30a0\U00010ead", "-")
+    | dict.fromkeys("\u060d\u2044\u2215\u29f8", "/")
+)
+
+
+def claim_number_key(number: str) -> str:
+    """What an insurer's claim number is matched by: "۱۴۰۵/۱۲۳۴", "1405/1234" and "١٤٠٥ ∕ ١٢٣٤"
+    have one key, "asia-9" and "ASIA–9" another. The matching key's folding (digits, letter
+    variants, case, invisible characters and tatweel), every dash made "-" and every slash "/",
+    and no whitespace at all: an insurer's system pads or splits its numbers at will. Idempotent."""
+    key = "".join(normalize_for_matching(number).translate(_CLAIM_SEPARATORS).split())
+    # Once more: NFKC spells some characters with a space (¨ is a space and a diaeresis), and
+    # taking the space out joins the mark to the letter before it.
+    return unicodedata.normalize("NFKC", key)
+
+
 def search_terms(s: str) -> list[str]:
     """Normalised word tokens for search, in first-seen order, without repeats."""
     return list(dict.fromkeys(_TOKEN.findall(normalize_for_matching(s))))

@@ -8,12 +8,13 @@ import threading
 import time
 from pathlib import Path
 
-from ingest.migrations import MIGRATIONS, migrate
+from ingest.migrations import MIGRATIONS, migrate, register_functions
 
 
 def connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     conn.execute("PRAGMA journal_mode=WAL")
+    register_functions(conn)  # the scripts run here as they are, not through `migrate`
     return conn
 
 

@@ -20,8 +20,8 @@ from connectors.insurer_api.openapi import DEFAULT_PAGE, openapi_document
 from connectors.insurer_api.problems import front_problem, problem, validation_problem
 from ingest.apply import ApplyContext
 from ingest.claims_ops import (
-    ClaimFiling, ClaimNotFound, Document, IdempotencyKeyReused, InsurerMessage, open_claim, post_insurer_message,
-    request_fingerprint,
+    ClaimFiling, ClaimNotFound, Document, IdempotencyKeyReused, InsurerMessage, filing_fingerprint, open_claim,
+    post_insurer_message, request_fingerprint,
 )
 from ingest.insurers import InsurerClient, claim_view, insurer_for_key, list_claims, read_page_cursor
 from ingest.store import Store, iso
@@ -134,7 +134,7 @@ class InsurerApi:
         try:
             opened = await self.store.write(open_claim(
                 client.name, filing, self.context, connector=self.connector, idempotency_key=key,
-                fingerprint=request_fingerprint(request.method, request.path, document), stored_documents=stored))
+                fingerprint=filing_fingerprint(request.method, request.path, document), stored_documents=stored))
         except IdempotencyKeyReused as exc:
             return problem(422, "idempotency-key-reused", "Idempotency-Key reused", str(exc), instance=request.path)
         log.info("insurer_claim_opened", ticket=opened.ref, created=opened.created, replayed_by=opened.replayed_by,
