@@ -63,6 +63,8 @@ def required_secret(section: str, env: str, expected: str) -> str:
 
 DeliveryStatusCallback = Callable[[str, str, str, str], Awaitable[bool]]
 HistoryProvider = Callable[[str, int], Awaitable[list[dict[str, Any]]]]
+# (connector name, max age in seconds) -> {channel message id: seconds since sent}
+AwaitingDelivery = Callable[[str, float], Awaitable[dict[str, float]]]
 
 
 @dataclass
@@ -80,6 +82,9 @@ class ConnectorContext:
     ticket_for_inbox: Callable[[int], Awaitable[str | None]] | None = None
     # A bot that customers can now be sent to with a deep link (its username became known).
     on_bot_link: Callable[[BotLink], None] | None = None
+    # What this connector sent that no delivery report has called final yet (a gateway polled
+    # for delivery status takes up its polling after a restart).
+    awaiting_delivery: AwaitingDelivery | None = None
 
 
 class Connector(ABC):

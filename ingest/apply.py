@@ -644,6 +644,16 @@ _DELIVERY_STAGES = {
     "accepted": 0, "scheduled": 0, "queued": 1, "sending": 2, "sent": 3,
     "delivered": 4, "undelivered": 4, "failed": 4, "canceled": 4, "read": 5,
 }
+# Stages a polled gateway need not be asked about again ("read", on WhatsApp, may follow "delivered").
+FINAL_STATUSES = frozenset(status for status, stage in _DELIVERY_STAGES.items() if stage >= 4)
+_FAILED_STATUSES = ("failed", "undelivered", "canceled")
+# Reports on ids no message has: kept for the write that records the id, milliseconds later when
+# the gateway called back as it answered the send, longer when the outbox could record the
+# outcome only after a store outage.
+# Bounded by age and by count: a gateway account shared with another system reports that
+# system's messages to our URL too, and those are never claimed.
+PENDING_REPORTS_FOR = timedelta(days=7)
+PENDING_REPORTS_AT_MOST = 10_000
 
 
 def delivery_news(reported: list[str], status: str) -> bool:
@@ -657,30 +667,84 @@ def delivery_news(reported: list[str], status: str) -> bool:
     return stage is None or not reached or stage >= max(reached)
 
 
+def message_delivery(parts: list[str]) -> str:
+    """How far a message sent in parts has got, from each part's furthest stage ("" for a part
+    not reported on yet: the channel took it, so it is queued): failed as soon as any part
+    failed (the reader misses it; the first failed part's word), else the least advanced
+    part's stage, so delivered only once every part is."""
+    failed = next((status for status in parts if status in _FAILED_STATUSES), None)
+    if failed is not None:
+        return failed
+    return min((status or "queued" for status in parts), key=_DELIVERY_STAGES.__getitem__)
+
+
 def delivery_status(channel: str, channel_message_id: str, status: str, detail: str) -> Callable[[Tx], bool]:
-    """A channel's report on a message we sent (Twilio MessageStatus...), on the timeline when it
-    is news (`delivery_news`). True when the message is ours."""
+    """A channel's report on a message we sent (Twilio MessageStatus, Kavenegar's codes), on the
+    timeline when it is news. True when the message is ours; a report on an id not recorded yet
+    is kept until the outbox records it (`record_sent_ids`)."""
 
     def op(tx: Tx) -> bool:
-        row = tx.one(
-            "SELECT m.id, m.ticket_id, t.ref FROM messages m JOIN tickets t ON t.id = m.ticket_id"
-            " WHERE m.channel = ? AND m.channel_message_id = ? AND m.direction = 'out'",
-            (channel, channel_message_id),
-        )
-        if row is None:
-            return False
-        reported = [
-            data["status"] for (raw,) in tx.execute(
-                "SELECT data FROM events WHERE ticket_id = ? AND kind = 'delivery_status'", (row["ticket_id"],))
-            if (data := json.loads(raw)).get("channel_message_id") == channel_message_id
-        ]
-        if not delivery_news(reported, status):
+        if _apply_report(tx, channel, channel_message_id, status, detail):
             return True
-        record_event(tx, row["ticket_id"], row["ref"], "delivery_status", channel=channel,
-                     channel_message_id=channel_message_id, status=status, detail=detail or None)
-        return True
+        tx.execute(
+            "DELETE FROM pending_delivery_reports WHERE received_at < ?"
+            " OR id <= (SELECT max(id) FROM pending_delivery_reports) - ?",
+            (iso(tx.now - PENDING_REPORTS_FOR), PENDING_REPORTS_AT_MOST - 1))
+        tx.execute(
+            "INSERT INTO pending_delivery_reports (channel, channel_message_id, status, detail, received_at)"
+            " VALUES (?, ?, ?, ?, ?)", (channel, channel_message_id, status, detail, tx.stamp))
+        return False
 
     return op
+
+
+def record_sent_ids(tx: Tx, message_row: int, channel: str, ids: tuple[str, ...]) -> None:
+    """The ids the channel gave a message we sent (one per part), so a report on any part finds
+    it; then the reports on them that came before this write, in the order they came."""
+    for part, channel_message_id in enumerate(ids):
+        tx.execute("INSERT OR IGNORE INTO outbound_message_ids (channel, channel_message_id, message_row, part)"
+                   " VALUES (?, ?, ?, ?)", (channel, channel_message_id, message_row, part))
+    marks = ", ".join("?" * len(ids))
+    early = tx.execute(
+        "SELECT id, channel_message_id, status, detail FROM pending_delivery_reports"
+        f" WHERE channel = ? AND channel_message_id IN ({marks}) ORDER BY id", (channel, *ids)).fetchall()
+    for report in early:
+        _apply_report(tx, channel, report["channel_message_id"], report["status"], report["detail"])
+    tx.execute(f"DELETE FROM pending_delivery_reports WHERE channel = ? AND channel_message_id IN ({marks})",
+               (channel, *ids))
+
+
+def _apply_report(tx: Tx, channel: str, channel_message_id: str, status: str, detail: str) -> bool:
+    """One report onto its message's timeline, as the message's status over all its parts
+    (`message_delivery`) and only when that is news; False when no message has the id."""
+    row = tx.one(
+        "SELECT o.message_row, o.part, o.status, m.ticket_id, t.ref FROM outbound_message_ids o"
+        " JOIN messages m ON m.id = o.message_row JOIN tickets t ON t.id = m.ticket_id"
+        " WHERE o.channel = ? AND o.channel_message_id = ?", (channel, channel_message_id))
+    if row is None:
+        return False
+    shown = status  # a status we know no stage of stands for itself: news once, as reported
+    if status in _DELIVERY_STAGES:
+        if not delivery_news([row["status"]] if row["status"] else [], status):
+            return True  # a repeat, or behind what this part already reached
+        tx.execute("UPDATE outbound_message_ids SET status = ? WHERE channel = ? AND channel_message_id = ?",
+                   (status, channel, channel_message_id))
+    parts = tx.execute("SELECT channel_message_id, status FROM outbound_message_ids WHERE message_row = ?"
+                       " ORDER BY part", (row["message_row"],)).fetchall()
+    if status in _DELIVERY_STAGES:
+        shown = message_delivery([part["status"] for part in parts])
+    key = parts[0]["channel_message_id"]  # the message's id as shown: its first part's
+    if len(parts) > 1:
+        detail = f"part {row['part'] + 1} of {len(parts)}" + (f": {detail}" if detail else "")
+    reported = [
+        data["status"] for (raw,) in tx.execute(
+            "SELECT data FROM events WHERE ticket_id = ? AND kind = 'delivery_status'", (row["ticket_id"],))
+        if (data := json.loads(raw)).get("channel_message_id") == key
+    ]
+    if delivery_news(reported, shown):
+        record_event(tx, row["ticket_id"], row["ref"], "delivery_status", channel=channel,
+                     channel_message_id=key, status=shown, detail=detail or None)
+    return True
 
 
 # -- agent actions ------------------------------------------------------------------------------

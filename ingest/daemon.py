@@ -25,7 +25,7 @@ from ingest.apply import ApplyContext, delivery_status
 from ingest.attachment_fetcher import AttachmentFetcher
 from ingest.blobs import BlobStore
 from ingest.deep_links import BotLinks, deep_link_key
-from ingest.outbox import OutboxDispatcher
+from ingest.outbox import OutboxDispatcher, awaiting_final_status
 from ingest.queries import conversation_history, ticket_ref_for_inbox
 from ingest.routing_hooks import RoutingHooks
 from ingest.service import Ingest
@@ -97,6 +97,7 @@ class Daemon:
             http_app=self.http_app, settings=settings,
             on_delivery_status=self._delivery_status, history=self._history,
             ticket_for_inbox=self._ticket_for_inbox, on_bot_link=bot_links.add,
+            awaiting_delivery=self._awaiting_delivery,
         )
         self.connectors = build_connectors(settings, self.context)
         self.ingest = Ingest(self.store, self.blobs, normalisers(), apply_context(settings, self.connectors, bot_links),
@@ -114,6 +115,9 @@ class Daemon:
 
     async def _delivery_status(self, channel: str, channel_message_id: str, status: str, detail: str) -> bool:
         return await self.store.write(delivery_status(channel, channel_message_id, status, detail))
+
+    async def _awaiting_delivery(self, connector: str, max_age_seconds: float) -> dict[str, float]:
+        return await awaiting_final_status(self.store, connector, timedelta(seconds=max_age_seconds))
 
     async def _history(self, conversation_key: str, limit: int) -> list[dict]:
         return await conversation_history(self.store, conversation_key, limit)

@@ -407,6 +407,37 @@ MIGRATIONS: list[str] = [
     -- NULLs are distinct to a unique index: every claim filed from now on has a key, unique.
     CREATE UNIQUE INDEX insurer_claims_key ON insurer_claims(insurer, claim_key);
     """,
+    # 9: every id a channel gave a message we sent (a long SMS leaves in parts, each with its own),
+    # with how far each part has got; and delivery reports that came before the id was recorded
+    """
+    -- A report finds its message here, by the id of any of its parts (messages.channel_message_id
+    -- keeps the first, as shown, and has no index: each report scanned every message).
+    CREATE TABLE outbound_message_ids (
+        channel TEXT NOT NULL,
+        channel_message_id TEXT NOT NULL,
+        message_row INTEGER NOT NULL REFERENCES messages(id),
+        part INTEGER NOT NULL,          -- 0 for the first part
+        status TEXT NOT NULL DEFAULT '',  -- the furthest stage reported for this part
+        PRIMARY KEY (channel, channel_message_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX outbound_message_ids_message ON outbound_message_ids(message_row, part);
+    -- Messages sent before this version: their one recorded id, as yet unreported (a report
+    -- already on the timeline still counts there: a repeat of it adds nothing).
+    INSERT OR IGNORE INTO outbound_message_ids (channel, channel_message_id, message_row, part)
+        SELECT channel, channel_message_id, id, 0 FROM messages WHERE direction != 'in' AND channel_message_id != '';
+    -- A report on an id no message has yet: the gateway called back before our write of the id
+    -- it had just answered with committed. Claimed by that write (ingest/apply.py).
+    CREATE TABLE pending_delivery_reports (
+        id INTEGER PRIMARY KEY,
+        channel TEXT NOT NULL,
+        channel_message_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT '',
+        received_at TEXT NOT NULL
+    );
+    CREATE INDEX pending_delivery_reports_message ON pending_delivery_reports(channel, channel_message_id);
+    CREATE INDEX pending_delivery_reports_received ON pending_delivery_reports(received_at);
+    """,
 ]
 
 

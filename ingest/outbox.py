@@ -24,7 +24,7 @@ from typing import Any
 import structlog
 
 from connectors.base import Connector, StoreUnavailable
-from ingest.apply import record_event
+from ingest.apply import FINAL_STATUSES, record_event, record_sent_ids
 from ingest.records import DeliveryResult, OutboundMessage
 from ingest.store import Store, Tx, iso
 from ingest.supervision import watched
@@ -35,6 +35,8 @@ log = structlog.get_logger(__name__)
 # failed: 5 s doubling to the one-hour cap, then hourly, is about 23 hours of trying. With 8 the
 # cap was never reached and a reply failed for good after an outage of ten and a half minutes.
 MAX_ATTEMPTS = 32
+# How long after it was queued a reply may still leave: those tries, rounded up.
+SENDING_FOR = timedelta(days=1)
 
 
 def backoff(attempt: int, base: float = 5.0, cap: float = 3600.0) -> timedelta:
@@ -80,10 +82,31 @@ def _record_result(row: dict, result: DeliveryResult, now: datetime) -> Callable
         if row["ticket_id"]:
             record_event(tx, row["ticket_id"], row["ref"] or "", f"delivery_{state}", channel=row["channel"],
                          outbox_id=row["id"], attempt=attempt, detail=result.detail or None,
-                         channel_message_id=result.channel_message_id or None)
+                         channel_message_id=result.channel_message_id or None,
+                         **({"part_ids": list(result.part_ids)} if result.part_ids else {}))
+        if result.ok and row["message_row"] and result.message_ids:
+            # After delivery_sent: a report that came before this write shows after it.
+            record_sent_ids(tx, row["message_row"], row["channel"], result.message_ids)
         return state
 
     return op
+
+
+async def awaiting_final_status(store: Store, connector: str, max_age: timedelta) -> dict[str, float]:
+    """The ids of what `connector` sent within `max_age` (each part of a message) that no report
+    has yet called final, with the seconds since each was sent: what a gateway polled for its
+    delivery status is still to be asked about after a restart."""
+    now = store.clock()
+    finals = ", ".join("?" * len(FINAL_STATUSES))
+    rows = await store.fetchall(
+        "SELECT o.channel_message_id, m.sent_at FROM messages m JOIN outbound_message_ids o ON o.message_row = m.id"
+        # created_at first: its index bounds the scan to the messages queued since (sent_at has none).
+        " WHERE m.created_at >= ? AND m.sent_at >= ? AND m.connector = ? AND m.direction != 'in'"
+        f" AND o.status NOT IN ({finals})",
+        (iso(now - max_age - SENDING_FOR), iso(now - max_age), connector, *sorted(FINAL_STATUSES)),
+    )
+    return {row["channel_message_id"]: (now - datetime.fromisoformat(row["sent_at"])).total_seconds()
+            for row in rows}
 
 
 def _recover_interrupted(tx: Tx) -> int:

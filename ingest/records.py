@@ -136,10 +136,18 @@ class OutboundMessage:
 @dataclass(frozen=True, slots=True)
 class DeliveryResult:
     """What a connector reports after trying to send. `retry_after` (seconds) asks the outbox to
-    try again later; `permanent` failures are not retried."""
+    try again later; `permanent` failures are not retried. `part_ids`: when the message left in
+    several parts, every id the channel gave them, in order (the first is `channel_message_id`):
+    a delivery report on any part finds the message."""
 
     ok: bool
     channel_message_id: str = ""
     detail: str = ""
     permanent: bool = False
     retry_after: float | None = None
+    part_ids: tuple[str, ...] = ()
+
+    @property
+    def message_ids(self) -> tuple[str, ...]:
+        """Every id the message is known by at the channel, first part first."""
+        return self.part_ids or ((self.channel_message_id,) if self.channel_message_id else ())

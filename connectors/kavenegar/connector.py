@@ -7,8 +7,9 @@ Routes (instance named "kavenegar"; another instance name N mounts under /webhoo
                                                    timeline, as Twilio's MessageStatus
 Kavenegar does not sign its callbacks, so the URLs set in its panel carry a secret path segment
 (from the environment, never logged): a request without it is 404, as if nothing were there.
-With `status_poll_seconds`, the replies sent since the start are also asked about through
-`sms/status.json` until they reach a final status (for an account whose delivery URL cannot be set).
+With `status_poll_seconds`, the replies sent in the last day are also asked about through
+`sms/status.json` until they reach a final status (for an account whose delivery URL cannot be
+set); those still in flight at a restart are read back from the store at the next start.
 """
 
 from __future__ import annotations
@@ -30,7 +31,13 @@ from config.logs import log_context
 from connectors.base import Connector, ConnectorSettings, Sink, required_secret
 from connectors.forms import parse_form, required
 from connectors.http_front import HttpError, webhook_prefix
-from connectors.kavenegar.delivery import UNKNOWN_ID, is_final, message_key, report
+from connectors.kavenegar.delivery import (
+    UNKNOWN_ID,
+    is_final,
+    message_key,
+    own_message_id,
+    report,
+)
 from connectors.kavenegar.inbound import MESSAGE_FORMAT, normalise_kavenegar_sms
 from connectors.kavenegar.outbound import fetch_statuses, send_sms
 from connectors.sms_segments import plan_sms
@@ -75,6 +82,8 @@ class KavenegarConnector(Connector):
         self._send_url, self._status_url = f"{api}/send.json", f"{api}/status.json"
         self._http = aiohttp.ClientSession()
         self._pending: dict[str, float] = {}  # Kavenegar message id -> when sent (monotonic), for polling
+        if settings.status_poll_seconds:
+            await self._resume_polling()
         prefix = webhook_prefix(self.kind, self.name)
         for method in ("GET", "POST"):
             self.context.http_app.router.add_route(method, prefix + "/{secret}", self._on_message)
@@ -121,6 +130,18 @@ class KavenegarConnector(Connector):
             return False
         return await self.context.on_delivery_status("sms", message_key(self.name, message_id), *outcome)
 
+    async def _resume_polling(self) -> None:
+        """What was sent before this start and is not final yet: asked about again, each until it is
+        final or a day old, as if the daemon had never stopped."""
+        if self.context.awaiting_delivery is None:
+            return
+        now = time.monotonic()
+        for key, age in (await self.context.awaiting_delivery(self.name, POLL_FOR)).items():
+            if (message_id := own_message_id(self.name, key)) is not None:
+                self._pending[message_id] = now - age
+        if self._pending:
+            log.info("kavenegar_status_polling_resumed", connector=self.name, messages=len(self._pending))
+
     async def _poll_statuses(self, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
@@ -162,5 +183,6 @@ class KavenegarConnector(Connector):
         if not result.ok:
             return result
         if self._poller is not None:
-            self._pending[result.channel_message_id] = time.monotonic()
-        return replace(result, channel_message_id=message_key(self.name, result.channel_message_id))
+            self._pending.update(dict.fromkeys(result.message_ids, time.monotonic()))
+        return replace(result, channel_message_id=message_key(self.name, result.channel_message_id),
+                       part_ids=tuple(message_key(self.name, part) for part in result.part_ids))

@@ -30,6 +30,12 @@ def message_key(instance: str, message_id: str) -> str:
     return f"{instance}:{message_id}"
 
 
+def own_message_id(instance: str, key: str) -> str | None:
+    """Kavenegar's own id in a `message_key` of this instance's, else None."""
+    prefix = message_key(instance, "")
+    return key.removeprefix(prefix) if key.startswith(prefix) else None
+
+
 def report(code: int) -> tuple[str, str] | None:
     """(status, detail) for the timeline, or None when the code says nothing about a message."""
     if code == UNKNOWN_ID:

@@ -38,8 +38,10 @@ def result_of(http_status: int, body: Any) -> DeliveryResult:
     if not isinstance(status, int):
         return DeliveryResult(ok=False, detail=f"Kavenegar HTTP {http_status}: unreadable answer")
     if status == 200:
-        entries = body.get("entries") or [{}]
-        return DeliveryResult(ok=True, channel_message_id=str(entries[0].get("messageid", "")))
+        # An entry per receptor, each with its own id and its own reports: all are kept.
+        ids = tuple(str(entry["messageid"]) for entry in body.get("entries") or []
+                    if isinstance(entry, dict) and "messageid" in entry)
+        return DeliveryResult(ok=True, channel_message_id=ids[0] if ids else "", part_ids=ids if len(ids) > 1 else ())
     detail = f"Kavenegar error {status}: {answer.get('message', '')}"
     if status in RETRYABLE or (status >= 500 and status != 501):  # 501: a test account's own number only
         return DeliveryResult(ok=False, detail=detail)
@@ -48,7 +50,8 @@ def result_of(http_status: int, body: Any) -> DeliveryResult:
 
 async def send_sms(session: aiohttp.ClientSession, url: str, api_key: str, sender: str, to: str,
                    plan: TextPlan) -> DeliveryResult:
-    """Each part of the plan in order; the first part's message id is the reply's."""
+    """Each part of the plan in order; every part's message id is kept (the first is the
+    reply's as shown), as Kavenegar reports on each."""
     ids: list[str] = []
     for part in plan.parts:
         form = {"receptor": receptor(to), "message": part, **({"sender": sender} if sender else {})}
@@ -65,8 +68,9 @@ async def send_sms(session: aiohttp.ClientSession, url: str, api_key: str, sende
                                   .replace(api_key, "…"))
         if not outcome.ok:
             return outcome
-        ids.append(outcome.channel_message_id)
-    return DeliveryResult(ok=True, channel_message_id=ids[0], detail=plan.detail)
+        ids += outcome.message_ids
+    return DeliveryResult(ok=True, channel_message_id=ids[0] if ids else "", detail=plan.detail,
+                          part_ids=tuple(ids) if len(ids) > 1 else ())
 
 
 def statuses_of(body: Any) -> list[tuple[str, int]]:

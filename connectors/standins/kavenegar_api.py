@@ -4,7 +4,9 @@ numeric `messageid`, counted from the same number in every stand-in as two accou
 wrong key is 403), records every message it accepted, and can be told to fail the next requests
 with Kavenegar's error codes (418 credit, 411 receptor, 500...). `GET sms/status.json` answers
 each message's status (1, in queue, until `set_status` moves it; 100 for an id not its own).
-Also Kavenegar's other side: calling our webhook as its panel's receive or delivery URL does."""
+Also Kavenegar's other side: calling our webhook as its panel's receive or delivery URL does,
+and, when told to (`report_before_answering`), reporting on a message before it answers the
+request that sent it."""
 
 from __future__ import annotations
 
@@ -33,6 +35,14 @@ class KavenegarApiStandIn:
         self._runner: web.AppRunner | None = None
         self._changed = asyncio.Event()
         self.base_url = ""
+        self._early_report: tuple[str, int] | None = None
+        self.early_reports: list[int] = []  # the HTTP status our delivery URL answered each one
+
+    def report_before_answering(self, delivery_url: str, code: int) -> None:
+        """From now on, report each message sent as `code` to `delivery_url`, and answer the send
+        only once that report was answered: the report is then in the caller's store before the
+        id that identifies it (the race of a gateway calling back at once)."""
+        self._early_report = (delivery_url, code)
 
     def fail_next(self, status: int, *, times: int = 1) -> None:
         """The next `times` requests get this Kavenegar error instead of being accepted."""
@@ -82,6 +92,12 @@ class KavenegarApiStandIn:
         message_id = next(self._ids)
         self.sent_ids.append(str(message_id))
         self.statuses[str(message_id)] = 1
+        if self._early_report is not None:
+            url, code = self._early_report
+            self.statuses[str(message_id)] = code
+            async with ClientSession() as session:
+                status, _ = await post_kavenegar_sms(session, url, {"messageid": str(message_id), "status": str(code)})
+            self.early_reports.append(status)
         return self._answer(200, [{
             "messageid": message_id, "message": form.get("message", ""), "status": 1,
             "statustext": "در صف ارسال", "sender": form.get("sender", "10004346"), "receptor": form["receptor"],

@@ -2,7 +2,8 @@
 answers `POST /2010-04-01/Accounts/{sid}/Messages.json` like Twilio does (201, a JSON message
 resource with sid "SM…" and status "queued"), records every request it was sent, and can be told
 to fail the next requests with Twilio-style error bodies (429, 500, 400...). Also Twilio's other
-side: signing and posting webhooks the way Twilio does."""
+side: signing and posting webhooks the way Twilio does, and, when told to
+(`report_before_answering`), calling a message's StatusCallback before answering its request."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from aiohttp import BasicAuth, ClientSession, hdrs, web
 from twilio.request_validator import RequestValidator
@@ -39,6 +40,14 @@ class TwilioApiStandIn:
         self._changed = asyncio.Event()
         self.base_url = ""
         self._media: dict[str, tuple[bytes, str]] = {}
+        self._early_report: tuple[str, str] | None = None
+        self.early_reports: list[int] = []  # the HTTP status our StatusCallback answered each one
+
+    def report_before_answering(self, status: str, reach: str) -> None:
+        """From now on, call each accepted message's StatusCallback with `status` (signed over
+        the callback URL as given, sent to the same path under `reach`, e.g. the daemon's loopback
+        address behind its public URL), and answer the request only once it was answered."""
+        self._early_report = (status, reach.rstrip("/"))
 
     def fail_next(self, status: int, *, times: int = 1, code: int | None = None, message: str = "",
                   retry_after: str | None = None) -> None:
@@ -123,6 +132,8 @@ class TwilioApiStandIn:
         message_sid = "SM" + secrets.token_hex(16)
         now = format_datetime(datetime.now(UTC), usegmt=True)
         self.sent.append(form)
+        if self._early_report is not None and form.get("StatusCallback"):
+            await self._report(form, message_sid, *self._early_report)
         uri = f"/2010-04-01/Accounts/{self.account_sid}/Messages/{message_sid}"
         return self._answer(201, {
             "account_sid": self.account_sid, "api_version": "2010-04-01", "body": form["Body"],
@@ -132,6 +143,16 @@ class TwilioApiStandIn:
             "price": None, "price_unit": "USD", "sid": message_sid, "status": "queued",
             "subresource_uris": {"media": f"{uri}/Media.json"}, "to": form["To"], "uri": f"{uri}.json",
         })
+
+    async def _report(self, form: dict[str, str], message_sid: str, status: str, reach: str) -> None:
+        callback = form["StatusCallback"]
+        path = urlsplit(callback).path
+        params = {"MessageSid": message_sid, "SmsSid": message_sid, "MessageStatus": status, "SmsStatus": status,
+                  "AccountSid": self.account_sid, "From": form.get("From", ""), "To": form["To"],
+                  "ApiVersion": "2010-04-01"}
+        async with ClientSession() as session:
+            answered, _ = await post_twilio_webhook(session, reach + path, params, self.auth_token, signed_url=callback)
+        self.early_reports.append(answered)
 
 
 # -- Twilio's other side: webhooks it would send us -------------------------------------------

@@ -120,5 +120,6 @@ async def send_text(client: Client, where: Addresses, plan: TextPlan, status_cal
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             return DeliveryResult(ok=False, detail=f"Twilio unreachable: {type(exc).__name__}: {exc}")
         sids.append(message.sid)
-    # Status callbacks are matched on the first part's sid.
-    return DeliveryResult(ok=True, channel_message_id=sids[0], detail=plan.detail)
+    # Twilio reports on each part's sid: all are kept, so a callback on any finds the reply.
+    return DeliveryResult(ok=True, channel_message_id=sids[0], detail=plan.detail,
+                          part_ids=tuple(sids) if len(sids) > 1 else ())
