@@ -33,9 +33,10 @@ class Composer(ModalScreen[Composed | None]):
     CSS_PATH = "composer.tcss"
     BINDINGS = [Binding("ctrl+s", "send", "Send"), Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, title: str, channels: list[str], channel: str | None,
+    def __init__(self, title: str, channels: list[tuple[Text, str]], channel: str | None,
                  templates: list[tuple[str, str]] | None = None) -> None:
-        """`templates`: (name, text with placeholders already filled) to insert."""
+        """`channels`: (label, channel) to choose from; `templates`: (name, text with
+        placeholders already filled) to insert."""
         super().__init__()
         self.title_text = title
         self.channels = channels
@@ -46,7 +47,7 @@ class Composer(ModalScreen[Composed | None]):
         with Vertical(classes="dialog"):
             yield Label(Text(self.title_text), id="composer-title")
             if self.channels:
-                yield Select([(c, c) for c in self.channels], value=self.channel or self.channels[0],
+                yield Select(self.channels, value=self.channel or self.channels[0][1],
                              allow_blank=False, id="channel")
             if self.templates:
                 yield Select([(name, name) for name in self.templates], prompt="Insert a template", id="template")

@@ -24,6 +24,17 @@ from console.thread_view import PAGE, ThreadView
 from console.ticket_actions import TicketActions
 
 
+# The reply's labels, in one place for when the console's own labels are translated.
+NO_REPLY_CHANNEL = "no channel to answer this claim on"
+REPLY_TO = "{channel} → "  # followed by the recipient
+
+
+def reply_options(offered: list[dict[str, Any]], prefs: Prefs) -> list[tuple[Text, str]]:
+    """The composer's channel choices: each of the server's `reply_channels` with whom it reaches."""
+    return [(Text.assemble(REPLY_TO.format(channel=r["channel"]), safe_text(r["recipient"], prefs, single_line=True)),
+             r["channel"]) for r in offered]
+
+
 class ContactPanel(Static):
     """The customer: names, identities and their other claims, cut to the panel's width (in
     logical order, so a Persian name or subject keeps its beginning)."""
@@ -202,6 +213,8 @@ class TicketScreen(TicketActions):
         thread = self.query_one(ThreadView)
         if payload.get("message") is not None:
             thread.add_message(payload["message"])
+            if payload["message"]["direction"] == "in":
+                self.refresh_reply_channels()
         else:
             thread.add_event({"at": payload["at"], "kind": payload["kind"], "actor": payload["actor"], **payload["data"]})
         if payload.get("summary"):
@@ -215,27 +228,38 @@ class TicketScreen(TicketActions):
         return self.query_one(ThreadView).messages
 
     def reply_channel(self) -> str | None:
-        """The channel of the highlighted customer message, else of their latest one (the
-        server's `reply_channel` when that is older than the thread shown)."""
+        """The channel to preselect: the highlighted customer message's when a reply can go on
+        it (to the claim's contact, whoever wrote that message), else the server's default."""
+        offered = (self.detail or {}).get("reply_channels") or []
         highlighted = self.query_one(ThreadView).highlighted_message()
-        if highlighted and highlighted["direction"] == "in":
+        if highlighted and highlighted["direction"] == "in" and any(r["channel"] == highlighted["channel"] for r in offered):
             return highlighted["channel"]
-        inbound = [m for m in self.messages.values() if m["direction"] == "in" and not m.get("auto_reason")]
-        if inbound:
-            return inbound[-1]["channel"]
-        return (self.detail or {}).get("reply_channel")
+        return next((r["channel"] for r in offered if r["default"]), None)
 
     @work
     async def action_reply(self) -> None:
-        channel = self.reply_channel()
-        if channel is None:
-            self.notify("nothing from the customer to answer", severity="warning")
+        if self.detail is None:
             return
-        channels = sorted({m["channel"] for m in self.messages.values() if m["direction"] == "in"} | {channel})
-        result = await self.app.push_screen_wait(
-            Composer(f"Reply to {self.ref}", channels, channel, await self._templates()))
+        # Exactly where the server will send (`reply_routes`): nothing offered that it refuses.
+        offered = self.detail.get("reply_channels") or []
+        if not offered:
+            self.notify(f"{NO_REPLY_CHANNEL}: {self.detail.get('no_reply_reason')}", severity="warning", timeout=8)
+            return
+        result = await self.app.push_screen_wait(Composer(
+            f"Reply to {self.ref}", reply_options(offered, self.console.prefs), self.reply_channel(),
+            await self._templates()))
         if result is not None:
             await self._act("reply", ref=self.ref, text=result.text, channel=result.channel)
+
+    @work(exclusive=True, group="reply-channels")
+    async def refresh_reply_channels(self) -> None:
+        """A customer wrote: a reply may go on a channel it could not before, or by default on another."""
+        try:
+            found = await self.console.api("reply_channels", ref=self.ref)
+        except (ApiRequestError, ConnectionError):
+            return
+        if self.is_attached and self.detail is not None:
+            self.detail.update(found)
 
     async def _templates(self) -> list[tuple[str, str]]:
         """The configured reply templates, filled for this ticket."""

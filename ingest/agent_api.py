@@ -15,10 +15,12 @@ Protocol, JSON text frames:
   first), so tickets arriving, changing or closing between pages neither repeat nor skip rows;
   `total` comes with the first page only.
 - `open_ticket` answers with the newest messages of the thread only (and the timeline events of
-  the same span), `earlier` counting those left out, and `reply_channel` (of the customer's latest
-  message, however far back); `thread` with `before`
-  (a message id) pages back through them. Only the window sent is read from the store. Every
-  message a client gets has its texts cut to BODY_CAP characters
+  the same span), `earlier` counting those left out, and `reply_channels`: the channels a reply
+  can go on, `[{channel, recipient, default}]` (the reply's own decision, `reply_routes`; a
+  `reply` on another channel is refused), with `no_reply_reason` saying why when there is none
+  (`reply_channels` answers with those two alone, for a client whose thread moved on); `thread`
+  with `before` (a message id) pages back through them. Only the window sent is read from the
+  store. Every message a client gets has its texts cut to BODY_CAP characters
   (`more` counts what was cut) and no `display_text` when it is the text: one frame stays a few
   MB however long the claim. The store keeps every text whole (`run.py tickets show`).
   It also carries `bot_links`: each bot's signed deep link to the claim (`{channel, url}`).
@@ -66,6 +68,7 @@ from ingest.analysis import fts_match, message_search_body, search_key
 from ingest.deep_links import read_deep_link_key
 from ingest.insurers import page_cursor, read_page_cursor
 from ingest.persian import search_terms
+from ingest.reply_routes import no_route_reason, reply_routes
 from ingest.reports import ReportCalendars, build_report, parse_day, period_bounds
 from ingest.routing_hooks import set_agent_status, update_agent
 from ingest.store import Store, Tx, WriteOp, iso
@@ -184,7 +187,7 @@ class AgentApi:
         self._index_catch_up: asyncio.Task[None] | None = None
         self._handlers: dict[str, Handler] = {
             "queues": self._queues, "list_tickets": self._list_tickets, "open_ticket": self._open_ticket,
-            "thread": self._thread,
+            "thread": self._thread, "reply_channels": self._reply_channels,
             "reply": self._reply, "note": self._note, "assign": self._assign, "unassign": self._unassign,
             "take": self._take, "set_status": self._set_status, "set_priority": self._set_priority,
             "set_queue": self._set_queue, "queue_names": self._queue_names,
@@ -517,7 +520,7 @@ class AgentApi:
         limit = self._limit(request, THREAD_PAGE, self.conf.max_page)
         (detail,) = await self._with_sla_all(await queries.ticket_summaries(self.store, [ref]))
         detail.update(await self._thread_window(ref, None, limit))
-        detail["reply_channel"] = await queries.customer_channel(self.store, ref)
+        detail.update(await self._reply_routes(ref))
         panel = await queries.contact_panel(self.store, detail["contact"]["id"], queues=agent.visible_queues())
         detail["contact_panel"] = panel
         # For the agent to hand to the customer (a call, a note): following one joins the claim.
@@ -526,6 +529,17 @@ class AgentApi:
                                for link in self.ctx.bot_links.for_claim(key, ref)]
         await self.store.write(audit(agent.name, "open_ticket", ref))
         return detail
+
+    async def _reply_channels(self, agent: Agent, request: dict[str, Any]) -> Any:
+        """Where a reply to the ticket can go now: {reply_channels, no_reply_reason}."""
+        return await self._reply_routes(await self._authorised_ticket(agent, "reply_channels", request.get("ref")))
+
+    async def _reply_routes(self, ref: str) -> dict[str, Any]:
+        facts = await queries.reply_facts(self.store, ref)
+        routes = reply_routes(facts, self.ctx)
+        return {"reply_channels": [{"channel": r.channel, "recipient": r.recipient, "default": r.default}
+                                   for r in routes],
+                "no_reply_reason": None if routes else no_route_reason(facts)}
 
     async def _thread(self, agent: Agent, request: dict[str, Any]) -> Any:
         """The page of the thread before message `before`: {messages, timeline, earlier}."""

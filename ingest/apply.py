@@ -15,6 +15,7 @@ from ingest.analysis import message_search_body
 from ingest.contacts import merge_contacts
 from ingest.deep_links import BotLinks, deep_link_key
 from ingest.records import Identity, InboundMessage, RawPayload
+from ingest.reply_routes import REPLY_FACTS, facts_from_rows, no_route_reason, reply_connector, reply_routes
 from ingest.store import Tx, iso
 from router.claimref import format_claim_ref, jalali_year
 from router.deeplink import verify
@@ -457,12 +458,6 @@ def _touch_ticket(tx: Tx, ticket_id: int, ref: str, msg: InboundMessage) -> None
         routing_hooks.status_changed(tx, ticket_id, ref, "closed", "reopened")
 
 
-def reply_connector(ctx: ApplyContext, channel: str, inbound_connector: str) -> str:
-    if channel in ctx.sending_connectors.get(inbound_connector, frozenset()):
-        return inbound_connector
-    return ctx.reply_connectors.get(channel, "")
-
-
 def _maybe_acknowledge(
     tx: Tx, ctx: ApplyContext, msg: InboundMessage, analysis: MessageAnalysis, connector: str, ticket_id: int,
     ref: str, created: bool,
@@ -553,89 +548,40 @@ class ReplyError(Exception):
 
 def agent_reply(ref: str, text: str, author: str, ctx: ApplyContext, channel: str | None = None, *,
                 automatic: bool = False) -> Callable[[Tx], int]:
-    """Answer the customer on the channel of their latest message (or the one asked for).
-    `automatic`: sent by a rule (a reminder), so it meets no response target."""
+    """Answer the claim's contact on the default of `reply_routes` (the channel they last wrote
+    on), or on `channel`, which must be one of them. `automatic`: sent by a rule (a reminder),
+    so it meets no response target."""
 
     def op(tx: Tx) -> int:
         if not text.strip():  # every way in (console, agent API, CLI) meets this: no blank mail
             raise ReplyError("the reply is empty")
-        ticket = tx.one("SELECT id, subject, contact_id FROM tickets WHERE ref = ?", (ref,))
+        ticket = tx.one("SELECT id, subject FROM tickets WHERE ref = ?", (ref,))
         if ticket is None:
             raise ReplyError(f"no ticket {ref}")
-        # Only the claim's own contact is answered: anyone who names a claim reference (a
-        # `/start PV-...` deep link, `[PV-...]` in a subject, an SMS quoting it) threads onto the
-        # claim, but references are sequential and guessable, so a sender who is not one of the
-        # claim contact's identities must never receive the adjuster's replies.
-        sql = ("SELECT m.channel, m.connector, m.sender, m.channel_message_id, m.subject FROM messages m"
-               " WHERE m.ticket_id = ? AND m.direction = 'in' AND m.auto_reason = ''"
-               " AND (m.sender = '' OR EXISTS"
-               # By kind and value: a Telegram and a Bale user may have the same number.
-               " (SELECT 1 FROM identities i WHERE i.kind = m.sender_kind AND i.value = m.sender"
-               "  AND (i.contact_id = ?"
-               # A claim a supervisor merged into this one brought its own contact's thread: that
-               # contact was answerable there and stays answerable here.
-               "  OR i.contact_id IN (SELECT contact_id FROM tickets WHERE merged_into = ?))))")
-        params: tuple = (ticket["id"], ticket["contact_id"], ref)
-        if channel:
-            sql += " AND m.channel = ?"
-            params += (channel,)
-        last = tx.one(sql + " ORDER BY m.id DESC LIMIT 1", params)
-        if last is None:
-            # Nothing on the claim was written by the contact themselves: an insurer filed it (its
-            # one message is the insurer's), or a web form reached a returning customer through an
-            # address they already had (the form's other field is only stated, so not theirs).
-            # Their own email or phone is still theirs to be written to.
-            reply_channel, connector, recipient = _answerable_identity(tx, ctx, ticket["id"], channel)
-            if not connector:
-                raise ReplyError(f"{ref} has no customer message{' on ' + channel if channel else ''} to answer")
-        else:
-            reply_channel, recipient = last["channel"], last["sender"]
-            connector = reply_connector(ctx, reply_channel, last["connector"]) if recipient else ""
-            if not connector:
-                # Web forms and phone calls cannot be answered in kind (nor mail without a sender
-                # address), also when the agent picked that message to answer: write to the
-                # contact by email or SMS instead.
-                reply_channel, connector, recipient = _answerable_identity(tx, ctx, ticket["id"])
-            if not connector:
-                if not last["sender"]:
-                    raise ReplyError(f"{ref}: the customer's {last['channel']} message has no sender address to answer")
-                raise ReplyError(f"no connector can send on channel {last['channel']!r}")
+        facts = facts_from_rows(tx.execute(REPLY_FACTS, {"ref": ref}).fetchall())
+        routes = reply_routes(facts, ctx)
+        route = next((r for r in routes if (r.channel == channel if channel else r.default)), None)
+        if route is None:
+            if not routes:
+                raise ReplyError(f"{ref}: {no_route_reason(facts)}")
+            raise ReplyError(f"{ref} cannot be answered on {channel}, only on {', '.join(r.channel for r in routes)}")
         references: tuple[str, ...] = ()
         in_reply_to = ""
-        if last is not None and reply_channel == last["channel"] == "email":
+        if route.channel == "email" and route.channel_message_id:
             rows = tx.execute(
                 "SELECT channel_message_id FROM messages WHERE ticket_id = ? AND channel = 'email'"
                 " AND channel_message_id != '' ORDER BY id DESC LIMIT 20", (ticket["id"],)
             ).fetchall()
             # A mail without a Message-ID is stored under a digest of its bytes: no header names it.
             references = tuple(reversed([r[0] for r in rows if not r[0].startswith("sha256:")]))
-            in_reply_to = "" if last["channel_message_id"].startswith("sha256:") else last["channel_message_id"]
+            in_reply_to = "" if route.channel_message_id.startswith("sha256:") else route.channel_message_id
         return enqueue_outbound(
-            tx, ctx, ticket_id=ticket["id"], ref=ref, channel=reply_channel, connector=connector,
-            recipient=recipient, text=text, subject=(last["subject"] if last else "") or ticket["subject"],
+            tx, ctx, ticket_id=ticket["id"], ref=ref, channel=route.channel, connector=route.connector,
+            recipient=route.recipient, text=text, subject=route.subject or ticket["subject"],
             in_reply_to=in_reply_to, references=references, author=author, automatic=automatic,
         )
 
     return op
-
-
-# Channels a contact's identity can be written to, in order of preference.
-_IDENTITY_CHANNELS = (("email", "email"), ("phone", "sms"), ("phone", "whatsapp"))
-
-
-def _answerable_identity(tx: Tx, ctx: ApplyContext, ticket_id: int, only: str | None = None) -> tuple[str, str, str]:
-    rows = tx.execute(
-        "SELECT i.kind, i.value FROM identities i JOIN tickets t ON t.contact_id = i.contact_id"
-        " WHERE t.id = ? ORDER BY i.id", (ticket_id,)
-    ).fetchall()
-    for kind, channel in _IDENTITY_CHANNELS:
-        if only and channel != only:
-            continue
-        connector = ctx.reply_connectors.get(channel, "")
-        value = next((r["value"] for r in rows if r["kind"] == kind), None)
-        if connector and value:
-            return channel, connector, value
-    return "", "", ""
 
 
 # How far a sent message has got, as channels report it (Twilio's MessageStatus values): a

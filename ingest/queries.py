@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ingest.reply_routes import REPLY_FACTS, ReplyFacts, facts_from_rows
 from ingest.store import Store
 
 TICKET_COLUMNS = (
@@ -149,13 +150,9 @@ async def messages_before(store: Store, ref: str, message_id: int) -> int:
     return int(row["n"]) if row else 0
 
 
-async def customer_channel(store: Store, ref: str) -> str | None:
-    """The channel of the customer's latest message on ticket `ref` (automatic replies aside):
-    what an agent answers on, however far back it is."""
-    row = await store.fetchone(
-        f"SELECT m.channel FROM messages m WHERE {_OF_TICKET} AND m.direction = 'in' AND m.auto_reason = ''"
-        " ORDER BY m.id DESC LIMIT 1", (ref,))
-    return row["channel"] if row else None
+async def reply_facts(store: Store, ref: str) -> ReplyFacts:
+    """What `reply_routes` decides from for ticket `ref`, as `agent_reply` reads it."""
+    return facts_from_rows(await store.fetchall(REPLY_FACTS, {"ref": ref}))
 
 
 async def timeline_span(store: Store, ref: str, *, start: str | None, end: str | None) -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ from connectors.calls import CallsConnector
 from connectors.calls.records import call_message, format_duration, pbx_call, twilio_call
 from connectors.http_front import hmac_sha256_hex
 from ingest import queries
-from ingest.apply import agent_reply
+from ingest.apply import ReplyError, agent_reply
 from ingest.daemon import Daemon
 from tests.conftest import settings_from, write_config
 from tests.kit.contract import ConnectorContract
@@ -105,14 +105,16 @@ async def test_twilio_missed_call_opens_a_ticket_and_a_later_sms_joins_it(make_d
     assert [(m["kind"], m["channel"]) for m in ticket["messages"]] == [("call", "call"), ("message", "sms")]
 
 
-async def test_answering_the_missed_call_itself_goes_by_sms(make_daemon: Any) -> None:
+async def test_a_missed_call_is_answered_by_sms(make_daemon: Any) -> None:
     daemon = await start(make_daemon)
     assert await post_voice(daemon, voice("no-answer", CallDuration="0")) == 204
     (ticket,) = await tickets(daemon)
-    # The agent picked the call to answer (as the console's composer does): no connector sends
-    # on "call", so the answer goes to the caller's phone by SMS rather than failing.
-    await daemon.store.write(agent_reply(ticket["reference"], "با شما تماس می‌گیریم", "agent1",
-                                         daemon.ingest.context, channel="call"))
+    # No connector sends on "call": the console does not offer it, and a reply asked on it is
+    # refused with the channels that are offered; by default it goes to the caller's phone by SMS.
+    with pytest.raises(ReplyError, match="cannot be answered on call, only on sms"):
+        await daemon.store.write(agent_reply(ticket["reference"], "با شما تماس می‌گیریم", "agent1",
+                                             daemon.ingest.context, channel="call"))
+    await daemon.store.write(agent_reply(ticket["reference"], "با شما تماس می‌گیریم", "agent1", daemon.ingest.context))
     (row,) = await daemon.store.fetchall("SELECT channel, recipient FROM outbox WHERE automatic = 0")
     assert (row["channel"], row["recipient"]) == ("sms", CUSTOMER)
 
