@@ -8,7 +8,7 @@ when it went wrong), so a colleague's answer, or a late ticket handed on, lands 
   period); a closing by a workflow rule is "(automatic)";
 - SLA clocks, compliance and breaches: a breached clock is charged to the ticket's holder at the
   breach (its due instant, from the `assigned`/`unassigned` timeline: an SLA `reassign` hands the
-  ticket on only after it), a met or stopped one to the holder when it was met, a running one to
+  ticket on only after it), a met or stopped one to the holder when it stopped, a running one to
   the current assignee; "(unassigned)" when nobody held it.
 The other figures (opened, backlog, time in status, reopen rate, channel mix, contacts per claim)
 stay with the current assignee.
@@ -19,8 +19,12 @@ What each figure means (all times in hours; a period is [start, end) in Tehran d
 - backlog: tickets created before the end and not closed at it; age = end (or now, if sooner)
   minus creation, median and p90.
 - first response: for tickets opened in the period, creation to the first message an agent
-  sent (automatic acknowledgements do not count; nor do answers that came with a thread merged
-  in from an older ticket: a merge moves the source's answers, so it has none left).
+  sent on the ticket (automatic acknowledgements do not count). A merge moves the source's thread
+  to the target, answers included; an answer still counts for the ticket it was sent on, as its
+  SLA clock did: the source was answered then, by that agent, and the target's customer was not
+  (their claim was another thread until the merge). So a ticket merged away keeps its first
+  response, and answers that came with a merged-in thread are not the target's. The outbox keeps
+  the reference each answer was queued under; it is read only for the tickets merges touched.
   Resolution: creation to the last closing in the period, for tickets closed in it. Median and
   p90 (nearest rank), each twice: in clock hours (`..._h`) and in business hours
   (`..._business_h`), the latter counted on the business calendar of the ticket's SLA policy
@@ -29,8 +33,15 @@ What each figure means (all times in hours; a period is [start, end) in Tehran d
   (Thursday's half day and Saturday's first half hour).
 - SLA: the clocks of tickets opened in the period (when the SLA tables exist), each one counted,
   a replaced one too (the next response after every customer message, the resolution after a
-  reopen): compliance % = clocks never breached / clocks; breaches = clocks whose breach time
-  falls in the period.
+  reopen), each in one outcome: met in time; breached (a breach recorded, or a clock still
+  running past its due instant that the scheduler has not fired yet: it is late all the same);
+  pending (still running, not yet due, paused included: it has not complied yet); cancelled
+  (stopped before its due instant with nothing owed: a response clock when the ticket closed
+  unanswered, the clocks of a ticket merged away, a replaced clock that was neither met nor late
+  when it was replaced). sla_clocks = met + breached + pending + cancelled; compliance % = met /
+  (met + breached): a clock counts once it is decided, and only if something was owed.
+  Breaches = clocks whose breach falls in the period (an unfired one's at its due instant, as the
+  scheduler will date it).
 - time in status: hours every ticket spent in each status inside the period (the bottleneck view).
 - reopen rate: of the tickets opened in the period that were ever closed, the share reopened.
 - channel mix: customer messages received in the period, per channel (auto-replies and bounces
@@ -79,10 +90,10 @@ TOTAL = "total"
 # reminders, a rule's send_template), none of which meets a response target; as actors, what
 # rules and the daemon itself do.
 _AUTOMATIC = "('', 'system', 'workflow')"
-# An agent's answers, of ticket `t`. One older than the ticket came with a thread merged into it
-# (the source's answer, not this ticket's).
-_ANSWERS = ("FROM messages m WHERE m.ticket_id = t.id AND m.direction = 'out'"
-            f" AND m.author NOT IN {_AUTOMATIC} AND m.created_at >= t.created_at")
+# A message `m` an agent sent the customer; _ANSWERS: those on ticket `t`. A merge moves the
+# source's to the target: see `_merged_first_answers`.
+_ANSWER = f"m.direction = 'out' AND m.author NOT IN {_AUTOMATIC}"
+_ANSWERS = f"FROM messages m WHERE m.ticket_id = t.id AND {_ANSWER}"
 
 
 def _holder_at(instant: str) -> str:
@@ -96,8 +107,47 @@ def _holder_at(instant: str) -> str:
 # when its clock (`c`) was decided. See the module docstring.
 _FIRST_ANSWERER = f"(SELECT m.author {_ANSWERS} ORDER BY m.created_at LIMIT 1)"
 _CLOSER = f"CASE WHEN c.actor IN {_AUTOMATIC} THEN '(automatic)' ELSE c.actor END"
-_CLOCK_HOLDER = (f"CASE WHEN coalesce(c.breached_at, c.met_at) IS NULL THEN {DIMENSIONS['agent']}"
-                 f" ELSE {_holder_at('coalesce(c.breached_at, c.met_at)')} END")
+# An SLA clock `c` neither met, breached nor cancelled. Its state is written when the clock
+# changes or the scheduler fires, so one past its due instant can still read 'ok' or 'warning'.
+_UNDECIDED = "(c.breached_at IS NULL AND c.state NOT IN ('met', 'breached', 'cancelled'))"
+
+
+@dataclass(frozen=True, slots=True)
+class _ClockSql:
+    """SQL over an SLA clock `c` of ticket `t` in one table (see the module docstring). `as_of`:
+    the instant an undecided clock is judged at; `live`: whether an undecided clock can still be
+    running (the live table) rather than stopped (a replaced one)."""
+
+    table: str
+    as_of: str
+    live: bool
+
+    @property
+    def overdue(self) -> str:
+        return f"({_UNDECIDED} AND c.due_at <= {self.as_of})"
+
+    @property
+    def outcome(self) -> str:
+        pending = f"WHEN {_UNDECIDED} THEN 'pending' " if self.live else ""
+        return (f"CASE WHEN c.breached_at IS NOT NULL OR c.state = 'breached' OR {self.overdue} THEN 'breached'"
+                f" WHEN c.state = 'met' THEN 'met' {pending}ELSE 'cancelled' END")
+
+    @property
+    def breached_at(self) -> str:
+        """When it breached: recorded, or the due instant of an overdue one the scheduler has not fired."""
+        return f"coalesce(c.breached_at, CASE WHEN {self.overdue} THEN c.due_at END)"
+
+    @property
+    def holder(self) -> str:
+        """By agent: who held the ticket when the clock was decided (see the module docstring)."""
+        decided = f"coalesce({self.breached_at}, c.met_at)"
+        return f"CASE WHEN {decided} IS NULL THEN {DIMENSIONS['agent']} ELSE {_holder_at(decided)} END"
+
+
+# A live clock is judged now; a replaced one when it was replaced (a new clock of its kind took
+# over what was owed).
+_CLOCKS = (_ClockSql("sla_clocks", ":now", live=True),
+           _ClockSql("sla_clock_history", "c.replaced_at", live=False))
 
 
 # -- periods ------------------------------------------------------------------------------------
@@ -160,6 +210,10 @@ class Figures:
     resolution_median_business_h: float | None = None
     resolution_p90_business_h: float | None = None
     sla_clocks: int | None = None
+    sla_clocks_met: int | None = None
+    sla_clocks_breached: int | None = None
+    sla_clocks_pending: int | None = None
+    sla_clocks_cancelled: int | None = None
     sla_compliance_pct: float | None = None
     sla_breaches: int | None = None
     reopen_rate_pct: float | None = None
@@ -192,8 +246,7 @@ class _Acc:
     first_responses_business: list[float] = field(default_factory=list)
     resolutions: list[float] = field(default_factory=list)
     resolutions_business: list[float] = field(default_factory=list)
-    sla_clocks: int = 0
-    sla_breached: int = 0
+    sla_outcomes: Counter = field(default_factory=Counter)  # met, breached, pending, cancelled
     sla_breaches: int = 0
     ever_closed: int = 0
     reopened: int = 0
@@ -215,15 +268,23 @@ class _Acc:
             resolution_p90_h=_round(percentile(self.resolutions, 0.9)),
             resolution_median_business_h=_round(percentile(self.resolutions_business, 0.5)),
             resolution_p90_business_h=_round(percentile(self.resolutions_business, 0.9)),
-            sla_clocks=self.sla_clocks if has_sla else None,
-            sla_compliance_pct=(_round(100 * (self.sla_clocks - self.sla_breached) / self.sla_clocks)
-                                if has_sla and self.sla_clocks else None),
-            sla_breaches=self.sla_breaches if has_sla else None,
+            **self._sla(has_sla),
             reopen_rate_pct=_round(100 * self.reopened / self.ever_closed) if self.ever_closed else None,
             contacts_per_claim=_round(self.inbound / self.opened) if self.opened else None,
             status_hours={k: round(v, 2) for k, v in sorted(self.status_hours.items())},
             channel_mix=dict(sorted(self.channel_mix.items())),
         )
+
+    def _sla(self, has_sla: bool) -> dict[str, Any]:
+        if not has_sla:
+            return {}
+        outcomes = self.sla_outcomes
+        decided = outcomes["met"] + outcomes["breached"]
+        return {"sla_clocks": sum(outcomes.values()), "sla_clocks_met": outcomes["met"],
+                "sla_clocks_breached": outcomes["breached"], "sla_clocks_pending": outcomes["pending"],
+                "sla_clocks_cancelled": outcomes["cancelled"],
+                "sla_compliance_pct": _round(100 * outcomes["met"] / decided) if decided else None,
+                "sla_breaches": self.sla_breaches}
 
 
 def _h(column: str) -> str:
@@ -345,23 +406,30 @@ async def build_report(store: Store, start: datetime, end: datetime, by: str | N
         return found
 
     by_agent = by == "agent"
-    # Opened in the period: first agent answer and customer messages per ticket, from the index.
-    for row in await store.fetchall(
-        f"SELECT {dim} AS g, t.sla_policy AS policy, {_h('t.created_at')} AS created,"
+    # Opened in the period: first agent answer and customer messages per ticket, from the index;
+    # the first answer of a ticket a merge touched, from its own answers wherever they are now.
+    opened = await store.fetchall(
+        f"SELECT {dim} AS g, t.id, t.ref, t.sla_policy AS policy, {_h('t.created_at')} AS created,"
         f" {_h(f'(SELECT min(m.created_at) {_ANSWERS})')} AS first_answer,"
         f" {_FIRST_ANSWERER if by_agent else 'NULL'} AS answered_by,"
         " (SELECT count(*) FROM messages m WHERE m.ticket_id = t.id AND m.direction = 'in' AND m.auto_reason = '')"
         " AS inbound"
-        " FROM tickets t WHERE t.created_at >= ? AND t.created_at < ?", (lo, hi)):
+        " FROM tickets t WHERE t.created_at >= ? AND t.created_at < ?", (lo, hi))
+    merged = await _merged_first_answers(store, opened, lo)
+    for row in opened:
         daily_opened[_tehran_day(row["created"])] += 1
-        answered = row["first_answer"] is not None
-        business_h = business(row["policy"]).between(row["created"], row["first_answer"]) if answered else 0.0
+        first_answer, answered_by = row["first_answer"], row["answered_by"]
+        if row["ref"] in merged:
+            first_answer, author = merged[row["ref"]]
+            answered_by = author if by_agent else None
+        answered = first_answer is not None
+        business_h = business(row["policy"]).between(row["created"], first_answer) if answered else 0.0
         for acc in both(row["g"]):
             acc.opened += 1
             acc.inbound += row["inbound"]
         if answered:
-            for acc in both(row["answered_by"] or row["g"]):
-                acc.first_responses.append(row["first_answer"] - row["created"])
+            for acc in both(answered_by or row["g"]):
+                acc.first_responses.append(first_answer - row["created"])
                 acc.first_responses_business.append(business_h)
 
     # Closed in the period: each ticket's last closing in it (through the events_closing index;
@@ -390,7 +458,7 @@ async def build_report(store: Store, start: datetime, end: datetime, by: str | N
         " WHERE t.closed_at >= ? AND t.created_at < ?", (hi, lo, hi))
 
     await _status_figures(store, scope, _epoch_h(start), _epoch_h(end), horizon, both)
-    has_sla = await _sla_figures(store, _CLOCK_HOLDER if by_agent else dim, lo, hi, both)
+    has_sla = await _sla_figures(store, None if by_agent else dim, lo, hi, iso(now), both)
 
     for row in await store.fetchall(
         f"SELECT {dim} AS g, m.channel, count(*) AS n FROM messages m"
@@ -413,6 +481,47 @@ async def build_report(store: Store, start: datetime, end: datetime, by: str | N
         groups=[groups[k].figures(k, has_sla) for k in sorted(groups)] if by else [],
         daily=days,
     )
+
+
+async def _merged_first_answers(store: Store, opened: list[Any],
+                                since: str | None) -> dict[str, tuple[float | None, str | None]]:
+    """The first answer (epoch hours, author; None, None for none) sent on each ticket of
+    `opened` (rows with `id` and `ref`) that a merge moved answers away from or onto, wherever its
+    thread is now: its own, known by the reference the outbox queued it under. Tickets no merge
+    touched are left out: their answers are on them, and only theirs."""
+    # The merges that can touch a ticket opened since `since` (its own, or one into it) came after
+    # it was opened. A source's `closed_at` is its merge, and stays (a merged ticket takes no
+    # action): the tickets_closed index finds them.
+    merges: dict[str, tuple[str, int]] = {
+        row["source"]: (row["target"], row["target_id"]) for row in await store.fetchall(
+            "SELECT s.ref AS source, t.ref AS target, t.id AS target_id FROM tickets s"
+            " JOIN tickets t ON t.ref = s.merged_into WHERE s.closed_at >= ? AND s.merged_into IS NOT NULL",
+            (since,))}
+    targets = {target for target, _ in merges.values()}
+    thread_on: dict[str, int] = {}  # ticket ref -> the ticket holding its thread now
+    for row in opened:
+        if row["ref"] not in merges and row["ref"] not in targets:
+            continue
+        ref, ticket_id = row["ref"], row["id"]
+        seen = {ref}
+        while ref in merges and merges[ref][0] not in seen:  # along a chain of merges; a cycle ends it
+            ref, ticket_id = merges[ref]
+            seen.add(ref)
+        thread_on[row["ref"]] = ticket_id
+    if not thread_on:
+        return {}
+    first: dict[str, tuple[float | None, str | None]] = dict.fromkeys(thread_on, (None, None))
+    # The answers on those threads, through their `outbound_queued` events (the outbox has no
+    # index by ticket or message).
+    for row in await store.fetchall(
+        f"SELECT json_extract(o.payload, '$.ticket_ref') AS ref, m.author, {_h('m.created_at')} AS at"
+        " FROM json_each(?) j JOIN events e ON e.ticket_id = j.value AND e.kind = 'outbound_queued'"
+        " JOIN outbox o ON o.id = json_extract(e.data, '$.outbox_id') JOIN messages m ON m.id = o.message_row"
+        f" WHERE {_ANSWER}", (json.dumps(sorted(set(thread_on.values()))),)):
+        known = first.get(row["ref"])
+        if known is not None and (known[0] is None or row["at"] < known[0]):
+            first[row["ref"]] = (row["at"], row["author"])
+    return first
 
 
 async def _status_figures(store: Store, tickets: list[Any], start: float, end: float, horizon: float,
@@ -460,22 +569,32 @@ async def _status_figures(store: Store, tickets: list[Any], start: float, end: f
                     acc.reopened += "reopened" in news
 
 
-async def _sla_figures(store: Store, dim: str, lo: str | None, hi: str | None, both: Any) -> bool:
+async def _sla_figures(store: Store, dim: str | None, lo: str | None, hi: str | None, now: str | None,
+                      both: Any) -> bool:
+    """The period's tickets' clocks by outcome, and the breaches in the period. `dim`: the group
+    expression, None for the holder of each clock (by agent)."""
     exists = await store.fetchone("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sla_clocks'")
     if not exists:
         return False
+    span = {"lo": lo, "hi": hi, "now": now}
     # The live clocks and the ones they replaced: one query each, so each keeps its index.
-    for table in ("sla_clocks", "sla_clock_history"):
+    for clocks in _CLOCKS:
+        group = dim or clocks.holder
         for row in await store.fetchall(
-            f"SELECT {dim} AS g, count(*) AS clocks, sum(c.breached_at IS NOT NULL OR c.state = 'breached')"
-            f" AS breached FROM {table} c JOIN tickets t ON t.id = c.ticket_id"
-            " WHERE t.created_at >= ? AND t.created_at < ? GROUP BY 1", (lo, hi)):
+            f"SELECT {group} AS g, {clocks.outcome} AS outcome, count(*) AS n FROM {clocks.table} c"
+            " JOIN tickets t ON t.id = c.ticket_id WHERE t.created_at >= :lo AND t.created_at < :hi GROUP BY 1, 2",
+                span):
             for acc in both(row["g"]):
-                acc.sla_clocks += row["clocks"]
-                acc.sla_breached += row["breached"] or 0
-        for row in await store.fetchall(
-            f"SELECT {dim} AS g, count(*) AS n FROM {table} c JOIN tickets t ON t.id = c.ticket_id"
-            " WHERE c.breached_at >= ? AND c.breached_at < ? GROUP BY 1", (lo, hi)):
+                acc.sla_outcomes[row["outcome"]] += row["n"]
+        breaches = (f"SELECT {group} AS g, count(*) AS n FROM {clocks.table} c JOIN tickets t ON t.id = c.ticket_id"
+                    " WHERE c.breached_at >= :lo AND c.breached_at < :hi GROUP BY 1")
+        if clocks.live:
+            # Breaches the scheduler has not fired yet, from its own index: a running clock's next
+            # action (its warning or its due instant) is no later than its due instant.
+            breaches += (f" UNION ALL SELECT {group}, count(*) FROM {clocks.table} c JOIN tickets t ON t.id = c.ticket_id"
+                         f" WHERE c.next_at <= :now AND {clocks.overdue} AND c.due_at >= :lo AND c.due_at < :hi"
+                         " GROUP BY 1")
+        for row in await store.fetchall(breaches, span):
             for acc in both(row["g"]):
                 acc.sla_breaches += row["n"]
     return True
@@ -485,6 +604,9 @@ async def _sla_figures(store: Store, dim: str, lo: str | None, hi: str | None, b
 
 HOURS_NOTE = ("clock h: elapsed hours; business h: working hours on the business calendar of each ticket's "
               "SLA policy (the \"business\" calendar when it has none), as its SLA clocks count them.")
+SLA_NOTE = ("SLA: the clocks of the tickets opened in the period, each met in time, breached, pending (still "
+            "running, not yet due) or cancelled (stopped with nothing owed); SLA % = met / (met + breached). "
+            "Breaches in period: clocks whose breach falls in the period, of tickets opened at any time.")
 _COLUMNS: list[tuple[str, str]] = [
     ("opened", "opened"), ("closed", "closed"), ("backlog", "backlog"),
     ("backlog_age_median_h", "backlog age med clock h"),
@@ -493,7 +615,9 @@ _COLUMNS: list[tuple[str, str]] = [
     ("first_response_p90_business_h", "1st resp p90 business h"),
     ("resolution_median_h", "resol med clock h"), ("resolution_p90_h", "resol p90 clock h"),
     ("resolution_median_business_h", "resol med business h"), ("resolution_p90_business_h", "resol p90 business h"),
-    ("sla_compliance_pct", "SLA %"), ("sla_breaches", "breaches"),
+    ("sla_clocks", "SLA clocks"), ("sla_clocks_met", "SLA met"), ("sla_clocks_breached", "SLA breached"),
+    ("sla_clocks_pending", "SLA pending"), ("sla_clocks_cancelled", "SLA cancelled"),
+    ("sla_compliance_pct", "SLA %"), ("sla_breaches", "breaches in period"),
     ("reopen_rate_pct", "reopen %"), ("contacts_per_claim", "contacts/claim"),
 ]
 
@@ -520,7 +644,7 @@ def render_table(report: Report) -> str:
     out = [head, "", line(names), line(["-" * w for w in widths]), *(line(r) for r in body), ""]
     out.append("Time in status (hours): " + ", ".join(f"{k} {v:g}" for k, v in report.total.status_hours.items()))
     out.append("Channel mix (messages in): " + ", ".join(f"{k} {v}" for k, v in report.total.channel_mix.items()))
-    out.append(HOURS_NOTE)
+    out += [HOURS_NOTE, SLA_NOTE]
     return "\n".join(out) + "\n"
 
 
@@ -611,6 +735,7 @@ h2 {{ margin-top: 1.6em; font-size: 1.1em; }}
 <h2>Figures</h2>
 <table><thead><tr>{header}</tr></thead><tbody>{rows}</tbody></table>
 <p>{escape(HOURS_NOTE)}</p>
+<p>{escape(SLA_NOTE)}</p>
 <h2>Tickets opened and closed per day</h2>
 {_svg_daily(report.daily)}
 <h2>Where claims wait: hours in each status</h2>

@@ -85,9 +85,13 @@ class Dataset:
                              conversation_key=f"email:{sender}")
         return (await self.store.write(apply_inbound(inbox_id, "smtp", msg, [], CTX, analyse(msg, CTX.reference_prefix)))).ticket_ref
 
-    async def reply(self, hours: float, ref: str) -> None:
+    async def reply(self, hours: float, ref: str, author: str = "maryam") -> None:
         self.clock.at(hours)
-        await self.store.write(agent_reply(ref, "on it", "maryam", CTX))
+        await self.store.write(agent_reply(ref, "on it", author, CTX))
+
+    async def merge(self, hours: float, source: str, target: str) -> None:
+        self.clock.at(hours)
+        await self.store.write(merge_tickets(source, target, "supervisor"))
 
     async def status(self, hours: float, ref: str, new: str) -> None:
         self.clock.at(hours)
@@ -201,22 +205,63 @@ async def test_a_merged_ticket_keeps_its_own_time_in_status(tmp_path: Path) -> N
 
 
 
-async def test_answers_merged_in_from_an_older_ticket_are_not_a_first_response(tmp_path: Path) -> None:
+async def test_answers_merged_in_from_an_older_ticket_stay_its_first_response(tmp_path: Path) -> None:
     """X opened at 0 and answered at 1; Y opened at 5, X merged into Y at 6, Y answered at 7. X's
     answer moves with its thread to Y but came 4 h before Y existed: Y's first response is its
-    own answer, 2 h, not -4 h."""
+    own answer, 2 h, not -4 h; X keeps its own, 1 h."""
     d = await empty_dataset(tmp_path)
     x = await d.email(0, "x@example.com", "claim x")
     await d.reply(1, x)
     y = await d.email(5, "y@example.com", "claim y")
-    d.clock.at(6)
-    await d.store.write(merge_tickets(x, y, "maryam"))
+    await d.merge(6, x, y)
     await d.reply(7, y)
     report = await build_report(d.store, START, END, now=T0 + timedelta(days=3))
     await d.store.close()
     t = report.total
-    assert (t.first_responses, t.first_response_median_h, t.first_response_p90_h) == (1, 2.0, 2.0)
+    assert (t.first_responses, t.first_response_median_h, t.first_response_p90_h) == (2, 1.0, 2.0)
     assert t.first_response_median_business_h is not None and t.first_response_median_business_h >= 0
+
+
+async def test_a_ticket_merged_away_keeps_its_first_response_and_the_target_gets_none_from_it(
+        tmp_path: Path) -> None:
+    """Y opened at 0; X opened at 2, answered by Ali at 3, merged into Y at 4; Maryam answers Y at
+    6. Ali's answer moved to Y with X's thread, but it answered X's customer while Y's was still
+    waiting: X's first response is Ali's, 1 h; Y's is Maryam's, 6 h (not Ali's, 3 h after Y opened,
+    and X none, as before)."""
+    d = await empty_dataset(tmp_path)
+    y = await d.email(0, "y@example.com", "claim y")
+    x = await d.email(2, "x@example.com", "claim x")
+    await d.reply(3, x, "ali")
+    await d.merge(4, x, y)
+    await d.reply(6, y, "maryam")
+    now = T0 + timedelta(days=3)
+    report, by_agent = [await build_report(d.store, START, END, by, now=now) for by in (None, "agent")]
+    await d.store.close()
+    t = report.total
+    assert (t.opened, t.first_responses, t.first_response_median_h, t.first_response_p90_h) == (2, 2, 1.0, 6.0)
+    assert {f.key: (f.first_responses, f.first_response_median_h) for f in by_agent.groups if f.first_responses} \
+        == {"ali": (1, 1.0), "maryam": (1, 6.0)}
+
+
+async def test_first_responses_follow_a_chain_of_merges(tmp_path: Path) -> None:
+    """Z opened at 0, Y at 1, X at 2; Ali answers X at 3, X is merged into Y at 4, Reza answers Y
+    at 5, Y is merged into Z at 6, Maryam answers Z at 8. All three threads end on Z, each answer
+    still its own ticket's: X 1 h, Y 4 h, Z 8 h."""
+    d = await empty_dataset(tmp_path)
+    z = await d.email(0, "z@example.com", "claim z")
+    y = await d.email(1, "y@example.com", "claim y")
+    x = await d.email(2, "x@example.com", "claim x")
+    await d.reply(3, x, "ali")
+    await d.merge(4, x, y)
+    await d.reply(5, y, "reza")
+    await d.merge(6, y, z)
+    await d.reply(8, z, "maryam")
+    report = await build_report(d.store, START, END, "agent", now=T0 + timedelta(days=3))
+    await d.store.close()
+    assert {f.key: f.first_response_median_h for f in report.groups if f.first_responses} == {
+        "ali": 1.0, "reza": 4.0, "maryam": 8.0}
+    assert (report.total.first_responses, report.total.first_response_median_h) == (3, 4.0)
+
 
 async def test_a_closing_in_the_period_still_counts_after_a_later_reopen(tmp_path: Path) -> None:
     """Closed inside the week, reopened by the customer the week after: the week's figures stay."""
@@ -622,3 +667,90 @@ async def test_by_agent_credits_who_answered_charges_who_held_the_breach_and_who
                                 now=clock.now)
     automatic = next(f for f in report.groups if f.key == "(automatic)")
     assert (automatic.opened, automatic.closed, automatic.resolution_median_h) == (0, 1, 2.0)
+
+
+COUNTED = """
+[[sla.policies]]
+name = "standard"
+first_response = 4
+resolution = 40
+calendar = "24x7"
+"""
+
+
+async def mailed_claim(daemon: Any, sender: str) -> str:
+    known = {t["reference"] for t in await queries.list_tickets(daemon.store)}
+    assert (await send(daemon, mail(subject=f"Claim of {sender}", body="My car was hit.", sender=sender)))[0] == 250
+    await daemon.ingest.drained()
+    (ref,) = {t["reference"] for t in await queries.list_tickets(daemon.store)} - known
+    return ref
+
+
+async def first_response_clock(daemon: Any, ref: str) -> tuple[Any, ...]:
+    row = await daemon.store.fetchone(
+        "SELECT c.breached_at, c.state FROM sla_clocks c JOIN tickets t ON t.id = c.ticket_id"
+        " WHERE t.ref = ? AND c.kind = 'first_response'", (ref,))
+    return tuple(row)
+
+
+async def test_sla_compliance_counts_decided_clocks_and_a_breach_not_yet_fired(make_daemon: Any) -> None:
+    """Claims A, B, C at t0, first response due in 4 h, resolution in 40 h (24x7). A is answered
+    at 1 h; B closed unanswered at 2 h; then the scheduler stops (the daemon is down), so C's
+    first-response breach at 4 h is not recorded; the report at 10 h. By hand: first response met
+    (A), cancelled (B: closed before it was due, nothing owed), breached (C); resolution met (B),
+    pending (A and C, due at 40 h). 6 clocks = 2 met + 1 breached + 2 pending + 1 cancelled;
+    compliance 2 / 3; one breach in the period (C's, at 4 h). Before: 100 %, no breach."""
+    clock = saturday_morning()
+    t0 = clock.now
+    daemon = await make_daemon(COUNTED, clock=clock)
+    a, b, c = [await mailed_claim(daemon, f"{name}@example.com") for name in "abc"]
+    clock.advance(hours=1)
+    await daemon.store.write(agent_reply(a, "Please send photos.", "maryam", daemon.ingest.context))
+    clock.advance(hours=1)
+    await daemon.store.write(change_status(b, "closed", "maryam"))
+    await daemon.sla.stop()
+    clock.advance(hours=8)
+    assert await first_response_clock(daemon, c) == (None, "ok")  # overdue, and nothing says so yet
+
+    report = await build_report(daemon.store, t0 - timedelta(hours=1), t0 + timedelta(days=1), now=clock.now)
+    t = report.total
+    assert (t.sla_clocks, t.sla_clocks_met, t.sla_clocks_breached, t.sla_clocks_pending,
+            t.sla_clocks_cancelled) == (6, 2, 1, 2, 1)
+    assert (t.sla_compliance_pct, t.sla_breaches) == (66.67, 1)
+
+    # Every rendering carries the outcomes and says what the percentage is of.
+    table = render_table(report)
+    header, _, total = table.splitlines()[2:5]
+    cells = dict(zip([c.strip() for c in header.split("  ") if c.strip()], total.split()[1:]))
+    assert [cells[k] for k in ("SLA clocks", "SLA met", "SLA breached", "SLA pending", "SLA cancelled", "SLA %",
+                               "breaches in period")] == ["6", "2", "1", "2", "1", "66.67", "1"]
+    assert "SLA % = met / (met + breached)" in table
+    page = render_html(report)
+    assert "<th>SLA pending</th>" in page and "SLA % = met / (met + breached)" in page
+    (row,) = csv.DictReader(io.StringIO(render_csv(report)))
+    assert (row["sla_clocks_pending"], row["sla_clocks_cancelled"], row["sla_compliance_pct"]) == ("2", "1", "66.67")
+    total_json = json.loads(render_json(report))["total"]
+    assert (total_json["sla_clocks_met"], total_json["sla_clocks_breached"]) == (2, 1)
+
+
+async def test_the_clocks_of_a_claim_merged_away_are_cancelled_not_compliant(make_daemon: Any) -> None:
+    """X and Y at t0 (first response due at 4 h); X merged into Y at 1 h, unanswered; the scheduler
+    stops; the report at 10 h. X's clocks stopped at the merge with nothing owed: cancelled (they
+    counted as compliant). Y's first response is breached (not fired), its resolution pending:
+    compliance 0 of 1 decided clock (it was 100 %: 4 clocks, none breached)."""
+    clock = saturday_morning()
+    t0 = clock.now
+    daemon = await make_daemon(COUNTED, clock=clock)
+    x, y = [await mailed_claim(daemon, f"{name}@example.com") for name in "xy"]
+    clock.advance(hours=1)
+    await daemon.store.write(merge_tickets(x, y, "supervisor"))
+    await daemon.sla.stop()
+    clock.advance(hours=9)
+    assert await first_response_clock(daemon, x) == (None, "cancelled")
+    assert await first_response_clock(daemon, y) == (None, "ok")
+
+    report = await build_report(daemon.store, t0 - timedelta(hours=1), t0 + timedelta(days=1), now=clock.now)
+    t = report.total
+    assert (t.sla_clocks, t.sla_clocks_met, t.sla_clocks_breached, t.sla_clocks_pending,
+            t.sla_clocks_cancelled) == (4, 0, 1, 1, 2)
+    assert (t.sla_compliance_pct, t.sla_breaches) == (0.0, 1)
