@@ -88,12 +88,19 @@ class LogSettings(Section):
     format: Literal["auto", "json", "console"] = "auto"
 
 
+class ConsoleSettings(Section):
+    # The language of the agent console's own labels (customer text is shown as written).
+    # Persian: the agents are Persian speakers; `run.py console --lang en` overrides it.
+    language: Literal["fa", "en"] = "fa"
+
+
 CORE_SECTIONS: dict[str, type[Section]] = {
     "store": StoreSettings,
     "claims": ClaimSettings,
     "http": HttpSettings,
     "ingest": IngestSettings,
     "log": LogSettings,
+    "console": ConsoleSettings,
 }
 
 
@@ -109,6 +116,7 @@ class Settings(BaseModel):
     http: HttpSettings = HttpSettings()
     ingest: IngestSettings = IngestSettings()
     log: LogSettings = LogSettings()
+    console: ConsoleSettings = ConsoleSettings()
     connectors: dict[str, list[tuple[str, Any]]] = {}
     extra: dict[str, Any] = {}
     source: str = ""
@@ -199,19 +207,7 @@ def load_settings(
     (from the connector registry); a table for an unknown kind is an error."""
     environ = os.environ if environ is None else environ
     path = Path(path) if path else DEFAULT_CONFIG_PATH
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such configuration file") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a directory; expected a TOML configuration file") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 (byte {exc.object[exc.start]:#04x} at offset {exc.start});"
-                          " expected a TOML file saved as UTF-8") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    data = _read_toml(path)
     in_file = set(data)
     overridden = _apply_env_overrides(data, environ)
 
@@ -262,6 +258,39 @@ def load_settings(
     if problems:
         raise ConfigError(f"{path}:\n" + "\n".join(problems))
     return Settings(**core, connectors=connectors, extra=extra, source=str(path))
+
+
+def console_settings(path: Path | str | None = None, environ: Mapping[str, str] | None = None) -> ConsoleSettings:
+    """The `[console]` table alone (with its environment overrides), validated as `load_settings`
+    validates it. The console runs on an agent's machine: the rest of the file (connector
+    plugins, uvloop, secrets) is the daemon's and need not be loadable there."""
+    environ = os.environ if environ is None else environ
+    path = Path(path) if path else DEFAULT_CONFIG_PATH
+    data = _read_toml(path)
+    overridden = _apply_env_overrides(data, environ)
+    table = data.get("console", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}:\nconsole = {table!r}: expected a table [console]")
+    try:
+        return ConsoleSettings(**table)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}:\n" + _format_validation_error("console", exc, overridden)) from None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such configuration file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory; expected a TOML configuration file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 (byte {exc.object[exc.start]:#04x} at offset {exc.start});"
+                          " expected a TOML file saved as UTF-8") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
 
 
 # Sections validated by other parts of the daemon (routing rules, SLA policies, agents...):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from config.loader import ConfigError, console_settings
 from console.app import run_console
-from console.render import Prefs
+from console.render import LANGUAGES, Language, Prefs
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,18 +17,26 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--latin-digits", action="store_true", help="Latin digits instead of Persian")
     parser.add_argument("--no-bidi", action="store_true",
                         help="leave right-to-left reordering to the terminal (for terminals that do bidi)")
+    parser.add_argument("--lang", choices=LANGUAGES, default=None,
+                        help="the console's own labels in Persian or English (default: [console] language)")
 
 
-def prefs_from(args: argparse.Namespace) -> Prefs:
+def prefs_from(args: argparse.Namespace, language: Language = "fa") -> Prefs:
+    """`language`: `--lang`, else the configuration's `[console] language` (the caller's to read)."""
     return Prefs(calendar="gregorian" if args.gregorian else "jalali",
-                 digits="latin" if args.latin_digits else "persian", bidi=not args.no_bidi)
+                 digits="latin" if args.latin_digits else "persian", bidi=not args.no_bidi, language=language)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m console")
     add_cli_arguments(parser)
     args = parser.parse_args(argv)
-    return run_console(args.url, args.token, prefs_from(args))
+    try:
+        language = args.lang or console_settings().language
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    return run_console(args.url, args.token, prefs_from(args, language))
 
 
 if __name__ == "__main__":

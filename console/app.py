@@ -12,11 +12,13 @@ from typing import Any, Protocol, runtime_checkable
 from textual.app import App
 from textual.binding import Binding
 from textual.message import Message
+from textual.screen import Screen
 from websockets.exceptions import InvalidURI
 
 from console.client import AgentClient, ApiRequestError, AuthenticationError
 from console.commands import ConsoleCommands
-from console.keys import with_persian_layout
+from console.keys import localise_bindings, with_persian_layout
+from console.labels import shown, shown_term, term
 from console.render import Prefs, parse_time
 
 
@@ -39,27 +41,22 @@ class LiveScreen(Protocol):
     def apply_event(self, payload: dict[str, Any]) -> None: ...
 
 
-# Timeline events that pop up a console alert: (label, who sees it).
-SLA_ALERTS = {
-    "sla_warning": ("SLA warning", "all"),
-    "sla_breached": ("SLA breached", "all"),
-    "supervisor_alert": ("escalated to supervisor", "supervisors"),
-}
+# Timeline events that pop up a console alert (named by `alert.<kind>` labels): who sees it.
+SLA_ALERTS = {"sla_warning": "all", "sla_breached": "all", "supervisor_alert": "supervisors"}
 
 
 class ConsoleApp(App[None]):
-    TITLE = "Parvandeh"
     CSS_PATH = "app.tcss"
     COMMANDS = App.COMMANDS | {ConsoleCommands}
     BINDINGS = with_persian_layout([
-        Binding("j", "cursor_down", "Down", show=False),
-        Binding("k", "cursor_up", "Up", show=False),
-        Binding("question_mark", "help", "Help"),
-        Binding("slash", "search", "Search"),
-        Binding("v", "supervisor", "Supervisor"),
-        Binding("R", "reports", "Reports"),
-        Binding("A", "availability", "Availability", show=False),  # listed in help (?)
-        Binding("q", "quit", "Quit"),
+        Binding("j", "cursor_down", "key.down", show=False),
+        Binding("k", "cursor_up", "key.up", show=False),
+        Binding("question_mark", "help", "key.help"),
+        Binding("slash", "search", "key.search"),
+        Binding("v", "supervisor", "key.supervisor"),
+        Binding("R", "reports", "key.reports"),
+        Binding("A", "availability", "key.availability", show=False),  # listed in help (?)
+        Binding("q", "quit", "key.quit"),
     ])
 
     def __init__(self, url: str, token: str, prefs: Prefs | None = None, *,
@@ -67,6 +64,8 @@ class ConsoleApp(App[None]):
         """`client` and `clock` are for tests that render fixed data (snapshots)."""
         super().__init__()
         self.prefs = prefs or Prefs()
+        self.title = shown("title", self.prefs)
+        localise_bindings(self, self.prefs)
         self.client = client or AgentClient(url, token)
         self.client.on_event = lambda e: self.post_message(ApiEvent(e))
         self.client.on_state = lambda s: self.post_message(ConnectionState(s))
@@ -89,13 +88,20 @@ class ConsoleApp(App[None]):
             await self.client.connect()
         except (AuthenticationError, OSError, InvalidURI) as exc:
             # Not 0: a script or service manager must see that the console never logged in.
-            self.exit(return_code=1, message=f"cannot log in to the agent API: {exc}")
+            self.exit(return_code=1, message=shown("login_failed", self.prefs, error=str(exc)))
             return
         self.connection = "connected"
         server_now = parse_time(self.client.server_now)
         if server_now is not None:
             self._clock_offset = server_now - datetime.now(UTC)
         await self.push_screen(MainScreen())
+
+    def push_screen(self, screen: Any, *args: Any, **kwargs: Any) -> Any:
+        """Every screen is pushed here (`push_screen_wait` too): its keys are described in the
+        agent's language before the key bar reads them."""
+        if isinstance(screen, Screen):
+            localise_bindings(screen, self.prefs)
+        return super().push_screen(screen, *args, **kwargs)
 
     async def on_unmount(self) -> None:
         await self.client.close()
@@ -108,26 +114,32 @@ class ConsoleApp(App[None]):
             # after mounting, reads what this event reports.
             if isinstance(screen, LiveScreen) and screen.is_mounted:
                 screen.apply_event(message.payload)
-        alert = SLA_ALERTS.get(message.payload.get("kind", ""))
-        if alert and (alert[1] == "all" or self.client.agent.get("role") in ("supervisor", "admin")):
+        kind = message.payload.get("kind", "")
+        audience = SLA_ALERTS.get(kind)
+        if audience and (audience == "all" or self.client.agent.get("role") in ("supervisor", "admin")):
             # Only the ticket reference and the clock: never customer text in a toast.
             clock = message.payload.get("data", {}).get("clock", "")
-            self.notify(f"{message.payload.get('ticket', '')} {alert[0]} {clock}".strip(),
-                        severity="error" if "breach" in alert[0] else "warning", timeout=10)
+            alert = shown("sla_alert", self.prefs, ref=message.payload.get("ticket", ""),
+                          alert=term("alert", kind, self.prefs), clock=term("clock", clock, self.prefs) if clock else "")
+            self.notify(alert.strip(), severity="error" if kind == "sla_breached" else "warning", timeout=10)
 
     def on_connection_state(self, message: ConnectionState) -> None:
         self.connection = message.state
         for screen in self.screen_stack:
             getattr(screen, "connection_changed", lambda: None)()
         if message.state != "connected":
-            self.notify(f"agent API: {message.state}", severity="warning")
+            self.notify(shown("connection", self.prefs, state=term("state", message.state, self.prefs)),
+                        severity="warning")
 
     async def api(self, op: str, **args: Any) -> Any:
         """A request; a refusal is shown to the agent and re-raised for the caller to stop."""
         try:
             return await self.client.request(op, **args)
-        except (ApiRequestError, ConnectionError) as exc:
+        except ApiRequestError as exc:  # the server's words
             self.notify(str(exc), severity="error", timeout=6)
+            raise
+        except ConnectionError:
+            self.notify(shown("not_connected", self.prefs), severity="error", timeout=6)
             raise
 
     # -- keys that work everywhere -----------------------------------------------------------
@@ -154,7 +166,7 @@ class ConsoleApp(App[None]):
         if self.agent.get("role") in ("supervisor", "admin"):
             self.push_screen(ReportsScreen())
         else:
-            self.notify("reports need the supervisor role", severity="warning")
+            self.notify(shown("needs_supervisor.reports", self.prefs), severity="warning")
 
     def action_supervisor(self) -> None:
         from console.supervisor_screen import SupervisorScreen
@@ -162,7 +174,7 @@ class ConsoleApp(App[None]):
         if self.agent.get("role") in ("supervisor", "admin"):
             self.push_screen(SupervisorScreen())
         else:
-            self.notify("the supervisor view needs the supervisor role", severity="warning")
+            self.notify(shown("needs_supervisor.view", self.prefs), severity="warning")
 
     def action_availability(self) -> None:
         from console.pickers import AVAILABILITY, Choice
@@ -172,9 +184,16 @@ class ConsoleApp(App[None]):
                 return
             result = await self.api("availability", status=status)
             handed = len(result.get("reassigned", []))
-            self.notify(f"you are {status}" + (f"; {handed} ticket(s) moved" if handed else ""), timeout=6)
+            named = term("availability", status, self.prefs)
+            self.notify(shown("you_are_moved", self.prefs, status=named, count=handed) if handed
+                        else shown("you_are", self.prefs, status=named), timeout=6)
 
-        self.push_screen(Choice("Your availability", AVAILABILITY), chosen)
+        self.push_screen(Choice(shown("your_availability", self.prefs), self.choices("availability", AVAILABILITY)),
+                         chosen)
+
+    def choices(self, group: str, values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+        """(value, as the agent reads it) for a picker."""
+        return tuple((value, shown_term(group, value, self.prefs)) for value in values)
 
     def open_ticket(self, ref: str) -> None:
         from console.ticket_screen import TicketScreen

@@ -9,21 +9,23 @@ from typing import Any
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
+from console.labels import shown
+
 
 class ConsoleCommands(Provider):
     def _commands(self) -> list[tuple[str, Callable[[], Any], str]]:
+        """(name, callback, help) in the agent's language: `cmd.<name>` and `cmd.<name>.help` labels."""
         app: Any = self.app
-        commands = [
-            ("Search claims", app.action_search, "claim reference, phone, email, national id, text"),
-            ("Supervisor view", app.action_supervisor, "agents, load and breaches"),
-            ("Reports", app.action_reports, "opened, closed, response times, SLA compliance, channel mix"),
-            ("Keys", app.action_help, "every key of the console"),
-        ]
+        prefs = app.prefs
+        named = [("search", app.action_search), ("supervisor", app.action_supervisor),
+                 ("reports", app.action_reports), ("keys", app.action_help)]
         screen: Any = self.screen
-        for name, action, help_text in getattr(screen, "PALETTE_ACTIONS", ()):
-            commands.append((name, getattr(screen, f"action_{action}"), help_text))
+        named += [(action, getattr(screen, f"action_{action}")) for action in getattr(screen, "PALETTE_ACTIONS", ())]
+        commands = [(shown(f"cmd.{name}", prefs), callback, shown(f"cmd.{name}.help", prefs))
+                    for name, callback in named]
         for ref in getattr(screen, "palette_refs", lambda: [])():
-            commands.append((f"Open {ref}", partial(app.open_ticket, ref), "open this claim"))
+            commands.append((shown("cmd.open", prefs, ref=ref), partial(app.open_ticket, ref),
+                             shown("cmd.open.help", prefs)))
         return commands
 
     async def discover(self) -> Hits:

@@ -4,6 +4,7 @@ segments it will cost."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, cast
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -13,6 +14,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Label, Select, TextArea
 
 from connectors.sms_segments import count_segments
+from console.labels import shown
+from console.render import Prefs
 
 SEGMENTED_CHANNELS = frozenset({"sms"})
 
@@ -23,15 +26,17 @@ class Composed:
     channel: str | None
 
 
-def counter(text: str, channel: str | None) -> str:
+def counter(text: str, channel: str | None, prefs: Prefs) -> str:
     if channel in SEGMENTED_CHANNELS:
-        return f"{len(text)} characters · SMS {count_segments(text)}"
-    return f"{len(text)} characters"
+        count = count_segments(text)
+        return shown("characters_sms_one" if count.segments == 1 else "characters_sms", prefs, count=len(text),
+                     segments=count.segments, encoding=count.encoding)
+    return shown("characters", prefs, count=len(text))
 
 
 class Composer(ModalScreen[Composed | None]):
     CSS_PATH = "composer.tcss"
-    BINDINGS = [Binding("ctrl+s", "send", "Send"), Binding("escape", "cancel", "Cancel")]
+    BINDINGS = [Binding("ctrl+s", "send", "key.send"), Binding("escape", "cancel", "key.cancel")]
 
     def __init__(self, title: str, channels: list[tuple[Text, str]], channel: str | None,
                  templates: list[tuple[str, str]] | None = None) -> None:
@@ -43,23 +48,29 @@ class Composer(ModalScreen[Composed | None]):
         self.channel = channel
         self.templates = dict(templates or [])
 
+    @property
+    def prefs(self) -> Prefs:
+        return cast(Any, self.app).prefs
+
     def compose(self) -> ComposeResult:
+        prefs = self.prefs
         with Vertical(classes="dialog"):
             yield Label(Text(self.title_text), id="composer-title")
             if self.channels:
                 yield Select(self.channels, value=self.channel or self.channels[0][1],
                              allow_blank=False, id="channel")
             if self.templates:
-                yield Select([(name, name) for name in self.templates], prompt="Insert a template", id="template")
+                yield Select([(name, name) for name in self.templates], prompt=shown("insert_template", prefs),
+                             id="template")
             yield TextArea(id="body")
-            yield Label(Text(counter("", self.channel)), id="counter")
-            yield Label(Text("ctrl+s send · esc cancel"), classes="hint")
+            yield Label(Text(counter("", self.channel, prefs)), id="counter")
+            yield Label(Text(shown("composer_hint", prefs)), classes="hint")
 
     def on_mount(self) -> None:
         self.query_one(TextArea).focus()
 
     def _update_counter(self) -> None:
-        self.query_one("#counter", Label).update(Text(counter(self.query_one(TextArea).text, self.channel)))
+        self.query_one("#counter", Label).update(Text(counter(self.query_one(TextArea).text, self.channel, self.prefs)))
 
     def on_text_area_changed(self, event: TextArea.Changed) -> None:
         self._update_counter()
@@ -79,7 +90,7 @@ class Composer(ModalScreen[Composed | None]):
         if text.strip():
             self.dismiss(Composed(text, self.channel))
         else:
-            self.notify("nothing to send", severity="warning")
+            self.notify(shown("nothing_to_send", self.prefs), severity="warning")
 
     def action_cancel(self) -> None:
         self.dismiss(None)

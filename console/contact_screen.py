@@ -19,18 +19,26 @@ from textual.widgets.option_list import Option
 
 from console.app import ConsoleApp
 from console.client import ApiRequestError
-from console.crm import Confirm, contact_card, contact_name, identity_text, merge_prompt
+from console.crm import (
+    Confirm,
+    contact_card,
+    contact_name,
+    identity_text,
+    identity_words,
+    merge_prompt,
+)
 from console.key_bar import KeyBar
 from console.keys import with_persian_layout
-from console.render import safe_text, when
+from console.labels import say, shown, shown_term
+from console.render import Prefs, safe_text, when
 
 
-def _section(title: str) -> Option:
-    return Option(Text(title, style="bold underline"), disabled=True)
+def _section(title: str, prefs: Prefs) -> Option:
+    return Option(Text(shown(title, prefs), style="bold underline"), disabled=True)
 
 
-def _aside(text: str) -> Option:
-    return Option(Text(f"  ({text})", style="dim"), disabled=True)
+def _aside(text: str, prefs: Prefs) -> Option:
+    return Option(Text(f"  ({shown(text, prefs)})", style="dim"), disabled=True)
 
 
 class ContactScreen(Screen[bool]):
@@ -46,11 +54,11 @@ class ContactScreen(Screen[bool]):
     }
     """
     BINDINGS = with_persian_layout([
-        Binding("escape", "back", "Back"),
-        Binding("m", "merge", "Merge duplicate"),
-        Binding("u", "undo", "Undo merge"),
-        Binding("x", "split", "Split identity"),
-        Binding("g", "reload", "Refresh"),
+        Binding("escape", "back", "key.back"),
+        Binding("m", "merge", "key.merge"),
+        Binding("u", "undo", "key.undo"),
+        Binding("x", "split", "key.split"),
+        Binding("g", "reload", "key.refresh"),
     ])
 
     def __init__(self, contact_id: int) -> None:
@@ -110,28 +118,28 @@ class ContactScreen(Screen[bool]):
         if any(details):
             header.append(safe_text(" · ".join(d for d in details if d), prefs, single_line=True))
         if profile.get("merged_into"):
-            header.append(Text(f"merged into contact #{profile['merged_into']}", style="bold yellow"))
+            header.append(Text(shown("contact_merged_into", prefs, id=profile["merged_into"]), style="bold yellow"))
         self.query_one("#contact-header", Static).update(Text("\n").join(header))
 
         self.lines = {}
-        options = [_section("Identities")]
+        options = [_section("section.identities", prefs)]
         for ident in profile["identities"]:
             options.append(self._line(f"i{ident['id']}", ("identity", ident), Text.assemble(
-                "  ", identity_text(ident, prefs), (f"   since {when(ident['created_at'], prefs)}", "dim"))))
-        options.append(_section("Claims"))
+                "  ", identity_text(ident, prefs), (shown("since", prefs, when=when(ident["created_at"], prefs)), "dim"))))
+        options.append(_section("section.claims", prefs))
         for claim in profile["claims"]:
             options.append(self._line(f"t{claim['ref']}", ("claim", claim["ref"]), Text.assemble(
-                "  ", (claim["ref"], "bold"), f"  {claim['status']}  {claim['queue']}  ",
+                "  ", (claim["ref"], "bold"), f"  {shown_term('status', claim['status'], prefs)}  {claim['queue']}  ",
                 safe_text(claim["subject"] or "", prefs, single_line=True))))
-        options.append(_section("Duplicate suggestions"))
+        options.append(_section("section.duplicates", prefs))
         if not duplicates:
-            options.append(_aside("none" if duplicates is not None else "supervisors only"))
+            options.append(_aside("none" if duplicates is not None else "supervisors_only", prefs))
         for n, (other, reason, value) in enumerate(duplicates or []):
             options.append(self._line(f"d{n}", ("duplicate", (other, reason)), Text.assemble(
                 f"  {reason}: ", safe_text(value, prefs, single_line=True), "  ", contact_card(other, prefs))))
-        options.append(_section("Merges"))
+        options.append(_section("section.merges", prefs))
         if not profile["merges"]:
-            options.append(_aside("none"))
+            options.append(_aside("none", prefs))
         for merge in reversed(profile["merges"]):  # the newest first: the one to undo is at hand
             options.append(self._line(f"g{merge['id']}", ("merge", merge), self._merge_text(merge)))
         items = self.query_one(OptionList)
@@ -149,12 +157,12 @@ class ContactScreen(Screen[bool]):
     def _merge_text(self, merge: dict[str, Any]) -> Text:
         prefs = self.console.prefs
         if merge["kept_id"] == self.contact_id:
-            what = f"contact #{merge['merged_id']} merged into this one"
+            what = say("merge_in", prefs, id=merge["merged_id"])
         else:
-            what = f"this contact merged into #{merge['kept_id']}"
-        undone = f"  (undone {when(merge['undone_at'], prefs)})" if merge["undone_at"] else ""
-        return Text.assemble(f"  {when(merge['at'], prefs)}  {what} by ", safe_text(merge["actor"], prefs,
-                                                                                     single_line=True),
+            what = say("merge_out", prefs, id=merge["kept_id"])
+        undone = shown("undone", prefs, when=when(merge["undone_at"], prefs)) if merge["undone_at"] else ""
+        return Text.assemble(shown("merge_line", prefs, when=when(merge["at"], prefs), what=what),
+                             safe_text(merge["actor"], prefs, single_line=True),
                              (undone, "dim"), style="dim" if undone else "")
 
     def highlighted_line(self) -> tuple[str, Any] | None:
@@ -184,13 +192,14 @@ class ContactScreen(Screen[bool]):
     async def action_merge(self) -> None:
         what = self.highlighted_line()
         if self.profile is None or what is None or what[0] != "duplicate":
-            self.notify("highlight a duplicate suggestion to merge it into this contact", severity="warning")
+            self.notify(shown("highlight_duplicate", self.console.prefs), severity="warning")
             return
         other, reason = what[1]
         result = await self._change(merge_prompt(self.profile, other, reason, self.console.prefs),
                                     "merge_contacts", keep=self.contact_id, merge=other["id"])
         if result is not None:
-            self.notify(f"contact #{other['id']} merged into #{self.contact_id} (merge {result['merge']})")
+            self.notify(shown("merged", self.console.prefs, other=other["id"], contact=self.contact_id,
+                              merge=result["merge"]))
 
     @work(exclusive=True, group="change")
     async def action_undo(self) -> None:
@@ -202,32 +211,34 @@ class ContactScreen(Screen[bool]):
             m for m in reversed(self.profile["merges"]) if m["kept_id"] == self.contact_id]
         merge = next((m for m in merges if not m["undone_at"]), None)
         if merge is None:
-            self.notify("no merge to undo", severity="warning")
+            self.notify(shown("no_merge_to_undo", self.console.prefs), severity="warning")
             return
+        prefs = self.console.prefs
         question = Text("\n").join([
-            Text(f"Undo merge {merge['id']}?", style="bold"),
-            Text(f"Contact #{merge['merged_id']} is split off #{merge['kept_id']} again, and takes back the"
-                 " identities, claims and notes the merge moved (what arrived since stays)."),
+            Text(shown("undo_question", prefs, merge=merge["id"]), style="bold"),
+            Text(shown("undo_explained", prefs, merged=merge["merged_id"], kept=merge["kept_id"])),
         ])
         result = await self._change(question, "undo_contact_merge", merge=merge["id"])
         if result is not None:
-            self.notify(f"merge {merge['id']} undone: contact #{result['restored']} restored")
+            self.notify(shown("undone_notice", prefs, merge=merge["id"], contact=result["restored"]))
 
     @work(exclusive=True, group="change")
     async def action_split(self) -> None:
         what = self.highlighted_line()
         if self.profile is None or what is None or what[0] != "identity":
-            self.notify("highlight an identity to split it off", severity="warning")
+            self.notify(shown("highlight_identity", self.console.prefs), severity="warning")
             return
-        ident = what[1]
+        ident, prefs = what[1], self.console.prefs
         question = Text("\n").join([
-            Text.assemble(("Split ", "bold"), identity_text(ident, self.console.prefs), (" off", "bold")),
-            contact_card(self.profile, self.console.prefs),
-            Text("into a contact of its own? The claims only it wrote on go with it."),
+            # The identity is customer text inside the sentence: the line is reordered whole.
+            safe_text(say("split_question", prefs, identity=identity_words(ident, prefs)), prefs, single_line=True,
+                      style="bold"),
+            contact_card(self.profile, prefs),
+            Text(shown("split_explained", prefs)),
         ])
         result = await self._change(question, "split_identity", identity=ident["id"])
         if result is not None:
-            self.notify(f"split off into contact #{result['contact']}")
+            self.notify(shown("split_done", prefs, contact=result["contact"]))
 
     def action_back(self) -> None:
         self.dismiss(self.changed)

@@ -15,6 +15,7 @@ from console.app import ConsoleApp
 from console.client import ApiRequestError
 from console.key_bar import KeyBar
 from console.keys import with_persian_layout
+from console.labels import shown, shown_term
 from console.render import number, when
 from console.ticket_actions import TicketActions
 from console.ticket_list import TicketList
@@ -32,11 +33,11 @@ class MainScreen(TicketActions):
     CSS_PATH = "main_screen.tcss"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
     BINDINGS = with_persian_layout([
-        Binding("t", "take", "Take"),
-        Binding("a", "assign", "Assign"),
-        Binding("s", "status", "Status"),
-        Binding("p", "priority", "Priority"),
-        Binding("m", "move", "Move"),
+        Binding("t", "take", "key.take"),
+        Binding("a", "assign", "key.assign"),
+        Binding("s", "status", "key.status"),
+        Binding("p", "priority", "key.priority"),
+        Binding("m", "move", "key.move"),
     ])
 
     def __init__(self) -> None:
@@ -59,9 +60,9 @@ class MainScreen(TicketActions):
     def on_mount(self) -> None:
         queues = self.query_one(QueueTable)
         # At risk next to the count: a narrow queue pane still shows it.
-        for key, label in (("queue", "Queue"), ("open", "Open"), ("risk", "Risk"), ("waiting", "Wait"),
-                           ("oldest", "Oldest waiting")):
-            queues.add_column(label, key=key)
+        for key, label in (("queue", "col.queue"), ("open", "col.open"), ("risk", "col.risk"),
+                           ("waiting", "col.wait"), ("oldest", "col.oldest")):
+            queues.add_column(shown(label, self.console.prefs), key=key)
         agent = self.console.agent
         if agent.get("role") not in ("supervisor", "admin"):
             self.tickets.agent_queues = frozenset(agent.get("queues") or ())
@@ -95,7 +96,7 @@ class MainScreen(TicketActions):
         selected = table.cursor_row
         table.clear()
         total_open = sum(q["open"] for q in queues)
-        table.add_row(Text("all"), Text(number(total_open, prefs)), Text(""), Text(""), Text(""), key=ALL)
+        table.add_row(Text(shown("all", prefs)), Text(number(total_open, prefs)), Text(""), Text(""), Text(""), key=ALL)
         for q in queues:
             risk = Text(number(q.get("at_risk") or 0, prefs),
                         style="bold red" if q.get("breached") else ("yellow" if q.get("at_risk") else ""))
@@ -108,11 +109,12 @@ class MainScreen(TicketActions):
         self._topbar()
 
     def _topbar(self) -> None:
-        agent = self.console.agent
-        queue = self.queue or "all queues"
-        self.query_one("#topbar", Static).update(Text(
-            f" {agent.get('name', '')} ({agent.get('role', '')}) · {queue} · {self.tickets.status_line()}"
-            f" · {self.console.connection}"))
+        agent, prefs = self.console.agent, self.console.prefs
+        # Each field reordered on its own: the bar reads left to right in either language.
+        fields = [f"{agent.get('name', '')} ({shown_term('role', agent.get('role', ''), prefs)})",
+                  self.queue or shown("all_queues", prefs), self.tickets.status_line(),
+                  shown_term("state", self.console.connection, prefs)]
+        self.query_one("#topbar", Static).update(Text(" " + " · ".join(fields)))
 
     def connection_changed(self) -> None:
         if self.is_mounted:

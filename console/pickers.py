@@ -18,9 +18,10 @@ AVAILABILITY = ("available", "away", "offline")  # router.assignment.AgentStatus
 
 class Choice(ModalScreen[str | None]):
     CSS_PATH = "pickers.tcss"
-    BINDINGS = [Binding("escape", "dismiss_none", "Cancel")]
+    BINDINGS = [Binding("escape", "dismiss_none", "key.cancel")]
 
-    def __init__(self, title: str, choices: tuple[str, ...]) -> None:
+    def __init__(self, title: str, choices: tuple[tuple[str, str], ...]) -> None:
+        """`choices`: (the value dismissed with, what the agent reads)."""
         super().__init__()
         self.title_text = title
         self.choices = choices
@@ -28,7 +29,7 @@ class Choice(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label(Text(self.title_text))
-            yield OptionList(*(Option(Text(c), id=c) for c in self.choices))
+            yield OptionList(*(Option(Text(shown), id=value) for value, shown in self.choices))
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         self.dismiss(event.option.id)
@@ -39,7 +40,7 @@ class Choice(ModalScreen[str | None]):
 
 class NamePrompt(ModalScreen[str | None]):
     CSS_PATH = "pickers.tcss"
-    BINDINGS = [Binding("escape", "dismiss_none", "Cancel")]
+    BINDINGS = [Binding("escape", "dismiss_none", "key.cancel")]
 
     def __init__(self, title: str, value: str = "") -> None:
         super().__init__()

@@ -17,6 +17,8 @@ from persiantools.jdatetime import JalaliDate, JalaliDateTime
 from rich.text import Text
 
 TEHRAN = ZoneInfo("Asia/Tehran")
+Language = Literal["fa", "en"]
+LANGUAGES: tuple[Language, ...] = ("fa", "en")
 
 # ESC-introduced sequences: CSI (colours, cursor moves), OSC (titles, hyperlinks, clipboard),
 # DCS/SOS/PM/APC strings, and two-character escapes. Shown, never obeyed.
@@ -31,12 +33,14 @@ _RTL = re.compile(r"[\u0590-\u08FF\uFB1D-\uFDFF\uFE70-\uFEFF]")
 
 @dataclass(frozen=True, slots=True)
 class Prefs:
-    """Display preferences: Jalali or Gregorian dates, Persian or Latin digits, and whether
-    to reorder right-to-left lines (off for terminals that do bidi themselves)."""
+    """Display preferences: Jalali or Gregorian dates, Persian or Latin digits, whether
+    to reorder right-to-left lines (off for terminals that do bidi themselves), and the
+    language of the console's own labels (`console.labels`)."""
 
     calendar: Literal["jalali", "gregorian"] = "jalali"
     digits: Literal["persian", "latin"] = "persian"
     bidi: bool = True
+    language: Language = "fa"
 
 
 def _visible_control(char: str) -> str:

@@ -18,6 +18,7 @@ from console.app import ConsoleApp
 from console.client import ApiRequestError
 from console.key_bar import KeyBar
 from console.keys import with_persian_layout
+from console.labels import shown, shown_term, term, visual
 from console.render import TEHRAN, Prefs, day, number
 
 DIMENSIONS: tuple[str | None, ...] = (None, "insurer", "queue", "agent", "channel", "line_of_business")
@@ -39,7 +40,7 @@ def bars(values: dict[str, float], prefs: Prefs, width: int = BAR_WIDTH) -> Text
 
 
 def hours(value: float | None, prefs: Prefs) -> str:
-    return "—" if value is None else f"{number(f'{value:.1f}', prefs)} h"
+    return "—" if value is None else shown("hours", prefs, value=number(f"{value:.1f}", prefs))
 
 
 def percent(value: float | None, prefs: Prefs) -> str:
@@ -49,8 +50,8 @@ def percent(value: float | None, prefs: Prefs) -> str:
 
 class ReportsScreen(Screen[None]):
     CSS_PATH = "reports_screen.tcss"
-    BINDINGS = with_persian_layout([Binding("escape", "back", "Back"), Binding("b", "next_dimension", "By…"),
-                Binding("g", "reload", "Refresh")])
+    BINDINGS = with_persian_layout([Binding("escape", "back", "key.back"), Binding("b", "next_dimension", "key.by"),
+                                    Binding("g", "reload", "key.refresh")])
 
     def __init__(self) -> None:
         super().__init__()
@@ -61,22 +62,23 @@ class ReportsScreen(Screen[None]):
         return cast(ConsoleApp, self.app)
 
     def compose(self) -> ComposeResult:
-        yield Label(Text("Reports"), id="report-title", classes="section")
+        prefs = self.console.prefs
+        yield Label(Text(shown("reports", prefs)), id="report-title", classes="section")
         yield DataTable(id="figures", cursor_type="row")
-        yield Label(Text("Response and resolution: medians; business h = working hours on the claim's SLA calendar"),
-                    id="hours-note", classes="note")
-        yield Label(Text("Tickets opened per day"), classes="section")
+        yield Label(Text(shown("hours_note", prefs)), id="hours-note", classes="note")
+        yield Label(Text(shown("opened_per_day", prefs)), classes="section")
         yield Static(id="daily")
-        yield Label(Text("Channel mix"), classes="section")
+        yield Label(Text(shown("channel_mix", prefs)), classes="section")
         yield Static(id="channels")
         yield KeyBar()
 
     def on_mount(self) -> None:
+        # Medians in clock hours beside business hours (on each claim's SLA calendar, as its SLA
+        # clocks count): 62 clock hours over a weekend can be under one business hour.
+        figures = ("opened", "closed", "backlog", "first_clock", "first_business", "resolution_clock",
+                   "resolution_business", "sla", "breaches", "reopen")
         self.query_one("#figures", DataTable).add_columns(
-            # Medians in clock hours beside business hours (on each claim's SLA calendar, as its SLA
-            # clocks count): 62 clock hours over a weekend can be under one business hour.
-            "", "Opened", "Closed", "Backlog", "First resp. clock h", "First resp. business h", "Resol. clock h",
-            "Resol. business h", "SLA %", "Breaches", "Reopen %")
+            "", *(shown(f"fig.{f}", self.console.prefs) for f in figures))
         self.action_reload()
 
     def action_back(self) -> None:
@@ -100,12 +102,17 @@ class ReportsScreen(Screen[None]):
         if not self.is_attached:  # left (esc) while the figures were on their way
             return
         prefs = self.console.prefs
-        self.query_one("#report-title", Label).update(
-            Text(f"Reports {day(first, prefs)} – {day(last, prefs)} · by {by or 'total'}"))
+        self.query_one("#report-title", Label).update(Text(shown(
+            "reports_title", prefs, first=day(first, prefs), last=day(last, prefs),
+            by=term("dimension", by or "total", prefs))))
         table = self.query_one("#figures", DataTable)
         table.clear()
-        for f in [*report["groups"], report["total"]] if by else [report["total"]]:
-            table.add_row(Text(f["key"]), *(Text(number(f[k] or 0, prefs)) for k in ("opened", "closed", "backlog")),
+        # The groups' own names (insurers, queues, agents) as the server sends them; channels and
+        # the total row as agents read them.
+        rows = [(f["key"] if by != "channel" else term("channel", f["key"], prefs), f) for f in report["groups"]]
+        rows.append((term("dimension", "total", prefs), report["total"]))
+        for name, f in rows if by else rows[-1:]:
+            table.add_row(Text(visual(name, prefs)), *(Text(number(f[k] or 0, prefs)) for k in ("opened", "closed", "backlog")),
                           Text(hours(f["first_response_median_h"], prefs)),
                           Text(hours(f.get("first_response_median_business_h"), prefs)),
                           Text(hours(f["resolution_median_h"], prefs)),
@@ -114,4 +121,5 @@ class ReportsScreen(Screen[None]):
                           Text(number(f["sla_breaches"] or 0, prefs)), Text(percent(f["reopen_rate_pct"], prefs)))
         daily = {day(date.fromisoformat(d["date"]), prefs): d["opened"] for d in report["daily"]}
         self.query_one("#daily", Static).update(bars(daily, prefs))
-        self.query_one("#channels", Static).update(bars(report["total"]["channel_mix"], prefs))
+        mix = {shown_term("channel", channel, prefs): n for channel, n in report["total"]["channel_mix"].items()}
+        self.query_one("#channels", Static).update(bars(mix, prefs))

@@ -13,19 +13,20 @@ from textual.widgets import DataTable, Input
 from console.app import ConsoleApp
 from console.key_bar import KeyBar
 from console.client import ApiRequestError
+from console.labels import shown
 from console.ticket_list import TicketList
 
 
 class SearchScreen(Screen[None]):
     CSS_PATH = "search_screen.tcss"
-    BINDINGS = [Binding("escape", "back", "Back")]
+    BINDINGS = [Binding("escape", "back", "key.back")]
 
     @property
     def console(self) -> ConsoleApp:
         return cast(ConsoleApp, self.app)
 
     def compose(self) -> ComposeResult:
-        yield Input(placeholder="claim ref, phone, e-mail, national id, plate or words", id="query")
+        yield Input(placeholder=shown("search_placeholder", self.console.prefs), id="query")
         yield TicketList(self.console.prefs, id="results")
         yield KeyBar()
 
@@ -47,7 +48,7 @@ class SearchScreen(Screen[None]):
         if found["tickets"]:
             results.focus()
         else:
-            self.notify("nothing found", timeout=2)
+            self.notify(shown("nothing_found", self.console.prefs), timeout=2)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.row_key.value:

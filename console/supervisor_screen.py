@@ -16,31 +16,35 @@ from console.app import ConsoleApp
 from console.client import ApiRequestError
 from console.key_bar import KeyBar
 from console.keys import with_persian_layout
+from console.labels import shown, shown_term
 from console.render import countdown, number, safe_text, when
 
 
 class SupervisorScreen(Screen[None]):
     CSS_PATH = "supervisor_screen.tcss"
-    BINDINGS = with_persian_layout([Binding("escape", "back", "Back"), Binding("g", "reload", "Refresh")])
+    BINDINGS = with_persian_layout([Binding("escape", "back", "key.back"), Binding("g", "reload", "key.refresh")])
 
     @property
     def console(self) -> ConsoleApp:
         return cast(ConsoleApp, self.app)
 
     def compose(self) -> ComposeResult:
-        yield Label(Text("Agents"), classes="section")
+        prefs = self.console.prefs
+        yield Label(Text(shown("section.agents", prefs)), classes="section")
         yield DataTable(id="agents", cursor_type="row")
-        yield Label(Text("Queues"), classes="section")
+        yield Label(Text(shown("section.queues", prefs)), classes="section")
         yield DataTable(id="queue-risk", cursor_type="row")
-        yield Label(Text("At risk and breached"), classes="section")
+        yield Label(Text(shown("section.at_risk", prefs)), classes="section")
         yield DataTable(id="at-risk", cursor_type="row")
         yield KeyBar()
 
     def on_mount(self) -> None:
-        self.query_one("#agents", DataTable).add_columns("Agent", "Role", "Queues", "Open", "Waiting", "Oldest waiting")
-        self.query_one("#queue-risk", DataTable).add_columns("Queue", "Open", "Unassigned", "Waiting", "At risk",
-                                                             "Breached", "Oldest waiting")
-        self.query_one("#at-risk", DataTable).add_columns("Claim", "SLA", "Queue", "Assignee", "Subject")
+        prefs = self.console.prefs
+        for table, columns in (
+                ("#agents", ("agent", "role", "queues", "open", "waiting", "oldest")),
+                ("#queue-risk", ("queue", "open", "unassigned", "waiting", "at_risk", "breached", "oldest")),
+                ("#at-risk", ("claim", "sla", "queue", "assignee", "subject"))):
+            self.query_one(table, DataTable).add_columns(*(shown(f"col.{c}", prefs) for c in columns))
         self.query_one("#agents", DataTable).focus()
         self.action_reload()
 
@@ -57,7 +61,7 @@ class SupervisorScreen(Screen[None]):
         agents.clear()
         for a in view["agents"]:
             load: dict[str, Any] = a["load"]
-            agents.add_row(Text(a["name"]), Text(a["role"]), Text(",".join(a["queues"]) or "*"),
+            agents.add_row(Text(a["name"]), Text(shown_term("role", a["role"], prefs)), Text(",".join(a["queues"]) or "*"),
                            Text(number(load["open"], prefs)), Text(number(load["waiting"] or 0, prefs)),
                            Text(when(load["oldest_waiting"], prefs)))
         queues = self.query_one("#queue-risk", DataTable)

@@ -19,7 +19,9 @@ from textual.message import Message
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
-from console.render import CHANNEL_ICONS, Prefs, neutralise, number, safe_text, when
+from console.keys import localise_bindings
+from console.labels import say, shown, shown_term, visual
+from console.render import CHANNEL_ICONS, Prefs, neutralise, safe_text, when
 
 PAGE = 60
 EARLIER = "earlier"
@@ -37,27 +39,28 @@ HEAD_STYLE = {"in": "bold cyan", "out": "bold green", "internal": "bold yellow"}
 def message_prompt(m: dict[str, Any], prefs: Prefs, width: int | None = None) -> Text:
     who = m.get("sender_name") or m.get("sender") or ""
     if m["direction"] != "in":
-        who = m.get("author") or "system"
+        who = m.get("author") or say("system", prefs)
     head = Text.assemble(
         (f"{CHANNEL_ICONS.get(m['channel'], m['channel'])} {ARROWS.get(m['direction'], '·')} ",
          HEAD_STYLE.get(m["direction"], "")),
         (when(m["created_at"], prefs), "dim"), "  ",
         safe_text(who, prefs, single_line=True, style=HEAD_STYLE.get(m["direction"], "")),
-        (f"  [{m['channel']}]" if m["kind"] != "note" else "  (internal note)", "dim"),
+        (f"  [{shown_term('channel', m['channel'], prefs)}]" if m["kind"] != "note"
+         else shown("internal_note", prefs), "dim"),
     )
     if m.get("from_contact") is False:  # named the claim, but is none of its contact's identities
-        head.append_text(Text.assemble(("  not the claim's contact", "bold yellow"), (" · l links them", "dim")))
+        head.append_text(Text.assemble((shown("not_contact", prefs), "bold yellow"), (shown("links_them", prefs), "dim")))
     if m.get("auto_reason"):  # from the sender's Auto-Submitted header: customer text
-        head.append(f"  automatic: {neutralise(m['auto_reason'])}", "dim italic")
+        head.append(visual(say("automatic", prefs, reason=neutralise(m["auto_reason"])), prefs), "dim italic")
     lines = [head]
     if m.get("subject") and m["kind"] != "note":
         lines.append(safe_text(m["subject"], prefs, single_line=True, style="bold"))
     body = "display_text" if m.get("display_text") else "text"
     lines.append(safe_text((m.get(body) or "").strip(), prefs, width=width))
     if more := (m.get("more") or {}).get(body):  # cut by the agent API; the store has it all
-        lines.append(Text(f"… ({number(more, prefs)} more characters)", style="dim italic"))
+        lines.append(Text(shown("more_characters", prefs, count=more), style="dim italic"))
     for att in m.get("attachments", []):
-        size = f" ({number(att['size'], prefs)} B)" if att.get("size") else ""
+        size = shown("bytes", prefs, size=att["size"]) if att.get("size") else ""
         lines.append(Text.assemble(("  + ", "dim"), safe_text(att["filename"], prefs, single_line=True),
                                    (f" {neutralise(att['content_type'] or '')}{size}", "dim")))
     return Text("\n").join([*lines, Text("")])
@@ -80,8 +83,9 @@ def event_prompt(e: dict[str, Any], prefs: Prefs) -> Text:
     details = ", ".join(f"{k}={_detail(v, prefs)}" for k, v in e.items()
                         if k not in ("at", "kind", "actor") and v is not None)
     return Text.assemble(("  · ", "dim"), (when(e["at"], prefs), "dim"), " ",
-                         (e["kind"].replace("_", " "), "magenta"), " ", safe_text(details, prefs, single_line=True),
-                         (f"  by {neutralise(e['actor'] or '')}", "dim"))
+                         (shown_term("event", e["kind"], prefs), "magenta"), " ",
+                         safe_text(details, prefs, single_line=True),
+                         (visual(say("by_actor", prefs, actor=neutralise(e["actor"] or "")), prefs), "dim"))
 
 
 
@@ -97,8 +101,8 @@ class ThreadView(OptionList):
     # j/k (and the arrows, pageup/pagedown) move from item to item, showing each from its top:
     # these scroll the text itself, so a message taller than the screen can be read to its end.
     BINDINGS = [
-        Binding("space,ctrl+d", "read_down", "Read on", show=False),
-        Binding("ctrl+u", "read_up", "Read back", show=False),
+        Binding("space,ctrl+d", "read_down", "key.read_on", show=False),
+        Binding("ctrl+u", "read_up", "key.read_back", show=False),
     ]
 
     class NeedEarlier(Message):
@@ -107,6 +111,7 @@ class ThreadView(OptionList):
     def __init__(self, prefs: Prefs, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.prefs = prefs
+        localise_bindings(self, prefs)
         self.items: list[_Item] = []
         self.messages: dict[str, dict[str, Any]] = {}
         self.shown_from = 0  # items here not laid out yet
@@ -184,8 +189,8 @@ class ThreadView(OptionList):
     def _render_items(self, highlight: int | None) -> None:
         options: list[Option] = []
         if self._earlier_lines:
-            hidden = number(self.shown_from + self.earlier, self.prefs)
-            options.append(Option(Text(f"  ↑ {hidden} earlier — enter to show", style="dim italic"), id=EARLIER))
+            hidden = self.shown_from + self.earlier
+            options.append(Option(Text(shown("earlier", self.prefs, count=hidden), style="dim italic"), id=EARLIER))
         options += [Option(self._prompt(item), id=item.option_id) for item in self.items[self.shown_from:]]
         self.set_options(options)
         if highlight is not None and highlight >= self.shown_from:

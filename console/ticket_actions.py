@@ -9,20 +9,15 @@ from textual.screen import Screen
 
 from console.app import ConsoleApp
 from console.client import ApiRequestError
+from console.labels import shown, term
 from console.pickers import PRIORITIES, STATUSES, Choice, NamePrompt
 
 
 class TicketActions(Screen[Any]):
     """Mixed into screens that have a current ticket (`selected_ref`)."""
 
-    # (name in the command palette, action, help)
-    PALETTE_ACTIONS: tuple[tuple[str, str, str], ...] = (
-        ("Take the ticket", "take", "assign the current ticket to me"),
-        ("Assign the ticket", "assign", "assign the current ticket to an agent"),
-        ("Change status", "status", "move the current claim through its workflow"),
-        ("Change priority", "priority", "raise or lower the current ticket's priority"),
-        ("Move to another queue", "move", "transfer the current ticket to another queue"),
-    )
+    # Actions in the command palette, named by their `cmd.<action>` labels.
+    PALETTE_ACTIONS: tuple[str, ...] = ("take", "assign", "status", "priority", "move")
 
     def selected_ref(self) -> str | None:
         raise NotImplementedError
@@ -36,7 +31,8 @@ class TicketActions(Screen[Any]):
             await self._console.api(op, **args)
         except (ApiRequestError, ConnectionError):
             return
-        self.notify(f"{op.replace('_', ' ')}: {args.get('ref', '')} done", timeout=2)
+        prefs = self._console.prefs
+        self.notify(shown("done", prefs, op=term("op", op, prefs), ref=args.get("ref", "")), timeout=2)
 
     async def action_take(self) -> None:
         if ref := self.selected_ref():
@@ -47,7 +43,7 @@ class TicketActions(Screen[Any]):
         ref = self.selected_ref()
         if not ref:
             return
-        name = await self.app.push_screen_wait(NamePrompt(f"Assign {ref} to (empty: back to the queue)",
+        name = await self.app.push_screen_wait(NamePrompt(shown("assign_to", self._console.prefs, ref=ref),
                                                           self._console.agent.get("name", "")))
         if name is None:
             return
@@ -59,14 +55,16 @@ class TicketActions(Screen[Any]):
     @work
     async def action_status(self) -> None:
         if ref := self.selected_ref():
-            status = await self.app.push_screen_wait(Choice(f"Status of {ref}", STATUSES))
+            status = await self.app.push_screen_wait(
+                Choice(shown("status_of", self._console.prefs, ref=ref), self._console.choices("status", STATUSES)))
             if status:
                 await self._act("set_status", ref=ref, status=status)
 
     @work
     async def action_priority(self) -> None:
         if ref := self.selected_ref():
-            priority = await self.app.push_screen_wait(Choice(f"Priority of {ref}", PRIORITIES))
+            priority = await self.app.push_screen_wait(
+                Choice(shown("priority_of", self._console.prefs, ref=ref), self._console.choices("priority", PRIORITIES)))
             if priority:
                 await self._act("set_priority", ref=ref, priority=priority)
 
@@ -78,6 +76,8 @@ class TicketActions(Screen[Any]):
             queues = (await self._console.api("queue_names"))["queues"]
         except (ApiRequestError, ConnectionError):
             return
-        queue = await self.app.push_screen_wait(Choice(f"Move {ref} to queue", tuple(queues)))
+        # Queue names are the firm's own, shown as configured.
+        queue = await self.app.push_screen_wait(Choice(shown("move_to", self._console.prefs, ref=ref),
+                                                       tuple((q, q) for q in queues)))
         if queue:
             await self._act("set_queue", ref=ref, queue=queue)

@@ -18,12 +18,15 @@ from rich.text import Text
 from textual.message import Message
 from textual.widgets import DataTable
 
+from console.labels import shown, shown_term
 from console.render import Prefs, channel_icons, countdown, number, safe_text
 
 # What an agent triages by comes first, so a narrow terminal (80 columns) still shows it; the
 # rest is a scroll to the right (left/right arrows) away.
-COLUMNS = (("ref", "Claim"), ("sla", "SLA"), ("subject", "Subject"), ("contact", "Contact"), ("priority", "Prio"),
-           ("status", "Status"), ("assignee", "Assignee"), ("channels", "Ch"))
+# (column key, its header's label)
+COLUMNS = (("ref", "col.claim"), ("sla", "col.sla"), ("subject", "col.subject"), ("contact", "col.contact"),
+           ("priority", "col.prio"), ("status", "col.status"), ("assignee", "col.assignee"),
+           ("channels", "col.channels"))
 PRIORITY_STYLE = {"urgent": "bold red", "high": "yellow", "normal": "", "low": "dim"}
 PREFETCH = 20  # rows before the end at which the next page is asked for
 
@@ -65,8 +68,11 @@ class TicketList(DataTable[Text]):
         self._counted: dict[str, datetime] = {}  # ref -> the instant its SLA countdown was drawn at
 
     def on_mount(self) -> None:
+        self._add_columns()
+
+    def _add_columns(self) -> None:
         for key, label in COLUMNS:
-            self.add_column(label, key=key)
+            self.add_column(shown(label, self.prefs), key=key)
 
     def on_resize(self) -> None:
         limits = column_limits(self.size.width)
@@ -78,8 +84,7 @@ class TicketList(DataTable[Text]):
         """Every loaded row drawn again (column widths only grow as rows are added)."""
         selected = self.selected_ref
         self.clear(columns=True)
-        for key, label in COLUMNS:
-            self.add_column(label, key=key)
+        self._add_columns()
         if self._now is not None:
             for ref in self.order:
                 self.add_row(*self.cells(self.tickets[ref], self._now), key=ref)
@@ -123,8 +128,8 @@ class TicketList(DataTable[Text]):
             # keeps its beginning.
             safe_text(t["subject"], self.prefs, single_line=True, limit=subject),
             safe_text(who, self.prefs, single_line=True, limit=contact_limit),
-            Text(t["priority"], style=PRIORITY_STYLE.get(t["priority"], "")),
-            Text(t["status"]),
+            Text(shown_term("priority", t["priority"], self.prefs), style=PRIORITY_STYLE.get(t["priority"], "")),
+            Text(shown_term("status", t["status"], self.prefs)),
             Text(t["assignee"] or "-"),
             channel_icons(t["channels"]),
         ]

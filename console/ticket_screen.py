@@ -18,20 +18,17 @@ from console.client import ApiRequestError
 from console.composer import Composer
 from console.crm import Confirm, link_prompt
 from console.keys import with_persian_layout
+from console.labels import say, shown, shown_term
 from console.templates import fill
 from console.render import Prefs, countdown, safe_text
 from console.thread_view import PAGE, ThreadView
 from console.ticket_actions import TicketActions
 
 
-# The reply's labels, in one place for when the console's own labels are translated.
-NO_REPLY_CHANNEL = "no channel to answer this claim on"
-REPLY_TO = "{channel} → "  # followed by the recipient
-
-
 def reply_options(offered: list[dict[str, Any]], prefs: Prefs) -> list[tuple[Text, str]]:
     """The composer's channel choices: each of the server's `reply_channels` with whom it reaches."""
-    return [(Text.assemble(REPLY_TO.format(channel=r["channel"]), safe_text(r["recipient"], prefs, single_line=True)),
+    return [(Text.assemble(f"{shown_term('channel', r['channel'], prefs)} → ",
+                           safe_text(r["recipient"], prefs, single_line=True)),
              r["channel"]) for r in offered]
 
 
@@ -59,53 +56,48 @@ class ContactPanel(Static):
         width = max(self.size.width, 12)
         prefs, panel = self.prefs, self.panel
         if panel is None:
-            self.update(Text("no contact"))
+            self.update(Text(shown("no_contact", prefs)))
             return
-        lines = [safe_text(panel["display_name"] or "(no name)", prefs, single_line=True, style="bold", limit=width)]
+        lines = [safe_text(panel["display_name"] or say("no_name", prefs), prefs, single_line=True, style="bold",
+                           limit=width)]
         if panel.get("organisation"):
             lines.append(safe_text(panel["organisation"], prefs, single_line=True, limit=width))
-        lines.append(Text("identities", style="underline"))
-        lines += [Text.assemble(f"{i['kind']}: ", safe_text(i["value"], prefs, single_line=True,
-                                                            limit=width - len(i["kind"]) - 2))
-                  for i in panel["identities"]]
-        lines.append(Text("claims", style="underline"))
+        lines.append(Text(shown("identities", prefs), style="underline"))
+        for i in panel["identities"]:
+            kind = shown_term("kind", i["kind"], prefs)
+            lines.append(Text.assemble(f"{kind}: ", safe_text(i["value"], prefs, single_line=True,
+                                                              limit=width - len(kind) - 2)))
+        lines.append(Text(shown("claims", prefs), style="underline"))
         for t in panel["tickets"]:
-            lines.append(Text.assemble((t["ref"], "bold" if t["ref"] == self.ref else ""), f" {t['status']}"))
+            lines.append(Text.assemble((t["ref"], "bold" if t["ref"] == self.ref else ""),
+                                       f" {shown_term('status', t['status'], prefs)}"))
             lines.append(Text.assemble("  ", safe_text(t["subject"], prefs, single_line=True, limit=width - 2)))
-        lines.append(Text.assemble(("\n C ", "bold reverse"), (" contact screen", "dim")))
+        lines.append(Text.assemble(("\n C ", "bold reverse"), (shown("contact_screen_hint", prefs), "dim")))
         self.update(Text("\n").join(lines))
 
 
 class TicketScreen(TicketActions):
     PALETTE_ACTIONS = TicketActions.PALETTE_ACTIONS + (
-        ("Reply to the customer", "reply", "answer on the channel of the highlighted message"),
-        ("Internal note", "note", "a note only agents see"),
-        ("Contact panel", "toggle_contact", "show or hide the customer's identities and claims"),
-        ("Copy the bot link", "copy_bot_link",
-         "the claim's signed Telegram/Bale link: a customer who follows it is answered there"),
-        ("Link the sender to the claim's contact", "link_sender",
-         "the highlighted message's sender joins the claim's contact and is answered (supervisors)"),
-        ("Contact screen", "contact_screen", "identities, claims, duplicates; merge, undo a merge, split"),
-    )
+        "reply", "note", "toggle_contact", "copy_bot_link", "link_sender", "contact_screen")
     CSS_PATH = "ticket_screen.tcss"
     # Below 100 columns the contact panel is hidden (`c` shows it): the thread gets the width.
     WIDE = 100
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (WIDE, "-wide")]
     COUNTDOWN_SECONDS = 30.0  # the SLA countdown in the header is redrawn this often
     BINDINGS = with_persian_layout([
-        Binding("escape", "back", "Back"),
-        Binding("r", "reply", "Reply"),
-        Binding("n", "note", "Note"),
-        Binding("t", "take", "Take"),
-        Binding("a", "assign", "Assign"),
-        Binding("s", "status", "Status"),
-        Binding("p", "priority", "Priority"),
-        Binding("m", "move", "Move"),
-        Binding("c", "toggle_contact", "Contact"),
+        Binding("escape", "back", "key.back"),
+        Binding("r", "reply", "key.reply"),
+        Binding("n", "note", "key.note"),
+        Binding("t", "take", "key.take"),
+        Binding("a", "assign", "key.assign"),
+        Binding("s", "status", "key.status"),
+        Binding("p", "priority", "key.priority"),
+        Binding("m", "move", "key.move"),
+        Binding("c", "toggle_contact", "key.contact"),
         # Off the key bar (at 80 columns it would take a line of the thread): the marked message
         # names `l`, the contact panel `C`; both are in help (?) and the command palette.
-        Binding("C", "contact_screen", "Contact screen", show=False),
-        Binding("l", "link_sender", "Link sender", show=False),
+        Binding("C", "contact_screen", "key.contact_screen", show=False),
+        Binding("l", "link_sender", "key.link_sender", show=False),
     ])
 
     def __init__(self, ref: str) -> None:
@@ -191,9 +183,12 @@ class TicketScreen(TicketActions):
         self.query_one("#ticket-header", Static).update(Text.assemble(
             (f" {t['reference']} ", "bold reverse"), " ",
             safe_text(t["subject"], prefs, single_line=True, style="bold", limit=room),
-            "\n ", (t["status"], "bold"), f" · {t['priority']} · {t['queue']} · assignee: {t['assignee'] or '-'} · SLA ",
+            # Field by field, each label reordered on its own: the line reads left to right in either language.
+            "\n ", (shown_term("status", t["status"], prefs), "bold"),
+            f" · {shown_term('priority', t['priority'], prefs)} · {t['queue']}"
+            f" · {shown('header_assignee', prefs, assignee=t['assignee'] or '-')} · {shown('col.sla', prefs)} ",
             countdown(t.get("sla_due_at"), t.get("sla_warn_at"), self.console.now(), prefs),
-            (f" · merged into {t['merged_into']}" if t.get("merged_into") else ""),
+            (shown("merged_into", prefs, ref=t["merged_into"]) if t.get("merged_into") else ""),
         ))
 
     def _contact(self, panel: dict[str, Any] | None) -> None:
@@ -243,10 +238,12 @@ class TicketScreen(TicketActions):
         # Exactly where the server will send (`reply_routes`): nothing offered that it refuses.
         offered = self.detail.get("reply_channels") or []
         if not offered:
-            self.notify(f"{NO_REPLY_CHANNEL}: {self.detail.get('no_reply_reason')}", severity="warning", timeout=8)
+            self.notify(shown("no_reply_channel", self.console.prefs, reason=self.detail.get("no_reply_reason") or ""),
+                        severity="warning", timeout=8)
             return
+        prefs = self.console.prefs
         result = await self.app.push_screen_wait(Composer(
-            f"Reply to {self.ref}", reply_options(offered, self.console.prefs), self.reply_channel(),
+            shown("reply_to", prefs, ref=self.ref), reply_options(offered, prefs), self.reply_channel(),
             await self._templates()))
         if result is not None:
             await self._act("reply", ref=self.ref, text=result.text, channel=result.channel)
@@ -271,18 +268,18 @@ class TicketScreen(TicketActions):
 
     @work
     async def action_note(self) -> None:
-        result = await self.app.push_screen_wait(Composer(f"Internal note on {self.ref}", [], None))
+        result = await self.app.push_screen_wait(Composer(shown("note_on", self.console.prefs, ref=self.ref), [], None))
         if result is not None:
             await self._act("note", ref=self.ref, text=result.text)
 
     def action_copy_bot_link(self) -> None:
         links = (self.detail or {}).get("bot_links") or []
         if not links:
-            self.notify("no bot link: no Telegram or Bale bot with a known username", severity="warning")
+            self.notify(shown("no_bot_link", self.console.prefs), severity="warning")
             return
         urls = "\n".join(link["url"] for link in links)
         self.app.copy_to_clipboard(urls)
-        self.notify(f"copied:\n{urls}", timeout=10)
+        self.notify(f"{shown('copied', self.console.prefs)}\n{urls}", timeout=10)
 
     # -- CRM -------------------------------------------------------------------------------
 
@@ -291,7 +288,7 @@ class TicketScreen(TicketActions):
 
         panel = (self.detail or {}).get("contact_panel")
         if panel is None:
-            self.notify("this claim has no contact", severity="warning")
+            self.notify(shown("no_claim_contact", self.console.prefs), severity="warning")
             return
         self.app.push_screen(ContactScreen(panel["id"]), self._contact_changed)
 
@@ -305,10 +302,10 @@ class TicketScreen(TicketActions):
         claim's), after a confirmation naming both; the API refuses agents without the role."""
         message = self.query_one(ThreadView).highlighted_message()
         if message is None or message.get("from_contact") is None:
-            self.notify("highlight a customer's message to link its sender", severity="warning")
+            self.notify(shown("highlight_message", self.console.prefs), severity="warning")
             return
         if message["from_contact"]:
-            self.notify("this sender is already the claim's contact", timeout=4)
+            self.notify(shown("already_contact", self.console.prefs), timeout=4)
             return
         try:
             found = await self.console.api("message_sender", ref=self.ref, message=message["id"])
@@ -323,8 +320,8 @@ class TicketScreen(TicketActions):
             result = await self.console.api("merge_contacts", keep=found["claim"]["id"], merge=found["sender"]["id"])
         except (ApiRequestError, ConnectionError):
             return
-        self.notify(f"linked: contact #{found['sender']['id']} joined #{found['claim']['id']}"
-                    f" (merge {result['merge']}; C, then u undoes it)", timeout=8)
+        self.notify(shown("linked", self.console.prefs, sender=found["sender"]["id"], claim=found["claim"]["id"],
+                          merge=result["merge"]), timeout=8)
         self.load()
 
     def action_back(self) -> None:

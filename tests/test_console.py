@@ -66,7 +66,8 @@ async def open_only_ticket(pilot: Pilot[Any], app: ConsoleApp, ref: str) -> None
 
 
 async def console(harness: Harness, name: str = "sara", role: str = "agent", queues: str = "intake") -> ConsoleApp:
-    return ConsoleApp(harness.url, await harness.agent(name, role, queues), Prefs(digits="latin"))
+    """The console in English with Latin digits: the tests read its labels (Persian ones: test_console_i18n.py)."""
+    return ConsoleApp(harness.url, await harness.agent(name, role, queues), Prefs(digits="latin", language="en"))
 
 
 async def test_navigate_the_list_and_open_a_ticket_with_its_whole_thread(harness: Harness) -> None:
@@ -308,9 +309,10 @@ def test_a_wrapped_persian_line_keeps_right_to_left_on_a_row_starting_with_latin
 
 
 def test_sms_counter_counts_persian_segments() -> None:
-    assert counter("سلام", "sms").endswith("1 segment UCS-2")
-    assert counter("س" * 71, "sms").endswith("2 segments UCS-2")
-    assert "SMS" not in counter("hello", "email")
+    english = Prefs(digits="latin", language="en")
+    assert counter("سلام", "sms", english).endswith("1 segment UCS-2")
+    assert counter("س" * 71, "sms", english).endswith("2 segments UCS-2")
+    assert "SMS" not in counter("hello", "email", english)
 
 
 async def test_search_in_persian_typed_on_an_arabic_keyboard_with_persian_digits(harness: Harness) -> None:
@@ -454,7 +456,7 @@ async def test_the_sla_countdown_in_an_open_tickets_header_keeps_counting(
             " WHERE t.ref = ? AND c.met_at IS NULL ORDER BY c.due_at LIMIT 1", (ref,))
         due = datetime.fromisoformat(clock["due_at"])
         now = [due - timedelta(hours=2, minutes=30)]
-        app = ConsoleApp(harness.url, await harness.agent("sara"), Prefs(digits="latin"), clock=lambda: now[0])
+        app = ConsoleApp(harness.url, await harness.agent("sara"), Prefs(digits="latin", language="en"), clock=lambda: now[0])
         async with app.run_test(size=SIZE) as pilot:
             await open_only_ticket(pilot, app, ref)
             await until(pilot, lambda: "SLA 2:30" in screen_text(app))
@@ -466,7 +468,7 @@ async def test_reports_period_ends_on_the_firms_day_not_utcs(harness: Harness) -
     # 21:00 UTC on 28 November is 00:30 on 29 November (1405/09/08) in Tehran: the report asked
     # for must end on that day, or the tickets opened since Tehran's midnight drop out of it.
     after_tehran_midnight = datetime(2026, 11, 28, 21, 0, tzinfo=UTC)
-    app = ConsoleApp(harness.url, await harness.agent("boss", "supervisor", "intake"), Prefs(digits="latin"),
+    app = ConsoleApp(harness.url, await harness.agent("boss", "supervisor", "intake"), Prefs(digits="latin", language="en"),
                      clock=lambda: after_tehran_midnight)
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: isinstance(app.screen, MainScreen))
@@ -484,7 +486,7 @@ async def test_reports_screen_shows_every_figure_and_day_in_the_preferred_digits
         boss = await harness.client(await harness.agent("boss", "supervisor"))
         await boss.request("reply", ref=answered, text="on our way")
         await boss.request("set_status", ref=answered, status="closed")
-        app = ConsoleApp(harness.url, await harness.agent("reza", "supervisor"), Prefs())  # Persian digits
+        app = ConsoleApp(harness.url, await harness.agent("reza", "supervisor"), Prefs(language="en"))  # Persian digits
         async with app.run_test(size=SIZE) as pilot:
             await until(pilot, lambda: isinstance(app.screen, MainScreen) and len(ticket_list(app).order) == 1)
             await pilot.press("R")
@@ -498,7 +500,7 @@ async def test_reports_screen_shows_business_hours_beside_clock_hours_in_persian
     answered = await harness.mail(subject="one", sender="a@example.com")
     boss = await harness.client(await harness.agent("boss", "supervisor"))
     await boss.request("reply", ref=answered, text="on our way")
-    app = ConsoleApp(harness.url, await harness.agent("reza", "supervisor"), Prefs())  # Persian digits
+    app = ConsoleApp(harness.url, await harness.agent("reza", "supervisor"), Prefs(language="en"))  # Persian digits
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: isinstance(app.screen, MainScreen))
         await pilot.press("R")
@@ -524,7 +526,7 @@ async def test_at_80x24_the_reports_screen_explains_business_hours_in_full(harne
 async def test_reports_screen_dates_follow_the_gregorian_preference(harness: Harness) -> None:
     after_tehran_midnight = datetime(2026, 11, 28, 21, 0, tzinfo=UTC)
     app = ConsoleApp(harness.url, await harness.agent("boss", "supervisor", "intake"),
-                     Prefs(calendar="gregorian", digits="latin"), clock=lambda: after_tehran_midnight)
+                     Prefs(calendar="gregorian", digits="latin", language="en"), clock=lambda: after_tehran_midnight)
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: isinstance(app.screen, MainScreen))
         await pilot.press("R")
@@ -864,7 +866,7 @@ async def test_at_80x24_the_ticket_list_shows_claim_sla_and_subject(make_daemon:
             "SELECT c.due_at FROM sla_clocks c JOIN tickets t ON t.id = c.ticket_id"
             " WHERE t.ref = ? AND c.met_at IS NULL ORDER BY c.due_at LIMIT 1", (latin,))
         now = datetime.fromisoformat(clock["due_at"]) - timedelta(hours=2, minutes=30)
-        app = ConsoleApp(harness.url, await harness.agent("sara"), Prefs(digits="latin"), clock=lambda: now)
+        app = ConsoleApp(harness.url, await harness.agent("sara"), Prefs(digits="latin", language="en"), clock=lambda: now)
         async with app.run_test(size=NARROW) as pilot:
             await until(pilot, lambda: isinstance(app.screen, MainScreen) and len(ticket_list(app).order) == 2)
             await until(pilot, lambda: latin in screen_text(app))

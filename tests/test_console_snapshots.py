@@ -123,7 +123,9 @@ class CannedClient(AgentClient):
 
 
 def app() -> ConsoleApp:
-    return ConsoleApp("ws://canned.invalid", "canned", Prefs(), client=CannedClient(), clock=lambda: NOW)
+    # English labels: these snapshots were taken before the console spoke Persian (its Persian
+    # labels: test_ticket_view_in_persian, and the pilot tests in test_console_i18n.py).
+    return ConsoleApp("ws://canned.invalid", "canned", Prefs(language="en"), client=CannedClient(), clock=lambda: NOW)
 
 
 async def settled(pilot: Pilot[Any], predicate: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -180,7 +182,14 @@ def test_supervisor_view(snap_compare: Any) -> None:
     assert snap_compare(app(), terminal_size=SIZE, run_before=supervising)
 
 
+def test_ticket_view_in_persian(snap_compare: Any) -> None:
+    """The console's own labels in Persian (the shipped default), reordered for a terminal
+    without bidi like the customer text beside them."""
+    persian = ConsoleApp("ws://canned.invalid", "canned", Prefs(), client=CannedClient(), clock=lambda: NOW)
+    assert snap_compare(persian, terminal_size=SIZE, run_before=on_ticket)
+
+
 def test_latin_digits_gregorian_dates_and_no_bidi(snap_compare: Any) -> None:
-    plain = ConsoleApp("ws://canned.invalid", "canned", Prefs(calendar="gregorian", digits="latin", bidi=False),
+    plain = ConsoleApp("ws://canned.invalid", "canned", Prefs(calendar="gregorian", digits="latin", bidi=False, language="en"),
                        client=CannedClient(), clock=lambda: NOW)
     assert snap_compare(plain, terminal_size=SIZE, run_before=on_list)

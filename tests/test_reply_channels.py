@@ -18,7 +18,6 @@ from connectors.standins.smtp_sink import SmtpSink
 from console.client import ApiRequestError
 from console.composer import Composer
 from console.thread_view import ThreadView
-from console.ticket_screen import NO_REPLY_CHANNEL
 from ingest import queries
 from ingest.apply import ApplyContext
 from ingest.insurers import create_insurer
@@ -168,7 +167,7 @@ async def test_the_composer_is_not_offered_when_no_reply_can_be_sent(harness: Ha
     async with app.run_test(size=SIZE) as pilot:
         await open_only_ticket(pilot, app, ref)
         await pilot.press("r")
-        await until(pilot, lambda: notified(app, f"{NO_REPLY_CHANNEL}: the claim's contact has not written on it,"
+        await until(pilot, lambda: notified(app, "no channel to answer this claim on: the claim's contact has not written on it,"
                                                  " and they have no email or phone to write to: add one to the contact"))
         await pilot.pause(0.1)
         assert not isinstance(app.screen, Composer)
