@@ -2,11 +2,15 @@
 agent API on loopback, and the Textual console driven headless.
 
     python bench/console.py [--tickets 100000] [--messages 1000000] [--store PATH] [--rounds 100]
+                            [--loaded 3000]
 
 Measures (targets from issue 5):
 - console start to first list (connect, queues, first page shown) < 1 s
 - opening a 500-message thread (request to the thread shown) < 300 ms
 - a message committed to it showing in the open console, p99 < 250 ms
+- with --loaded rows paged into the list, a ticket not loaded (written to by another agent)
+  joining the top of the list: from the request to the row shown (no target; it redrew every
+  loaded row before)
 
 The daemon and agent API run in a child process, the console in this one, as in production.
 
@@ -40,6 +44,7 @@ from console.app import ConsoleApp  # noqa: E402
 from console.client import AgentClient  # noqa: E402
 from console.main_screen import MainScreen  # noqa: E402
 from console.render import Prefs  # noqa: E402
+from console.ticket_list import TicketList  # noqa: E402
 from console.ticket_screen import TicketScreen  # noqa: E402
 from ingest import event_loop  # noqa: E402
 from ingest.agents import create_agent, new_token  # noqa: E402
@@ -154,7 +159,33 @@ async def serve(store_path: Path, ready_file: Path) -> None:
     await daemon.stop()
 
 
-async def measure(url: str, token: str, big_ref: str, rounds: int) -> dict[str, Any]:
+async def new_rows_on_top(app: ConsoleApp, url: str, token: str, loaded: int, rounds: int) -> Any:
+    """Page `loaded` rows into the list, then have another agent write a note on each of
+    `rounds` tickets below them: each joins the top as a new row."""
+    screen = app.screen
+    assert isinstance(screen, MainScreen)
+    tickets = screen.tickets
+    while len(tickets.order) < loaded and tickets.cursor is not None:
+        await screen.on_ticket_list_need_more(TicketList.NeedMore())
+    if tickets.cursor is None:
+        return f"not measured: all {len(tickets.order)} open tickets are loaded (--loaded is too high)"
+    writer = AgentClient(url, token, reconnect=False)
+    await writer.connect()
+    below = (await writer.request("list_tickets", cursor=tickets.cursor, limit=rounds))["tickets"]
+    latencies = []
+    for t in below:
+        ref = t["reference"]
+        sent = time.perf_counter()
+        await writer.request("note", ref=ref, text="bench note")
+        await until(lambda ref=ref: tickets.order[:1] == [ref], timeout=5)
+        await painted(app)
+        latencies.append((time.perf_counter() - sent) * 1000)
+    await writer.close()
+    return {"loaded": len(tickets.order) - len(latencies), "p50": percentile(latencies, 50),
+            "p99": percentile(latencies, 99), "max": max(latencies)}
+
+
+async def measure(url: str, token: str, big_ref: str, rounds: int, loaded: int) -> dict[str, Any]:
     results: dict[str, Any] = {}
     app = ConsoleApp(url, token, Prefs())
     started = time.perf_counter()
@@ -162,6 +193,7 @@ async def measure(url: str, token: str, big_ref: str, rounds: int) -> dict[str, 
         await until(lambda: isinstance(app.screen, MainScreen) and app.screen.tickets.row_count > 0)
         results["start_to_first_list_ms"] = (time.perf_counter() - started) * 1000
         await pilot.pause(1.0)  # let the queue panel finish loading
+        results["new_row_on_top_ms"] = await new_rows_on_top(app, url, token, loaded, rounds)
 
         opens = []
         for _ in range(10):
@@ -202,6 +234,7 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--store", type=Path, default=Path(tempfile.gettempdir()) / "parvandeh-console-bench.sqlite3")
     parser.add_argument("--rounds", type=int, default=100)
+    parser.add_argument("--loaded", type=int, default=3000, help="rows paged into the list for the new-row figure")
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)  # the daemon-side process
     args = parser.parse_args()
     if args.serve:
@@ -221,7 +254,8 @@ def main() -> int:
                 raise RuntimeError("the benchmark daemon did not start")
             time.sleep(0.05)
         conf = json.loads(ready.read_text())
-        results = asyncio.run(measure(f"ws://127.0.0.1:{conf['port']}", conf["token"], "PV-1404-000001", args.rounds))
+        results = asyncio.run(measure(f"ws://127.0.0.1:{conf['port']}", conf["token"], "PV-1404-000001", args.rounds,
+                                      args.loaded))
     finally:
         server.terminate()
         server.wait(30)

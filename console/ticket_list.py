@@ -179,11 +179,7 @@ class TicketList(DataTable[Text]):
         total is a guess until the queue counts come (`MainScreen._show_queues`): the new row
         may have been counted already, on a page not loaded."""
         ref = t["reference"]
-        if ref in self.tickets:
-            self.tickets[ref] = t
-            self._track(ref, self.listed(t))
-            for (key, _), cell in zip(COLUMNS, self.cells(t, now)):
-                self.update_cell(ref, key, cell)
+        if self.update_shown(t, now):
             return
         if self.cursor is not None and (t["updated_at"] or "") < self.boundary:
             return  # below the rows loaded in the server's order: its page brings it
@@ -191,12 +187,37 @@ class TicketList(DataTable[Text]):
         self.tickets[ref] = t
         self.order.insert(0, ref)
         self.total += 1
-        # DataTable appends only; rebuilding the loaded rows (a few pages) keeps the order.
-        self.clear()
-        for key in self.order:
-            self.add_row(*self.cells(self.tickets[key], now), key=key)
+        self._add_on_top(ref, now)
         if selected is not None:
             self.move_cursor(row=self.order.index(selected), animate=False)
+        self._count_down_in_view()  # the rows in view count down from the new row's instant
+
+    def update_shown(self, t: dict[str, Any], now: datetime) -> bool:
+        """Redraw the row of `t` in place if it is shown; whether it was."""
+        ref = t["reference"]
+        if ref not in self.tickets:
+            return False
+        self.tickets[ref] = t
+        self._track(ref, self.listed(t))
+        for (key, _), cell in zip(COLUMNS, self.cells(t, now)):
+            self._set_cell(ref, key, cell)
+        return True
+
+    def _set_cell(self, ref: str, key: str, cell: Text) -> None:
+        """A shown cell drawn again, its column widened if it no longer fits ("awaiting
+        documents" was cut to the width of "new"). Columns only grow: a narrower cell asking
+        for the width has Textual measure the whole column, every loaded row."""
+        self.update_cell(ref, key, cell, update_width=cell.cell_len > self.columns[key].content_width)
+
+    def _add_on_top(self, ref: str, now: datetime) -> None:
+        """Draw only the new row: DataTable appends only, so it is added last and moved up by
+        sorting the rows' positions by `order` (no other row is drawn or measured again;
+        rebuilding 3,000 loaded rows stalled the console for every new ticket). The claim
+        column holds each row's reference."""
+        self.add_row(*self.cells(self.tickets[ref], now), key=ref)
+        if len(self.order) > 1:
+            position = {key: n for n, key in enumerate(self.order)}
+            self.sort("ref", key=lambda claim: position[claim.plain])
 
     def _track(self, ref: str, listed: bool) -> None:
         """Keep `left` and the total in step as a shown row leaves the list or comes back."""
@@ -221,7 +242,7 @@ class TicketList(DataTable[Text]):
             t = self.tickets[ref]
             # Not a row being drawn again (clearing the table scrolls it to the top).
             if self._counted.get(ref) != self._now and t.get("sla_due_at") and ref in self.rows:
-                self.update_cell(ref, "sla", countdown(t["sla_due_at"], t.get("sla_warn_at"), self._now, self.prefs))
+                self._set_cell(ref, "sla", countdown(t["sla_due_at"], t.get("sla_warn_at"), self._now, self.prefs))
                 self._counted[ref] = self._now
 
     def status_line(self) -> str:

@@ -688,7 +688,7 @@ async def test_a_countdown_tick_redraws_the_rows_in_view_and_the_rest_as_they_sc
         table.scroll_end(animate=False)
         await pilot.pause()
         assert str(table.get_cell("PV-1404-000299", "sla")) == "14:54"  # 899 minutes from the tick
-        # a ticket joining the top redraws the list from the top, out-of-date countdowns and all
+        # a ticket joining the top: the rows the view goes back to (with the cursor) count down from now
         table.refresh_countdowns(now + timedelta(minutes=10))
         table.upsert({**rows[0], "reference": "PV-1404-000300", "updated_at": now.isoformat()},
                      now + timedelta(minutes=10))
