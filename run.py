@@ -197,13 +197,11 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
 
 
 def cmd_console(args: argparse.Namespace) -> int:
-    from config.loader import console_settings
-    from console.__main__ import prefs_from
+    from console.__main__ import configured_prefs
     from console.app import run_console
 
     # Only [console] is read: the daemon's sections need not load on an agent's machine.
-    language = args.lang or console_settings(args.config).language
-    return run_console(args.url, args.token, prefs_from(args, language))
+    return run_console(args.url, args.token, configured_prefs(args, args.config))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from config.loader import ConfigError, console_settings
 from console.app import run_console
@@ -27,16 +28,22 @@ def prefs_from(args: argparse.Namespace, language: Language = "fa") -> Prefs:
                  digits="latin" if args.latin_digits else "persian", bidi=not args.no_bidi, language=language)
 
 
+def configured_prefs(args: argparse.Namespace, config: Path | None = None) -> Prefs:
+    """`prefs_from` in the language `--lang` says, else `config`'s `[console] language` (the
+    shipped file's without one). Raises ConfigError."""
+    return prefs_from(args, args.lang or console_settings(config).language)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m console")
     add_cli_arguments(parser)
     args = parser.parse_args(argv)
     try:
-        language = args.lang or console_settings().language
+        prefs = configured_prefs(args)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
-    return run_console(args.url, args.token, prefs_from(args, language))
+    return run_console(args.url, args.token, prefs)
 
 
 if __name__ == "__main__":

@@ -5,16 +5,16 @@ nothing a customer writes is ever parsed as Textual markup."""
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from bidi import get_display
 from persiantools import digits as fa_digits
 from persiantools.jdatetime import JalaliDate, JalaliDateTime
 from rich.text import Text
+
+from console.visual_order import paragraph_level, visual
 
 TEHRAN = ZoneInfo("Asia/Tehran")
 Language = Literal["fa", "en"]
@@ -60,7 +60,8 @@ def neutralise(text: str) -> str:
 
 
 def display_lines(line: str, prefs: Prefs, width: int | None = None) -> list[str]:
-    """One logical line in the order a terminal without bidi support should print it. A
+    """One logical line in the order a terminal without bidi support should print it, brackets
+    and other mirrored characters in a right-to-left run facing the way it reads. A
     right-to-left line is wrapped to `width` first: wrapping after reordering would put the end
     of the sentence on the first row."""
     if not (prefs.bidi and _RTL.search(line)):
@@ -68,19 +69,8 @@ def display_lines(line: str, prefs: Prefs, width: int | None = None) -> list[str
     rows = _wrap(line, width) if width and width > 0 else [line]
     # Each row keeps the direction of the whole line: a Persian sentence whose second row starts
     # with "PV-1405-…" or a number is still read right to left.
-    base = _base_direction(line)
-    return [get_display(row, base_dir=base) for row in rows]
-
-
-def _base_direction(line: str) -> str:
-    """The paragraph direction the bidi algorithm gives `line`: that of its first strong character."""
-    for char in line:
-        kind = unicodedata.bidirectional(char)
-        if kind == "L":
-            return "L"
-        if kind in ("R", "AL"):
-            return "R"
-    return "L"
+    base = paragraph_level(line)
+    return [visual(row, base) for row in rows]
 
 
 def _wrap(line: str, width: int) -> list[str]:

@@ -542,6 +542,9 @@ class DemoThread:
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
+    # Here, not at the top: the daemon's modules load without the console's.
+    from console.render import LANGUAGES
+
     parser.add_argument("--no-console", action="store_true",
                         help="no console: print the agent API URL and token, run until Ctrl-C")
     parser.add_argument("--duration", type=float, default=None, help="with --no-console: stop after this many seconds")
@@ -550,6 +553,8 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gregorian", action="store_true", help="console: Gregorian dates instead of Jalali")
     parser.add_argument("--latin-digits", action="store_true", help="console: Latin digits instead of Persian")
     parser.add_argument("--no-bidi", action="store_true", help="console: leave right-to-left lines to the terminal")
+    parser.add_argument("--lang", choices=LANGUAGES, default=None,
+                        help="console: its own labels in Persian or English (default: [console] language)")
 
 
 def cli_demo(args: argparse.Namespace) -> int:
@@ -600,8 +605,11 @@ async def _headless(directory: Path, args: argparse.Namespace) -> int:
 
 
 def _with_console(directory: Path, args: argparse.Namespace, log_file: TextIO) -> int:
-    from console.__main__ import prefs_from
+    from console.__main__ import configured_prefs
     from console.app import run_console
+
+    # Read before anything starts: a bad --config is refused without a daemon to stop.
+    prefs = configured_prefs(args, args.config)
 
     def report(line: str) -> None:
         print(f"customer: {line}", file=log_file, flush=True)
@@ -611,6 +619,6 @@ def _with_console(directory: Path, args: argparse.Namespace, log_file: TextIO) -
     _banner(runner.demo, sys.stdout)
     _banner(runner.demo, log_file)
     try:
-        return run_console(runner.demo.agent_api_url, runner.demo.token, prefs_from(args))
+        return run_console(runner.demo.agent_api_url, runner.demo.token, prefs)
     finally:
         runner.stop()

@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pytest
+
 from console.client import AgentClient
 from ingest import queries
 from ingest.demo import CALLS_SECRET_ENV, Demo, SMS_NUMBER
@@ -134,3 +136,62 @@ async def test_headless_demo_prints_a_working_token_and_stops_cleanly_on_ctrl_c(
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+def test_run_py_demo_takes_lang_like_the_console(tmp_path: Path) -> None:
+    from console.__main__ import configured_prefs
+    from run import build_parser
+
+    def language(*argv: str) -> str:
+        args = build_parser().parse_args(["demo", *argv])
+        return configured_prefs(args, args.config).language
+
+    english = tmp_path / "parvandeh.toml"
+    english.write_text('[console]\nlanguage = "en"\n', encoding="utf-8")
+    assert language() == "fa"  # the shipped [console] language
+    assert language("--lang", "en") == "en"
+    assert language("--config", str(english)) == "en"
+    assert language("--config", str(english), "--lang", "fa") == "fa"  # --lang wins, as for `console`
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["demo", "--lang", "de"])
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="runs the console on a pseudo-terminal")
+def test_demo_opens_the_console_in_the_language_asked() -> None:
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+
+    master, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    proc = subprocess.Popen([sys.executable, "run.py", "demo", "--lang", "en", "--interval", "0.5"], cwd=REPO,
+                            stdin=terminal, stdout=terminal, stderr=terminal, start_new_session=True)
+    os.close(terminal)
+    shown = b""
+
+    def read(timeout: float) -> None:
+        nonlocal shown
+        if select.select([master], [], [], timeout)[0]:
+            try:
+                shown += os.read(master, 65536)
+            except OSError:  # the console closed the terminal
+                time.sleep(timeout)
+
+    try:
+        deadline = time.monotonic() + 30
+        while b"Quit" not in shown:  # the key bar, in English
+            assert proc.poll() is None and time.monotonic() < deadline, shown.decode(errors="replace")[-2000:]
+            read(0.2)
+        assert "خروج"[::-1] not in shown.decode(errors="replace")  # and not in Persian
+        os.write(master, b"\x11")  # ctrl+q
+        deadline = time.monotonic() + 20
+        while proc.poll() is None and time.monotonic() < deadline:
+            read(0.2)  # the console must not block on a full terminal while it quits
+        assert proc.returncode == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
