@@ -11,6 +11,7 @@ import smtplib
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -693,19 +694,25 @@ async def test_the_fronts_own_errors_are_problem_json_under_the_api_and_plain_js
             assert response.status == 404 and (await response.json())["error"] == "not_found"
 
 
+@asynccontextmanager
+async def kept_and_duplicate(make_daemon: Callable[..., Any], clock: Any) -> AsyncIterator[tuple[Any, Api, str, str]]:
+    """A daemon with insurer asia's claim K-1 and its duplicate K-1-DUP, filed now."""
+    daemon = await make_daemon(QUIET_POLICY, clock=clock)
+    key = (await daemon.store.write(create_insurer("asia", ""))).api_key
+    async with aiohttp.ClientSession() as session:
+        api = Api(f"http://127.0.0.1:{daemon.http_port}/api/v1", session, {"asia": key})
+        kept, duplicate = [(await api.call("POST", "/claims", body=filing(number)))[2]["reference"]
+                           for number in ("K-1", "K-1-DUP")]
+        yield daemon, api, kept, duplicate
+
+
 async def test_a_merge_stops_the_duplicates_clocks_at_once_and_its_insurer_sees_it(
         make_daemon: Callable[..., Any]) -> None:
     """A merge closes the duplicate without the status hooks (it resolves nothing) and cancels its
     running clocks in the same write: the insurer's view shows them stopped straight away, and no
     warning or breach fires later for a claim that is no longer worked on."""
     clock = saturday_morning()
-    daemon = await make_daemon(QUIET_POLICY, clock=clock)
-    key = (await daemon.store.write(create_insurer("asia", ""))).api_key
-    async with aiohttp.ClientSession() as session:
-        api = Api(f"http://127.0.0.1:{daemon.http_port}/api/v1", session, {"asia": key})
-        kept = (await api.call("POST", "/claims", body=filing("K-1")))[2]["reference"]
-        clock.advance(hours=1)
-        duplicate = (await api.call("POST", "/claims", body=filing("K-1-DUP")))[2]["reference"]
+    async with kept_and_duplicate(make_daemon, clock) as (daemon, api, kept, duplicate):
         _, _, before = await api.call("GET", f"/claims/{duplicate}")
         clock.advance(minutes=5)
         await daemon.store.write(merge_tickets(duplicate, kept, "maryam"))
@@ -726,12 +733,7 @@ async def test_a_clock_already_past_due_when_its_claim_is_merged_away_is_recorde
     """The daemon was down over the duplicate's first-response due instant: the merge cannot
     cancel an obligation already missed, so the breach goes on the record, as of the due instant."""
     clock = saturday_morning()
-    daemon = await make_daemon(QUIET_POLICY, clock=clock)
-    key = (await daemon.store.write(create_insurer("asia", ""))).api_key
-    async with aiohttp.ClientSession() as session:
-        api = Api(f"http://127.0.0.1:{daemon.http_port}/api/v1", session, {"asia": key})
-        kept = (await api.call("POST", "/claims", body=filing("K-1")))[2]["reference"]
-        duplicate = (await api.call("POST", "/claims", body=filing("K-1-DUP")))[2]["reference"]
+    async with kept_and_duplicate(make_daemon, clock) as (daemon, api, kept, duplicate):
         _, _, filed = await api.call("GET", f"/claims/{duplicate}")
         due = {c["kind"]: c["due_at"] for c in filed["sla"]}
         clock.advance(hours=5)  # past the 4-hour first response; the scheduler is not asked
