@@ -6,10 +6,10 @@ messages and hands them down to every screen on the stack that shows live data."
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol, runtime_checkable
 
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
@@ -18,7 +18,7 @@ from websockets.exceptions import InvalidURI
 from console.client import AgentClient, ApiRequestError, AuthenticationError
 from console.commands import ConsoleCommands
 from console.keys import localise_bindings, with_persian_layout
-from console.labels import shown, shown_term, term
+from console.labels import shown, shown_term, system_command, term
 from console.render import Prefs, parse_time
 
 
@@ -72,6 +72,12 @@ class ConsoleApp(App[None]):
         self.connection = "connecting"
         self._clock = clock
         self._clock_offset = timedelta(0)
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """Textual's own palette entries (theme, quit, keys...) in the agent's language too."""
+        for command in super().get_system_commands(screen):
+            yield command._replace(title=system_command(command.title, self.prefs),
+                                   help=system_command(command.help, self.prefs))
 
     @property
     def agent(self) -> dict[str, Any]:

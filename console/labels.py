@@ -331,6 +331,35 @@ LABELS: dict[str, tuple[str, str]] = {
 }
 
 
+# Textual's own command-palette entries (`App.get_system_commands`), by the words Textual gives
+# them: an entry a later Textual adds, or rewords, is shown as Textual words it.
+SYSTEM_COMMANDS: dict[str, tuple[str, str]] = {
+    "Theme": ("پوسته", "Theme"),
+    "Change the current theme": ("تغییر پوسته رنگی کنسول", "Change the current theme"),
+    "Quit": ("خروج", "Quit"),
+    "Quit the application as soon as possible": ("خروج از کنسول", "Quit the application as soon as possible"),
+    "Keys": ("کلیدها", "Keys"),
+    "Show help for the focused widget and a summary of available keys": (
+        "راهنمای بخش انتخاب‌شده و فهرست کلیدها", "Show help for the focused widget and a summary of available keys"),
+    "Hide the keys and widget help panel": ("بستن فهرست کلیدها", "Hide the keys and widget help panel"),
+    "Maximize": ("بزرگ‌کردن", "Maximize"),
+    "Maximize the focused widget": ("بزرگ‌کردن بخش انتخاب‌شده", "Maximize the focused widget"),
+    "Minimize": ("اندازه عادی", "Minimize"),
+    "Minimize the widget and restore to normal size": (
+        "بازگرداندن بخش به اندازه عادی", "Minimize the widget and restore to normal size"),
+    "Screenshot": ("تصویر صفحه", "Screenshot"),
+    "Save an SVG 'screenshot' of the current screen": (
+        "ذخیره تصویر SVG از صفحه کنونی", "Save an SVG 'screenshot' of the current screen"),
+}
+
+
+def system_command(words: str, prefs: Prefs) -> str:
+    """Textual's words for one of its palette entries, in the agent's language (as given when
+    there is no translation), in display order."""
+    pair = SYSTEM_COMMANDS.get(words)
+    return words if pair is None else visual(_pick(pair, prefs), prefs)
+
+
 def _pick(pair: tuple[str, str], prefs: Prefs) -> str:
     return pair[0] if prefs.language == "fa" else pair[1]
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from textual.app import App
 from textual.binding import Binding
 
 import console.app
@@ -31,7 +32,7 @@ from config.loader import ConfigError, console_settings, load_settings
 from connectors.registry import settings_schemas
 from console.app import ConsoleApp
 from console.composer import counter
-from console.labels import LABELS, say, shown, term, visual
+from console.labels import LABELS, SYSTEM_COMMANDS, say, shown, term, visual
 from console.main_screen import MainScreen
 from console.render import Prefs, display_lines
 from console.ticket_actions import TicketActions
@@ -129,6 +130,23 @@ async def test_a_persian_console_shows_persian_headers_keys_rows_and_notificatio
         await pilot.press("question_mark")  # help: every key described in Persian
         await until(pilot, lambda: on_screen("فهرست فرمان‌ها"))
         assert on_screen("پاسخ در کانال پیام انتخاب‌شده")
+
+
+async def test_textuals_own_palette_entries_are_persian_too(harness: Harness) -> None:
+    """Theme, quit, keys...: the entries Textual adds to the palette (ctrl+p), each translated."""
+    app = ConsoleApp(harness.url, await harness.agent("sara"), PERSIAN)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, MainScreen))
+        ours = list(app.get_system_commands(app.screen))
+        textuals = list(App.get_system_commands(app, app.screen))
+        assert len(ours) == len(textuals) >= 4
+        for command, original in zip(ours, textuals, strict=True):
+            assert original.title in SYSTEM_COMMANDS and original.help in SYSTEM_COMMANDS, original
+            assert command.title == visual(SYSTEM_COMMANDS[original.title][0], PERSIAN) != original.title
+            assert command.callback.__qualname__ == original.callback.__qualname__
+        await pilot.press("ctrl+p")
+        await pilot.press(*"خروج")
+        await until(pilot, lambda: display_lines("خروج از کنسول", PERSIAN)[0] in screen_text(app))
 
 
 async def test_an_english_console_has_none_of_the_persian_labels(harness: Harness) -> None:
