@@ -20,8 +20,8 @@ from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
 from console.keys import localise_bindings
-from console.labels import say, shown, shown_term, visual
-from console.render import CHANNEL_ICONS, Prefs, neutralise, safe_text, when
+from console.labels import say, shown, shown_term, term, visual
+from console.render import CHANNEL_ICONS, Prefs, neutralise, number, safe_text, when
 
 PAGE = 60
 EARLIER = "earlier"
@@ -71,17 +71,49 @@ _INSTANT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?([+-]\d{2}
 
 def _detail(value: Any, prefs: Prefs) -> str:
     """An event's value as shown: stored instants (an SLA's due time, in UTC) in Tehran time and
-    the agent's calendar and digits, like the event's own time; mappings value by value."""
+    the agent's calendar and digits, like the event's own time; numbers in the agent's digits;
+    mappings value by value."""
     if isinstance(value, str) and _INSTANT.fullmatch(value):
         return when(value, prefs)
     if isinstance(value, dict):
         return "{" + ", ".join(f"{k}: {_detail(v, prefs)}" for k, v in value.items()) + "}"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return number(value, prefs)
     return str(value)
 
 
+# Which names an event's values are (`labels.term` groups): by the event's kind and the field, or
+# by the field alone. Other values (agents' names, references, error texts) are shown as stored.
+_VALUE_TERMS: dict[tuple[str | None, str], str] = {
+    ("status_changed", "old"): "status", ("status_changed", "new"): "status",
+    ("priority_changed", "old"): "priority", ("priority_changed", "new"): "priority",
+    (None, "old_status"): "status", (None, "clock"): "clock", (None, "channel"): "channel",
+    ("delivery_status", "status"): "delivery",
+}
+# Internal row numbers: nothing an agent can use.
+_HIDDEN_FIELDS = frozenset({"at", "kind", "actor", "outbox_id", "message_row"})
+
+
+def event_details(e: dict[str, Any], prefs: Prefs) -> str:
+    """An event's fields in the agent's language, in logical order: "from: normal, to: urgent"
+    ("از: عادی، به: فوری"); a field or value with no name in the catalogue as stored."""
+    shown_fields = []
+    for key, value in e.items():
+        if key in _HIDDEN_FIELDS or value is None:
+            continue
+        group = _VALUE_TERMS.get((e["kind"], key)) or _VALUE_TERMS.get((None, key))
+        if isinstance(value, bool):
+            text = say("yes" if value else "no", prefs)
+        elif group and isinstance(value, str):
+            text = term(group, value, prefs)
+        else:
+            text = _detail(value, prefs)
+        shown_fields.append(f"{term('field', key, prefs)}: {text}")
+    return say("list_separator", prefs).join(shown_fields)
+
+
 def event_prompt(e: dict[str, Any], prefs: Prefs) -> Text:
-    details = ", ".join(f"{k}={_detail(v, prefs)}" for k, v in e.items()
-                        if k not in ("at", "kind", "actor") and v is not None)
+    details = event_details(e, prefs)
     return Text.assemble(("  · ", "dim"), (when(e["at"], prefs), "dim"), " ",
                          (shown_term("event", e["kind"], prefs), "magenta"), " ",
                          safe_text(details, prefs, single_line=True),

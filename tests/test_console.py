@@ -826,17 +826,38 @@ async def test_a_customer_whose_last_message_is_before_the_thread_shown_can_be_a
         assert reply["To"] == "ali@example.com" and "on our way" in reply.get_content()
 
 
+def test_timeline_events_name_their_fields_and_values_in_the_agents_language() -> None:
+    from console.thread_view import event_details
+    moved = {"at": "2026-11-28T09:30:00+00:00", "kind": "priority_changed", "actor": "sara", "old": "normal",
+             "new": "urgent"}
+    assert event_details(moved, Prefs()) == "از: عادی، به: فوری"
+    assert event_details(moved, Prefs(language="en")) == "from: normal, to: urgent"
+    closed = {"at": "2026-11-28T09:30:00+00:00", "kind": "status_changed", "actor": "sara", "old": "assessed",
+              "new": "closed", "merged_into": "PV-1405-000002"}
+    assert event_details(closed, Prefs()) == "از: ارزیابی شده، به: بسته، ادغام در: PV-1405-000002"
+    # Agents' names are not statuses: an assignment's values are shown as they are.
+    assigned = {"at": "2026-11-28T09:30:00+00:00", "kind": "assigned", "actor": "routing", "old": None, "new": "new"}
+    assert event_details(assigned, Prefs()) == "به: new"
+    report = {"at": "2026-11-28T09:30:00+00:00", "kind": "delivery_status", "actor": None, "channel": "sms",
+              "channel_message_id": "SM1", "status": "delivered", "detail": "part 2 of 2", "outbox_id": 7}
+    assert event_details(report, Prefs()) == "کانال: پیامک، شناسه پیام: SM1، وضعیت: تحویل شد، جزئیات: part 2 of 2"
+    # A field or value the catalogue has no name for (a connector's own) is shown as stored.
+    odd = {"at": "2026-11-28T09:30:00+00:00", "kind": "delivery_status", "actor": None, "status": "x-gateway-7",
+           "hops": 3}
+    assert event_details(odd, Prefs()) == "وضعیت: x-gateway-7، hops: ۳"
+
+
 def test_sla_due_times_in_the_timeline_are_shown_in_tehran_time_like_the_event_itself() -> None:
     # The breach fired at 13:00 Tehran (09:30 UTC) on 7 Azar 1405, the instant it was due.
     from console.thread_view import event_prompt
     breach = {"at": "2026-11-28T09:30:00.000000+00:00", "kind": "sla_breached", "actor": "sla",
               "clock": "first_response", "policy": "standard", "due_at": "2026-11-28T09:30:00.000000+00:00"}
     shown = event_prompt(breach, Prefs(bidi=False)).plain
-    assert "due_at=۱۴۰۵/۰۹/۰۷ ۱۳:۰۰" in shown and "T09:30" not in shown
+    assert "موعد: ۱۴۰۵/۰۹/۰۷ ۱۳:۰۰" in shown and "T09:30" not in shown
     started = {"at": "2026-11-28T05:30:00.000000+00:00", "kind": "sla_started", "actor": "routing", "policy": "standard",
                "due": {"first_response": "2026-11-28T09:30:00.000000+00:00"}}
     shown = event_prompt(started, Prefs(calendar="gregorian", digits="latin", bidi=False)).plain
-    assert "due={first_response: 2026/11/28 13:00}" in shown
+    assert "موعد: {first_response: 2026/11/28 13:00}" in shown
 
 def test_reports_screen_percentages_never_round_a_breach_up_to_100() -> None:
     from console.reports_screen import percent
