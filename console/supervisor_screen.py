@@ -24,6 +24,8 @@ from console.render import countdown, number, safe_text, when
 # Seconds between live reloads at most: the view counts every open ticket, agent and queue,
 # and a burst of events (a mailbox catching up) must cost one read, not one each.
 LIVE_REFRESH = 1.0
+# Seconds between redraws of the at-risk tickets' countdowns: time passes without any event.
+COUNTDOWN_SECONDS = 30
 
 
 def refill(table: DataTable[Text], rows: Iterable[tuple[str, list[Text]]]) -> None:
@@ -48,6 +50,7 @@ class SupervisorScreen(Screen[None]):
         super().__init__()
         self._stale = False  # an event came since the view was last read
         self._reload_due = False  # a live reload is waiting for its timer
+        self._due: dict[str, str | None] = {}  # at-risk reference -> its due instant, as last read
 
     @property
     def console(self) -> ConsoleApp:
@@ -69,9 +72,19 @@ class SupervisorScreen(Screen[None]):
                 ("#agents", ("agent", "role", "queues", "open", "waiting", "oldest")),
                 ("#queue-risk", ("queue", "open", "unassigned", "waiting", "at_risk", "breached", "oldest")),
                 ("#at-risk", ("claim", "sla", "queue", "assignee", "subject"))):
-            self.query_one(table, DataTable).add_columns(*(shown(f"col.{c}", prefs) for c in columns))
+            for column in columns:
+                self.query_one(table, DataTable).add_column(shown(f"col.{column}", prefs), key=column)
         self.query_one("#agents", DataTable).focus()
         self.action_reload()
+        self.set_interval(COUNTDOWN_SECONDS, self._tick)
+
+    def _tick(self) -> None:
+        """The countdowns as of now, from the view last read: no request to the server."""
+        table = self.query_one("#at-risk", DataTable)
+        now = self.console.now()
+        for ref, due in self._due.items():
+            if ref in table.rows:
+                table.update_cell(ref, "sla", countdown(due, now.isoformat(), now, self.console.prefs))
 
     def apply_event(self, payload: dict[str, Any]) -> None:
         """Any ticket event may move an agent's load, a queue's figures or the tickets at risk
@@ -118,6 +131,7 @@ class SupervisorScreen(Screen[None]):
             Text(when(q["oldest_waiting"], prefs))]) for q in view["queues"]))
         now = self.console.now()
         warned = now.isoformat()  # every row is past its warning: yellow until due, then red
+        self._due = {t["reference"]: t["sla_due_at"] for t in view.get("at_risk", [])}
         refill(self.query_one("#at-risk", DataTable), ((t["reference"], [
             Text(t["reference"]), countdown(t["sla_due_at"], warned, now, prefs),
             Text(t["queue"]), Text(t["assignee"] or "-"), safe_text(t["subject"], prefs, limit=40)])

@@ -5,11 +5,14 @@ show their tickets' changes."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from textual.widgets import DataTable
 
+from console import supervisor_screen
+from console.app import ConsoleApp
 from console.labels import shown_term
 from console.main_screen import MainScreen
 from console.render import Prefs
@@ -129,3 +132,28 @@ async def test_search_results_show_their_tickets_changes_and_keep_to_what_was_fo
         later = await harness.mail(subject="cooler damage again", sender="c@example.com")
         await until(pilot, lambda: later in main.tickets.order)
         assert results.order == [found]
+
+
+async def test_the_supervisors_at_risk_countdowns_run_down_between_reads(
+        harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No event comes while a claim's due time draws near: the countdown still moves, from the
+    view last read (no request to the server)."""
+    monkeypatch.setattr(supervisor_screen, "COUNTDOWN_SECONDS", 0.05)
+    ref = await harness.mail(subject="late claim", sender="a@example.com")  # no SLA policy: the wall clock
+    now = [datetime.now(UTC)]
+    # Written 7 hours ago: a normal claim's 8-hour answer is due in an hour, at risk from 6 hours.
+    await harness.daemon.store.write(lambda tx: tx.execute(
+        "UPDATE tickets SET last_inbound_at = ? WHERE ref = ?", ((now[0] - timedelta(hours=7)).isoformat(), ref)))
+    app = ConsoleApp(harness.url, await harness.agent("boss", "supervisor"), Prefs(digits="latin", language="en"),
+                     clock=lambda: now[0])
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, MainScreen) and len(ticket_list(app).order) == 1)
+        await pilot.press("v")
+        await until(pilot, lambda: isinstance(app.screen, SupervisorScreen)
+                    and app.screen.query_one("#at-risk", DataTable).row_count == 1)
+        at_risk = app.screen.query_one("#at-risk", DataTable)
+        assert at_risk.get_cell(ref, "sla").plain in ("1:00", "0:59")
+        now[0] += timedelta(minutes=45)
+        await until(pilot, lambda: at_risk.get_cell(ref, "sla").plain in ("0:15", "0:14"))
+        now[0] += timedelta(minutes=20)
+        await until(pilot, lambda: at_risk.get_cell(ref, "sla").plain in ("-0:05", "-0:06"))
