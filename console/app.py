@@ -18,7 +18,7 @@ from websockets.exceptions import InvalidURI
 from console.client import AgentClient, ApiRequestError, AuthenticationError
 from console.commands import ConsoleCommands
 from console.keys import localise_bindings, with_persian_layout
-from console.labels import shown, shown_term, system_command, term
+from console.labels import refusal, shown, shown_term, system_command, term, visual
 from console.render import Prefs, parse_time
 
 
@@ -141,8 +141,9 @@ class ConsoleApp(App[None]):
         """A request; a refusal is shown to the agent and re-raised for the caller to stop."""
         try:
             return await self.client.request(op, **args)
-        except ApiRequestError as exc:  # the server's words
-            self.notify(str(exc), severity="error", timeout=6)
+        except ApiRequestError as exc:  # in the agent's language, or the server's words
+            self.notify(visual(refusal(exc.reason, exc.params, str(exc), self.prefs), self.prefs), severity="error",
+                        timeout=6)
             raise
         except ConnectionError:
             self.notify(shown("not_connected", self.prefs), severity="error", timeout=6)

@@ -19,9 +19,15 @@ EventCallback = Callable[[dict[str, Any]], None]
 
 
 class ApiRequestError(Exception):
-    def __init__(self, code: str, message: str) -> None:
+    """A refusal: the server's words, and its `reason` and `params` for the console to word it
+    in the agent's language (no reason: only the words)."""
+
+    def __init__(self, code: str, message: str, reason: str | None = None,
+                 params: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.code = code
+        self.reason = reason
+        self.params = params or {}
 
 
 class AuthenticationError(Exception):
@@ -95,7 +101,8 @@ class AgentClient:
                         if message["ok"]:
                             future.set_result(message["data"])
                         else:
-                            future.set_exception(ApiRequestError(message["code"], message["error"]))
+                            future.set_exception(ApiRequestError(message["code"], message["error"],
+                                                                 message.get("reason"), message.get("params")))
                 elif kind == "event":
                     self.last_event_id = max(self.last_event_id or 0, message["id"])
                     self.on_event(message)

@@ -1,8 +1,9 @@
 """Every string the console itself shows, in Persian and English, keyed by a short name.
 
-Customer text, server-sent refusals, queue names and claim references are not here: they are
-shown as they come. Values go into `{placeholders}`; a number among them takes the agent's
-digits (`render.number`), a string (a reference, a name) stays as written. `say` gives the
+Customer text, queue names and claim references are not here: they are shown as they come. A
+refusal of the agent API is worded here by its `reason` (`error.*`), and shown as the server
+words it for a reason with no label. Values go into `{placeholders}`; a number among them takes
+the agent's digits (`render.number`), a string (a reference, a name) stays as written. `say` gives the
 string in logical order, for a sentence a caller completes with customer text and reorders
 whole (`render.safe_text`); `shown` gives it in the order a terminal without bidi prints it, for
 widgets that take a plain string (headers, key descriptions, notifications). Pure."""
@@ -364,7 +365,77 @@ LABELS: dict[str, tuple[str, str]] = {
     "dimension.agent": ("کارشناس", "agent"),
     "dimension.channel": ("کانال", "channel"),
     "dimension.line_of_business": ("رشته بیمه", "line_of_business"),
+    # -- refusals of the agent API, by their `reason`; `{params}` as the server names them -----
+    "error.no_ticket": ("پرونده {ref} وجود ندارد", "no ticket {ref}"),
+    "error.illegal_transition": ("{ref}: پرونده را نمی‌توان از «{old}» به «{new}» برد؛ مجاز: {allowed}",
+                                 "{ref}: cannot move the ticket from {old} to {new}; allowed: {allowed}"),
+    "error.reply_empty": ("پاسخ خالی است", "the reply is empty"),
+    "error.note_empty": ("یادداشت متنی ندارد", "a note needs some text"),
+    "error.empty_text": ("متن خالی است", "the text is empty"),
+    "error.wrong_reply_channel": ("به {ref} نمی‌توان در {channel} پاسخ داد، فقط در {channels}",
+                                  "{ref} cannot be answered on {channel}, only on {channels}"),
+    "error.merged_ticket": ("{ref} در {into} ادغام شده است؛ روی آن کار کنید",
+                            "{ref} was merged into {into}; work on that one"),
+    "error.closed_ticket": ("{ref} بسته است؛ برای انتقال، آن را بازگشایی کنید",
+                            "{ref} is closed; reopen it to move it"),
+    "error.merge_into_itself": ("پرونده را نمی‌توان در خودش ادغام کرد", "cannot merge a ticket into itself"),
+    "error.already_merged": ("{ref} پیش‌تر در {into} ادغام شده است", "{ref} was already merged into {into}"),
+    "error.insurer_claim_merge": ("{ref} پرونده بیمه‌گر {insurer} است و فقط در پرونده دیگری از {insurer} ادغام می‌شود",
+                                  ("{ref} is insurer {insurer}'s claim; it can only be merged into another of"
+                                   " {insurer}'s claims")),
+    "error.assigned_to_colleague": ("{ref} به {agent} واگذار شده است؛ واگذاری دوباره با سرپرست است",
+                                    "{ref} is assigned to {agent}; ask a supervisor to reassign it"),
+    "error.not_your_queue": ("{ref} در صف {queue} است که شما عضو آن نیستید",
+                             "{ref} is in queue {queue}, which you are not a member of"),
+    "error.needs_supervisor": ("این کار نقش سرپرست یا مدیر می‌خواهد", "this needs the supervisor or admin role"),
+    "error.unknown_agent": ("کارشناس فعالی به نام {agent} نیست", "no active agent {agent}"),
+    "error.agent_not_in_queue": ("{agent} عضو صف {queue} نیست", "{agent} is not a member of queue {queue}"),
+    "error.sender_not_a_contact": ("فرستنده این پیام شناسه هیچ مخاطبی نیست: چیزی برای پیوند نیست",
+                                   "the sender of this message is no contact's identity: nothing to link"),
+    "error.no_contact": ("مخاطب {contact} وجود ندارد", "no contact {contact}"),
+    "error.contact_merged": ("مخاطب {contact} در {into} ادغام شده است", "contact {contact} was merged into {into}"),
+    "error.contact_merge_into_itself": ("مخاطب را نمی‌توان در خودش ادغام کرد", "cannot merge a contact into itself"),
+    "error.merge_already_undone": ("ادغام {merge} پیش‌تر لغو شده است", "merge {merge} was already undone"),
+    "error.only_identity": ("شناسه {identity} تنها شناسه مخاطب است؛ چیزی برای جدا کردن نیست",
+                            "identity {identity} is the contact's only one; nothing to split it from"),
+    # Why no reply can go (`reply_routes.no_route_reason`): what the contact wrote, then what they
+    # can be written to; a label per pair, filled as any other refusal is.
+    "error.no_reply.unanswered.no_writer": (
+        ("هیچ درگاهی به پیام‌های {channels} مخاطب پاسخ نمی‌دهد"
+         " و هیچ درگاهی به {kinds} او نمی‌نویسد"),
+        ("no connector answers the contact's {channels} messages"
+         ", and no connector writes to their {kinds}")),
+    "error.no_reply.unanswered.no_address": (
+        ("هیچ درگاهی به پیام‌های {channels} مخاطب پاسخ نمی‌دهد"
+         " و ایمیل یا تلفنی برای نوشتن به او نیست: یکی به مخاطب بیفزایید"),
+        ("no connector answers the contact's {channels} messages"
+         ", and they have no email or phone to write to: add one to the contact")),
+    "error.no_reply.no_sender.no_writer": (
+        ("پیام {channel} مشتری نشانی فرستنده‌ای برای پاسخ ندارد"
+         " و هیچ درگاهی به {kinds} او نمی‌نویسد"),
+        ("the customer's {channel} message has no sender address to answer"
+         ", and no connector writes to their {kinds}")),
+    "error.no_reply.no_sender.no_address": (
+        ("پیام {channel} مشتری نشانی فرستنده‌ای برای پاسخ ندارد"
+         " و ایمیل یا تلفنی برای نوشتن به او نیست: یکی به مخاطب بیفزایید"),
+        ("the customer's {channel} message has no sender address to answer"
+         ", and they have no email or phone to write to: add one to the contact")),
+    "error.no_reply.not_written.no_writer": (
+        ("مخاطب پرونده در آن چیزی ننوشته است"
+         " و هیچ درگاهی به {kinds} او نمی‌نویسد"),
+        ("the claim's contact has not written on it"
+         ", and no connector writes to their {kinds}")),
+    "error.no_reply.not_written.no_address": (
+        ("مخاطب پرونده در آن چیزی ننوشته است"
+         " و ایمیل یا تلفنی برای نوشتن به او نیست: یکی به مخاطب بیفزایید"),
+        ("the claim's contact has not written on it"
+         ", and they have no email or phone to write to: add one to the contact")),
 }
+
+# The term group naming a refusal's parameter (statuses, channels): any other (a reference, a
+# name, an id) is shown as sent.
+PARAM_TERMS = {"old": "status", "new": "status", "allowed": "status", "channel": "channel", "channels": "channel",
+               "kinds": "kind"}
 
 
 # Textual's own command-palette entries (`App.get_system_commands`), by the words Textual gives
@@ -413,6 +484,27 @@ def term(group: str, value: str, prefs: Prefs) -> str:
     name here (a plugin's channel, a status added later) as sent."""
     pair = LABELS.get(f"{group}.{value}")
     return value if pair is None else _pick(pair, prefs)
+
+
+def refusal(reason: str | None, params: dict[str, Any], words: str, prefs: Prefs) -> str:
+    """A refusal of the agent API in the agent's language, in logical order: its `error.<reason>`
+    label filled from `params`, statuses and channels named as agents read them, lists joined.
+    The server's `words` for a reason with no label here (one a newer daemon added)."""
+    key = f"error.{reason}"
+    if key not in LABELS:
+        return words
+    filled: dict[str, Any] = {}
+    for name, value in params.items():
+        group = PARAM_TERMS.get(name)
+        if isinstance(value, list):
+            value = say("list_separator", prefs).join(term(group, str(v), prefs) if group else str(v) for v in value)
+        elif group:
+            value = term(group, str(value), prefs)
+        filled[name] = value
+    try:
+        return say(key, prefs, **filled)
+    except KeyError:  # a parameter the daemon no longer sends
+        return words
 
 
 def visual(text: str, prefs: Prefs) -> str:

@@ -18,7 +18,7 @@ from console.client import ApiRequestError
 from console.composer import Composer
 from console.crm import Confirm, link_prompt
 from console.keys import with_persian_layout
-from console.labels import say, shown, shown_term
+from console.labels import refusal, say, shown, shown_term
 from console.templates import fill
 from console.render import Prefs, countdown, safe_text
 from console.thread_view import PAGE, ThreadView
@@ -237,11 +237,12 @@ class TicketScreen(TicketActions):
             return
         # Exactly where the server will send (`reply_routes`): nothing offered that it refuses.
         offered = self.detail.get("reply_channels") or []
-        if not offered:
-            self.notify(shown("no_reply_channel", self.console.prefs, reason=self.detail.get("no_reply_reason") or ""),
-                        severity="warning", timeout=8)
-            return
         prefs = self.console.prefs
+        if not offered:
+            why = refusal(self.detail.get("no_reply_code"), self.detail.get("no_reply_params") or {},
+                          self.detail.get("no_reply_reason") or "", prefs)
+            self.notify(shown("no_reply_channel", prefs, reason=why), severity="warning", timeout=8)
+            return
         result = await self.app.push_screen_wait(Composer(
             shown("reply_to", prefs, ref=self.ref), reply_options(offered, prefs), self.reply_channel(),
             await self._templates()))

@@ -53,11 +53,10 @@ from config.loader import ConfigError, Settings
 from ingest import queries
 from ingest.agents import Agent, AgentError, agent_for_token, audit, audit_trail, list_agents, write_audit
 from ingest.apply import (
-    ApplyContext, ReplyError, TicketActionError, add_note, agent_reply, assign_ticket, change_priority,
+    ApplyContext, TicketActionError, add_note, agent_reply, assign_ticket, change_priority,
     change_queue, change_status, index_for_search, merge_tickets,
 )
 from ingest.contacts import (
-    ContactError,
     contact_profile,
     duplicate_suggestions,
     merge_contacts,
@@ -68,6 +67,7 @@ from ingest.analysis import fts_match, message_search_body, search_key
 from ingest.deep_links import read_deep_link_key
 from ingest.insurers import page_cursor, read_page_cursor
 from ingest.persian import search_terms
+from ingest.refusal import Refusal
 from ingest.reply_routes import no_route_reason, reply_routes
 from ingest.reports import ReportCalendars, build_report, parse_day, period_bounds
 from ingest.routing_hooks import set_agent_status, update_agent
@@ -118,9 +118,9 @@ def agent_api_settings(settings: Settings) -> AgentApiSettings:
         raise ConfigError(f"{settings.source}:\n" + _format_validation_error("agent_api", exc, {})) from None
 
 
-class ApiError(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
+class ApiError(Refusal):
+    def __init__(self, code: str, message: str, reason: str = "", **params: Any) -> None:
+        super().__init__(message, reason, **params)
         self.code = code
 
 
@@ -303,9 +303,9 @@ class AgentApi:
                 raise ApiError("unknown_op", f"unknown op {request.get('op')!r}; expected one of {sorted(self._handlers)}")
             data = await handler(conn.agent, request)
             reply: dict[str, Any] = {"type": "result", "id": request_id, "ok": True, "data": data}
-        except ApiError as exc:
-            reply = {"type": "result", "id": request_id, "ok": False, "code": exc.code, "error": str(exc)}
-        except (TicketActionError, ReplyError, AgentError, ValueError, TypeError) as exc:
+        except Refusal as exc:  # ApiError, TicketActionError, ReplyError...
+            reply = {"type": "result", "id": request_id, "ok": False, **exc.answer()}
+        except (AgentError, ValueError, TypeError) as exc:
             reply = {"type": "result", "id": request_id, "ok": False, "code": "invalid", "error": str(exc)}
         except (sqlite3.InterfaceError, sqlite3.ProgrammingError, OverflowError) as exc:
             # A field of the wrong shape (a list for a status, a 40-digit id) reached a query.
@@ -450,11 +450,12 @@ class AgentApi:
             raise ApiError("invalid", f"{action}: expected a ticket reference in 'ref'")
         queue = await queries.ticket_queue(self.store, ref)
         if queue is None:
-            raise ApiError("not_found", f"no ticket {ref}")
+            raise ApiError("not_found", f"no ticket {ref}", "no_ticket", ref=ref)
         if not agent.may_see(queue):
             await self.store.write(audit(agent.name, action, ref, allowed=False, detail={"queue": queue}))
             log.warning("agent_forbidden", agent=agent.name, action=action, ticket=ref)
-            raise ApiError("forbidden", f"{ref} is in queue {queue!r}, which {agent.name} is not a member of")
+            raise ApiError("forbidden", f"{ref} is in queue {queue!r}, which {agent.name} is not a member of",
+                           "not_your_queue", ref=ref, queue=queue)
         return ref
 
     async def _audited(self, agent: Agent, action: str, ref: str, op: WriteOp[Any], **detail: Any) -> Any:
@@ -467,7 +468,7 @@ class AgentApi:
 
     def _require_role(self, agent: Agent, action: str) -> None:
         if not agent.sees_all_queues:
-            raise ApiError("forbidden", f"{action} needs the supervisor or admin role")
+            raise ApiError("forbidden", f"{action} needs the supervisor or admin role", "needs_supervisor")
 
     @staticmethod
     def _limit(request: dict[str, Any], default: int, cap: int) -> int:
@@ -482,7 +483,7 @@ class AgentApi:
     def _text(request: dict[str, Any], key: str = "text") -> str:
         value = request.get(key)
         if not isinstance(value, str) or not value.strip():
-            raise ApiError("invalid", f"expected a non-empty string in {key!r}")
+            raise ApiError("invalid", f"expected a non-empty string in {key!r}", "empty_text", field=key)
         return value
 
     # -- handlers ----------------------------------------------------------------------------
@@ -531,15 +532,19 @@ class AgentApi:
         return detail
 
     async def _reply_channels(self, agent: Agent, request: dict[str, Any]) -> Any:
-        """Where a reply to the ticket can go now: {reply_channels, no_reply_reason}."""
+        """Where a reply to the ticket can go now: {reply_channels, no_reply_reason, no_reply_code,
+        no_reply_params}."""
         return await self._reply_routes(await self._authorised_ticket(agent, "reply_channels", request.get("ref")))
 
     async def _reply_routes(self, ref: str) -> dict[str, Any]:
         facts = await queries.reply_facts(self.store, ref)
         routes = reply_routes(facts, self.ctx)
+        why = None if routes else no_route_reason(facts)
+        # The reason as words, and as a refusal's reason and params for a client to word it.
         return {"reply_channels": [{"channel": r.channel, "recipient": r.recipient, "default": r.default}
                                    for r in routes],
-                "no_reply_reason": None if routes else no_route_reason(facts)}
+                "no_reply_reason": why.text if why else None, "no_reply_code": why.reason if why else None,
+                "no_reply_params": why.params if why else None}
 
     async def _thread(self, agent: Agent, request: dict[str, Any]) -> Any:
         """The page of the thread before message `before`: {messages, timeline, earlier}."""
@@ -584,10 +589,11 @@ class AgentApi:
             self._require_role(agent, "assigning to someone else")
             target = next((a for a in await list_agents(self.store) if a["name"] == assignee and a["active"]), None)
             if target is None:
-                raise ApiError("not_found", f"no active agent {assignee!r}")
+                raise ApiError("not_found", f"no active agent {assignee!r}", "unknown_agent", agent=assignee)
             queue = await queries.ticket_queue(self.store, ref)
             if target["role"] == "agent" and queue not in target["queues"]:
-                raise ApiError("invalid", f"{assignee} is not a member of queue {queue!r}")
+                raise ApiError("invalid", f"{assignee} is not a member of queue {queue!r}", "agent_not_in_queue",
+                               agent=assignee, queue=queue)
         old = await self._audited(agent, "assign", ref, self._unless_colleagues(agent, ref, assign_ticket(
             ref, assignee, agent.name)), assignee=assignee)
         return {"previous": old}
@@ -609,7 +615,8 @@ class AgentApi:
         def run(tx: Tx) -> Any:
             row = tx.one("SELECT assignee FROM tickets WHERE ref = ?", (ref,))
             if row is not None and row["assignee"] not in (None, agent.name) and not agent.sees_all_queues:
-                raise TicketActionError(f"{ref} is assigned to {row['assignee']}; ask a supervisor to reassign it")
+                raise TicketActionError(f"{ref} is assigned to {row['assignee']}; ask a supervisor to reassign it",
+                                        "assigned_to_colleague", ref=ref, agent=row["assignee"])
             return op(tx)
 
         return run
@@ -709,7 +716,7 @@ class AgentApi:
         contact_id = self._contact_id(request, "contact")
         profile = await contact_profile(self.store, contact_id, queues=agent.visible_queues())
         if profile is None:
-            raise ApiError("not_found", f"no contact {contact_id}")
+            raise ApiError("not_found", f"no contact {contact_id}", "no_contact", contact=contact_id)
         queues = {c.get("queue") for c in profile.get("claims", [])}
         if not agent.sees_all_queues and not any(agent.may_see(q) for q in queues if q):
             raise ApiError("forbidden", f"contact {contact_id} has no claim in {agent.name}'s queues")
@@ -737,7 +744,8 @@ class AgentApi:
         if found is None:
             raise ApiError("not_found", f"no customer message {message_id} on {ref}")
         if found["sender_contact"] is None:
-            raise ApiError("invalid", f"the sender of message {message_id} is no contact's identity: nothing to link")
+            raise ApiError("invalid", f"the sender of message {message_id} is no contact's identity: nothing to link",
+                           "sender_not_a_contact")
         return {"identity": {"kind": found["sender_kind"], "value": found["sender"]}, "channel": found["channel"],
                 "sender": await contact_profile(self.store, found["sender_contact"], interactions=0),
                 "claim": await contact_profile(self.store, found["claim_contact"], interactions=0)}
@@ -765,10 +773,7 @@ class AgentApi:
 
     async def _contact_op(self, agent: Agent, action: str, make_op: Callable[[], WriteOp[Any]]) -> Any:
         self._require_role(agent, action)
-        try:
-            return await self.store.write(make_op())
-        except ContactError as exc:
-            raise ApiError("invalid", str(exc)) from None
+        return await self.store.write(make_op())  # a ContactError is answered as a refusal
 
     async def _merge_contacts(self, agent: Agent, request: dict[str, Any]) -> Any:
         keep, merge = self._contact_id(request, "keep"), self._contact_id(request, "merge")

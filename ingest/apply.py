@@ -15,6 +15,7 @@ from ingest.analysis import message_search_body
 from ingest.contacts import merge_contacts
 from ingest.deep_links import BotLinks, deep_link_key
 from ingest.records import Identity, InboundMessage, RawPayload
+from ingest.refusal import Refusal
 from ingest.reply_routes import REPLY_FACTS, facts_from_rows, no_route_reason, reply_connector, reply_routes
 from ingest.store import Tx, iso
 from router.claimref import format_claim_ref, jalali_year
@@ -22,7 +23,7 @@ from router.deeplink import verify
 from router.matching import AckFacts, MatchDecision, MatchFacts, MatchReason, decide_thread, should_acknowledge
 from router.rules import Priority
 from router.templates import acknowledgement
-from router.workflow import TransitionError, check_transition
+from router.workflow import TRANSITIONS, TransitionError, check_transition
 
 if TYPE_CHECKING:
     from ingest.analysis import MessageAnalysis
@@ -542,7 +543,7 @@ def enqueue_outbound(
     return outbox_id
 
 
-class ReplyError(Exception):
+class ReplyError(Refusal):
     """An agent reply that cannot be sent as asked (unknown ticket, no channel to answer on)."""
 
 
@@ -554,17 +555,20 @@ def agent_reply(ref: str, text: str, author: str, ctx: ApplyContext, channel: st
 
     def op(tx: Tx) -> int:
         if not text.strip():  # every way in (console, agent API, CLI) meets this: no blank mail
-            raise ReplyError("the reply is empty")
+            raise ReplyError("the reply is empty", "reply_empty")
         ticket = tx.one("SELECT id, subject FROM tickets WHERE ref = ?", (ref,))
         if ticket is None:
-            raise ReplyError(f"no ticket {ref}")
+            raise ReplyError(f"no ticket {ref}", "no_ticket", ref=ref)
         facts = facts_from_rows(tx.execute(REPLY_FACTS, {"ref": ref}).fetchall())
         routes = reply_routes(facts, ctx)
         route = next((r for r in routes if (r.channel == channel if channel else r.default)), None)
         if route is None:
             if not routes:
-                raise ReplyError(f"{ref}: {no_route_reason(facts)}")
-            raise ReplyError(f"{ref} cannot be answered on {channel}, only on {', '.join(r.channel for r in routes)}")
+                why = no_route_reason(facts)
+                raise ReplyError(f"{ref}: {why.text}", why.reason, ref=ref, **why.params)
+            offered = [r.channel for r in routes]
+            raise ReplyError(f"{ref} cannot be answered on {channel}, only on {', '.join(offered)}",
+                             "wrong_reply_channel", ref=ref, channel=channel, channels=offered)
         references: tuple[str, ...] = ()
         in_reply_to = ""
         if route.channel == "email" and route.channel_message_id:
@@ -697,7 +701,7 @@ def _apply_report(tx: Tx, channel: str, channel_message_id: str, status: str, de
 # Each records a timeline event with the agent as actor; the agent API adds the audit row.
 
 
-class TicketActionError(Exception):
+class TicketActionError(Refusal):
     """An agent action that cannot be done as asked (unknown ticket, illegal move...)."""
 
 
@@ -708,7 +712,7 @@ def _ticket_for_action(tx: Tx, ref: str) -> Any:
     row = tx.one("SELECT id, ref, status, priority, queue, skill, assignee, merged_into FROM tickets WHERE ref = ?",
                  (ref,))
     if row is None:
-        raise TicketActionError(f"no ticket {ref}")
+        raise TicketActionError(f"no ticket {ref}", "no_ticket", ref=ref)
     return row
 
 
@@ -716,7 +720,8 @@ def _set_status(tx: Tx, ticket: Any, new: str, actor: str) -> None:
     try:
         check_transition(ticket["status"], new)
     except TransitionError as exc:
-        raise TicketActionError(f"{ticket['ref']}: {exc}") from None
+        raise TicketActionError(f"{ticket['ref']}: {exc}", "illegal_transition", ref=ticket["ref"], old=exc.old,
+                                new=exc.new, allowed=sorted(TRANSITIONS.get(exc.old, ()))) from None
     tx.execute(
         "UPDATE tickets SET status = ?, updated_at = ?,"
         " closed_at = CASE WHEN ? = 'closed' THEN ? ELSE NULL END WHERE id = ?",
@@ -731,7 +736,7 @@ def _set_status(tx: Tx, ticket: Any, new: str, actor: str) -> None:
 def add_note(ref: str, text: str, author: str) -> Callable[[Tx], int]:
     """An internal note on the thread: never sent, never shown to the customer."""
     if not text.strip():
-        raise TicketActionError("a note needs some text")
+        raise TicketActionError("a note needs some text", "note_empty")
 
     def op(tx: Tx) -> int:
         ticket = _ticket_for_action(tx, ref)
@@ -777,7 +782,8 @@ def change_status(ref: str, new: str, actor: str) -> Callable[[Tx], str]:
         if ticket["merged_into"]:
             # Its thread lives on in the other ticket: reopened, this one would be an empty claim
             # in the queue that nobody can answer.
-            raise TicketActionError(f"{ref} was merged into {ticket['merged_into']}; work on that one")
+            raise TicketActionError(f"{ref} was merged into {ticket['merged_into']}; work on that one", "merged_ticket",
+                                    ref=ref, into=ticket["merged_into"])
         _set_status(tx, ticket, new, actor)
         return ticket["status"]
 
@@ -795,9 +801,10 @@ def change_queue(ref: str, queue: str, actor: str) -> Callable[[Tx], str]:
         if old == queue:
             return old
         if ticket["merged_into"]:
-            raise TicketActionError(f"{ref} was merged into {ticket['merged_into']}; work on that one")
+            raise TicketActionError(f"{ref} was merged into {ticket['merged_into']}; work on that one", "merged_ticket",
+                                    ref=ref, into=ticket["merged_into"])
         if ticket["status"] == "closed":
-            raise TicketActionError(f"{ref} is closed; reopen it to move it")
+            raise TicketActionError(f"{ref} is closed; reopen it to move it", "closed_ticket", ref=ref)
         tx.execute("UPDATE tickets SET queue = ?, updated_at = ? WHERE id = ?", (queue, tx.stamp, ticket["id"]))
         record_event(tx, ticket["id"], ref, "queue_changed", actor, old=old, new=queue)
         if ticket["assignee"]:
@@ -832,21 +839,23 @@ def merge_tickets(source_ref: str, target_ref: str, actor: str) -> Callable[[Tx]
     outbox move over and the source is closed with `merged_into` set. Returns how many messages
     moved."""
     if source_ref == target_ref:
-        raise TicketActionError("cannot merge a ticket into itself")
+        raise TicketActionError("cannot merge a ticket into itself", "merge_into_itself", ref=source_ref)
 
     def op(tx: Tx) -> int:
         source = _ticket_for_action(tx, source_ref)
         target = _ticket_for_action(tx, target_ref)
         for ticket in (source, target):
             if ticket["merged_into"]:
-                raise TicketActionError(f"{ticket['ref']} was already merged into {ticket['merged_into']}")
+                raise TicketActionError(f"{ticket['ref']} was already merged into {ticket['merged_into']}",
+                                        "already_merged", ref=ticket["ref"], into=ticket["merged_into"])
         filed_by, into = (tx.one("SELECT insurer FROM tickets WHERE id = ?", (t["id"],))[0] or "" for t in (source, target))
         if filed_by and filed_by != into:
             # The insurer follows its claim through the API: merged away, its filing would show on
             # another insurer's claim (or none), and it would be left following a closed, empty one.
             # A customer's own thread may still join an insurer's claim.
             raise TicketActionError(f"{source_ref} is insurer {filed_by}'s claim; it can only be merged into"
-                                    f" another of {filed_by}'s claims")
+                                    f" another of {filed_by}'s claims", "insurer_claim_merge", ref=source_ref,
+                                    insurer=filed_by)
         moved = tx.execute("UPDATE messages SET ticket_id = ? WHERE ticket_id = ?", (target["id"], source["id"])).rowcount
         for table in ("email_message_ids", "outbox"):
             tx.execute(f"UPDATE {table} SET ticket_id = ? WHERE ticket_id = ?", (target["id"], source["id"]))

@@ -15,13 +15,14 @@ from collections.abc import Callable
 from typing import Any
 
 from ingest.agents import write_audit
+from ingest.refusal import Refusal
 from ingest.store import Store, Tx
 from router.identity import normalize_email, normalize_national_id, normalize_phone
 
 ROLES = ("policyholder", "claimant", "insurer", "broker", "reinsurer", "garage", "hospital", "witness", "other")
 
 
-class ContactError(ValueError):
+class ContactError(Refusal, ValueError):
     """A contact operation that cannot be done as asked (unknown contact, undo of an undo...)."""
 
 
@@ -117,9 +118,10 @@ async def duplicate_suggestions(store: Store, *, limit: int = 200) -> list[dict[
 def _live_contact(tx: Tx, contact_id: int) -> Any:
     row = tx.one("SELECT id, display_name, tags, merged_into FROM contacts WHERE id = ?", (contact_id,))
     if row is None:
-        raise ContactError(f"no contact {contact_id}")
+        raise ContactError(f"no contact {contact_id}", "no_contact", contact=contact_id)
     if row["merged_into"]:
-        raise ContactError(f"contact {contact_id} was merged into {row['merged_into']}")
+        raise ContactError(f"contact {contact_id} was merged into {row['merged_into']}", "contact_merged",
+                           contact=contact_id, into=row["merged_into"])
     return row
 
 
@@ -160,7 +162,7 @@ def merge_contacts(keep_id: int, merge_id: int, actor: str) -> Callable[[Tx], in
     """Fold contact `merge_id` into `keep_id`: its identities, claims and notes move over, its tags
     join the kept ones. Returns the merge-log id that `undo_merge` takes."""
     if keep_id == merge_id:
-        raise ContactError("cannot merge a contact into itself")
+        raise ContactError("cannot merge a contact into itself", "contact_merge_into_itself", contact=keep_id)
 
     def op(tx: Tx) -> int:
         keep = _live_contact(tx, keep_id)
@@ -195,7 +197,8 @@ def undo_merge(merge_log_id: int, actor: str) -> Callable[[Tx], int]:
         if log is None:
             raise ContactError(f"no merge {merge_log_id}")
         if log["undone_at"]:
-            raise ContactError(f"merge {merge_log_id} was already undone at {log['undone_at']}")
+            raise ContactError(f"merge {merge_log_id} was already undone at {log['undone_at']}", "merge_already_undone",
+                               merge=merge_log_id)
         moved = json.loads(log["moved"])
         for table in ("identities", "tickets", "contact_notes"):
             ids = moved[table]
@@ -225,7 +228,8 @@ def split_identity(identity_id: int, actor: str, *, with_claims: bool = True) ->
         others = tx.one("SELECT count(*) AS n FROM identities WHERE contact_id = ? AND id != ?",
                         (ident["contact_id"], identity_id))["n"]
         if not others:
-            raise ContactError(f"identity {identity_id} is the contact's only one; nothing to split it from")
+            raise ContactError(f"identity {identity_id} is the contact's only one; nothing to split it from",
+                               "only_identity", identity=identity_id)
         new_id = tx.execute("INSERT INTO contacts (display_name, created_at) VALUES (?, ?)",
                             (ident["display_name"], tx.stamp)).lastrowid
         tx.execute("UPDATE identities SET contact_id = ? WHERE id = ?", (new_id, identity_id))

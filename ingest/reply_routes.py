@@ -8,7 +8,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ingest.apply import ApplyContext
@@ -114,16 +114,31 @@ def reply_routes(facts: ReplyFacts, ctx: ApplyContext) -> list[ReplyRoute]:
     return [replace(r, default=r.channel == default) for r in routes.values()]
 
 
-def no_route_reason(facts: ReplyFacts) -> str:
+@dataclass(frozen=True, slots=True)
+class NoRoute:
+    """Why `reply_routes` found none: the server's words, and the same as a refusal's `reason`
+    (`no_reply.<what the contact wrote>.<what they can be written to>`) and `params`."""
+
+    text: str
+    reason: str
+    params: dict[str, Any]
+
+
+def no_route_reason(facts: ReplyFacts) -> NoRoute:
     """Why `reply_routes` found none, saying what would make a reply possible."""
     unanswered = sorted({w.channel for w in facts.written if w.sender})
+    params: dict[str, Any] = {}
     if unanswered:
-        wrote = f"no connector answers the contact's {', '.join(unanswered)} messages"
+        wrote, params["channels"] = "unanswered", unanswered
+        text = f"no connector answers the contact's {', '.join(unanswered)} messages"
     elif facts.written:
-        wrote = f"the customer's {facts.written[0].channel} message has no sender address to answer"
+        wrote, params["channel"] = "no_sender", facts.written[0].channel
+        text = f"the customer's {facts.written[0].channel} message has no sender address to answer"
     else:
-        wrote = "the claim's contact has not written on it"
+        wrote, text = "not_written", "the claim's contact has not written on it"
     kinds = sorted({kind for kind, _ in facts.identities})
     if kinds:
-        return f"{wrote}, and no connector writes to their {' or '.join(kinds)}"
-    return f"{wrote}, and they have no email or phone to write to: add one to the contact"
+        return NoRoute(f"{text}, and no connector writes to their {' or '.join(kinds)}", f"no_reply.{wrote}.no_writer",
+                       {**params, "kinds": kinds})
+    return NoRoute(f"{text}, and they have no email or phone to write to: add one to the contact",
+                   f"no_reply.{wrote}.no_address", params)

@@ -15,13 +15,16 @@ import pytest
 from textual.widgets import OptionList, Select
 
 from connectors.standins.smtp_sink import SmtpSink
+from console.app import ConsoleApp
 from console.client import ApiRequestError
 from console.composer import Composer
+from console.labels import refusal, say, shown
+from console.render import Prefs
 from console.thread_view import ThreadView
 from ingest import queries
 from ingest.apply import ApplyContext
 from ingest.insurers import create_insurer
-from ingest.reply_routes import ReplyFacts, Written, reply_routes
+from ingest.reply_routes import ReplyFacts, Written, no_route_reason, reply_routes
 from tests.test_agent_api import Harness
 from tests.test_console import SIZE, console, open_only_ticket, until
 from tests.test_console_crm import notified
@@ -81,7 +84,8 @@ async def test_a_strangers_sms_naming_the_claim_is_not_offered(harness: Harness)
     assert detail["reply_channels"] == [ALI]  # Ali has no phone: no SMS to anyone
     with pytest.raises(ApiRequestError, match="cannot be answered on sms, only on email"):
         await sara.request("reply", ref=ref, text="x", channel="sms")
-    assert await sara.request("reply_channels", ref=ref) == {"reply_channels": [ALI], "no_reply_reason": None}
+    assert await sara.request("reply_channels", ref=ref) == {"reply_channels": [ALI], "no_reply_reason": None,
+                                                             "no_reply_code": None, "no_reply_params": None}
 
 
 async def test_a_web_form_is_answered_on_the_email_and_phone_it_gave(harness: Harness) -> None:
@@ -124,8 +128,21 @@ async def test_a_claim_with_no_way_to_the_customer_says_why(harness: Harness) ->
     assert detail["reply_channels"] == []
     assert detail["no_reply_reason"] == ("the claim's contact has not written on it, and they have no email or"
                                          " phone to write to: add one to the contact")
-    with pytest.raises(ApiRequestError, match=re.escape(detail["no_reply_reason"])):
+    # The same as a reason and values, for the console to say in the agent's language.
+    assert (detail["no_reply_code"], detail["no_reply_params"]) == ("no_reply.not_written.no_address", {})
+    with pytest.raises(ApiRequestError, match=re.escape(detail["no_reply_reason"])) as refused:
         await sara.request("reply", ref=ref, text="x")
+    assert (refused.value.reason, refused.value.params) == ("no_reply.not_written.no_address", {"ref": ref})
+
+
+def test_why_no_reply_can_go_names_the_channels_and_identities_it_found() -> None:
+    facts = ReplyFacts((Written(3, "webform", "webchat", "", "tok", "Web form"),), (("phone", "+989121234567"),))
+    why = no_route_reason(facts)
+    assert why.text == ("the customer's webform message has no sender address to answer, and no connector writes"
+                        " to their phone")
+    assert (why.reason, why.params) == ("no_reply.no_sender.no_writer", {"channel": "webform", "kinds": ["phone"]})
+    assert refusal(why.reason, why.params, why.text, Prefs()) == (
+        "پیام فرم وب مشتری نشانی فرستنده‌ای برای پاسخ ندارد و هیچ درگاهی به تلفن او نمی‌نویسد")
 
 
 def test_a_contact_who_last_used_a_form_is_answered_where_they_can_be() -> None:
@@ -170,6 +187,19 @@ async def test_the_composer_is_not_offered_when_no_reply_can_be_sent(harness: Ha
         await until(pilot, lambda: notified(app, "no channel to answer this claim on: the claim's contact has not written on it,"
                                                  " and they have no email or phone to write to: add one to the contact"))
         await pilot.pause(0.1)
+        assert not isinstance(app.screen, Composer)
+
+
+async def test_a_persian_agent_is_told_in_persian_why_no_reply_can_be_sent(harness: Harness) -> None:
+    ref = await insurer_filing(harness, policyholder={"name": "رضا"})
+    app = ConsoleApp(harness.url, await harness.agent("sara"), Prefs())
+    async with app.run_test(size=SIZE) as pilot:
+        await open_only_ticket(pilot, app, ref)
+        await pilot.press("r")
+        why = say("error.no_reply.not_written.no_address", Prefs())
+        assert why == ("مخاطب پرونده در آن چیزی ننوشته است و ایمیل یا تلفنی برای نوشتن به او نیست:"
+                       " یکی به مخاطب بیفزایید")
+        await until(pilot, lambda: notified(app, shown("no_reply_channel", Prefs(), reason=why)))
         assert not isinstance(app.screen, Composer)
 
 
