@@ -107,7 +107,8 @@ def generate(path: Path, tickets: int, messages: int) -> str:
 def _flush(conn: sqlite3.Connection, tickets: list[tuple], messages: list[tuple], events: list[tuple]) -> None:
     conn.executemany(
         "INSERT INTO tickets (id, ref, contact_id, subject, status, queue, priority, channel, message_count,"
-        " created_at, updated_at, last_inbound_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", tickets)
+        " created_at, updated_at, last_inbound_at, conversation_at)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)", tickets)
     conn.executemany(
         "INSERT INTO messages (id, ticket_id, direction, channel, sender, text, display_text, created_at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", messages)

@@ -171,7 +171,8 @@ def bulk_open_tickets(db: Path, n: int, now: datetime, due_within: timedelta, *,
         conn.execute("BEGIN")
         conn.executemany(
             "INSERT INTO tickets (id, ref, status, queue, priority, assignee, channel, conversation_key, created_at,"
-            " updated_at, last_inbound_at, status_since, sla_policy) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " updated_at, conversation_at, last_inbound_at, status_since, sla_policy)"
+            " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12, ?13)",
             tickets)
         conn.executemany(
             "INSERT INTO sla_clocks (ticket_id, kind, policy, calendar, started_at, target_seconds, warn_fraction,"

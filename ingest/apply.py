@@ -274,24 +274,26 @@ def _header_ticket(tx: Tx, msg: InboundMessage) -> int | None:
 def _continuity_ticket(tx: Tx, msg: InboundMessage, contact_id: int, window: timedelta) -> int | None:
     if window <= timedelta(0):
         return None
+    # From the conversation's last word (`conversation_at`), not `updated_at`: an assignment, an
+    # escalation or a supervisor's notice does not keep a quiet conversation open.
     since = iso(tx.now - window)
     if msg.conversation_key:
         row = tx.one(
-            "SELECT id FROM tickets WHERE conversation_key = ? AND updated_at >= ? AND status != 'closed'"
-            " ORDER BY updated_at DESC LIMIT 1",
+            "SELECT id FROM tickets WHERE conversation_key = ? AND conversation_at >= ? AND status != 'closed'"
+            " ORDER BY conversation_at DESC LIMIT 1",
             (msg.conversation_key, since),
         )
         if row:
             return row["id"]
     row = tx.one(
-        "SELECT id, insurer FROM tickets WHERE contact_id = ? AND updated_at >= ? AND status != 'closed'"
-        " ORDER BY updated_at DESC LIMIT 1",
+        "SELECT id, insurer FROM tickets WHERE contact_id = ? AND conversation_at >= ? AND status != 'closed'"
+        " ORDER BY conversation_at DESC LIMIT 1",
         (contact_id, since),
     )
     if row is None:
         return None
     if row["insurer"] and tx.one(
-        "SELECT 1 FROM tickets WHERE contact_id = ? AND updated_at >= ? AND status != 'closed' AND insurer != ?"
+        "SELECT 1 FROM tickets WHERE contact_id = ? AND conversation_at >= ? AND status != 'closed' AND insurer != ?"
         " LIMIT 1", (contact_id, since, row["insurer"])):
         # The person has open claims of other owners too: a message naming none of them is not
         # guessed into an insurer's claim (that insurer would read it through its API; an insurer
@@ -317,9 +319,9 @@ def _create_ticket(tx: Tx, ctx: ApplyContext, msg: InboundMessage, contact_id: i
     subject = msg.subject or (msg.display_text or msg.text).strip().split("\n", 1)[0][:120]
     ticket_id = tx.execute(
         "INSERT INTO tickets (ref, contact_id, subject, queue, priority, channel, conversation_key,"
-        " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " created_at, updated_at, conversation_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (ref, contact_id, subject, route.queue, route.priority, msg.channel, msg.conversation_key,
-         tx.stamp, tx.stamp),
+         tx.stamp, tx.stamp, tx.stamp),
     ).lastrowid
     record_event(tx, ticket_id, ref, "ticket_created", channel=msg.channel, queue=route.queue, priority=route.priority)
     if ctx.routing:  # assignment and SLA clocks
@@ -447,10 +449,12 @@ def _touch_ticket(tx: Tx, ticket_id: int, ref: str, msg: InboundMessage) -> None
     # Status and closed_at only when they change: SQLite rewrites the entries of every index over
     # a column the statement assigns, even to its old value (three more indexes per message).
     reopening = ", status = 'reopened', closed_at = NULL" if reopen else ""
+    # An auto-reply or a bounce is nobody's word in the conversation: it keeps no window open.
+    spoken = "" if msg.is_automatic else ", conversation_at = :now"
     tx.execute(
-        "UPDATE tickets SET updated_at = ?, last_inbound_at = ?, message_count = message_count + 1"
-        f"{reopening} WHERE id = ?",
-        (tx.stamp, tx.stamp, ticket_id),
+        "UPDATE tickets SET updated_at = :now, last_inbound_at = :now, message_count = message_count + 1"
+        f"{spoken}{reopening} WHERE id = :id",
+        {"now": tx.stamp, "id": ticket_id},
     )
     if reopen:
         record_event(tx, ticket_id, ref, "status_changed", old="closed", new="reopened")
@@ -533,9 +537,11 @@ def enqueue_outbound(
         (ticket_id, message_row, channel, connector, recipient, json.dumps(payload, ensure_ascii=False),
          int(automatic), iso(now or tx.now), tx.stamp),
     ).lastrowid
-    tx.execute(
-        "UPDATE tickets SET updated_at = ?, message_count = message_count + 1 WHERE id = ?", (tx.stamp, ticket_id)
-    )
+    # A person's answer to the customer is a word in the conversation; an acknowledgement, a
+    # rule's reminder or a supervisor's notice is not.
+    spoken = "" if automatic or internal else ", conversation_at = :now"
+    tx.execute(f"UPDATE tickets SET updated_at = :now, message_count = message_count + 1{spoken} WHERE id = :id",
+               {"now": tx.stamp, "id": ticket_id})
     record_event(tx, ticket_id, ref, "outbound_queued", channel=channel, outbox_id=outbox_id,
                  automatic=automatic, author=author or None, message_row=message_row)
     if ctx.routing and not automatic:  # a person answered: response clocks are met
@@ -865,12 +871,13 @@ def merge_tickets(source_ref: str, target_ref: str, actor: str) -> Callable[[Tx]
             "UPDATE events SET ticket_id = ? WHERE ticket_id = ? AND (kind IN ('message_received', 'outbound_queued',"
             " 'note_added', 'attachment_fetch_failed') OR kind LIKE 'delivery\\_%' ESCAPE '\\')",
             (target["id"], source["id"]))
-        source_inbound = tx.one("SELECT last_inbound_at FROM tickets WHERE id = ?", (source["id"],))[0]
+        came = tx.one("SELECT last_inbound_at, conversation_at FROM tickets WHERE id = ?", (source["id"],))
         tx.execute(
-            "UPDATE tickets SET message_count = message_count + ?, updated_at = ?,"
-            " last_inbound_at = CASE WHEN ? > coalesce(last_inbound_at, '') THEN ? ELSE last_inbound_at END"
-            " WHERE id = ?",
-            (moved, tx.stamp, source_inbound, source_inbound, target["id"]),
+            "UPDATE tickets SET message_count = message_count + :moved, updated_at = :now,"
+            " last_inbound_at = max(coalesce(last_inbound_at, ''), coalesce(:inbound, '')),"
+            " conversation_at = max(coalesce(conversation_at, ''), coalesce(:spoken, '')) WHERE id = :id",
+            {"moved": moved, "now": tx.stamp, "inbound": came["last_inbound_at"], "spoken": came["conversation_at"],
+             "id": target["id"]},
         )
         tx.execute(
             "UPDATE tickets SET status = 'closed', closed_at = ?, updated_at = ?, message_count = 0, merged_into = ?"

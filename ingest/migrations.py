@@ -438,6 +438,17 @@ MIGRATIONS: list[str] = [
     CREATE INDEX pending_delivery_reports_message ON pending_delivery_reports(channel, channel_message_id);
     CREATE INDEX pending_delivery_reports_received ON pending_delivery_reports(received_at);
     """,
+    # 10: the continuity window counts from the conversation's last word (the customer's message,
+    # or an answer to them), not from `updated_at`, which also moves on an assignment, a priority
+    # an SLA breach raised, a supervisor's internal notice or an auto-reply
+    """
+    ALTER TABLE tickets ADD COLUMN conversation_at TEXT;
+    UPDATE tickets SET conversation_at = max(
+        coalesce(last_inbound_at, created_at), created_at, coalesce(last_outbound_at, ''));
+    DROP INDEX tickets_conversation;
+    CREATE INDEX tickets_conversation ON tickets(conversation_key, conversation_at);
+    CREATE INDEX tickets_contact_conversation ON tickets(contact_id, conversation_at);
+    """,
 ]
 
 
