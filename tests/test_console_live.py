@@ -59,15 +59,20 @@ async def test_a_new_ticket_draws_its_own_row_only_keeping_the_order_and_the_cur
         await until(pilot, lambda: "new claim 1, wider subject" in screen_text(app))
 
 
+async def supervisor_table(pilot: Any, app: ConsoleApp, table: str) -> DataTable:
+    """From the list of one claim to the supervisor view (v), once `table` shows its one row."""
+    await until(pilot, lambda: isinstance(app.screen, MainScreen) and len(ticket_list(app).order) == 1)
+    await pilot.press("v")
+    await until(pilot, lambda: isinstance(app.screen, SupervisorScreen)
+                and app.screen.query_one(table, DataTable).row_count == 1)
+    return app.screen.query_one(table, DataTable)
+
+
 async def test_the_supervisor_view_follows_new_mail_live(harness: Harness) -> None:
     await harness.mail(subject="first", sender="a@example.com")
     app = await console(harness, "boss", "supervisor")
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, MainScreen) and len(ticket_list(app).order) == 1)
-        await pilot.press("v")
-        await until(pilot, lambda: isinstance(app.screen, SupervisorScreen)
-                    and app.screen.query_one("#queue-risk", DataTable).row_count == 1)
-        queues = app.screen.query_one("#queue-risk", DataTable)
+        queues = await supervisor_table(pilot, app, "#queue-risk")
         assert str(queues.get_row_at(0)[1]) == "1"  # open in intake
         await harness.mail(subject="second", sender="b@example.com")
         await until(pilot, lambda: str(queues.get_row_at(0)[1]) == "2", timeout=LIVE_REFRESH + 4)
@@ -147,11 +152,7 @@ async def test_the_supervisors_at_risk_countdowns_run_down_between_reads(
     app = ConsoleApp(harness.url, await harness.agent("boss", "supervisor"), Prefs(digits="latin", language="en"),
                      clock=lambda: now[0])
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, MainScreen) and len(ticket_list(app).order) == 1)
-        await pilot.press("v")
-        await until(pilot, lambda: isinstance(app.screen, SupervisorScreen)
-                    and app.screen.query_one("#at-risk", DataTable).row_count == 1)
-        at_risk = app.screen.query_one("#at-risk", DataTable)
+        at_risk = await supervisor_table(pilot, app, "#at-risk")
         assert at_risk.get_cell(ref, "sla").plain in ("1:00", "0:59")
         now[0] += timedelta(minutes=45)
         await until(pilot, lambda: at_risk.get_cell(ref, "sla").plain in ("0:15", "0:14"))
