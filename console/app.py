@@ -6,11 +6,12 @@ messages and hands them down to every screen on the stack that shows live data."
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from collections.abc import Callable, Iterable
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Callable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from textual.app import App, SystemCommand
+from textual.app import App
 from textual.binding import Binding
+from textual.command import Provider
 from textual.message import Message
 from textual.screen import Screen
 from websockets.exceptions import InvalidURI
@@ -18,7 +19,7 @@ from websockets.exceptions import InvalidURI
 from console.client import AgentClient, ApiRequestError, AuthenticationError
 from console.commands import ConsoleCommands
 from console.keys import localise_bindings, with_persian_layout
-from console.labels import refusal, shown, shown_term, system_command, term, visual
+from console.labels import refusal, shown, shown_term, term, visual
 from console.render import Prefs, parse_time
 
 
@@ -47,7 +48,8 @@ SLA_ALERTS = {"sla_warning": "all", "sla_breached": "all", "supervisor_alert": "
 
 class ConsoleApp(App[None]):
     CSS_PATH = "app.tcss"
-    COMMANDS = App.COMMANDS | {ConsoleCommands}
+    # Textual's own entries included, in the agent's language (console/commands.py).
+    COMMANDS: ClassVar[set[type[Provider] | Callable[[], type[Provider]]]] = {ConsoleCommands}
     BINDINGS = with_persian_layout([
         Binding("j", "cursor_down", "key.down", show=False),
         Binding("k", "cursor_up", "key.up", show=False),
@@ -72,12 +74,6 @@ class ConsoleApp(App[None]):
         self.connection = "connecting"
         self._clock = clock
         self._clock_offset = timedelta(0)
-
-    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        """Textual's own palette entries (theme, quit, keys...) in the agent's language too."""
-        for command in super().get_system_commands(screen):
-            yield command._replace(title=system_command(command.title, self.prefs),
-                                   help=system_command(command.help, self.prefs))
 
     @property
     def agent(self) -> dict[str, Any]:

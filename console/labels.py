@@ -461,10 +461,10 @@ SYSTEM_COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def system_command(words: str, prefs: Prefs) -> str:
-    """Textual's words for one of its palette entries, in the agent's language (as given when
-    there is no translation), in display order."""
+    """Textual's words for one of its palette entries in the agent's language, in logical order
+    (as given when there is no translation)."""
     pair = SYSTEM_COMMANDS.get(words)
-    return words if pair is None else visual(_pick(pair, prefs), prefs)
+    return words if pair is None else _pick(pair, prefs)
 
 
 def _pick(pair: tuple[str, str], prefs: Prefs) -> str:
