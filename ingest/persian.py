@@ -72,9 +72,12 @@ def _translator(table: dict[int, object]) -> Callable[[str], str]:
     The tables here never map a character to another key, so the order of passes is free."""
     mapping = [(chr(key), "" if value is None else (chr(value) if isinstance(value, int) else str(value)))
                for key, value in table.items()]
+    # str.isascii() is a flag look-up: an ASCII text (most of an English mail) skips the searches
+    # for characters it cannot hold.
+    ascii_mapping = [(char, replacement) for char, replacement in mapping if char.isascii()]
 
     def translate(s: str) -> str:
-        for char, replacement in mapping:
+        for char, replacement in ascii_mapping if s.isascii() else mapping:
             if char in s:
                 s = s.replace(char, replacement)
         return s
@@ -113,6 +116,12 @@ def remove_invisible(s: str) -> str:
 
 def normalize_for_matching(s: str) -> str:
     """The comparison key: same words, however typed, give the same string. Idempotent."""
+    if s.isascii():  # a flag look-up; none of the steps below changes ASCII but the case
+        return " ".join(s.lower().split())
+    return _normalize_any(s)
+
+
+def _normalize_any(s: str) -> str:
     # Invisible characters go first, so NFKC can compose what they used to separate.
     s = remove_invisible(s)
     # NFKC before stripping marks: a decomposed ا + madda must become آ, not a bare ا.
@@ -158,6 +167,8 @@ def looks_persian(s: str) -> bool:
     """True when at least half of the letters are in Arabic script (ties go to Persian: most
     senders are Iranian, and Latin claim refs or e-mail addresses inflate the other side)."""
     sample = s[:LANGUAGE_SAMPLE_CHARS]
+    if sample.isascii():  # no Arabic-script letter (a C check, for the English half of the mail)
+        return False
     # Counted as what removing every run of them takes away (in C): neither a per-character
     # Python loop nor findall's list of one-character strings.
     letters = len(sample) - len(_LETTER_RUN.sub("", sample))

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from ingest.persian import (
     _ARABIC_LETTER_RUN,
+    _normalize_any,
     ascii_digits,
     fix_letters,
     looks_persian,
@@ -127,6 +128,17 @@ def test_search_terms_of_blank_text_are_empty() -> None:
 )
 def test_looks_persian_follows_the_script_of_most_letters(text: str, expected: bool) -> None:
     assert looks_persian(text) is expected
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=0x7F)))
+def test_ascii_text_takes_a_shortcut_to_the_same_key(s: str) -> None:
+    assert normalize_for_matching(s) == _normalize_any(s)
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=0x7F)))
+def test_ascii_text_has_no_character_the_tables_replace(s: str) -> None:
+    assert (ascii_digits(s), fix_letters(s), remove_invisible(s)) == (s, s, s)
+    assert looks_persian(s) is False
 
 
 @given(persianish)
