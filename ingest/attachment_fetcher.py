@@ -53,7 +53,7 @@ class AttachmentFetcher:
         self._retries: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        self._task = watched(asyncio.create_task(self._run(self.store.bus.subscribe()), name="attachment-fetcher"))
+        self._task = watched(asyncio.create_task(self._run(self.store.bus.subscribe(wants=FILES_TO_FETCH.__eq__)), name="attachment-fetcher"))
 
     @property
     def background_tasks(self) -> list[asyncio.Task[Any] | None]:
@@ -71,8 +71,7 @@ class AttachmentFetcher:
                 await self.fetch_for(message_row)
             while True:
                 event = await events.get()
-                if event.kind == FILES_TO_FETCH:
-                    await self.fetch_for(event.data["message_row"])
+                await self.fetch_for(event.data["message_row"])
         finally:
             self.store.bus.unsubscribe(events)
 

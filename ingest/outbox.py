@@ -150,7 +150,7 @@ class OutboxDispatcher:
         recovered = await self.store.write(_recover_interrupted)
         if recovered:
             log.warning("outbox_resending_interrupted", count=recovered)
-        self._events = self.store.bus.subscribe()
+        self._events = self.store.bus.subscribe(wants="outbound_queued".__eq__)
         self._task = watched(asyncio.create_task(self._run(), name="outbox"))
         self._watcher = watched(asyncio.create_task(self._watch_events(), name="outbox-wake"))
 
@@ -182,9 +182,8 @@ class OutboxDispatcher:
     async def _watch_events(self) -> None:
         assert self._events is not None
         while True:
-            event = await self._events.get()
-            if event.kind == "outbound_queued":
-                self._wake.set()
+            await self._events.get()
+            self._wake.set()
 
     async def _run(self) -> None:
         # Polling as well as in-process wake-ups: the CLI and other processes queue replies too.

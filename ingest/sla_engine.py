@@ -167,7 +167,7 @@ class SlaEngine:
         if self.hooks is None:
             return
         # Unbounded: a dropped arming event would be a lost deadline until the next restart.
-        self._events = self.store.bus.subscribe(maxsize=0)
+        self._events = self.store.bus.subscribe(maxsize=0, wants=TIMER_EVENT.__eq__)
         rows = await self.store.fetchall(
             "SELECT ticket_id, min(at) AS at FROM (SELECT ticket_id, next_at AS at FROM sla_clocks"
             " WHERE next_at IS NOT NULL UNION ALL SELECT ticket_id, fire_at FROM workflow_timers) GROUP BY ticket_id")
@@ -192,8 +192,6 @@ class SlaEngine:
             self._on_event(self._events.get_nowait())
 
     def _on_event(self, event: StoreEvent) -> None:
-        if event.kind != TIMER_EVENT:
-            return
         ticket_id, at = event.data["ticket_id"], event.data["at"]
         if at is None:
             self._next.pop(ticket_id, None)

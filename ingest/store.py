@@ -97,19 +97,25 @@ class EventBus:
     """In-process fan-out of committed changes (console feed, outbox wake-ups)."""
 
     def __init__(self) -> None:
-        self._subscribers: set[asyncio.Queue[StoreEvent]] = set()
+        self._subscribers: dict[asyncio.Queue[StoreEvent], Callable[[str], bool] | None] = {}
 
-    def subscribe(self, maxsize: int = 10_000) -> asyncio.Queue[StoreEvent]:
+    def subscribe(self, maxsize: int = 10_000, *,
+                  wants: Callable[[str], bool] | None = None) -> asyncio.Queue[StoreEvent]:
+        """A queue of the committed events whose kind `wants` accepts (every event without it).
+        A subscriber waiting for one kind is not woken by the others: each message commits
+        several events, and a wake-up costs the event loop more than the test."""
         queue: asyncio.Queue[StoreEvent] = asyncio.Queue(maxsize)
-        self._subscribers.add(queue)
+        self._subscribers[queue] = wants
         return queue
 
     def unsubscribe(self, queue: asyncio.Queue[StoreEvent]) -> None:
-        self._subscribers.discard(queue)
+        self._subscribers.pop(queue, None)
 
     def publish(self, events: list[StoreEvent]) -> None:
-        for queue in self._subscribers:
+        for queue, wants in self._subscribers.items():
             for event in events:
+                if wants is not None and not wants(event.kind):
+                    continue
                 try:
                     queue.put_nowait(event)
                 except asyncio.QueueFull:  # a stalled subscriber resyncs from the store

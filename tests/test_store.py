@@ -151,6 +151,22 @@ async def test_an_acknowledgement_is_answered_when_it_joins_not_when_the_batch_e
         await store.close()
 
 
+async def test_a_subscriber_gets_only_the_kinds_it_wants(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store.sqlite3", synchronous="OFF")
+    await store.open()
+    try:
+        every = store.bus.subscribe()
+        replies = store.bus.subscribe(wants="outbound_queued".__eq__)
+        await store.write(lambda tx: [tx.emit(kind, "PV-1") for kind in ("message_received", "outbound_queued", "routed")])
+        assert [every.get_nowait().kind for _ in range(every.qsize())] == ["message_received", "outbound_queued", "routed"]
+        assert [replies.get_nowait().kind for _ in range(replies.qsize())] == ["outbound_queued"]
+        store.bus.unsubscribe(replies)
+        await store.write(lambda tx: tx.emit("outbound_queued", "PV-1"))
+        assert (every.qsize(), replies.qsize()) == (1, 0)
+    finally:
+        await store.close()
+
+
 async def test_a_failed_commit_fails_the_acknowledgements_that_joined_it_and_the_store_goes_on(tmp_path: Path) -> None:
     store = Store(tmp_path / "store.sqlite3", synchronous="OFF", background_batch=100, ack_wait_ms=5)
     await store.open()

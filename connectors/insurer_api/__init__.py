@@ -31,6 +31,11 @@ from ingest.store import Store
 log = structlog.get_logger(__name__)
 
 
+def _sends_webhooks(kind: str) -> bool:
+    """The committed events that can give an insurer's webhook something to send."""
+    return kind == "status_changed" or kind.startswith("sla_")
+
+
 class InsurerApiSettings(ConnectorSettings):
     base_path: str = Field("/api/v1", pattern=r"^/[A-Za-z0-9_\-/]*$")
     max_page: int = Field(500, ge=1, le=5000)
@@ -90,7 +95,7 @@ class InsurerApiConnector(Connector):
         """Turn status and SLA events into outbox rows: woken by the store's bus, and polling
         for changes other processes committed."""
         assert self._store is not None
-        events = self._store.bus.subscribe()
+        events = self._store.bus.subscribe(wants=_sends_webhooks)
         try:
             while True:
                 # asyncio.timeout, not wait_for: on Python 3.11, wait_for returns an item that
@@ -99,10 +104,7 @@ class InsurerApiConnector(Connector):
                 # shutdown: seen as a stalled test teardown).
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.settings.poll_seconds):
-                        while True:
-                            event = await events.get()
-                            if event.kind == "status_changed" or event.kind.startswith("sla_"):
-                                break
+                        await events.get()
                 try:
                     caught_up = False
                     while not caught_up:
