@@ -53,7 +53,8 @@ class AttachmentFetcher:
         self._retries: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        self._task = watched(asyncio.create_task(self._run(self.store.bus.subscribe(wants=FILES_TO_FETCH.__eq__)), name="attachment-fetcher"))
+        events = self.store.bus.subscribe(wants=FILES_TO_FETCH.__eq__)
+        self._task = watched(asyncio.create_task(self._run(events), name="attachment-fetcher"))
 
     @property
     def background_tasks(self) -> list[asyncio.Task[Any] | None]:
