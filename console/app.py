@@ -14,6 +14,7 @@ from textual.binding import Binding
 from textual.command import Provider
 from textual.message import Message
 from textual.screen import Screen
+from textual.widgets import Input
 from websockets.exceptions import InvalidURI
 
 from console.client import AgentClient, ApiRequestError, AuthenticationError
@@ -161,23 +162,27 @@ class ConsoleApp(App[None]):
     def action_search(self) -> None:
         from console.search_screen import SearchScreen
 
-        self.push_screen(SearchScreen())
+        # `/` among the results edits the query: a search pushed on a search needed an `esc` each.
+        if isinstance(self.screen, SearchScreen):
+            self.screen.query_one(Input).focus()
+        else:
+            self.push_screen(SearchScreen())
 
     def action_reports(self) -> None:
         from console.reports_screen import ReportsScreen
 
-        if self.agent.get("role") in ("supervisor", "admin"):
-            self.push_screen(ReportsScreen())
-        else:
+        if self.agent.get("role") not in ("supervisor", "admin"):
             self.notify(shown("needs_supervisor.reports", self.prefs), severity="warning")
+        elif not isinstance(self.screen, ReportsScreen):  # shown already: not a second one on top
+            self.push_screen(ReportsScreen())
 
     def action_supervisor(self) -> None:
         from console.supervisor_screen import SupervisorScreen
 
-        if self.agent.get("role") in ("supervisor", "admin"):
-            self.push_screen(SupervisorScreen())
-        else:
+        if self.agent.get("role") not in ("supervisor", "admin"):
             self.notify(shown("needs_supervisor.view", self.prefs), severity="warning")
+        elif not isinstance(self.screen, SupervisorScreen):  # shown already: not a second one on top
+            self.push_screen(SupervisorScreen())
 
     def action_availability(self) -> None:
         from console.pickers import AVAILABILITY, Choice

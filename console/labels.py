@@ -342,6 +342,7 @@ LABELS: dict[str, tuple[str, str]] = {
     "event.assigned": ("واگذاری", "assigned"),
     "event.unassigned": ("لغو واگذاری", "unassigned"),
     "event.priority_changed": ("تغییر اولویت", "priority changed"),
+    "event.queue_changed": ("تغییر صف", "queue changed"),
     "event.merged_into": ("ادغام در", "merged into"),
     "event.merged_from": ("ادغام از", "merged from"),
     "event.delivery_sent": ("ارسال شد", "delivery sent"),
@@ -365,6 +366,10 @@ LABELS: dict[str, tuple[str, str]] = {
     "dimension.agent": ("کارشناس", "agent"),
     "dimension.channel": ("کانال", "channel"),
     "dimension.line_of_business": ("رشته بیمه", "line_of_business"),
+    # The report's own names for a group with no insurer, assignee or closing agent (ingest/reports.py).
+    "report_group.(none)": ("(بدون بیمه‌گر)", "(none)"),
+    "report_group.(unassigned)": ("(بی‌مسئول)", "(unassigned)"),
+    "report_group.(automatic)": ("(خودکار)", "(automatic)"),
     # -- refusals of the agent API, by their `reason`; `{params}` as the server names them -----
     "error.no_ticket": ("پرونده {ref} وجود ندارد", "no ticket {ref}"),
     "error.illegal_transition": ("{ref}: پرونده را نمی‌توان از «{old}» به «{new}» برد؛ مجاز: {allowed}",

@@ -10,6 +10,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Label, OptionList
 from textual.widgets.option_list import Option
 
+from console.keys import with_persian_layout
+
 STATUSES = ("new", "assigned", "awaiting_documents", "awaiting_insurer", "inspection_scheduled", "assessed",
             "awaiting_settlement", "closed", "reopened")
 PRIORITIES = ("low", "normal", "high", "urgent")
@@ -18,7 +20,11 @@ AVAILABILITY = ("available", "away", "offline")  # router.assignment.AgentStatus
 
 class Choice(ModalScreen[str | None]):
     CSS_PATH = "pickers.tcss"
-    BINDINGS = [Binding("escape", "dismiss_none", "key.cancel")]
+    # A modal screen hides the app's keys: j/k (on either keyboard layout) are bound again here,
+    # or they did nothing and enter picked the first choice ("new" for a status).
+    BINDINGS = with_persian_layout([Binding("escape", "dismiss_none", "key.cancel"),
+                                    Binding("j", "app.cursor_down", "key.down", show=False),
+                                    Binding("k", "app.cursor_up", "key.up", show=False)])
 
     def __init__(self, title: str, choices: tuple[tuple[str, str], ...]) -> None:
         """`choices`: (the value dismissed with, what the agent reads)."""

@@ -107,9 +107,9 @@ class ReportsScreen(Screen[None]):
             by=term("dimension", by or "total", prefs))))
         table = self.query_one("#figures", DataTable)
         table.clear()
-        # The groups' own names (insurers, queues, agents) as the server sends them; channels and
-        # the total row as agents read them.
-        rows = [(f["key"] if by != "channel" else term("channel", f["key"], prefs), f) for f in report["groups"]]
+        # The groups' own names (insurers, queues, agents) as the server sends them; channels, the
+        # report's "(none)"-like groups and the total row as agents read them.
+        rows = [(term("channel" if by == "channel" else "report_group", f["key"], prefs), f) for f in report["groups"]]
         rows.append((term("dimension", "total", prefs), report["total"]))
         for name, f in rows if by else rows[-1:]:
             table.add_row(Text(visual(name, prefs)), *(Text(number(f[k] or 0, prefs)) for k in ("opened", "closed", "backlog")),

@@ -21,14 +21,14 @@ from textual.widgets.option_list import Option
 
 from console.keys import localise_bindings
 from console.labels import say, shown, shown_term, term, visual
-from console.render import CHANNEL_ICONS, Prefs, neutralise, number, safe_text, when
+from console.render import CHANNEL_ICONS, Prefs, display_lines, neutralise, number, safe_text, when
 
 PAGE = 60
 EARLIER = "earlier"
 
 # Timeline events worth a line in the thread; the rest are already visible as messages.
 SHOWN_EVENTS = frozenset({
-    "status_changed", "assigned", "unassigned", "priority_changed", "merged_into", "merged_from",
+    "status_changed", "assigned", "unassigned", "priority_changed", "queue_changed", "merged_into", "merged_from",
     "delivery_sent", "delivery_failed", "delivery_retrying", "delivery_status", "sla_warning", "sla_breached",
     "supervisor_alert",
 })
@@ -112,12 +112,22 @@ def event_details(e: dict[str, Any], prefs: Prefs) -> str:
     return say("list_separator", prefs).join(shown_fields)
 
 
-def event_prompt(e: dict[str, Any], prefs: Prefs) -> Text:
+EVENT_INDENT = "    "  # the rows of an event's details wrapped under its time and kind
+
+
+def event_prompt(e: dict[str, Any], prefs: Prefs, width: int | None = None) -> Text:
+    """One line, or, right-to-left details too long for `width`, the details wrapped under it:
+    wrapped before they are reordered, like a message's text (the list wrapping the reordered
+    line put the end of the Persian sentence on its first row, and its beginning last)."""
     details = event_details(e, prefs)
-    return Text.assemble(("  · ", "dim"), (when(e["at"], prefs), "dim"), " ",
-                         (shown_term("event", e["kind"], prefs), "magenta"), " ",
-                         safe_text(details, prefs, single_line=True),
-                         (visual(say("by_actor", prefs, actor=neutralise(e["actor"] or "")), prefs), "dim"))
+    by = say("by_actor", prefs, actor=neutralise(e["actor"] or ""))
+    head = Text.assemble(("  · ", "dim"), (when(e["at"], prefs), "dim"), " ",
+                         (shown_term("event", e["kind"], prefs), "magenta"))
+    line = Text.assemble(head, " ", safe_text(details, prefs, single_line=True), (visual(by, prefs), "dim"))
+    if width is None or line.cell_len <= width or display_lines(details, prefs) == [details]:
+        return line  # fits, or reads left to right: the list's own wrapping keeps its order
+    rows = display_lines(neutralise(f"{details} {by.strip()}"), prefs, width - len(EVENT_INDENT))
+    return Text.assemble(head, *(f"\n{EVENT_INDENT}{row}" for row in rows))
 
 
 
@@ -167,7 +177,7 @@ class ThreadView(OptionList):
         prompt = self._prompts.get(item.option_id)
         if prompt is None:
             prompt = (message_prompt(item.message, self.prefs, self._width()) if item.message is not None
-                      else event_prompt(item.event or {}, self.prefs))
+                      else event_prompt(item.event or {}, self.prefs, self._width()))
             self._prompts[item.option_id] = prompt
         return prompt
 

@@ -118,6 +118,25 @@ async def test_take_and_status_keys_change_the_ticket(harness: Harness) -> None:
     assert detail is not None and (detail["assignee"], detail["status"]) == ("sara", "awaiting_documents")
 
 
+async def test_j_and_k_move_in_the_pickers_as_in_the_lists(harness: Harness) -> None:
+    # A picker is a modal screen, which hides the app's keys: j did nothing and enter then
+    # picked the first choice (a status "new", refused).
+    ref = await harness.mail()
+    app = await console(harness)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, MainScreen) and ticket_list(app).order == [ref])
+        await pilot.press("t")
+        await until(pilot, lambda: ticket_list(app).tickets[ref]["assignee"] == "sara")
+        await pilot.press("s")
+        await until(pilot, lambda: "Status of" in screen_text(app))
+        await pilot.press("j", "j", "j", "k", "enter")  # new, assigned, awaiting_documents
+        await until(pilot, lambda: ticket_list(app).tickets[ref]["status"] == "awaiting_documents")
+        await pilot.press("p")
+        await until(pilot, lambda: "Priority of" in screen_text(app))
+        await pilot.press("ت", "ت", "enter")  # j on the Persian layout: low, normal, high
+        await until(pilot, lambda: ticket_list(app).tickets[ref]["priority"] == "high")
+
+
 async def test_move_key_transfers_the_ticket_to_another_queue(make_daemon: Callable[..., Any]) -> None:
     from tests.test_agent_api import TWO_QUEUES
     async with running_harness(make_daemon, TWO_QUEUES) as harness:
@@ -132,6 +151,22 @@ async def test_move_key_transfers_the_ticket_to_another_queue(make_daemon: Calla
             await until(pilot, lambda: ticket_list(app).tickets[ref]["queue"] == "health")
         detail = await queries.ticket_detail(harness.daemon.store, ref)
         assert detail is not None and detail["queue"] == "health"
+
+
+async def test_a_move_to_another_queue_is_a_line_in_the_thread(make_daemon: Callable[..., Any]) -> None:
+    from tests.test_agent_api import TWO_QUEUES
+    async with running_harness(make_daemon, TWO_QUEUES) as harness:
+        ref = await harness.mail(subject="hospital bill")
+        app = await console(harness, "boss", "supervisor")
+        async with app.run_test(size=SIZE) as pilot:
+            await open_only_ticket(pilot, app, ref)
+            await pilot.press("m")
+            await until(pilot, lambda: "Move " in screen_text(app) and "health" in screen_text(app))
+            await pilot.press("enter")  # health, intake: the first
+            await until(pilot, lambda: "queue changed from: intake, to: health" in screen_text(app))
+            await pilot.press("escape", "enter")  # opened again: the line is in its timeline too
+            await until(pilot, lambda: isinstance(app.screen, TicketScreen) and app.screen.detail is not None)
+            await until(pilot, lambda: "queue changed from: intake, to: health" in screen_text(app))
 
 
 async def test_a_ticket_moved_out_of_the_agents_queues_leaves_their_all_queues_list(
@@ -329,6 +364,34 @@ async def test_search_in_persian_typed_on_an_arabic_keyboard_with_persian_digits
         await until(pilot, lambda: ticket_list(app).order == [ref])
         await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, TicketScreen) and app.screen.ref == ref)
+
+
+async def test_slash_among_the_results_edits_the_query_and_views_are_not_stacked(harness: Harness) -> None:
+    # Each `/` (or `v`, `R`) pushed another screen on the same one: esc had to be pressed once
+    # for every search run to get back to the list.
+    ref = await harness.mail(subject="water damage", sender="a@example.com")
+    await harness.api.index_caught_up()
+    app = await console(harness, "boss", "supervisor")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, MainScreen) and ticket_list(app).order == [ref])
+        await pilot.press("slash")
+        await until(pilot, lambda: isinstance(app.screen, SearchScreen))
+        await pilot.press(*"water", "enter")
+        await until(pilot, lambda: ticket_list(app).order == [ref] and isinstance(app.focused, TicketList))
+        depth = len(app.screen_stack)
+        await pilot.press("slash")
+        await until(pilot, lambda: app.focused is app.screen.query_one("#query"))
+        assert len(app.screen_stack) == depth and isinstance(app.screen, SearchScreen)
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, MainScreen))
+        for key, view in (("v", "SupervisorScreen"), ("R", "ReportsScreen")):
+            await pilot.press(key)
+            await until(pilot, lambda: type(app.screen).__name__ == view)
+            await pilot.press(key)
+            await pilot.pause(0.2)
+            assert len(app.screen_stack) == depth
+            await pilot.press("escape")
+            await until(pilot, lambda: isinstance(app.screen, MainScreen))
 
 
 async def test_sla_breach_pops_an_alert_naming_the_ticket_not_the_customer_text(harness: Harness) -> None:
@@ -858,6 +921,21 @@ def test_sla_due_times_in_the_timeline_are_shown_in_tehran_time_like_the_event_i
                "due": {"first_response": "2026-11-28T09:30:00.000000+00:00"}}
     shown = event_prompt(started, Prefs(calendar="gregorian", digits="latin", bidi=False)).plain
     assert "موعد: {first_response: 2026/11/28 13:00}" in shown
+
+def test_a_persian_event_too_long_for_the_thread_wraps_before_it_is_reordered() -> None:
+    from console.thread_view import event_prompt
+    sent = {"at": "2026-11-29T11:10:00+00:00", "kind": "delivery_sent", "actor": "system", "channel": "sms",
+            "attempt": 1, "detail": "4 UCS-2 segments", "channel_message_id": "kavenegar:8792347"}
+    head, *rows = event_prompt(sent, Prefs(), width=46).plain.split("\n")
+    assert "۱۴۰۵/۰۹/۰۸ ۱۴:۴۰" in head and rows and all(len(row) <= 46 for row in rows)
+    # Read top to bottom, each row right to left: the details begin on the first row ("کانال: پیامک")
+    # and the actor ends the last, as the sentence does.
+    assert rows[0].rstrip().endswith(display_lines("کانال: پیامک", Prefs())[0])
+    assert rows[-1].strip() == display_lines("توسط system", Prefs())[0]
+    assert len(event_prompt(sent, Prefs()).plain.split("\n")) == 1  # no width: one line, as before
+    english = event_prompt(sent, Prefs(language="en", digits="latin"), width=46).plain
+    assert "\n" not in english  # left to right: the list's own wrapping keeps its order
+
 
 def test_reports_screen_percentages_never_round_a_breach_up_to_100() -> None:
     from console.reports_screen import percent

@@ -132,6 +132,20 @@ async def test_a_persian_console_shows_persian_headers_keys_rows_and_notificatio
         assert on_screen("پاسخ در کانال پیام انتخاب‌شده")
 
 
+async def test_the_reports_name_their_groups_without_an_insurer_or_assignee_in_persian(harness: Harness) -> None:
+    await harness.mail(subject="claim one", sender="a@example.com")
+    app = ConsoleApp(harness.url, await harness.agent("boss", "supervisor"), PERSIAN)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, MainScreen) and len(ticket_list(app).order) == 1)
+        await pilot.press("R")
+        await until(pilot, lambda: type(app.screen).__name__ == "ReportsScreen")
+        await pilot.press("b")  # by insurer: the claim has none
+        await until(pilot, lambda: visual("(بدون بیمه‌گر)", PERSIAN) in screen_text(app))
+        await pilot.press("b", "b")  # by queue, by agent: nobody holds it
+        await until(pilot, lambda: visual("(بی‌مسئول)", PERSIAN) in screen_text(app))
+        assert "(none)" not in screen_text(app) and "(unassigned)" not in screen_text(app)
+
+
 async def test_the_palette_finds_persian_names_as_the_agent_types_them(harness: Harness) -> None:
     """Shown in display order on a terminal without bidi, matched in the order typed: Textual's
     own entries (theme, quit, keys...) as well as ours."""
