@@ -585,9 +585,11 @@ def agent_reply(ref: str, text: str, author: str, ctx: ApplyContext, channel: st
             # A mail without a Message-ID is stored under a digest of its bytes: no header names it.
             references = tuple(reversed([r[0] for r in rows if not r[0].startswith("sha256:")]))
             in_reply_to = "" if route.channel_message_id.startswith("sha256:") else route.channel_message_id
+        # A subject is mail's: on SMS or a chat the thread would show one the customer never sees.
+        subject = route.subject or ticket["subject"] if route.channel == "email" else ""
         return enqueue_outbound(
             tx, ctx, ticket_id=ticket["id"], ref=ref, channel=route.channel, connector=route.connector,
-            recipient=route.recipient, text=text, subject=route.subject or ticket["subject"],
+            recipient=route.recipient, text=text, subject=subject,
             in_reply_to=in_reply_to, references=references, author=author, automatic=automatic,
         )
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from ingest import queries
+from ingest.apply import agent_reply
 from ingest.daemon import Daemon
 from connectors.standins.bot_api import BotApiStandIn
 from tests.mailgen import mail
@@ -53,6 +54,19 @@ async def test_sms_quoting_the_emailed_claim_joins_its_thread(make_daemon: Any) 
     assert (await post(daemon, sms("SM1", body=f"عکس‌های خسارت پرونده {ref} را فرستادم")))[0] == 200
     (claim,) = await claims(daemon)
     assert [(m["channel"], m["sender"]) for m in claim["messages"]] == [("email", EMAIL), ("sms", CUSTOMER)]
+
+
+async def test_a_reply_on_sms_to_an_emailed_claim_carries_no_subject(make_daemon: Any) -> None:
+    daemon = await make_daemon(twilio_table(), environ=QUIET)
+    await email(daemon, "خسارت تصادف", "سلام، خودروی من تصادف کرد.\n\nعلی رضایی\nشماره همراه: ۰۹۱۲۱۲۳۴۵۶۷")
+    await post(daemon, sms("SM1", body="عکس‌ها را فرستادم"))  # from that mobile: the claim's contact
+    (claim,) = await claims(daemon)
+    ref = claim["reference"]
+    await daemon.store.write(agent_reply(ref, "دریافت شد", "maryam", daemon.ingest.context))  # on SMS, the last word's channel
+    await daemon.store.write(agent_reply(ref, "دریافت شد", "maryam", daemon.ingest.context, channel="email"))
+    (claim,) = await claims(daemon)
+    sent = [(m["channel"], m["subject"]) for m in claim["messages"] if m["direction"] == "out"]
+    assert sent == [("sms", ""), ("email", "خسارت تصادف")]
 
 
 async def test_email_then_sms_then_telegram_is_one_contact_and_one_claim_thread(
