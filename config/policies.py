@@ -64,8 +64,10 @@ class CalendarConfig(_Model):
     # weekday -> [[open, close], ...]; omitted: the Iranian week (Sat-Wed 08-16, Thu 08-12).
     hours: dict[str, list[tuple[str, str]]] | None = None
     official_holidays: str | None = "IR"
-    extra_closed: list[date] = []
-    extra_open: list[date] = []
+    # A Jalali day is read as a TOML date (1405-12-19), or as a string where it is no Gregorian
+    # date at all ("1406-02-31": TOML and pydantic refuse February 31st).
+    extra_closed: list[date | str] = []
+    extra_open: list[date | str] = []
 
 
 class QueueConfig(_Model):
@@ -211,17 +213,20 @@ def _calendar(raw: Any) -> BusinessCalendar:
         raise ConfigError(f"calendar: {exc}") from None
 
 
-def _days(key: str, days: list[date]) -> frozenset[date]:
+def _days(key: str, days: list[date | str]) -> frozenset[date]:
     """Gregorian days; a year before 1700 is a Jalali day (1405-01-11), as `report --from` reads them."""
     gregorian: set[date] = set()
     for day in days:
-        if day.year < 1700:
-            try:
-                day = JalaliDate(day.year, day.month, day.day).to_gregorian()
-            except ValueError:
-                raise ConfigError(f"calendar.{key}: {day.isoformat()} is not a Jalali day; expected "
-                                  "a Gregorian (2026-03-31) or Jalali (1405-01-11) date") from None
-        gregorian.add(day)
+        text = day if isinstance(day, str) else day.isoformat()
+        jalali = False
+        try:
+            year, month, number = (int(part) for part in text.strip().replace("/", "-").split("-"))
+            jalali = year < 1700
+            gregorian.add(JalaliDate(year, month, number).to_gregorian() if jalali else date(year, month, number))
+        except ValueError:
+            raise ConfigError(f"calendar.{key}: {text} is not {'a Jalali day' if jalali else 'a day'}; expected a "
+                              'Gregorian (2026-03-31) or Jalali (1405-01-11; "1406-06-31" quoted, as it is no '
+                              "Gregorian date) date") from None
     return frozenset(gregorian)
 
 

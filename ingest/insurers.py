@@ -337,6 +337,9 @@ def read_page_cursor(cursor: str) -> tuple[str, int]:
     try:
         changed_at, _, ticket_id = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().partition("|")
         datetime.fromisoformat(changed_at)
-        return changed_at, int(ticket_id)
+        number = int(ticket_id)
+        if not 0 <= number < 2**63:  # beyond SQLite's INTEGER the query itself would fail (a 500)
+            raise ValueError(ticket_id)
+        return changed_at, number
     except ValueError:  # bad base64 and bad UTF-8 are ValueErrors too
         raise ValueError("not a cursor this API gave") from None

@@ -167,7 +167,10 @@ def period_bounds(first: date, last: date) -> tuple[datetime, datetime]:
     if last < first:
         raise ValueError(f"the period ends ({last}) before it starts ({first})")
     start = datetime(first.year, first.month, first.day, tzinfo=TEHRAN)
-    end = datetime(last.year, last.month, last.day, tzinfo=TEHRAN) + timedelta(days=1)
+    try:
+        end = datetime(last.year, last.month, last.day, tzinfo=TEHRAN) + timedelta(days=1)
+    except OverflowError:  # 9999-12-31 has no next day
+        raise ValueError(f"the period ends ({last}) past the last day a report can end on") from None
     return start, end
 
 
@@ -790,7 +793,11 @@ def cli_report(settings: Any, args: argparse.Namespace) -> int:
     text = asyncio.run(work())
     if args.output == "-":
         sys.stdout.write(text)
-    else:
+        return 0
+    try:
         with open(args.output, "w", encoding="utf-8") as out:
             out.write(text)
+    except OSError as exc:  # a missing directory, no permission: say so, not a traceback
+        print(f"--output {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     return 0

@@ -142,7 +142,10 @@ def save_clock(tx: Tx, policies: Policies, row: ClockRow) -> ClockRow:
     clock = row.clock
     due = sla_due_at(clock, calendar, tx.now)
     warn = sla_warn_at(clock, calendar, tx.now)
-    state = "cancelled" if row.cancelled else sla_state(clock, calendar, tx.now)
+    # A recorded breach stands (router/sla.py): new targets after a priority change (the breach's
+    # own raise_priority) must not turn it back to "ok" beside its breached_at.
+    state = ("cancelled" if row.cancelled else "breached" if row.breached_at is not None
+             else sla_state(clock, calendar, tx.now))
     if row.cancelled:
         next_at = None
     elif row.warned_at is None and warn is not None:

@@ -55,6 +55,12 @@ ADD_CASES = [
     ("across Tasua and Ashura 2025", teh(2025, 7, 3, 11), 2 * H, teh(2025, 7, 7, 9)),
     ("start given in UTC", datetime(2025, 10, 4, 5, 30, tzinfo=ZoneInfo("UTC")), H,
      teh(2025, 10, 4, 10)),
+    # 1405 ends on Sat 20 Mar 2027 (29 Esfand, a holiday); Nowruz 1406 closes Sun 21 to Wed 24:
+    # Wednesday's last hour, Thursday's half day, then Thursday 5 Farvardin.
+    ("across the 1405/1406 year end", teh(2027, 3, 17, 15), 6 * H, teh(2027, 3, 25, 9)),
+    # 20:00 UTC is already the next Tehran day (00:30 Thursday): its hours are Thursday's.
+    ("a UTC evening is the next Tehran morning", datetime(2027, 3, 17, 20, tzinfo=ZoneInfo("UTC")), H,
+     teh(2027, 3, 18, 9)),
 ]
 # fmt: on
 
@@ -191,6 +197,30 @@ def test_next_open_is_open_and_nothing_opens_before_it(moment: datetime) -> None
     opened = DEFAULT.next_open(moment)
     assert DEFAULT.is_open(opened)
     assert DEFAULT.business_time_between(moment, opened) == timedelta(0)
+
+
+# Open across midnight: Saturday's evening interval closes at 24:00 and Sunday opens at 00:00.
+ACROSS_MIDNIGHT = BusinessCalendar(week=week_from_names({"saturday": [("08:00", "12:00"), ("18:00", "24:00")],
+                                                          "sunday": [("00:00", "06:30")]}))
+
+
+def test_a_deadline_crossing_midnight_goes_on_into_the_next_days_hours() -> None:
+    # Sat 20 Mar 2027 is 29 Esfand (closed): the week after, one hour is Saturday's 24:00 close
+    # itself (not Sunday's opening), and two run into Sunday.
+    assert ACROSS_MIDNIGHT.is_closed_day(date(2027, 3, 20))
+    assert ACROSS_MIDNIGHT.add_business_time(teh(2027, 3, 20, 23), H) == teh(2027, 3, 27, 9)
+    assert ACROSS_MIDNIGHT.add_business_time(teh(2027, 3, 27, 23), H) == teh(2027, 3, 28, 0)
+    assert ACROSS_MIDNIGHT.add_business_time(teh(2027, 3, 27, 23), 2 * H) == teh(2027, 3, 28, 1)
+    assert ACROSS_MIDNIGHT.business_time_between(teh(2027, 3, 27, 23), teh(2027, 3, 28, 1)) == 2 * H
+
+
+@settings(max_examples=150, deadline=None)
+@given(start=moments, duration=st.timedeltas(timedelta(0), timedelta(hours=300)))
+def test_add_then_measure_round_trips_across_midnight(start: datetime, duration: timedelta) -> None:
+    due = ACROSS_MIDNIGHT.add_business_time(start, duration)
+    assert due >= start and ACROSS_MIDNIGHT.business_time_between(start, due) == duration
+    if duration:
+        assert ACROSS_MIDNIGHT.business_time_between(start, due - timedelta(microseconds=1)) < duration
 
 
 # -- official holidays the package only estimates, or does not know ----------------------------

@@ -267,6 +267,18 @@ def test_extra_open_settles_an_estimate_and_takes_jalali_days(tmp_path: Path) ->
         load_policies(load(both))
 
 
+def test_a_jalali_day_that_is_no_gregorian_date_can_be_given_quoted(tmp_path: Path) -> None:
+    """31 Shahrivar and 30-31 Ordibehesht are Jalali days but no Gregorian ones (June 31st,
+    February 30th): unquoted they are not TOML dates, and quoted they were refused as dates."""
+    days = SHIPPED[SHIPPED.index("extra_closed = []"):SHIPPED.index("extra_open = []") + len("extra_open = []")]
+    path = shipped_with(tmp_path, days, 'extra_closed = ["1406-06-31", "1406/02/30", 1405-12-20]\nextra_open = []')
+    business = load_policies(load(path)).business
+    assert business.extra_closed == {date(2027, 9, 22), date(2027, 5, 20), date(2027, 3, 11)}
+    wrong = shipped_with(tmp_path, days, 'extra_closed = ["1405-12-31"]\nextra_open = []')  # Esfand has 29 days
+    with pytest.raises(ConfigError, match=r"calendar\.extra_closed: 1405-12-31 is not a Jalali day"):
+        load_policies(load(wrong))
+
+
 def test_serve_logs_the_estimated_holidays_at_start(tmp_path: Path) -> None:
     # A daemon that then fails to start (its Telegram token is not exported) ends the run quickly.
     config = config_file(tmp_path, f'[store]\npath = "{tmp_path / "s.sqlite3"}"\nattachments_dir = "{tmp_path / "a"}"\n'

@@ -5,6 +5,7 @@ webhooks (with a failing first attempt) received by a stand-in insurer endpoint.
 from __future__ import annotations
 
 import asyncio
+import base64
 import inspect
 import json
 import smtplib
@@ -324,6 +325,18 @@ async def test_list_pages_forward_with_the_cursor(api: Api) -> None:
     status, _, problem = await api.call("GET", "/claims?status=lost&updated_since=never&cursor=forged")
     assert status == 422 and {e["field"] for e in problem["errors"]} == {"status", "updated_since", "cursor"}
 
+
+
+async def test_an_instant_at_the_calendars_edge_or_a_forged_cursor_id_is_a_422_not_a_500(api: Api) -> None:
+    """0001-01-01 east of UTC and 9999-12-31 west of it have no UTC instant (OverflowError), and a
+    cursor id past SQLite's INTEGER failed in the query: each was a 500 with a traceback."""
+    for since in ("0001-01-01T00:00:00+03:30", "9999-12-31T23:59:59-03:30"):
+        status, _, problem = await api.call("GET", f"/claims?updated_since={quote(since)}")
+        assert status == 422 and [e["field"] for e in problem["errors"]] == ["updated_since"], problem
+    for ticket_id in ("9" * 25, "-1"):
+        forged = base64.urlsafe_b64encode(f"2026-01-01T00:00:00+00:00|{ticket_id}".encode()).decode()
+        status, _, problem = await api.call("GET", f"/claims?cursor={quote(forged)}")
+        assert status == 422 and [e["field"] for e in problem["errors"]] == ["cursor"], problem
 
 
 async def test_updated_since_takes_a_tehran_offset_an_unencoded_plus_and_net_fractions(api: Api) -> None:

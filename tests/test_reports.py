@@ -345,6 +345,22 @@ async def test_cli_writes_the_report_file_and_refuses_a_backwards_period(tmp_pat
     assert await asyncio.to_thread(cli_report, settings, bad) == 2
 
 
+async def test_cli_names_an_unwritable_output_and_a_period_past_9999_without_a_traceback(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store_path = tmp_path / "cli.sqlite3"
+    store = Store(store_path, synchronous="OFF")
+    await store.open()
+    await store.close()
+    settings = argparse.Namespace(store=argparse.Namespace(path=store_path, synchronous="OFF"))
+    nowhere = str(tmp_path / "no-such-directory" / "report.html")
+    args = argparse.Namespace(first="1404-02-13", last="1404-02-19", by=None, format="html", output=nowhere)
+    assert await asyncio.to_thread(cli_report, settings, args) == 1
+    assert f"--output {nowhere}: No such file or directory" in capsys.readouterr().err
+    last_day = argparse.Namespace(first="9999-12-30", last="9999-12-31", by=None, format="table", output="-")
+    assert await asyncio.to_thread(cli_report, settings, last_day) == 2
+    assert "past the last day a report can end on" in capsys.readouterr().err
+
+
 @pytest.mark.chromium
 @pytest.mark.skipif(not shutil.which("chromium"), reason="needs /usr/bin/chromium")
 async def test_html_report_is_self_contained_and_renders_in_chromium(dataset: Dataset, tmp_path: Path) -> None:

@@ -91,6 +91,19 @@ def test_pauses_and_resumptions(
     assert state(c, CAL, now) == expected_state
 
 
+def test_a_clock_resumed_during_nowruz_waits_for_the_first_working_day() -> None:
+    """Started Wed 26 Esfand 1405 10:00, paused at 12:00 (2 h used), resumed on Mon 2 Farvardin
+    1406 (a Nowruz holiday): the 2 h left run from Thu 5 Farvardin 08:00."""
+    c = start_clock(POLICY, "first_response", teh(2027, 3, 17, 10))
+    assert c is not None
+    c = resume(pause(c, teh(2027, 3, 17, 12)), teh(2027, 3, 22, 10))
+    assert due_at(c, CAL, teh(2027, 3, 22, 10)) == teh(2027, 3, 25, 10)
+    assert warn_at(c, CAL, teh(2027, 3, 22, 10)) == teh(2027, 3, 25, 9)
+    assert elapsed(c, CAL, teh(2027, 3, 24, 23)) == 2 * H
+    assert state(c, CAL, teh(2027, 3, 25, 9, 59)) == "warning"
+    assert state(c, CAL, teh(2027, 3, 25, 10)) == "breached"
+
+
 def test_elapsed_excludes_pauses_and_closed_hours() -> None:
     c = resume(pause(clock(), teh(2025, 10, 1, 11)), teh(2025, 10, 4, 9))
     assert elapsed(c, CAL, teh(2025, 10, 4, 10)) == 2 * H
@@ -203,3 +216,27 @@ def test_pausing_never_makes_a_ticket_due_sooner(
         assert due_paused >= due_plain
     if state(plain, CAL, now) != "breached":
         assert state(paused, CAL, now) != "breached"
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    start=moments,
+    target=targets,
+    gaps=st.lists(st.timedeltas(timedelta(0), timedelta(days=3)), max_size=6),
+    later=st.timedeltas(timedelta(0), timedelta(days=20)),
+)
+def test_breached_exactly_when_the_counted_time_reaches_the_target(
+    start: datetime, target: timedelta, gaps: list[timedelta], later: timedelta
+) -> None:
+    """`state` and `elapsed` agree at any instant, paused or not, and a running clock's due
+    instant is where its counted time reaches the target."""
+    clock = SlaClock("resolution", start, target)
+    at = start
+    for i, gap in enumerate(gaps):
+        at += gap
+        clock = pause(clock, at) if i % 2 == 0 else resume(clock, at)
+    now = at + later
+    assert (state(clock, CAL, now) == "breached") == (elapsed(clock, CAL, now) >= target)
+    due = due_at(clock, CAL, now)
+    if due is not None and due > now:
+        assert elapsed(clock, CAL, due) == target

@@ -353,6 +353,36 @@ async def test_a_priority_change_moves_the_ticket_to_the_policy_of_its_new_prior
     assert kinds(await timeline(daemon, ref), "sla_breached") == ["sla_breached"]
 
 
+async def test_a_breach_stays_breached_when_its_raise_priority_moves_the_clock_to_a_longer_target(
+        make_daemon: Any) -> None:
+    """The breach's own escalation raises the priority, whose policy gives the clock a longer
+    target: due later, but the breach recorded at 4 h stands (its state read "ok" beside its
+    breached_at, to the insurer's view of the claim too)."""
+    clock = saturday_morning()
+    daemon = await make_daemon("""
+[[sla.policies]]
+name = "standard"
+first_response = 4
+calendar = "24x7"
+on_breach = ["raise_priority"]
+
+[[sla.policies]]
+name = "relaxed"
+priority = "high"
+first_response = 8
+calendar = "24x7"
+""", clock=clock)
+    ref, opened = (await open_ticket(daemon))["reference"], clock.now
+    clock.advance(hours=4)
+    await daemon.sla.fire_due()
+    (row,) = await daemon.store.fetchall(
+        "SELECT c.state, c.due_at, c.breached_at FROM sla_clocks c JOIN tickets t ON t.id = c.ticket_id"
+        " WHERE t.ref = ? AND c.kind = 'first_response'", (ref,))
+    assert datetime.fromisoformat(row["due_at"]) == opened + timedelta(hours=8)  # the new target
+    assert datetime.fromisoformat(row["breached_at"]) == opened + timedelta(hours=4)
+    assert row["state"] == "breached"
+
+
 async def test_a_policy_named_by_the_routing_rule_stays_when_the_priority_changes(make_daemon: Any) -> None:
     clock = saturday_morning()
     daemon = await make_daemon(PER_PRIORITY + """

@@ -229,4 +229,7 @@ def _utc_iso(text: str) -> str:
     if not match:
         raise ValueError(text)
     stamp, fraction, offset = match.groups()
-    return iso(datetime.fromisoformat(stamp + (fraction or "")[:7] + offset.replace("Z", "+00:00"))) or ""
+    try:
+        return iso(datetime.fromisoformat(stamp + (fraction or "")[:7] + offset.replace("Z", "+00:00"))) or ""
+    except OverflowError:  # 0001-01-01 east of UTC, 9999-12-31 west of it: no UTC instant to compare
+        raise ValueError(text) from None
