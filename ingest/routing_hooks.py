@@ -142,8 +142,11 @@ def save_clock(tx: Tx, policies: Policies, row: ClockRow) -> ClockRow:
     clock = row.clock
     due = sla_due_at(clock, calendar, tx.now)
     warn = sla_warn_at(clock, calendar, tx.now)
-    # A recorded breach stands (router/sla.py): new targets after a priority change (the breach's
-    # own raise_priority) must not turn it back to "ok" beside its breached_at.
+    # A recorded breach stands (router/sla.py): a new target after a priority change (the breach's
+    # own raise_priority) must neither turn it back to "ok" beside its breached_at nor move its
+    # due instant on, where every view (supervisors', countdowns, the insurer's) reads it as not due.
+    if row.breached_at is not None and due is not None:
+        due = row.breached_at
     state = ("cancelled" if row.cancelled else "breached" if row.breached_at is not None
              else sla_state(clock, calendar, tx.now))
     if row.cancelled:
