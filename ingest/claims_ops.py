@@ -299,8 +299,10 @@ def open_claim(
             " WHERE c.insurer = ? AND (c.claim_key = ? OR c.claim_number = ?) ORDER BY c.claim_number = ? DESC LIMIT 1",
             (insurer, key, filing.claim_number, filing.claim_number))
         if existing is not None:
-            _remember(tx, insurer, idempotency_key, fingerprint, {"ref": existing["ref"]})
-            return ClaimOpened(existing["ref"], False, "claim_number")
+            # Merged away, the number's claim lives on in the one it joined (as a message to it does).
+            ref = follow_merges(tx, existing["ref"], insurer=insurer)["ref"]
+            _remember(tx, insurer, idempotency_key, fingerprint, {"ref": ref})
+            return ClaimOpened(ref, False, "claim_number")
 
         identities = filing.identities()
         msg = InboundMessage(

@@ -8,6 +8,7 @@ import asyncio
 import base64
 import inspect
 import json
+import re
 import smtplib
 import sqlite3
 import time
@@ -179,6 +180,10 @@ async def test_a_reference_in_persian_digits_or_lower_case_names_the_claim(api: 
     assert status == 201 and posted["reference"] == ref
     status, _, _ = await api.call("GET", f"/claims/{quote(persian)}", "dana")
     assert status == 404  # still only the insurer's own
+    # The served document admits the spelling the server reads (a client validating against it).
+    _, _, document = await api.call("GET", "/openapi.json", None)
+    (ref_parameter,) = [p for p in document["paths"]["/claims/{ref}"]["get"]["parameters"] if p["name"] == "ref"]
+    assert re.fullmatch(ref_parameter["schema"]["pattern"].strip("^$"), persian)
 
 async def test_insurer_gets_404_for_another_insurers_claim(api: Api) -> None:
     _, _, claim = await api.call("POST", "/claims", body=filing())
@@ -225,6 +230,16 @@ async def test_a_message_for_a_merged_claim_goes_on_the_claim_it_was_merged_into
     assert source["status"] == "closed"  # not reopened as an empty shell with a clock running
     _, _, target = await api.call("GET", f"/claims/{kept['reference']}")
     assert target["messages"][-1]["text"] == "The garage estimate is attached."
+
+
+async def test_the_number_of_a_merged_claim_filed_again_answers_with_the_claim_it_joined(api: Api) -> None:
+    store = api.daemon.store  # type: ignore[attr-defined]
+    _, _, kept = await api.call("POST", "/claims", body=filing("ASIA-1"))
+    _, _, duplicate = await api.call("POST", "/claims", body=filing("ASIA-1-DUP"))
+    await store.write(merge_tickets(duplicate["reference"], kept["reference"], "maryam"))
+    status, headers, again = await api.call("POST", "/claims", body=filing("ASIA-1-DUP"))
+    assert (status, headers["Idempotent-Replayed"]) == (200, "claim_number")
+    assert again["reference"] == kept["reference"]  # not the closed, empty duplicate
 
 # -- idempotency ------------------------------------------------------------------------------
 

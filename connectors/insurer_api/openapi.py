@@ -11,7 +11,9 @@ from pydantic.json_schema import models_json_schema
 from ingest.claims_ops import ClaimFiling, InsurerMessage
 from router.workflow import TRANSITIONS
 
-REF_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9\-]{0,39}$"
+# Persian and Arabic-Indic digits too: the server reads "PV-۱۴۰۵-۰۰۰۰۱۲" as PV-1405-000012.
+_REF_CHAR = "A-Za-z0-9\u06f0-\u06f9\u0660-\u0669"
+REF_PATTERN = rf"^[{_REF_CHAR}][{_REF_CHAR}\-]{{0,39}}$"
 DEFAULT_PAGE = 100  # claims in a page when the request names no `limit` (or `max_page`, if fewer)
 _NULLABLE_STRING = {"anyOf": [{"type": "string"}, {"type": "null"}]}
 _PROBLEM_TYPES = ["application/problem+json"]
