@@ -120,8 +120,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_tickets(args: argparse.Namespace) -> int:
     from ingest import queries
+    from router.claimref import parse_claim_ref
 
     settings = _settings(args)
+    if getattr(args, "ref", None):
+        # As in a mail subject or the insurer API: a reference copied from a Persian text
+        # ("PV-۱۴۰۵-۰۰۰۱۲۳") or typed in lower case names the claim, rather than "no ticket".
+        args.ref = parse_claim_ref(args.ref, settings.claims.reference_prefix) or args.ref
 
     async def work(store: Any) -> int:
         if args.action == "list":

@@ -182,6 +182,11 @@ def _apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> di
     return overridden
 
 
+def _variables_of(section: str, overridden: Mapping[str, str]) -> str:
+    """The environment variables that set keys of `section`, for a message about it."""
+    return ", ".join(sorted(v for k, v in overridden.items() if k.split(".")[0] == section))
+
+
 def _connector_tables(kind: str, table: Any) -> list[tuple[str, dict[str, Any]]]:
     if isinstance(table, dict):
         items = [dict(table)]
@@ -233,11 +238,13 @@ def load_settings(
             continue
         if key not in schemas:
             known = sorted([*CORE_SECTIONS, *EXTRA_SECTIONS, *schemas])
-            problems.append(f"{key}: unknown section; expected one of {', '.join(known)}")
+            # A mistyped variable makes a section the file does not have: name the variable.
+            origin = "" if key in in_file else f" (from {_variables_of(key, overridden)})"
+            problems.append(f"{key}{origin}: unknown section; expected one of {', '.join(known)}")
             continue
         if key not in in_file:
             # A connector runs when its table is present: an override must not switch one on.
-            names = ", ".join(sorted(v for k, v in overridden.items() if k.split(".")[0] == key))
+            names = _variables_of(key, overridden)
             problems.append(f"{key} (from {names}): there is no [{key}] table in the file; an environment"
                             f" override changes a connector's key but does not add the connector: add [{key}]")
             continue

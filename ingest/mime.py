@@ -366,7 +366,10 @@ def _normalized_address(address: str) -> str | None:
 def _identity(name: str, address: str) -> Identity | None:
     if not address:
         return None
-    address = _clean(address)
+    # An internationalised address (SMTPUTF8, RFC 6532: "علی@example.ir") arrives as raw UTF-8,
+    # surrogate-escaped: `_clean` alone made every such byte a "?", so that two customers whose
+    # local parts had as many bytes became one identity, and replies went to "??????@...".
+    address = _clean(_literal(address))
     value = _normalized_address(address) if len(address) <= 320 else normalize_email(address)
     return Identity("email", value, name) if value else None
 

@@ -14,7 +14,7 @@ as substrings, so "تصادف" also finds "تصادفی".
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -39,18 +39,30 @@ class RuleError(ValueError):
 
     def __init__(
         self, index: int, name: str | None, key: str, value: object, expected: str,
-        line: int | None = None,
+        line: int | None = None, *, problem: str | None = None,
     ) -> None:
         where = f"routing rule {index + 1}"
         if line is not None:
             where += f" (line {line})"
         if name:
             where += f" {name!r}"
-        super().__init__(f"{where}: {key} = {value!r}: {expected}")
+        super().__init__(f"{where}: {problem or f'{key} = {value!r}: {expected}'}")
         self.index = index
         self.line = line
         self.key = key
         self.value = value
+
+
+def validation_problem(error: Mapping[str, Any]) -> str:
+    """One pydantic error of a rule, worded as check-config words every other table's: pydantic's
+    "Extra inputs are not permitted" hid that a key was misspelt, and a missing key was shown
+    with the whole table as its value."""
+    key = ".".join(str(part) for part in error["loc"]) or "rule"
+    if error["type"] == "extra_forbidden":
+        return f"{key}: unknown key (value {error['input']!r}); check the spelling against the documented keys"
+    if error["type"] == "missing":
+        return f"{key}: missing; it is required"
+    return f"{key} = {error['input']!r}: {error['msg']}"
 
 
 class Conditions(BaseModel):
@@ -159,7 +171,7 @@ def parse_rules(
             error = exc.errors()[0]
             key = ".".join(str(part) for part in error["loc"]) or "rule"
             value = error["input"] if error["type"] != "missing" else None
-            raise RuleError(index, name, key, value, error["msg"], line) from None
+            raise RuleError(index, name, key, value, error["msg"], line, problem=validation_problem(error)) from None
         if rule.then.queue not in known_queues:
             raise RuleError(
                 index, name, "then.queue", rule.then.queue,

@@ -29,7 +29,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from router.rules import LineOfBusiness, Priority
+from router.rules import LineOfBusiness, Priority, validation_problem
 from router.sla import SlaTarget
 
 Status = Literal[
@@ -256,11 +256,7 @@ def parse_workflow_rules(data: Sequence[Any]) -> list[WorkflowRule]:
         try:
             rule = WorkflowRule.model_validate({"name": f"workflow-{index + 1}", **raw})
         except ValidationError as exc:
-            error = exc.errors()[0]
-            key = ".".join(str(part) for part in error["loc"])
-            raise WorkflowRuleError(
-                f"{label}: {key} = {error['input']!r}: {error['msg']}"
-            ) from None
+            raise WorkflowRuleError(f"{label}: {validation_problem(exc.errors()[0])}") from None
         if (rule.when.days is None) != (rule.when.event != "no_customer_reply"):
             raise WorkflowRuleError(
                 f"{label}: when.days = {rule.when.days!r}: expected a number of business days "

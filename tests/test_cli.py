@@ -87,6 +87,13 @@ def test_a_bad_value_from_the_environment_names_its_variable(tmp_path: Path) -> 
     assert "claims.prefix (from PARVANDEH__CLAIMS__PREFIX): unknown key" in str(raised.value)
 
 
+def test_an_unknown_section_from_the_environment_names_its_variable(tmp_path: Path) -> None:
+    # The file has no [smpt]: without the variable's name the operator searches it in vain.
+    with pytest.raises(ConfigError) as raised:
+        settings_from(write_config(tmp_path), {"PARVANDEH__SMPT__PORT": "2526"})
+    assert "smpt (from PARVANDEH__SMPT__PORT): unknown section; expected one of" in str(raised.value)
+
+
 def test_serve_exits_1_naming_the_connector_when_one_cannot_start(tmp_path: Path) -> None:
     # The SMTP port is taken: the daemon must stop what it started and exit, not hang (its
     # store threads kept the process alive and deaf to SIGTERM).
@@ -183,6 +190,28 @@ async def test_tickets_list_and_show_print_json(make_daemon: Any, tmp_path: Path
     blank = await asyncio.to_thread(run_cli, "tickets", "reply", ticket["reference"], "--text", "   ", "--config", config)
     assert blank.returncode == 1 and "the reply is empty" in blank.stderr
     assert await daemon.store.fetchall("SELECT id FROM outbox WHERE automatic = 0") == []
+
+
+async def test_tickets_show_and_reply_take_the_reference_as_written_in_persian_or_lower_case(
+        make_daemon: Any, tmp_path: Path) -> None:
+    # The insurer API and mail subjects accept "PV-۱۴۰۵-…" and "pv-…"; the operator's own
+    # commands answered "no ticket" for a reference copied from a Persian acknowledgement.
+    daemon = await make_daemon()
+    await send(daemon, mail(subject="تصادف", body="سلام"))
+    await daemon.ingest.drained()
+    config = str(tmp_path / "parvandeh.toml")
+    (row,) = await daemon.store.fetchall("SELECT ref FROM tickets")
+    ref = row["ref"]
+    persian = ref.translate(str.maketrans("0123456789", "۰۱۲۳۴۵۶۷۸۹"))
+    for written in (persian, ref.lower()):
+        shown = await asyncio.to_thread(run_cli, "tickets", "show", written, "--json", "--config", config)
+        assert shown.returncode == 0, shown.stderr
+        assert json.loads(shown.stdout)["reference"] == ref
+    replied = await asyncio.to_thread(run_cli, "tickets", "reply", persian, "--text", "سلام", "--config", config)
+    assert replied.returncode == 0, replied.stderr
+    assert len(await daemon.store.fetchall("SELECT id FROM outbox WHERE automatic = 0")) == 1
+    missing = await asyncio.to_thread(run_cli, "tickets", "show", "PV-1405-999999", "--config", config)
+    assert missing.returncode == 1 and "no ticket PV-1405-999999" in missing.stderr
 
 
 async def test_unprocessable_message_is_quarantined_listed_and_retried(make_daemon: Any, tmp_path: Path) -> None:

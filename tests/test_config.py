@@ -85,6 +85,12 @@ def test_check_config_on_an_unreadable_file_exits_2_without_a_traceback(tmp_path
      "workflow.rule: unknown key"),
     ('[[agents]]\nname = "maryam"\nrole = "agent"\n', "agents: unknown section"),
     ('[sla]\nsupervisor_emial = "boss@example.ir"\n', "sla.supervisor_emial: unknown key"),
+    ('[[queues]]\nname = "intake"\n[[routing.rules]]\nname = "x"\nwhen = { keyword = ["x"] }\nthen = { queue = "intake" }\n',
+     "routing rule 1 (line 3) 'x': when.keyword: unknown key (value ['x'])"),
+    ('[[workflow.rules]]\nname = "x"\nwhen = { event = "message_received", evnt = 1 }\nthen = [{ action = "add_tag", tag = "x" }]\n',
+     "workflow rule 1 (line 1) 'x': when.evnt: unknown key (value 1)"),
+    ('[[workflow.rules]]\nname = "x"\nwhen = { event = "message_received" }\nthen = [{ action = "add_tag" }]\n',
+     "workflow rule 1 (line 1) 'x': then.0.add_tag.tag: missing; it is required"),
     ('[routing.rules]\nname = "x"\nthen = { queue = "intake" }\n',
      "routing.rules = {'name': 'x', 'then': {'queue': 'intake'}}: expected [[routing.rules]] tables"),
 ])

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import os
+import pwd
 import smtplib
 import time
 from collections.abc import Awaitable, Callable
@@ -299,6 +301,40 @@ async def test_mail_is_not_marked_while_the_store_is_unavailable_and_is_taken_af
     second = await make_daemon(imap_table(mailserver))
     await subjects_become(second, ["during outage"])
     await eventually(lambda: MARK in mailserver.flags(uid), "the mail to be marked")
+
+
+def deliver_broken(server: DovecotServer, message: EmailMessage, user: str = "alice") -> None:
+    """Drop a message straight into the Maildir with a size in its file name larger than the
+    file, as a copy or a restore gone wrong leaves one: Dovecot lists it, but every FETCH of its
+    body fails and drops the connection ("Cached message size larger than expected")."""
+    raw = message.as_bytes()
+    path = server.root / "home" / user / "Maildir" / "new" / f"{int(time.time())}.M1P1.broken,S={len(raw) + 5000}"
+    path.write_bytes(raw)
+    owner = pwd.getpwnam("nobody")
+    os.chown(path, owner.pw_uid, owner.pw_gid)
+
+
+async def test_a_message_the_server_cannot_hand_over_does_not_hold_up_the_rest(
+        make_daemon: Any, mailserver: DovecotServer) -> None:
+    appended = [await append(mailserver, mail(subject="before", sender="a@example.com"))]
+    await asyncio.to_thread(deliver_broken, mailserver, mail(subject="broken", sender="b@example.com"))
+    appended.append(await append(mailserver, mail(subject="after", sender="c@example.com")))
+    (broken,) = set(await asyncio.to_thread(mailserver.uids)) - set(appended)
+
+    with capture_logs() as logs:
+        daemon = await make_daemon(imap_table(mailserver))
+        await subjects_become(daemon, ["before", "after"])
+        await eventually(lambda: any(e["event"] == "imap_message_unreadable" for e in logs), "the broken mail left out")
+    (unreadable,) = [e for e in logs if e["event"] == "imap_message_unreadable"]
+    assert unreadable["uid"] == broken
+    assert MARK not in await flags(mailserver, broken), "left for a person (or the next start) to deal with"
+    connector = daemon.connectors["imap"]
+    assert isinstance(connector, ImapConnector) and connector.polling
+    # Mail that arrives later still flows; the last UID stays below the broken message.
+    await append(mailserver, mail(subject="later", sender="d@example.com"))
+    await subjects_become(daemon, ["before", "after", "later"])
+    state = load_state(connector.state_path)
+    assert state is not None and state.last_uid == broken - 1
 
 
 async def test_same_mail_in_two_accounts_and_over_smtp_is_stored_once(

@@ -81,3 +81,37 @@ async def test_a_retry_is_not_held_back_by_a_clock_stepped_back(make_daemon: Any
         assert len(await sink.wait_for(1, timeout=3)) == 1
     finally:
         await sink.stop()
+
+
+async def test_a_recipient_the_relay_refuses_for_now_is_retried_and_one_it_refuses_for_good_fails(
+        make_daemon: Any) -> None:
+    """A relay that greylists, or cannot verify a recipient at the moment, answers RCPT with 4xx:
+    the acknowledgement failed for good on the first attempt and never left. A 5xx is final."""
+    now = [datetime(2026, 11, 29, 8, 0, tzinfo=UTC)]
+    sink = await SmtpSink(rcpt_reply="450 4.2.0 greylisted, try again later").start()
+    try:
+        daemon = await make_daemon(outbound_port=sink.port, clock=lambda: now[0])
+        await send(daemon, mail(subject="need help"))  # its acknowledgement is queued, and refused
+        await daemon.ingest.drained()
+        for _ in range(500):
+            (row,) = await daemon.store.fetchall("SELECT state, attempts, next_attempt_at FROM outbox")
+            if row["attempts"] == 1 and row["state"] != "sending":
+                break
+            await asyncio.sleep(0.01)
+        assert row["state"] == "pending", f"a 450 at RCPT made the reply {row['state']}"
+        sink.rcpt_reply = "250 OK"
+        now[0] = datetime.fromisoformat(row["next_attempt_at"])
+        daemon.outbox.wake()
+        assert len(await sink.wait_for(1, timeout=3)) == 1
+
+        sink.rcpt_reply = "550 5.1.1 no such user"
+        await send(daemon, mail(sender="gone@example.org", subject="another claim", message_id="<gone@example.org>"))
+        await daemon.ingest.drained()
+        for _ in range(500):
+            rows = await daemon.store.fetchall("SELECT state FROM outbox WHERE recipient = 'gone@example.org'")
+            if rows and rows[0]["state"] not in ("pending", "sending"):
+                break
+            await asyncio.sleep(0.01)
+        assert [r["state"] for r in rows] == ["failed"]
+    finally:
+        await sink.stop()

@@ -115,9 +115,9 @@ def test_persian_digits_in_keywords_match_ascii_text() -> None:
         ({"name": "de", "when": {"language": "de"}, "then": {"queue": "motor"}},
          "routing rule 2 (line 7) 'de': when.language.0 = 'de': Input should be 'fa' or 'en'"),
         ({"when": {"colour": "red"}, "then": {"queue": "motor"}},
-         "routing rule 2 (line 7): when.colour = 'red': Extra inputs are not permitted"),
+         "routing rule 2 (line 7): when.colour: unknown key (value 'red'); check the spelling"),
         ({"when": {"channel": "sms"}},
-         "routing rule 2 (line 7): then = None: Field required"),
+         "routing rule 2 (line 7): then: missing; it is required"),
         ({"then": {"queue": "motor", "priority": "asap"}},
          "routing rule 2 (line 7): then.priority = 'asap': Input should be 'low', 'normal', "
          "'high' or 'urgent'"),

@@ -105,6 +105,21 @@ async def test_persian_utf8_mail_opens_a_claim_with_readable_text(make_daemon: A
     assert ticket["contact"]["identity"] == "ali@example.com"
 
 
+async def test_internationalised_sender_addresses_stay_two_customers(make_daemon: Any) -> None:
+    # SMTPUTF8 mail (RFC 6532) carries "علی@example.ir" as raw UTF-8 in From: each byte became
+    # "?", so علی and رضا (six bytes each) were one identity "??????@example.ir", one contact.
+    daemon = await make_daemon()
+    for local, mid in (("علی", "u1"), ("رضا", "u2")):
+        raw = (f"From: {local}@example.ir\r\nTo: claims@parvandeh.test\r\nSubject: claim {mid}\r\n"
+               f"Message-ID: <{mid}@example.ir>\r\nMIME-Version: 1.0\r\n"
+               "Content-Type: text/plain; charset=utf-8\r\n\r\nسلام\r\n").encode()
+        code, _ = await send(daemon, raw)
+        assert code == 250
+    await daemon.ingest.drained()
+    found = {t["contact"]["identity"] for t in await tickets(daemon)}
+    assert found == {"علی@example.ir", "رضا@example.ir"}
+
+
 async def test_windows_1256_mail_is_decoded_and_arabic_letters_fixed(make_daemon: Any) -> None:
     daemon = await make_daemon()
     # Legacy Persian mail carries Arabic yeh/kaf: windows-1256 has no Persian yeh.

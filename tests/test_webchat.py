@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -21,6 +23,7 @@ from connectors.webchat import protocol
 from connectors.webchat.form import document, validate
 from connectors.webchat.normalise import normalise_chat_message, normalise_form_submission
 from connectors.webchat.origin import origin_allowed, own_hosts
+from connectors.webchat.pages import STATIC
 from connectors.webchat.ratelimit import RateLimiter
 from connectors.webchat.server import visitor_key
 from ingest.apply import agent_reply
@@ -312,6 +315,21 @@ async def test_over_long_message_gets_too_long_and_is_not_stored(daemon: Daemon)
     assert await inbox_count(daemon, welcome["session"], client_id) == 0
     ok = await chat.message("ب" * 200)
     await chat.expect("ack", lambda f: f["client_id"] == ok)
+    await chat.close()
+
+
+async def test_emoji_up_to_the_limit_are_stored_even_as_json_escapes(make_daemon: Callable[..., Any]) -> None:
+    # An emoji is one character but twelve bytes as JSON escapes ("\ud83d\ude97"), as any
+    # client that writes ASCII-only JSON sends it: the frame must still fit the socket's limit,
+    # and one character too many must be told, not answered by a closed socket.
+    daemon = await make_daemon(WEBCHAT.replace("max_message_chars = 200", "max_message_chars = 1000"))
+    chat, welcome = await open_chat(daemon)
+    ok = await chat.message("🚗" * 1000)
+    await chat.expect("ack", lambda f: f["client_id"] == ok)
+    over = await chat.message("🚗" * 1001)
+    error = await chat.expect("error")
+    assert (error["code"], error["client_id"]) == ("too_long", over)
+    assert await inbox_count(daemon, welcome["session"], ok) == 1
     await chat.close()
 
 
@@ -636,6 +654,18 @@ def test_history_leaves_out_webchat_replies_not_yet_delivered() -> None:
         {"id": 3, "direction": "out", "channel": "webchat", "channel_message_id": "out-7", "display_text": "c", "created_at": "t3"},
     ]
     assert [item["id"] for item in protocol.history_items(rows)] == ["c1", "out-7"]
+
+
+def test_the_readme_embeds_the_widget_with_the_attributes_it_reads() -> None:
+    # The README's embed code is what operators paste: an attribute the widget does not read
+    # (`data-ws` for `data-ws-url`) leaves the chat saying its URL is missing.
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    (tag,) = re.findall(r'<script src="[^"]*/webchat/widget\.js"[^>]*>', readme)
+    widget = (STATIC / "widget.js").read_text(encoding="utf-8")
+    reads = set(re.findall(r"^ \*   (data-[a-z-]+) ", widget, re.MULTILINE))
+    assert "data-ws-url" in reads
+    used = set(re.findall(r"\s(data-[a-z-]+)=", tag))
+    assert "data-ws-url" in used and used <= reads, f"{sorted(used - reads)} not read by the widget"
 
 
 async def test_second_form_opens_its_own_claim_and_replies_go_by_email(daemon: Daemon) -> None:

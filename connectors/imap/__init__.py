@@ -15,6 +15,11 @@ How nothing is lost and nothing is read twice:
   (no permanent keywords) or a person clears it (processed = "flag:\\Seen" and someone marks mail
   unread). A changed UIDVALIDITY (the folder was recreated) resets it: the whole folder is searched
   for unmarked mail again.
+- A message the server cannot hand over (Dovecot answers FETCH for a Maildir file whose size
+  does not match its name by dropping the connection, every time) must not hold up the folder:
+  after a batch fails to fetch, its messages are fetched one by one, and one that failed
+  `MAX_FETCH_FAILURES` times is left out of this run's rounds, unmarked, with an error naming
+  its UID. The last UID stays below it, so the next start tries it again.
 - IDLE (when `idle = true` and the server's CAPABILITY lists it) wakes the poller on `EXISTS`; it
   is renewed every poll interval, and at least every 25 minutes (servers may drop an idle client
   after 30, RFC 2177). Without IDLE the folder is polled every `poll_interval_seconds`.
@@ -54,6 +59,9 @@ IDLE_RENEW_SECONDS = 25 * 60
 FETCH_BATCH = 20  # messages fetched per round trip: lets the store group-commit
 # Bytes fetched per round trip: twenty 27 MB mails at once took the daemon past 1 GB.
 FETCH_BATCH_BYTES = 32 * 2**20
+# Fetches of one message that failed before it is left out (until the next start): a passing
+# network fault rarely hits the same message three times in a row, a broken message always does.
+MAX_FETCH_FAILURES = 3
 
 
 def fetch_batches(uids: Sequence[int], sizes: dict[int, int], *, max_count: int = FETCH_BATCH,
@@ -126,6 +134,8 @@ class ImapConnector(Connector):
         self._state: MailboxState | None = None
         self._attempt = 0
         self._idling = False
+        # (UIDVALIDITY, UID) -> failed fetches of a batch holding that message, this run.
+        self._fetch_failures: dict[tuple[int, int], int] = {}
 
     @property
     def conf(self) -> ImapSettings:
@@ -256,12 +266,44 @@ class ImapConnector(Connector):
         uids = await self._call(session.unprocessed, self._state.last_uid)
         if uids:
             log.info("imap_unprocessed_found", count=len(uids), first_uid=uids[0], last_uid=uids[-1])
+        uids = [uid for uid in uids if self._failures(session, uid) < MAX_FETCH_FAILURES]
         if not uids:
             return
-        for batch in fetch_batches(uids, await self._call(session.sizes, uids)):
+        # After a failed fetch, one message at a time (no sizes needed, and Dovecot reads the
+        # message itself to answer RFC822.SIZE) until the message at fault is found.
+        suspect = any(self._failures(session, uid) for uid in uids)
+        sizes = {} if suspect else await self._fetching(session, session.sizes, uids)
+        for batch in fetch_batches(uids, sizes, max_count=1 if suspect else FETCH_BATCH):
             if self._stop.is_set():
                 return
-            await self._accept_and_mark(session, batch, await self._call(session.fetch, batch))
+            await self._accept_and_mark(session, batch, await self._fetching(session, session.fetch, batch))
+
+    def _failures(self, session: ImapSession, uid: int) -> int:
+        return self._fetch_failures.get((session.uidvalidity, uid), 0)
+
+    async def _fetching(self, session: ImapSession, fetch: Callable[[Sequence[int]], T], uids: Sequence[int]) -> T:
+        """`fetch(uids)`; a failure is counted against each of the messages, then raised (the
+        connection is dropped and the round starts again, see `_round`)."""
+        try:
+            fetched = await self._call(fetch, uids)
+        except Exception:
+            for uid in uids:
+                key = (session.uidvalidity, uid)
+                self._fetch_failures[key] = failures = self._fetch_failures.get(key, 0) + 1
+                if failures >= MAX_FETCH_FAILURES:
+                    log.error("imap_message_unreadable", uid=uid, failures=failures,
+                              action="left unmarked in the folder and out of this run; the server's log says why")
+            raise
+        if fetch == session.fetch:  # the message itself was read: it is not the one at fault
+            for uid in uids:
+                self._fetch_failures.pop((session.uidvalidity, uid), None)
+        return fetched
+
+    def _advance_limit(self, uidvalidity: int) -> int | None:
+        """The last UID may not pass a message left out as unreadable: a restart tries it again."""
+        skipped = [uid for (validity, uid), failures in self._fetch_failures.items()
+                   if validity == uidvalidity and failures >= MAX_FETCH_FAILURES]
+        return min(skipped) - 1 if skipped else None
 
     async def _accept_and_mark(self, session: ImapSession, batch: Sequence[int], fetched: list[Fetched]) -> None:
         """Accept the batch (concurrently: one group commit), mark what was committed, advance
@@ -279,8 +321,10 @@ class ImapConnector(Connector):
                          duplicate=outcome.duplicate, marked=self.conf.processed)
         # UIDs in the batch but not fetched were expunged meanwhile: nothing left to do for them.
         complete = list(takewhile(lambda uid: uid not in failed, batch))
+        limit = self._advance_limit(session.uidvalidity)
         if complete:
-            self._state = self._state.advanced_to(complete[-1])
+            last = complete[-1] if limit is None else min(complete[-1], limit)
+            self._state = self._state.advanced_to(last)
             await self._call(save_state, self.state_path, self._state)
         if failed:
             uid, error = next(iter(failed.items()))

@@ -7,6 +7,7 @@ import asyncio
 import re
 import smtplib
 import ssl
+from collections.abc import Mapping
 from email.message import EmailMessage
 from email.utils import formataddr, format_datetime, localtime, parseaddr
 
@@ -64,6 +65,13 @@ def build_email(out: OutboundMessage, settings: OutboundSmtpSettings) -> EmailMe
     return mail
 
 
+def refused_for_good(refused: Mapping[str, tuple[int, bytes]]) -> bool:
+    """Whether the relay's refusals at RCPT are final: only 5xx codes are. A 4xx (greylisting,
+    a recipient check that timed out, a full mailbox) is the relay's "try later", and a reply
+    failed for good on it was never sent."""
+    return all(500 <= code < 600 for code, _ in refused.values())
+
+
 class OutboundSmtpConnector(Connector):
     kind = "outbound_smtp"
     Settings = OutboundSmtpSettings
@@ -84,11 +92,12 @@ class OutboundSmtpConnector(Connector):
             permanent = 500 <= exc.smtp_code < 600
             return DeliveryResult(ok=False, permanent=permanent, detail=f"{exc.smtp_code} {exc.smtp_error!r}")
         except smtplib.SMTPRecipientsRefused as exc:
-            return DeliveryResult(ok=False, permanent=True, detail=f"recipient refused: {exc.recipients}")
+            return DeliveryResult(ok=False, permanent=refused_for_good(exc.recipients),
+                                  detail=f"recipient refused: {exc.recipients}")
         except (OSError, smtplib.SMTPException) as exc:
             return DeliveryResult(ok=False, detail=f"{type(exc).__name__}: {exc}")
         if refused:
-            return DeliveryResult(ok=False, permanent=True, detail=f"refused: {refused}")
+            return DeliveryResult(ok=False, permanent=refused_for_good(refused), detail=f"refused: {refused}")
         return DeliveryResult(ok=True, channel_message_id=outbound.message_id, detail="250 accepted by relay")
 
     @staticmethod

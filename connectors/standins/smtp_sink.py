@@ -11,12 +11,19 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 
 class SmtpSink:
-    def __init__(self, reply: str = "250 OK") -> None:
+    def __init__(self, reply: str = "250 OK", rcpt_reply: str = "250 OK") -> None:
         self.received: list[tuple[Envelope, EmailMessage]] = []
         self.reply = reply
+        self.rcpt_reply = rcpt_reply  # what RCPT TO is answered: "450 ..." greylists every recipient
         self.port = 0
         self._server: asyncio.AbstractServer | None = None
         self._arrived = asyncio.Event()
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          rcpt_options: list[str]) -> str:
+        if self.rcpt_reply.startswith("250"):
+            envelope.rcpt_tos.append(address)
+        return self.rcpt_reply
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         if self.reply.startswith("250"):

@@ -108,8 +108,9 @@ class ChatServer:
             self._handle, self.host, self.requested_port,
             process_request=self._check_origin,
             # Room for the longest allowed text even when every character is \u-escaped, so an
-            # over-long message gets a `too_long` error rather than a closed socket.
-            max_size=self.max_chars * 6 + 4096,
+            # over-long message gets a `too_long` error rather than a closed socket. An emoji is one
+            # character but a surrogate pair, twelve bytes escaped ("\ud83d\ude97").
+            max_size=self.max_chars * 12 + 4096,
             compression=None,
             server_header=None,
         )
