@@ -126,6 +126,9 @@ class Settings(BaseModel):
         return [(kind, name, conf) for kind, items in self.connectors.items() for name, conf in items]
 
 
+_SECRET_NAME = re.compile(r"(password|passwd|token|secret|api_?key)$", re.IGNORECASE)
+
+
 def _describe_expected(err: Mapping[str, Any]) -> str:
     message = str(err.get("msg", "a valid value"))
     for prefix in ("Value error, ", "Input should be ", "String should "):
@@ -141,7 +144,12 @@ def _format_validation_error(prefix: str, exc: ValidationError, overridden: Mapp
         key = ".".join([prefix, *(str(p) for p in err["loc"])]).strip(".")
         value = err.get("input")
         origin = f" (from {overridden[key]})" if key in overridden else ""
-        if err["type"] == "extra_forbidden":
+        if err["type"] == "extra_forbidden" and _SECRET_NAME.search(key.rpartition(".")[2]):
+            # A secret written into the file: not echoed to a terminal or a CI log, and the way
+            # secrets are given named instead.
+            lines.append(f"{key}{origin}: unknown key (value not shown: it looks like a secret); secrets are"
+                         " never read from the file, only from environment variables (README names each one)")
+        elif err["type"] == "extra_forbidden":
             lines.append(f"{key}{origin}: unknown key (value {value!r}); check the spelling against the documented keys")
         elif err["type"] == "missing":
             lines.append(f"{key}: missing; it is required")

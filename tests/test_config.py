@@ -51,6 +51,15 @@ def test_check_config_refuses_a_bad_agent_api_table(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_a_secret_written_into_the_file_is_refused_without_echoing_it(tmp_path: Path) -> None:
+    result = check_config(config_file(tmp_path, '[smtp]\npassword = "hunter2-s3cr3t"\napi_key = "k-s3cr3t"\nbogus = 7\n'))
+    assert result.returncode == 2
+    assert "s3cr3t" not in result.stderr and "s3cr3t" not in result.stdout
+    assert "smtp.password: unknown key (value not shown: it looks like a secret)" in result.stderr
+    assert "smtp.api_key: unknown key (value not shown" in result.stderr
+    assert "smtp.bogus: unknown key (value 7)" in result.stderr  # an ordinary misspelling still shows its value
+
+
 SECRETS = '[[telegram]]\nname = "telegram"\ntoken_env = "PV_TEST_TG_TOKEN"\n\n[calls]\npbx = true\ntwilio_voice = false\n'
 
 
