@@ -386,7 +386,7 @@ async def test_slash_among_the_results_edits_the_query_and_views_are_not_stacked
         await until(pilot, lambda: isinstance(app.screen, MainScreen))
         for key, view in (("v", "SupervisorScreen"), ("R", "ReportsScreen")):
             await pilot.press(key)
-            await until(pilot, lambda: type(app.screen).__name__ == view)
+            await until(pilot, lambda view=view: type(app.screen).__name__ == view)
             await pilot.press(key)
             await pilot.pause(0.2)
             assert len(app.screen_stack) == depth
