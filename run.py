@@ -27,6 +27,55 @@ def _print_json(value: Any) -> None:
     print(json.dumps(value, ensure_ascii=False, indent=2))
 
 
+def _shown(text: str | None, *, single_line: bool = False) -> str:
+    """Customer text as printed: Persian as written, escape sequences and control characters made
+    visible and inert (as the console shows them): a subject or file name must not drive the
+    operator's terminal. `single_line` folds line breaks, for fields printed on one line."""
+    from console.render import neutralise
+
+    clean = neutralise(text or "")
+    return " ".join(clean.split()) if single_line else clean
+
+
+def _limit_text(limit: int) -> str:
+    return f"{limit // 2**20} MiB" if limit % 2**20 == 0 else f"{limit}-byte"
+
+
+def _not_kept(attachment: dict[str, Any], limit: int) -> str | None:
+    """Why an attachment has no bytes here; None when it has them, or the channel still holds them.
+    The store records no reason (the MIME normaliser's oversize note stays in the message's `meta`,
+    which is not stored), but it keeps the file's size, and a file over `limit` (the configured
+    max_attachment_bytes) is never kept."""
+    if attachment["sha256"] or attachment["remote_ref"]:
+        return None
+    if attachment["size"] and attachment["size"] > limit:
+        return f"over the {_limit_text(limit)} limit"
+    return "reason not recorded"
+
+
+def _attachment_line(attachment: dict[str, Any]) -> str:
+    parts = [_shown(attachment["filename"], single_line=True), _shown(attachment["content_type"], single_line=True)]
+    if attachment["size"]:
+        parts.append(f"{attachment['size']} bytes")
+    if attachment["sha256"]:
+        parts.append(f"sha256 {attachment['sha256'][:12]}")
+    elif attachment["not_kept"]:
+        parts.append(f"(not kept: {attachment['not_kept']})")
+    else:
+        parts.append("(not downloaded: the channel holds it)")
+    return "  + " + "  ".join(parts)
+
+
+def _print_message(m: dict[str, Any]) -> None:
+    arrow = "→" if m["direction"] == "in" else "←"
+    # The sender's own Auto-Submitted value can be in the reason: customer text.
+    automatic = f"  [automatic: {_shown(m['auto_reason'], single_line=True)}]" if m["auto_reason"] else ""
+    print(f"\n{arrow} {m['created_at']} {m['channel']} {_shown(m['sender'], single_line=True)}{automatic}\n"
+          f"{_shown(m['display_text'])}")
+    for attachment in m["attachments"]:
+        print(_attachment_line(attachment))
+
+
 async def _with_store(settings: Settings, work: Callable[[Any], Awaitable[int]]) -> int:
     """Runs `work` on the configured store, which must exist: opening a mistyped path would
     create an empty store and show nothing, as if there were no claims."""
@@ -130,6 +179,9 @@ def cmd_tickets(args: argparse.Namespace) -> int:
 
     async def work(store: Any) -> int:
         if args.action == "list":
+            if args.queue and (problem := await _unknown_queue(settings, store, args.queue)):
+                print(problem, file=sys.stderr)
+                return 2
             tickets = await queries.list_tickets(store, status=args.status, queue=args.queue, limit=args.limit)
             if args.json:
                 for ticket in tickets:
@@ -137,20 +189,23 @@ def cmd_tickets(args: argparse.Namespace) -> int:
             else:
                 for t in tickets:
                     print(f"{t['reference']}  {t['status']:<10} {t['queue']:<10} {t['priority']:<7}"
-                          f" {','.join(t['channels']):<14} {t['message_count']:>4}  {t['subject'][:60]}")
+                          f" {','.join(t['channels']):<14} {t['message_count']:>4}"
+                          f"  {_shown(t['subject'], single_line=True)[:60]}")
             return 0
         if args.action == "show":
             detail = await queries.ticket_detail(store, args.ref)
             if detail is None:
                 print(f"no ticket {args.ref}", file=sys.stderr)
                 return 1
+            for m in detail["messages"]:
+                for attachment in m["attachments"]:
+                    attachment["not_kept"] = _not_kept(attachment, settings.claims.max_attachment_bytes)
             if args.json:
                 _print_json(detail)
             else:
-                print(f"{detail['reference']} [{detail['status']}] {detail['subject']}")
+                print(f"{detail['reference']} [{detail['status']}] {_shown(detail['subject'], single_line=True)}")
                 for m in detail["messages"]:
-                    arrow = "→" if m["direction"] == "in" else "←"
-                    print(f"\n{arrow} {m['created_at']} {m['channel']} {m['sender']}\n{m['display_text']}")
+                    _print_message(m)
             return 0
         # reply
         from ingest.apply import ReplyError, agent_reply
@@ -168,6 +223,18 @@ def cmd_tickets(args: argparse.Namespace) -> int:
     return asyncio.run(_with_store(settings, work))
 
 
+async def _unknown_queue(settings: Settings, store: Any, queue: str) -> str | None:
+    """What is wrong with `--queue`, None when nothing: a mistyped queue listed nothing, as if it
+    were empty. A queue no longer configured still lists the tickets left in it."""
+    from config.policies import load_policies
+    from ingest import queries
+
+    configured = load_policies(settings).queues
+    if queue in configured or await queries.list_tickets(store, queue=queue, limit=1):
+        return None
+    return f"--queue: unknown queue {queue}; configured queues: {', '.join(sorted(configured))}"
+
+
 def cmd_quarantine(args: argparse.Namespace) -> int:
     from ingest import queries
 
@@ -175,14 +242,19 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
 
     async def work(store: Any) -> int:
         if args.action == "list":
+            from connectors.registry import normalisers
+
             rows = await queries.list_quarantine(store, include_resolved=args.all)
-            unthreaded = await queries.list_unthreaded(store)
+            unthreaded = await queries.list_unthreaded(store, normalisers())
             if args.json:
                 _print_json({"quarantined": rows, "unthreaded": unthreaded})
                 return 0
             for row in rows:
                 print(f"#{row['inbox_id']} {row['channel']}/{row['connector']} {row['created_at']}"
-                      f" {row['size']} bytes\n  {row['error']}")
+                      f" {row['size']} bytes\n  {_shown(row['error'])}")
+            for row in unthreaded:
+                print(f"#{row['inbox_id']} {row['channel']}/{row['connector']} {row['received_at']} unthreaded:"
+                      f" {_shown(row['sender'] or '?', single_line=True)}  {_shown(row['subject'], single_line=True)}")
             print(f"{len(rows)} quarantined; {len(unthreaded)} automatic messages kept unthreaded")
             return 0
         from ingest.daemon import offline_ingest

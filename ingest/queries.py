@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
+from connectors.base import Normaliser
 from ingest.reply_routes import REPLY_FACTS, ReplyFacts, facts_from_rows
 from ingest.store import Store
 
@@ -176,12 +178,33 @@ async def list_quarantine(store: Store, *, include_resolved: bool = False) -> li
     return [dict(row) for row in rows]
 
 
-async def list_unthreaded(store: Store) -> list[dict[str, Any]]:
+async def list_unthreaded(store: Store, normalisers: Mapping[str, Normaliser] | None = None) -> list[dict[str, Any]]:
+    """Automatic messages kept unthreaded; with `normalisers` (fmt -> normaliser), with their
+    `sender` and `subject` too (see `_unthreaded_head`)."""
     rows = await store.fetchall(
         "SELECT id AS inbox_id, channel, connector, dedupe_key, received_at FROM inbox WHERE state = 'unthreaded'"
         " ORDER BY id"
     )
-    return [dict(row) for row in rows]
+    found = [dict(row) for row in rows]
+    if normalisers is not None:
+        for row in found:
+            row.update(await _unthreaded_head(store, row["inbox_id"], normalisers))
+    return found
+
+
+async def _unthreaded_head(store: Store, inbox_id: int, normalisers: Mapping[str, Normaliser]) -> dict[str, Any]:
+    """Sender and subject of an unthreaded payload, read again from its raw bytes: no message row
+    keeps them. None where its normaliser is not installed or now fails on it. One payload at a
+    time: a bounce can carry the whole mail it returns."""
+    from ingest.service import INBOX_COLUMNS, INBOX_FROM, payload_from_row
+
+    row = await store.fetchone(f"SELECT {INBOX_COLUMNS} FROM {INBOX_FROM} WHERE inbox.id = ?", (inbox_id,))
+    normaliser = normalisers.get(row["fmt"]) if row else None
+    try:
+        msg = normaliser(payload_from_row(row)) if normaliser and row else None
+    except Exception:  # it was normalised once; a listing must not stop at one that changed since
+        msg = None
+    return {"sender": msg.sender.value or None, "subject": msg.subject} if msg else {"sender": None, "subject": None}
 
 
 async def conversation_history(store: Store, conversation_key: str, limit: int = 50) -> list[dict[str, Any]]:

@@ -214,6 +214,89 @@ async def test_tickets_show_and_reply_take_the_reference_as_written_in_persian_o
     assert missing.returncode == 1 and "no ticket PV-1405-999999" in missing.stderr
 
 
+async def test_tickets_show_text_lists_attachments_and_marks_automatic_mail(make_daemon: Any, tmp_path: Path) -> None:
+    # The text form left out what --json holds: a file that came, one dropped for its size (and
+    # why, which --json did not say either), a message that was an auto-reply.
+    daemon = await make_daemon(environ={"PARVANDEH__CLAIMS__MAX_ATTACHMENT_BYTES": "1000"})
+    msg = mail(subject="تصادف در اتوبان", body="سلام \x1b[2J")
+    msg.add_attachment(b"%PDF-1.4 police report", maintype="application", subtype="pdf", filename="گزارش.pdf")
+    msg.add_attachment(b"x" * 2000, maintype="video", subtype="mp4", filename="dashcam.mp4")
+    await send(daemon, msg)
+    await daemon.ingest.drained()
+    (row,) = await daemon.store.fetchall("SELECT ref FROM tickets")
+    away = (f"From: ali@example.com\r\nTo: claims@parvandeh.test\r\nSubject: Out of office Re: [{row['ref']}]\r\n"
+            "Message-ID: <away@example.com>\r\nAuto-Submitted: auto-replied\x1b[31m\r\n"
+            "Content-Type: text/plain; charset=utf-8\r\n\r\nI am away\r\n").encode()
+    assert (await send(daemon, away))[0] == 250
+    await daemon.ingest.drained()
+    config = tmp_path / "parvandeh.toml"  # the daemon's limit, for the CLI
+    config.write_text(config.read_text().replace("[claims]\n", "[claims]\nmax_attachment_bytes = 1000\n"))
+
+    shown = await asyncio.to_thread(run_cli, "tickets", "show", row["ref"], "--config", str(config))
+    assert shown.returncode == 0, shown.stderr
+    digest = (await daemon.store.fetchone("SELECT sha256 FROM attachments WHERE filename = 'گزارش.pdf'"))["sha256"]
+    assert f"  + گزارش.pdf  application/pdf  22 bytes  sha256 {digest[:12]}\n" in shown.stdout
+    assert "  + dashcam.mp4  video/mp4  2000 bytes  (not kept: over the 1000-byte limit)\n" in shown.stdout
+    # The reason is the sender's Auto-Submitted value: shown, but its escape made inert.
+    assert "ali@example.com  [automatic: auto-submitted:auto-replied␛[31m]\nI am away" in shown.stdout
+    assert "سلام ␛[2J" in shown.stdout and "\x1b" not in shown.stdout
+    detail = json.loads((await asyncio.to_thread(run_cli, "tickets", "show", row["ref"], "--json",
+                                                 "--config", str(config))).stdout)
+    attachments = {a["filename"]: a for a in detail["messages"][0]["attachments"]}
+    assert attachments["dashcam.mp4"]["sha256"] is None
+    assert attachments["dashcam.mp4"]["not_kept"] == "over the 1000-byte limit"
+    assert attachments["گزارش.pdf"]["not_kept"] is None
+
+
+def test_an_attachment_without_bytes_says_why_when_the_store_tells() -> None:
+    from run import _not_kept
+
+    limit = 25 * 2**20
+    assert _not_kept({"sha256": None, "remote_ref": None, "size": limit + 1}, limit) == "over the 25 MiB limit"
+    # An insurer's document named without content or link: no bytes, and nothing says why.
+    assert _not_kept({"sha256": None, "remote_ref": None, "size": 0}, limit) == "reason not recorded"
+    assert _not_kept({"sha256": None, "remote_ref": "file-id", "size": None}, limit) is None  # still to fetch
+
+
+async def test_tickets_list_refuses_an_unknown_queue_naming_the_configured_ones(make_daemon: Any, tmp_path: Path) -> None:
+    # A mistyped queue listed nothing, exactly as an empty one does.
+    daemon = await make_daemon()
+    await send(daemon, mail(subject="تصادف", body="سلام"))
+    await daemon.ingest.drained()
+    config = str(tmp_path / "parvandeh.toml")
+    wrong = await asyncio.to_thread(run_cli, "tickets", "list", "--queue", "intkae", "--config", config)
+    assert wrong.returncode == 2 and wrong.stdout == "", wrong.stderr
+    assert "--queue: unknown queue intkae; configured queues: intake" in wrong.stderr
+    right = await asyncio.to_thread(run_cli, "tickets", "list", "--queue", "intake", "--config", config)
+    assert right.returncode == 0 and len(right.stdout.splitlines()) == 1, right.stderr
+    # A queue taken out of the configuration still lists the tickets left in it.
+    await daemon.store.write(lambda tx: tx.execute("UPDATE tickets SET queue = 'retired'"))
+    retired = await asyncio.to_thread(run_cli, "tickets", "list", "--queue", "retired", "--config", config)
+    assert retired.returncode == 0 and len(retired.stdout.splitlines()) == 1, retired.stderr
+
+
+async def test_quarantine_list_shows_each_unthreaded_automatic_mail(make_daemon: Any, tmp_path: Path) -> None:
+    # Only a count was printed: which bounce, from whom, about what, the operator could not tell.
+    daemon = await make_daemon()
+    bounce = mail(sender="Mail Delivery System <MAILER-DAEMON@mx.example.net>",
+                  subject="Undelivered Mail Returned to Sender \x1b[31m", body="could not deliver",
+                  headers={"Auto-Submitted": "auto-replied"})
+    assert (await send(daemon, bounce))[0] == 250
+    await daemon.ingest.drained()
+    (row,) = await daemon.store.fetchall("SELECT id FROM inbox WHERE state = 'unthreaded'")
+    config = str(tmp_path / "parvandeh.toml")
+    listed = await asyncio.to_thread(run_cli, "quarantine", "list", "--config", config)
+    assert listed.returncode == 0, listed.stderr
+    (line,) = [line for line in listed.stdout.splitlines() if line.startswith(f"#{row['id']} ")]
+    assert line.startswith(f"#{row['id']} email/smtp ") and line.endswith(
+        " unthreaded: mailer-daemon@mx.example.net  Undelivered Mail Returned to Sender ␛[31m")
+    assert "1 automatic messages kept unthreaded" in listed.stdout
+    (entry,) = json.loads((await asyncio.to_thread(run_cli, "quarantine", "list", "--json",
+                                                   "--config", config)).stdout)["unthreaded"]
+    assert (entry["inbox_id"], entry["sender"]) == (row["id"], "mailer-daemon@mx.example.net")
+    assert entry["subject"] == "Undelivered Mail Returned to Sender \x1b[31m"  # JSON escapes it
+
+
 async def test_unprocessable_message_is_quarantined_listed_and_retried(make_daemon: Any, tmp_path: Path) -> None:
     daemon = await make_daemon()
     # A payload whose normaliser is missing (its connector plugin was uninstalled) cannot be
