@@ -4,6 +4,7 @@ by SMTP and IMAP, or to two of our mailboxes, is stored once) and the normaliser
 from __future__ import annotations
 
 import hashlib
+import sys
 from dataclasses import replace
 from email.parser import BytesHeaderParser
 from email.policy import compat32
@@ -35,7 +36,10 @@ def email_dedupe_key(raw: bytes) -> str:
 
 
 def normalise_mime(payload: RawPayload) -> InboundMessage:
-    return with_envelope(parse_email(payload.body), payload.meta)
+    # Every attachment's bytes: whether one is kept is `[claims] max_attachment_bytes`'s to say,
+    # when the files are stored (ingest.service.store_files), as for every channel. The parser's
+    # own default cut mail at 25 MiB whatever that setting was.
+    return with_envelope(parse_email(payload.body, max_attachment_bytes=sys.maxsize), payload.meta)
 
 
 def with_envelope(msg: InboundMessage, meta: dict[str, str]) -> InboundMessage:

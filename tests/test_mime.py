@@ -545,3 +545,26 @@ def test_mime_parameters_read_like_the_stdlib_header_parser():
         assert [a.filename for a in parsed.attachments] == [filename], (content_type, disposition)
     for content_type in (b'text/plain; charset="us-ascii" (Plain text)', b"TEXT/PLAIN; CHARSET=UTF-8; format=flowed"):
         assert parse_email(_raw(PERSIAN.encode(), content_type)).text == PERSIAN
+
+
+def test_the_mail_normaliser_leaves_keeping_an_attachment_to_the_configured_limit(tmp_path: Path) -> None:
+    """`[claims] max_attachment_bytes` decides when the files are stored; the parser's own
+    25 MiB default dropped a larger file from mail even with a higher limit configured."""
+    from datetime import UTC, datetime
+
+    from ingest.blobs import BlobStore
+    from ingest.email_payload import normalise_mime
+    from ingest.records import RawPayload
+    from ingest.service import store_files
+
+    scan = b"%PDF" + bytes(26 * 2**20)
+    mail = EmailMessage()
+    mail["From"] = "ali@example.com"
+    mail["Subject"] = "scan"
+    mail.set_content("attached")
+    mail.add_attachment(scan, maintype="application", subtype="pdf", filename="scan.pdf")
+    msg = normalise_mime(RawPayload("email", "smtp", "k", "mime", mail.as_bytes(), datetime.now(UTC)))
+    blobs = BlobStore(tmp_path)
+    ((size, digest),) = store_files(msg, blobs, 30 * 2**20)
+    assert (size, digest) == (len(scan), hashlib.sha256(scan).hexdigest())
+    assert store_files(msg, blobs, 25 * 2**20) == [(len(scan), None)]  # over a lower limit: not kept
