@@ -101,6 +101,11 @@ class Connector(ABC):
         self.name = name
         self.settings = settings
         self.context = context
+        # This instance's channels: a `channel` key picks one of the class's (what check-config
+        # judges by, ConnectorSettings.channels), so replies on the others never choose it.
+        channels = getattr(settings, "channels", None)
+        if callable(channels):
+            self.sends = channels(type(self).sends)
 
     @abstractmethod
     async def start(self, sink: Sink) -> None:

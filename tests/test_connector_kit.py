@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from config.loader import Settings
+from connectors.base import Connector, ConnectorContext, ConnectorSettings
+from ingest.daemon import apply_context
 from tests.test_crash import ROOT
 
 CONNECTOR = '''
@@ -193,3 +196,33 @@ def test_a_plugin_cannot_take_a_shipped_connectors_name_or_payload_format(tmp_pa
     assert found["twilio-message"] == "connectors.twilio.inbound"
     assert not found["impostor"]
     assert sorted(found["logs"]) == [["connector_format_taken", "impostor"], ["connector_name_taken", "twilio"]]
+
+
+class TwoLineSettings(ConnectorSettings):
+    channel: str = "sms"
+
+
+class TwoLineConnector(Connector):
+    """A plugin sending on two channels whose table picks one with `channel`, as the guide says."""
+
+    kind = "twoline"
+    Settings = TwoLineSettings
+    sends = frozenset({"sms", "fax"})
+    normalisers: dict = {}
+
+    async def start(self, sink: object) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+def test_a_channel_key_narrows_a_plugin_instance_for_replies_as_check_config_judges_it() -> None:
+    # `ConnectorSettings.channels` narrowed the instance for check-config only: the daemon chose reply
+    # connectors from the class's `sends`, so a [twoline] table with channel = "fax" listed first
+    # took the SMS replies of a contact who never wrote through it.
+    fax_only = TwoLineConnector("fax1", TwoLineSettings(channel="fax"), ConnectorContext())
+    assert fax_only.sends == {"fax"}
+    assert TwoLineConnector.sends == {"sms", "fax"}  # the class keeps every channel it can send on
+    ctx = apply_context(Settings(), {"fax1": fax_only, "sms1": TwoLineConnector("sms1", TwoLineSettings(),
+                                                                                ConnectorContext())})
+    assert ctx.reply_connectors == {"fax": "fax1", "sms": "sms1"}
+    assert ctx.sending_connectors == {"fax1": {"fax"}, "sms1": {"sms"}}
