@@ -224,7 +224,7 @@ class AgentApi:
     async def _handle(self, ws: ServerConnection) -> None:
         try:
             hello = json.loads(await asyncio.wait_for(ws.recv(), timeout=30))
-        except (TimeoutError, ValueError, ConnectionClosed):
+        except (TimeoutError, ValueError, RecursionError, ConnectionClosed):  # RecursionError: nested too deep
             await ws.close(1008, "expected a hello frame")
             return
         token = hello.get("token") if isinstance(hello, dict) and hello.get("op") == "hello" else None
@@ -238,15 +238,23 @@ class AgentApi:
         await self.store.write(audit(agent.name, "login", detail={"peer": str(ws.remote_address)}))
         conn = _Connection(ws, agent, token)
         since = hello.get("since")
-        conn.cursor = self._feed_cursor if not isinstance(since, int) else since
+        # Only the id of a stored event resumes: a larger one (another store, a restored backup)
+        # would hold back every event up to it, one past SQLite's INTEGER would fail the
+        # catch-up's query, and a negative one would replay the whole feed.
+        resume = isinstance(since, int) and not isinstance(since, bool) and since >= 0
+        if resume and since > self._feed_cursor:  # a catch-up sends events the feed has yet to read
+            resume = since <= await queries.last_event_id(self.store)
+        conn.cursor = since if resume else self._feed_cursor
         self._connections.add(conn)  # before catching up, so nothing committed meanwhile is missed
         sender: asyncio.Task[None] | None = None
         watchdog: asyncio.Task[None] | None = None
         try:
             await self._send(ws, {"type": "welcome", "agent": agent.public(), "last_event_id": self._feed_cursor,
                                   "now": iso(self.store.clock())})
-            if isinstance(since, int):
+            if resume:
                 await self._catch_up(conn, since)
+            elif since is not None:  # nothing to resume from: the client reloads
+                await self._send(ws, {"type": "resync", "last_event_id": self._feed_cursor})
             # Live events queued during the catch-up wait for it, so the client sees ids in order.
             sender = asyncio.create_task(self._sender(conn), name=f"agent-api-send-{agent.name}")
             watchdog = asyncio.create_task(self._watch_token(conn), name=f"agent-api-auth-{agent.name}")
@@ -294,7 +302,10 @@ class AgentApi:
     async def _request(self, conn: _Connection, frame: str | bytes) -> None:
         request_id: Any = None
         try:
-            request = json.loads(frame)
+            try:
+                request = json.loads(frame)
+            except RecursionError:  # nested past the parser's depth: malformed, not a server fault
+                raise ApiError("invalid", "expected a JSON object; the request is nested too deeply") from None
             if not isinstance(request, dict):
                 raise ApiError("invalid", "expected a JSON object")
             request_id = request.get("id")
@@ -464,10 +475,19 @@ class AgentApi:
             write_audit(tx, agent.name, action, ref, detail=detail)
             return value
 
-        return await self.store.write(run)
+        try:
+            return await self.store.write(run)
+        except TicketActionError as exc:
+            if exc.reason == "assigned_to_colleague":  # a supervisor's call, refused in the writer: rolled
+                # back with the action, so the refusal is audited on its own
+                await self.store.write(audit(agent.name, action, ref, allowed=False, detail=exc.params))
+            raise
 
-    def _require_role(self, agent: Agent, action: str) -> None:
+    async def _require_role(self, agent: Agent, op: str, action: str, ref: str = "") -> None:
+        """Refuse `op` to an agent, auditing the refusal as a refusal by queue is."""
         if not agent.sees_all_queues:
+            await self.store.write(audit(agent.name, op, ref, allowed=False, detail={"needs": "supervisor"}))
+            log.warning("agent_forbidden", agent=agent.name, action=op, ticket=ref or None)
             raise ApiError("forbidden", f"{action} needs the supervisor or admin role", "needs_supervisor")
 
     @staticmethod
@@ -586,7 +606,7 @@ class AgentApi:
         if not isinstance(assignee, str) or not assignee:
             raise ApiError("invalid", "assign: expected an agent name in 'agent'")
         if assignee != agent.name:
-            self._require_role(agent, "assigning to someone else")
+            await self._require_role(agent, "assign", "assigning to someone else", ref)
             target = next((a for a in await list_agents(self.store) if a["name"] == assignee and a["active"]), None)
             if target is None:
                 raise ApiError("not_found", f"no active agent {assignee!r}", "unknown_agent", agent=assignee)
@@ -680,7 +700,7 @@ class AgentApi:
         supervisor. Going offline hands open work on; becoming available takes waiting tickets."""
         name = request.get("agent") or agent.name
         if name != agent.name:
-            self._require_role(agent, "changing another agent's availability")
+            await self._require_role(agent, "availability", "changing another agent's availability")
         status = self._text(request, "status")
         try:
             moved = await self.store.write(set_agent_status(name, status, agent.name))
@@ -689,12 +709,12 @@ class AgentApi:
         return {"reassigned": [{"ref": ref, "assignee": to} for ref, to in moved]}
 
     async def _update_agent(self, agent: Agent, request: dict[str, Any]) -> Any:
-        self._require_role(agent, "changing an agent's skills or load cap")
+        await self._require_role(agent, "update_agent", "changing an agent's skills or load cap")
         skills = request.get("skills")
         load_cap = request.get("load_cap")
         if skills is not None and not (isinstance(skills, list) and all(isinstance(k, str) for k in skills)):
             raise ApiError("invalid", "update_agent: expected 'skills' as a list of names")
-        if load_cap is not None and not isinstance(load_cap, int):
+        if load_cap is not None and (not isinstance(load_cap, int) or isinstance(load_cap, bool)):
             raise ApiError("invalid", "update_agent: expected 'load_cap' as a whole number")
         try:
             await self.store.write(update_agent(self._text(request, "agent"), actor=agent.name, load_cap=load_cap,
@@ -708,7 +728,7 @@ class AgentApi:
 
     def _contact_id(self, request: dict[str, Any], key: str) -> int:
         value = request.get(key)
-        if not isinstance(value, int):
+        if not isinstance(value, int) or isinstance(value, bool):  # true would name contact 1
             raise ApiError("invalid", f"expected a contact id (a whole number) in {key!r}")
         return value
 
@@ -719,6 +739,7 @@ class AgentApi:
             raise ApiError("not_found", f"no contact {contact_id}", "no_contact", contact=contact_id)
         queues = {c.get("queue") for c in profile.get("claims", [])}
         if not agent.sees_all_queues and not any(agent.may_see(q) for q in queues if q):
+            await self.store.write(audit(agent.name, "contact", allowed=False, detail={"contact": contact_id}))
             raise ApiError("forbidden", f"contact {contact_id} has no claim in {agent.name}'s queues")
         if not agent.sees_all_queues:
             # The customer's claims in other queues (and what was written on them) stay there.
@@ -735,7 +756,7 @@ class AgentApi:
         """Who wrote a customer message of the claim, and the claim's contact, as profiles: what a
         supervisor checks before linking the two (`merge_contacts`, keeping the claim's). Refused
         to agents, as the link is: the sender may be a customer of queues they do not see."""
-        self._require_role(agent, "linking a message's sender to the claim's contact")
+        await self._require_role(agent, "message_sender", "linking a message's sender to the claim's contact")
         ref = await self._authorised_ticket(agent, "message_sender", request.get("ref"))
         message_id = request.get("message")
         if not isinstance(message_id, int) or isinstance(message_id, bool):
@@ -753,7 +774,7 @@ class AgentApi:
     async def _report(self, agent: Agent, request: dict[str, Any]) -> Any:
         """The report figures for a period (days as YYYY-MM-DD, Jalali or Gregorian), as the
         `report` command computes them; supervisors only (they span every queue)."""
-        self._require_role(agent, "reports")
+        await self._require_role(agent, "report", "reports")
         by = request.get("by") or None
         try:
             start, end = period_bounds(parse_day(self._text(request, "from")), parse_day(self._text(request, "to")))
@@ -768,31 +789,33 @@ class AgentApi:
         return {"templates": [t.model_dump() for t in self.conf.reply_templates]}
 
     async def _duplicates(self, agent: Agent, request: dict[str, Any]) -> Any:
-        self._require_role(agent, "duplicate contact suggestions")
+        await self._require_role(agent, "duplicates", "duplicate contact suggestions")
         return {"suggestions": await duplicate_suggestions(self.store)}
 
-    async def _contact_op(self, agent: Agent, action: str, make_op: Callable[[], WriteOp[Any]]) -> Any:
-        self._require_role(agent, action)
+    async def _contact_op(self, agent: Agent, op: str, action: str, make_op: Callable[[], WriteOp[Any]]) -> Any:
+        await self._require_role(agent, op, action)
         return await self.store.write(make_op())  # a ContactError is answered as a refusal
 
     async def _merge_contacts(self, agent: Agent, request: dict[str, Any]) -> Any:
         keep, merge = self._contact_id(request, "keep"), self._contact_id(request, "merge")
-        return {"merge": await self._contact_op(agent, "merging contacts",
+        return {"merge": await self._contact_op(agent, "merge_contacts", "merging contacts",
                                                 lambda: merge_contacts(keep, merge, agent.name))}
 
     async def _undo_contact_merge(self, agent: Agent, request: dict[str, Any]) -> Any:
         merge = self._contact_id(request, "merge")
-        return {"restored": await self._contact_op(agent, "undoing a contact merge",
+        return {"restored": await self._contact_op(agent, "undo_contact_merge", "undoing a contact merge",
                                                    lambda: undo_merge(merge, agent.name))}
 
     async def _split_identity(self, agent: Agent, request: dict[str, Any]) -> Any:
         identity = self._contact_id(request, "identity")
-        with_claims = bool(request.get("with_claims", True))
-        return {"contact": await self._contact_op(agent, "splitting an identity off",
+        with_claims = request.get("with_claims", True)
+        if not isinstance(with_claims, bool):  # bool("false") is True: a typo would move the claims
+            raise ApiError("invalid", "split_identity: expected 'with_claims' as true or false")
+        return {"contact": await self._contact_op(agent, "split_identity", "splitting an identity off",
                                                   lambda: split_identity(identity, agent.name, with_claims=with_claims))}
 
     async def _supervisor(self, agent: Agent, request: dict[str, Any]) -> Any:
-        self._require_role(agent, "the supervisor view")
+        await self._require_role(agent, "supervisor", "the supervisor view")
         load = {row["assignee"]: row for row in await queries.agent_load(self.store)}
         agents = [{**a, "load": load.pop(a["name"], {"open": 0, "waiting": 0, "oldest_waiting": None})}
                   for a in await list_agents(self.store)]
@@ -810,7 +833,7 @@ class AgentApi:
                 "at_risk": at_risk}
 
     async def _audit(self, agent: Agent, request: dict[str, Any]) -> Any:
-        self._require_role(agent, "reading the audit trail")
+        await self._require_role(agent, "audit", "reading the audit trail")
         return await audit_trail(self.store, agent=request.get("agent"), limit=self._limit(request, 100, 1000))
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from console.client import AgentClient, ApiRequestError, AuthenticationError
 from ingest import queries
@@ -807,3 +808,111 @@ async def test_a_claim_with_megabytes_of_text_opens(harness: Harness) -> None:
         pages.append(await sara.request("thread", ref=ref, before=pages[-1]["messages"][0]["id"]))
     assert len(pages) == 2 and sum(len(p["messages"]) for p in pages) == 22  # the mail, its acknowledgement, the notes
     assert all(len(json.dumps(p, ensure_ascii=False).encode()) < 2**22 for p in pages)
+
+
+async def _hello(harness: Harness, token: str, **fields: Any) -> Any:
+    ws = await connect(harness.url)
+    await ws.send(json.dumps({"op": "hello", "token": token, **fields}))
+    assert json.loads(await ws.recv())["type"] == "welcome"
+    return ws
+
+
+async def _next(ws: Any, kind: str) -> dict[str, Any]:
+    """The next frame of `kind` (a result, resync or event), past live events meanwhile."""
+    while (frame := json.loads(await ws.recv()))["type"] != kind:
+        assert frame["type"] == "event", frame
+    return frame
+
+
+async def test_a_hello_resuming_from_an_event_id_the_feed_never_sent_is_told_to_resync(harness: Harness) -> None:
+    # An id past SQLite's INTEGER failed the catch-up's query and ended the session (1011); a
+    # larger id than the feed's held back every event up to it; `true` resumed from event 1.
+    ref = await harness.mail(subject="before", sender="a@example.com")
+    token = await harness.agent("sara")
+    last = await queries.last_event_id(harness.daemon.store)
+    for since in (10**30, last + 1000, -5, True, "3"):
+        ws = await _hello(harness, token, since=since)
+        try:
+            resync = json.loads(await ws.recv())  # the very next frame: no catch-up, no live event before it
+            assert resync["type"] == "resync" and resync["last_event_id"] >= last, since
+            await ws.send(json.dumps({"id": 1, "op": "open_ticket", "ref": ref}))
+            assert (await _next(ws, "result"))["ok"] is True, since
+        finally:
+            await ws.close()
+    ws = await _hello(harness, token, since=last)  # a real one still resumes: the next event is pushed
+    try:
+        await harness.daemon.store.write(add_note(ref, "after", "reza"))
+        while (event := await _next(ws, "event"))["kind"] != "note_added":
+            assert event["id"] > last
+    finally:
+        await ws.close()
+
+
+async def test_json_nested_too_deeply_is_refused_as_invalid_not_failed(harness: Harness) -> None:
+    # The parser's RecursionError was answered as an internal failure (with a traceback in the
+    # daemon's log) and, in the hello, ended the connection with 1011.
+    token = await harness.agent("sara")
+    ws = await _hello(harness, token)
+    try:
+        await ws.send("[" * 100_000)
+        answer = await _next(ws, "result")
+        assert (answer["ok"], answer["code"]) == (False, "invalid")
+        await ws.send(json.dumps({"id": 2, "op": "queues"}))
+        assert (await _next(ws, "result"))["ok"] is True
+    finally:
+        await ws.close()
+    async with connect(harness.url) as ws:
+        await ws.send("{\"op\": " + "[" * 100_000)
+        with pytest.raises(ConnectionClosed) as closed:
+            await ws.recv()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+
+
+async def test_refusals_by_role_and_of_a_colleagues_ticket_are_in_the_audit_trail(harness: Harness) -> None:
+    # Only refusals by queue were audited: an agent trying the supervisor's requests, or
+    # another queue's customer, left no trace.
+    mine = await harness.mail(subject="mine", sender="a@example.com")
+    health = await harness.mail(subject="health", sender="b@example.com")
+    await harness.move_to_queue(health, "health")
+    (row,) = await harness.daemon.store.fetchall("SELECT contact_id FROM tickets WHERE ref = ?", (health,))
+    await harness.agent("reza")
+    sara = await harness.client(await harness.agent("sara"))
+    boss = await harness.client(await harness.agent("boss", "supervisor"))
+    await boss.request("assign", ref=mine, agent="reza")
+    for op, args in [("supervisor", {}), ("audit", {}), ("report", {"from": "2026-11-01", "to": "2026-11-30"}),
+                     ("duplicates", {}), ("merge_contacts", {"keep": 1, "merge": 2}), ("undo_contact_merge", {"merge": 1}),
+                     ("split_identity", {"identity": 1}), ("update_agent", {"agent": "sara", "load_cap": 99}),
+                     ("availability", {"agent": "reza", "status": "offline"}), ("assign", {"ref": mine, "agent": "boss"}),
+                     ("message_sender", {"ref": mine, "message": 1}), ("contact", {"contact": row["contact_id"]}),
+                     ("take", {"ref": mine}), ("unassign", {"ref": mine})]:
+        with pytest.raises(ApiRequestError):
+            await sara.request(op, **args)
+    denied = [(a["action"], a["ticket_ref"]) for a in await audit_trail(harness.daemon.store, agent="sara")
+              if not a["allowed"]]
+    assert sorted(denied) == sorted([
+        ("supervisor", ""), ("audit", ""), ("report", ""), ("duplicates", ""), ("merge_contacts", ""),
+        ("undo_contact_merge", ""), ("split_identity", ""), ("update_agent", ""), ("availability", ""),
+        ("assign", mine), ("message_sender", ""), ("contact", ""), ("assign", mine), ("unassign", mine)])
+
+
+async def test_a_boolean_or_a_string_is_no_contact_id_load_cap_or_with_claims(harness: Harness) -> None:
+    # `true` named contact 1 (bool is an int) and a load cap of 1; "false" split the claims off too.
+    first = await harness.mail(subject="one", sender="ali@example.com")
+    second = await harness.mail(subject="two", sender="ali.rezaei@work.example")
+    ids = [r["contact_id"] for r in await harness.daemon.store.fetchall(
+        "SELECT contact_id FROM tickets WHERE ref IN (?, ?) ORDER BY id", (first, second))]
+    await harness.agent("sara")
+    boss = await harness.client(await harness.agent("boss", "supervisor"))
+    for op, args in [("merge_contacts", {"keep": True, "merge": ids[1]}), ("contact", {"contact": True}),
+                     ("update_agent", {"agent": "sara", "load_cap": True})]:
+        with pytest.raises(ApiRequestError, match="whole number") as refused:
+            await boss.request(op, **args)
+        assert refused.value.code == "invalid", op
+    await boss.request("merge_contacts", keep=ids[0], merge=ids[1])
+    (identity,) = await harness.daemon.store.fetchall(
+        "SELECT id FROM identities WHERE value = 'ali.rezaei@work.example'")
+    with pytest.raises(ApiRequestError, match="with_claims"):
+        await boss.request("split_identity", identity=identity["id"], with_claims="false")
+    await boss.request("split_identity", identity=identity["id"], with_claims=False)
+    (after,) = await harness.daemon.store.fetchall("SELECT contact_id FROM tickets WHERE ref = ?", (second,))
+    assert after["contact_id"] == ids[0]  # the claim stayed with the contact, as asked
