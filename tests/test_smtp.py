@@ -7,6 +7,7 @@ import asyncio
 import inspect
 import re
 import smtplib
+import socket
 import string
 import threading
 from collections.abc import Callable
@@ -31,7 +32,7 @@ from structlog.testing import capture_logs
 from tests.conftest import refuse_writes
 from tests.kit.contract import ConnectorContract
 from tests.mailgen import mail
-from connectors.smtp import _ListenerSMTP
+from connectors.smtp import SmtpConnector, _ListenerSMTP
 from connectors.standins.smtp_sink import SmtpSink
 
 
@@ -281,6 +282,102 @@ async def test_store_unavailable_gets_451_so_the_sender_retries(make_daemon: Any
     await daemon.store.close()
     code, _ = await send(daemon, mail())
     assert code == 451
+
+
+async def reply(reader: asyncio.StreamReader) -> bytes:
+    """One SMTP reply (its last line, for a multi-line one)."""
+    while True:
+        line = await asyncio.wait_for(reader.readline(), 10)
+        if line[3:4] != b"-":
+            return line
+
+
+async def open_session(daemon: Daemon) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", smtp_port(daemon))
+    assert (await reply(reader)).startswith(b"220")
+    writer.write(b"EHLO client.example\r\n")
+    assert (await reply(reader)).startswith(b"250 ")
+    return reader, writer
+
+
+async def test_a_session_idle_when_the_daemon_stops_is_told_421_before_it_closes(make_daemon: Any) -> None:
+    daemon = await make_daemon()
+    reader, writer = await open_session(daemon)
+    try:
+        with capture_logs() as logs:
+            await daemon.stop()
+        # All the server says before it closes (EOF): the 421 of RFC 5321 §3.8, not a dropped line.
+        said = await asyncio.wait_for(reader.read(), 5)
+        assert said == b"421 4.3.2 Service shutting down\r\n"
+        (stopped,) = [e for e in logs if e["event"] == "smtp_stopped"]
+        assert (stopped["connector"], stopped["told_421"], stopped["drained"], stopped["cut_off"]) == ("smtp", 1, 0, 0)
+    finally:
+        writer.close()
+
+
+async def test_mail_whose_data_is_in_flight_when_the_daemon_stops_is_committed_and_acknowledged(
+        make_daemon: Any) -> None:
+    daemon = await make_daemon()
+    port = smtp_port(daemon)
+    reader, writer = await open_session(daemon)
+    raw = re.sub(rb"\r?\n", b"\r\n", mail(message_id="<in-flight@example.com>", subject="during stop",
+                                         body="x" * 5000).as_bytes(policy=SMTP_POLICY))
+    for command in (b"MAIL FROM:<sender@example.com>", b"RCPT TO:<claims@parvandeh.test>"):
+        writer.write(command + b"\r\n")
+        assert (await reply(reader)).startswith(b"250")
+    writer.write(b"DATA\r\n")
+    assert (await reply(reader)).startswith(b"354")
+    writer.write(raw[: len(raw) // 2])
+    await writer.drain()
+
+    def refused() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except ConnectionRefusedError:
+            return True
+        return False
+
+    stopping = asyncio.create_task(daemon.stop())
+    try:
+        await until_true(refused, "the listener to stop listening")
+        await asyncio.sleep(0.2)
+        assert not stopping.done(), "stop() waits for the message being received"
+        writer.write(raw[len(raw) // 2:] + b".\r\n")
+        assert (await reply(reader)).startswith(b"250 2.0.0 Message accepted")
+        # The transaction done, the session is between commands: 421, then closed.
+        assert await asyncio.wait_for(reader.read(), 5) == b"421 4.3.2 Service shutting down\r\n"
+        await asyncio.wait_for(stopping, 10)
+    finally:
+        writer.close()
+        await asyncio.gather(stopping, return_exceptions=True)
+    again = await make_daemon()
+    (row,) = await again.store.fetchall("SELECT count(*) AS n FROM inbox")
+    assert row["n"] == 1
+    ticket = await only_ticket(again)
+    assert ticket["subject"] == "during stop"
+
+
+async def test_mail_still_arriving_when_the_stop_grace_runs_out_gets_421_and_nothing_is_acknowledged(
+        make_daemon: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(SmtpConnector, "STOP_GRACE_SECONDS", 0.3)
+    daemon = await make_daemon()
+    reader, writer = await open_session(daemon)
+    for command in (b"MAIL FROM:<sender@example.com>", b"RCPT TO:<claims@parvandeh.test>", b"DATA"):
+        writer.write(command + b"\r\n")
+        await reply(reader)
+    writer.write(b"Subject: never finished\r\n\r\nhalf a mess")  # and then the sender stalls
+    await writer.drain()
+    try:
+        with capture_logs() as logs:
+            await asyncio.wait_for(daemon.stop(), 5)
+        assert await asyncio.wait_for(reader.read(), 5) == b"421 4.3.2 Service shutting down\r\n"
+        (stopped,) = [e for e in logs if e["event"] == "smtp_stopped"]
+        assert (stopped["told_421"], stopped["drained"], stopped["cut_off"]) == (0, 0, 1)
+    finally:
+        writer.close()
+    again = await make_daemon()
+    (row,) = await again.store.fetchall("SELECT count(*) AS n FROM inbox")
+    assert row["n"] == 0
 
 
 async def test_acknowledgement_never_goes_to_noreply_or_our_own_address(make_daemon: Any) -> None:
