@@ -4,7 +4,8 @@ A message that fits the GSM-7 alphabet costs 7 bits a character: 160 in one SMS,
 concatenated (the user-data header takes the rest). Anything else, Persian included, goes as UCS-2
 (UTF-16 code units): 70 in one SMS, 67 a part. Characters of the GSM extension table (`€ [ ] { }`
 ...) are an escape plus a character, so they count double and are never split across parts; nor
-is a UTF-16 surrogate pair. Pure functions, no I/O.
+is a UTF-16 surrogate pair. A message split into several is cut between grapheme clusters. Pure
+functions, no I/O.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
+
+import regex
 
 Encoding = Literal["GSM-7", "UCS-2"]
 
@@ -75,9 +78,28 @@ def _longest_fitting_prefix(text: str, fits: Callable[[str], bool]) -> int:
     return low
 
 
+# Grapheme clusters by UAX #29 (`regex`'s \X): a flag's two regional indicators, an emoji ZWJ
+# sequence or skin tone, a Persian letter with its harakat or ZWNJ, CR LF stay in one piece.
+_GRAPHEME = regex.compile(r"\X")
+
+
+def cluster_cut(text: str, cut: int) -> int:
+    """The last grapheme-cluster boundary at or before `cut`; `cut` itself when one cluster
+    reaches past it from the start (a cluster longer than a message: cut inside it rather than
+    not at all)."""
+    boundary = 0
+    for cluster in _GRAPHEME.finditer(text):
+        if cluster.end() > cut:
+            break
+        boundary = cluster.end()
+    return boundary or cut
+
+
 def split_text(text: str, fits: Callable[[str], bool]) -> list[str]:
     """`text` whole when it fits, else in chunks that each fit, cut at the last whitespace when
-    there is one in the second half of a chunk. `fits` must hold for any single character."""
+    there is one in the second half of a chunk, else between grapheme clusters, so that a flag,
+    an emoji sequence or a letter and its mark is not shown broken across two messages. `fits`
+    must hold for any single character."""
     chunks: list[str] = []
     rest = text
     while not fits(rest):
@@ -85,6 +107,7 @@ def split_text(text: str, fits: Callable[[str], bool]) -> list[str]:
         space = _LAST_SPACE.match(rest[:cut])
         if space and space.end() > cut // 2:
             cut = space.end()
+        cut = cluster_cut(rest, cut)
         if chunk := rest[:cut].rstrip():
             chunks.append(chunk)
         rest = rest[cut:].lstrip()

@@ -214,16 +214,27 @@ class InsurerMessage(_Model):
     documents: tuple[Document, ...] = Field((), max_length=20)
 
 
-def filing_fingerprint(method: str, path: str, document: dict[str, Any]) -> str:
-    """`request_fingerprint` of a validated filing's document, its claim number by its key: a
-    retry that writes the number another way is the same request, as it is the same claim."""
-    return request_fingerprint(method, path, {**document, "claim_number": claim_number_key(document["claim_number"])})
+def filing_fingerprint(method: str, path: str, filing: ClaimFiling) -> str:
+    """`request_fingerprint` of a validated filing, its claim number by its key: a retry that
+    writes the number another way is the same request, as it is the same claim."""
+    return _fingerprint(method, path, {**filing.model_dump(mode="json"),
+                                       "claim_number": claim_number_key(filing.claim_number)})
 
 
-def request_fingerprint(method: str, path: str, document: Any) -> str:
+def request_fingerprint(method: str, path: str, request: BaseModel) -> str:
     """What an Idempotency-Key is bound to: the same key with another request is refused. The
-    parsed JSON document counts, not its bytes: a retry that another client or library
-    serialised again (key order, spacing, non-ASCII escaped or not) is the same request."""
+    validated request counts, as the models normalise it (whitespace stripped, phones in E.164,
+    defaults filled in), not the body: a retry that another client or library serialised again
+    (key order, spacing, non-ASCII escaped or not) or that differs only in what the models strip
+    (`"P-1 "`) is the same request, as it would store the same thing.
+    Fingerprints stored before the fourteenth session were of the parsed body and no longer
+    match: a key first used before that upgrade and retried after it is refused 422 as reused
+    (a retry straddling the upgrade; a filing sent again under a new key still finds its claim
+    by its claim number)."""
+    return _fingerprint(method, path, request.model_dump(mode="json"))
+
+
+def _fingerprint(method: str, path: str, document: dict[str, Any]) -> str:
     body = json.dumps(document, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(f"{method} {path}\n{body}".encode("utf-8", "surrogatepass")).hexdigest()
 

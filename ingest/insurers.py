@@ -185,6 +185,18 @@ def add_cli_arguments(parser: argparse.ArgumentParser, common: list[argparse.Arg
         sub.add_parser(action, parents=common, help=text).add_argument("name")
 
 
+def api_not_served_warning(settings: Any) -> str | None:
+    """Why a key just made may work nowhere: the config has no `[insurer_api]` table, so a daemon
+    started with it does not serve the API, and the operator would learn it from the insurer's
+    first 404. Only a warning: another config on the same store may well serve it."""
+    if settings.connectors.get("insurer_api"):
+        return None
+    return (f"the insurer API is not enabled in {settings.source}: it has no [insurer_api] table, so a daemon"
+            " started with this config does not serve the API and the key cannot be used against it;"
+            " to enable it, add an [insurer_api] table (even empty: it serves /api/v1 on the [http] port;"
+            " its keys are in the README, section \"Insurer B2B API\")")
+
+
 def cli_insurer_add(settings: Any, args: argparse.Namespace) -> int:
     """Run `insurer add|list|rotate-key|set-webhook|deactivate|activate`; keys and secrets are
     printed exactly once. Returns the exit status."""
@@ -215,6 +227,8 @@ def cli_insurer_add(settings: Any, args: argparse.Namespace) -> int:
                 return 0
             made = await store.write(create_insurer(args.name, args.webhook_url, args.display_name))
             print(f"api_key: {made.api_key}\nwebhook_secret: {made.webhook_secret}")
+            if warning := api_not_served_warning(settings):
+                print(f"warning: {warning}", file=sys.stderr)
             return 0
         except InsurerError as exc:
             print(str(exc), file=sys.stderr)

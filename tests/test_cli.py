@@ -141,6 +141,18 @@ def test_agent_and_insurer_commands_take_config_after_the_action(tmp_path: Path)
     assert "asia" in run_cli("insurer", "list", "--config", config).stdout
 
 
+def test_insurer_add_warns_when_the_config_does_not_serve_the_insurer_api(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    added = run_cli("insurer", "add", "asia", "--config", str(config))
+    assert added.returncode == 0 and added.stdout.startswith("api_key: "), added.stderr
+    [warning] = [line for line in added.stderr.splitlines() if line.startswith("warning:")]
+    assert "insurer API is not enabled" in warning and str(config) in warning and "[insurer_api]" in warning
+    assert "asia" in run_cli("insurer", "list", "--config", str(config)).stdout
+    served = write_config(tmp_path, "[insurer_api]\n")  # the same store, now serving the API
+    added = run_cli("insurer", "add", "dana", "--config", str(served))
+    assert added.returncode == 0 and "warning:" not in added.stderr, added.stderr
+
+
 def test_an_agent_for_an_unknown_queue_is_refused_naming_the_configured_ones(tmp_path: Path) -> None:
     config = str(write_config(tmp_path))
     added = run_cli("agent", "add", "sara", "--queues", "intake,inatke", "--config", config)

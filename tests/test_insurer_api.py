@@ -276,6 +276,24 @@ async def test_a_retry_serialised_again_is_the_same_request(api: Api) -> None:
                            raw=json.dumps({"text": "کارشناس فردا می‌آید"}, ensure_ascii=True).encode(), headers=note)
     assert (sent[0], again[0]) == (201, 200) and sent[2] == again[2]
 
+async def test_a_retry_differing_only_in_whitespace_the_models_strip_is_the_same_request(api: Api) -> None:
+    key = {"Idempotency-Key": "req-padded"}
+    status, _, first = await api.call("POST", "/claims", body=filing(policy_number="P-1"), headers=key)
+    assert status == 201
+    status, headers, again = await api.call("POST", "/claims", body=filing(policy_number="P-1 "), headers=key)
+    assert status == 200 and again["reference"] == first["reference"], again
+    assert headers["Idempotent-Replayed"] == "idempotency_key"
+    note = {"Idempotency-Key": "msg-padded"}
+    sent = await api.call("POST", f"/claims/{first['reference']}/messages", body={"text": "کارشناس فردا می‌آید"},
+                          headers=note)
+    again = await api.call("POST", f"/claims/{first['reference']}/messages", body={"text": " کارشناس فردا می‌آید\n"},
+                           headers=note)
+    assert (sent[0], again[0]) == (201, 200) and sent[2] == again[2]
+    # What the models keep still tells requests apart.
+    status, _, problem = await api.call("POST", "/claims", body=filing(policy_number="P-2"), headers=key)
+    assert status == 422 and problem["type"].endswith("idempotency-key-reused")
+
+
 async def test_same_insurer_claim_number_returns_the_same_claim(api: Api) -> None:
     first = await api.call("POST", "/claims", body=filing(), headers={"Idempotency-Key": "a"})
     again = await api.call("POST", "/claims", body=filing(description="resent by another system"),

@@ -16,6 +16,8 @@ from typing import Any
 
 import aiohttp
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 from telegram import Bot
 from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter, TimedOut
@@ -819,6 +821,41 @@ def test_long_replies_are_split_at_word_boundaries_under_the_limit(word: str) ->
     assert len(pieces) > 1 and all(utf16_units(p) <= 4096 for p in pieces)
     assert " ".join(pieces) == text
     assert split_text("کوتاه") == ["کوتاه"]
+
+
+FLAG, FAMILY, THUMB = "\U0001F1EE\U0001F1F7", "\U0001F468\u200d\U0001F469\u200d\U0001F467", "\U0001F44D\U0001F3FD"
+KASRA, ZWNJ = "\u0650", "\u200c"
+
+
+@pytest.mark.parametrize(("text", "first"), [
+    # Each time the longest prefix within 4096 UTF-16 units ends inside the last cluster.
+    ("ب" * 4094 + FLAG + "ب", "ب" * 4094),  # between the two regional indicators of a flag
+    ("ب" * 4090 + FLAG + FLAG, "ب" * 4090 + FLAG),  # the second of two flags, by their parity
+    ("ب" * 4093 + FAMILY, "ب" * 4093),  # just after a ZWJ
+    ("ب" * 4089 + FAMILY, "ب" * 4089),  # just before a ZWJ
+    ("ب" * 4094 + THUMB, "ب" * 4094),  # before the skin-tone modifier
+    ("ب" * 4096 + KASRA, "ب" * 4095),  # between a letter and its combining mark
+    ("ب" * 4096 + ZWNJ + "ها", "ب" * 4095),  # before a ZWNJ
+])
+def test_unbroken_replies_are_cut_between_grapheme_clusters(text: str, first: str) -> None:
+    pieces = split_text(text)
+    assert pieces[0] == first and "".join(pieces) == text
+
+
+CLUSTERS = ["ب", "بِ", "ی" + ZWNJ, "🚗", FLAG, FAMILY, THUMB, "e\u0301", "\U0001F3F4\U000E0067\U000E0062\U000E007F"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(4060, 4096), st.lists(st.sampled_from(CLUSTERS), min_size=1, max_size=30))
+def test_pieces_fit_and_every_cut_falls_between_grapheme_clusters(filler: int, clusters: list[str]) -> None:
+    text = "ب" * filler + "".join(clusters)
+    boundaries = set(range(filler + 1))
+    for cluster in clusters:
+        boundaries.add(max(boundaries) + len(cluster))
+    pieces = split_text(text)
+    assert "".join(pieces) == text and all(utf16_units(p) <= 4096 for p in pieces)
+    cuts = [sum(len(p) for p in pieces[:n]) for n in range(1, len(pieces))]
+    assert set(cuts) <= boundaries
 
 
 def test_settings_default_to_each_channels_bot_api_and_webhook_needs_a_secret() -> None:

@@ -478,6 +478,18 @@ async def test_invalid_form_is_shown_again_with_the_reason_and_nothing_is_stored
     assert (await daemon.store.fetchone("SELECT count(*) AS n FROM inbox"))["n"] == 0
 
 
+async def test_form_line_breaks_sent_as_crlf_count_once_and_are_stored_as_lf(daemon: Daemon) -> None:
+    # As a browser submits a textarea: 60 lines are 179 characters in the box (maxlength 200),
+    # 238 as sent with CRLF; a lone CR is a line break too.
+    description = "\r\n".join(["خط"] * 59) + "\rخط"
+    assert len(description) > 200 >= len(description.replace("\r\n", "\n"))
+    status, page = await post_form(daemon, multipart(form_fields(description=description)))
+    assert status == 200, page
+    row = await daemon.store.fetchone("SELECT body FROM inbox_raw")
+    stored = json.loads(row["body"])["description"]
+    assert stored == "\n".join(["خط"] * 60)
+
+
 async def test_oversized_upload_gets_413_and_nothing_is_stored(make_daemon: Callable[..., Any]) -> None:
     daemon = await make_daemon(WEBCHAT + "form_max_upload_bytes = 4096\n")
     status, page = await post_form(daemon, multipart(form_fields(), [("scan.pdf", b"%PDF" + b"0" * 8000, "application/pdf")]))

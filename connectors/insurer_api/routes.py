@@ -74,12 +74,12 @@ class InsurerApi:
 
         return wrapped
 
-    async def _body(self, request: web.Request) -> tuple[bytes, Any]:
-        """The raw body, once it is known to be JSON (the models then validate the text itself),
-        and the parsed document (what an Idempotency-Key is bound to)."""
+    async def _body(self, request: web.Request) -> bytes:
+        """The raw body, once it is known to be JSON (the models then validate the text itself)."""
         raw = await request.read()
         try:
-            return raw, json.loads(raw)
+            json.loads(raw)
+            return raw
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise _Refusal(problem(400, "malformed-json", "The body is not JSON", str(exc), instance=request.path))
         except RecursionError:  # thousands of nested arrays: the parser's stack, not a bug of ours
@@ -110,12 +110,12 @@ class InsurerApi:
 
     # -- handlers --------------------------------------------------------------------------------
 
-    async def _read(self, request: web.Request, model: type[_Body]) -> tuple[str | None, Any, _Body] | web.StreamResponse:
-        """Idempotency key, the parsed JSON and the validated document, or the problem response."""
+    async def _read(self, request: web.Request, model: type[_Body]) -> tuple[str | None, _Body] | web.StreamResponse:
+        """Idempotency key and the validated document, or the problem response."""
         try:
             key = self._idempotency_key(request)
-            raw, document = await self._body(request)
-            return key, document, model.model_validate_json(raw)
+            raw = await self._body(request)
+            return key, model.model_validate_json(raw)
         except _Refusal as refusal:
             return refusal.response
         except ValidationError as exc:
@@ -129,12 +129,12 @@ class InsurerApi:
         read = await self._read(request, ClaimFiling)
         if isinstance(read, web.StreamResponse):
             return read
-        key, document, filing = read
+        key, filing = read
         stored = await self._store_documents(filing.documents)
         try:
             opened = await self.store.write(open_claim(
                 client.name, filing, self.context, connector=self.connector, idempotency_key=key,
-                fingerprint=filing_fingerprint(request.method, request.path, document), stored_documents=stored))
+                fingerprint=filing_fingerprint(request.method, request.path, filing), stored_documents=stored))
         except IdempotencyKeyReused as exc:
             return problem(422, "idempotency-key-reused", "Idempotency-Key reused", str(exc), instance=request.path)
         log.info("insurer_claim_opened", ticket=opened.ref, created=opened.created, replayed_by=opened.replayed_by,
@@ -151,14 +151,14 @@ class InsurerApi:
         read = await self._read(request, InsurerMessage)
         if isinstance(read, web.StreamResponse):
             return read
-        key, document, message = read
+        key, message = read
         stored = await self._store_documents(message.documents)
         try:
             posted = await self.store.write(post_insurer_message(
                 client.name, ref, message, connector=self.connector, idempotency_key=key,
                 # The claim as we spell it: a retry may write the reference another way.
                 fingerprint=request_fingerprint(request.method, f"{self.base_path.rstrip('/')}/claims/{ref}/messages",
-                                                document), stored_documents=stored))
+                                                message), stored_documents=stored))
         except ClaimNotFound:
             return _not_found(request, ref)
         except IdempotencyKeyReused as exc:

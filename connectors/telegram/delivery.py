@@ -20,7 +20,8 @@ def utf16_units(text: str) -> int:
 
 def split_text(text: str) -> list[str]:
     """Consecutive pieces sendMessage accepts, cut at whitespace when there is some in the
-    second half of a piece."""
+    second half of a piece, else between grapheme clusters (never inside a flag or an emoji
+    sequence, nor between a letter and its mark)."""
     return split_fitting(text, lambda piece: utf16_units(piece) <= TEXT_LIMIT)
 
 

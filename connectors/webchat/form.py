@@ -18,6 +18,7 @@ from router.identity import normalize_email, normalize_phone
 FORM_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")
 CLAIM_TYPES = {"auto": "خودرو", "health": "درمان"}
 FIELDS = ("name", "phone", "email", "policy_number", "claim_type", "description")
+_LINE_BREAK = re.compile(r"\r\n?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,10 +39,17 @@ class Submission:
     description: str
 
 
+def lf_line_breaks(text: str) -> str:
+    """Line breaks as LF. Browsers submit a textarea's line breaks as CRLF, but its `maxlength`
+    counts each as one character (the value with LF): counted as sent, a description that fits
+    the box would be refused as too long. A lone CR (old clients) is a line break too."""
+    return _LINE_BREAK.sub("\n", text) if "\r" in text else text
+
+
 def validate(fields: Mapping[str, str], max_chars: int) -> tuple[Submission | None, dict[str, str]]:
     """The submission, or None and a message per field that is wrong ("token" when the form
     itself is stale or forged)."""
-    value = {name: (fields.get(name) or "").strip() for name in (*FIELDS, "token")}
+    value = {name: lf_line_breaks(fields.get(name) or "").strip() for name in (*FIELDS, "token")}
     errors: dict[str, str] = {}
     if not FORM_TOKEN.fullmatch(value["token"]):
         errors["token"] = "فرم منقضی شده است؛ صفحه را دوباره باز کنید. (The form has expired: reload the page.)"
