@@ -61,35 +61,42 @@ _SUFFIXES = ("هایی", "های", "ها", "ترین", "تر")
 _MIN_STEM = 2  # "میز" is not می + ز
 
 
-def _split_form(term: str) -> tuple[str, str] | None:
-    """The two words `term` is when its affix is written apart, if it carries one."""
-    for prefix in _PREFIXES:
-        if term.startswith(prefix) and len(term) - len(prefix) >= _MIN_STEM:
-            return prefix, term[len(prefix):]
-    for suffix in _SUFFIXES:
-        if term.endswith(suffix) and len(term) - len(suffix) >= _MIN_STEM:
-            return term[:-len(suffix)], suffix
-    return None
+def _split_forms(term: str) -> list[str]:
+    """`term` as the words it is when the affixes it may carry are written apart: the prefix, the
+    suffix, or both. All of them: a word can open like "می" and end like "ها" ("میلیون‌ها",
+    "میوه‌ها"), and which one is an affix the spelling alone does not tell."""
+    prefix = next((p for p in _PREFIXES if term.startswith(p) and len(term) - len(p) >= _MIN_STEM), "")
+    suffix = next((s for s in _SUFFIXES if term.endswith(s) and len(term) - len(s) >= _MIN_STEM), "")
+    forms: list[str] = []
+    if prefix:
+        forms.append(f"{prefix} {term[len(prefix):]}")
+    if suffix:
+        forms.append(f"{term[:-len(suffix)]} {suffix}")
+        if prefix and len(stem := term[len(prefix):-len(suffix)]) >= _MIN_STEM:
+            forms.append(f"{prefix} {stem} {suffix}")
+    return forms
 
 
 def fts_match(terms: list[str]) -> str:
     """An FTS5 expression finding every term (as a word prefix), each in both spellings of its
-    affix: joined ("میخواهم") or apart ("می خواهم"), whichever the query and the text used."""
+    affix: joined ("میخواهم") or apart ("می خواهم"), whichever the query and the text used.
+
+    `terms` in the query's order with its repeats ("می خواهم می بینم" is two verbs, each with
+    its own "می"); a repeated group is asked for once."""
     groups: list[str] = []
     i = 0
     while i < len(terms):
         term = terms[i]
         following = terms[i + 1] if i + 1 < len(terms) else ""
         if following and (term in _PREFIXES or following in _SUFFIXES):
-            apart, joined, i = f'"{term} {following}"*', f'"{term}{following}"*', i + 2
-        elif (split := _split_form(term)) is not None:
-            apart, joined, i = f'"{split[0]} {split[1]}"*', f'"{term}"*', i + 1
+            spellings, i = [f"{term}{following}", f"{term} {following}"], i + 2
         else:
-            groups.append(f'"{term}"*')
-            i += 1
-            continue
-        groups.append(f"({joined} OR {apart})")
-    return " ".join(groups)
+            spellings, i = [term, *_split_forms(term)], i + 1
+        phrases = [f'"{spelling}"*' for spelling in spellings]
+        groups.append(phrases[0] if len(phrases) == 1 else f"({' OR '.join(phrases)})")
+    # An explicit AND: FTS5 takes the implicit one between phrases only, and a parenthesised
+    # group beside any other term ('"خسارت"* ("میخواهم"* OR …)') is a syntax error.
+    return " AND ".join(dict.fromkeys(groups))
 
 
 def _joined(*folded: str) -> str:

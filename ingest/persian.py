@@ -154,9 +154,12 @@ def claim_number_key(number: str) -> str:
     return unicodedata.normalize("NFKC", key)
 
 
-def search_terms(s: str) -> list[str]:
-    """Normalised word tokens for search, in first-seen order, without repeats."""
-    return list(dict.fromkeys(_TOKEN.findall(normalize_for_matching(s))))
+def search_words(s: str) -> list[str]:
+    """Normalised word tokens for search, in order, repeats kept: a detached affix ("می", "ها")
+    belongs to the word beside it, each time it is written."""
+    # A word of underscores alone is none to the full-text index (its tokenizer splits on them):
+    # asked for, it would be a phrase of no words, and one of those in an AND matches nothing.
+    return [word for word in _TOKEN.findall(normalize_for_matching(s)) if word.strip("_")]
 
 
 # The opening of a message tells its language; reading a whole 1 MB mail would not change it.

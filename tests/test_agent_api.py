@@ -365,6 +365,9 @@ async def test_search_finds_persian_words_whatever_separates_their_affix(harness
     for query in ("نمی توانم", "نمی\u200cتوانم", "نمیتوانم", "مدارک\u200cها", "مدارکها"):
         assert await found(query) == [apart], query
     assert await found("میز") == []
+    # Beside other words too: an affix group in a longer query was an FTS5 syntax error.
+    assert await found("پرونده\u200cها را ببینم") == [half]
+    assert await found("نمی توانم مدارک ها را") == [apart]
 
 
 async def test_messages_missing_from_the_search_index_are_indexed_when_the_api_starts(harness: Harness) -> None:

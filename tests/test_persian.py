@@ -15,7 +15,7 @@ from ingest.persian import (
     normalize_for_matching,
     persian_digits,
     remove_invisible,
-    search_terms,
+    search_words,
 )
 
 ZWNJ = "\u200c"
@@ -104,13 +104,19 @@ def test_remove_invisible_drops_zero_width_and_bidi_characters() -> None:
     assert remove_invisible("\u202bمی\u200cخواهم\u202c\u2066x\u2069\ufeff") == "میخواهمx"
 
 
-def test_search_terms_are_normalised_ordered_and_unique() -> None:
+def test_search_words_are_normalised_in_order() -> None:
     text = "سلام، پرونده‌ي PV-1405-000123 را مي‌خواهم. سلام!"
-    assert search_terms(text) == ["سلام", "پروندهی", "pv", "1405", "000123", "را", "میخواهم"]
+    assert search_words(text) == ["سلام", "پروندهی", "pv", "1405", "000123", "را", "میخواهم", "سلام"]
 
 
-def test_search_terms_of_blank_text_are_empty() -> None:
-    assert search_terms(" \u200c\n") == []
+def test_search_words_of_blank_text_are_empty() -> None:
+    assert search_words(" \u200c\n") == []
+
+
+def test_search_words_keep_order_and_repeats_but_no_word_of_underscores() -> None:
+    # A query's detached "می" belongs to each verb it is written before.
+    assert search_words("مي خواهم _ می\u200cبینم، می __ رم foo_bar") == [
+        "می", "خواهم", "میبینم", "می", "رم", "foo_bar"]
 
 
 @pytest.mark.parametrize(
