@@ -63,10 +63,9 @@ from ingest.contacts import (
     split_identity,
     undo_merge,
 )
-from ingest.analysis import fts_match, message_search_body, search_key
+from ingest.analysis import message_search_body, search_match
 from ingest.deep_links import read_deep_link_key
 from ingest.insurers import page_cursor, read_page_cursor
-from ingest.persian import search_words
 from ingest.refusal import Refusal
 from ingest.reply_routes import no_route_reason, reply_routes
 from ingest.reports import ReportCalendars, build_report, parse_day, period_bounds
@@ -687,7 +686,7 @@ class AgentApi:
             identities.append(("email", email))
         if sum(c.isdigit() for c in text) >= 7 and (phone := normalize_phone(text.strip())):
             identities.append(("phone", phone))
-        match = fts_match(search_words(search_key(text)))
+        match = search_match(text)
         refs = await queries.search_ticket_refs(
             self.store, refs=find_claim_refs(text, self.ctx.reference_prefix), identities=identities,
             match=match, queues=agent.visible_queues(), limit=self._limit(request, 50, self.conf.max_page),

@@ -9,10 +9,11 @@ the store's writer for the daemon's interpreter lock.
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 
-from ingest.persian import looks_persian, normalize_for_matching
+from ingest.persian import looks_persian, normalize_for_matching, search_words
 from ingest.records import InboundMessage
 from router.claimref import find_claim_refs
 from router.identity import is_unattended_address
@@ -77,6 +78,31 @@ def _split_forms(term: str) -> list[str]:
     return forms
 
 
+# A half-space the agent typed, carried through normalisation as a word character (FTS5's
+# tokenizer splits on it, so a phrase holding one is the words apart): "بیمه‌نامه" may also be
+# written "بیمه نامه" or "بیمهنامه", and the index keeps what the writer typed.
+_HALF_SPACE, _HINT = "\u200c", "_"
+_MAX_HINTS = 3  # parts joined or apart at each hint: 2 ** 3 spellings at most
+
+
+def search_match(query: str) -> str:
+    """The FTS5 expression an agent's free-text `query` asks the full-text index (see fts_match)."""
+    # A half-space beside a space or at a word's end marks nothing ("می‌ خواهم" is "می خواهم").
+    return fts_match([word.strip(_HINT) for word in search_words(search_key(query.replace(_HALF_SPACE, _HINT)))])
+
+
+def _spellings(term: str) -> list[str]:
+    """Every spelling of one query word the text may hold: at its half-spaces joined or apart,
+    else joined and with each affix it may carry apart."""
+    parts = [part for part in term.split(_HINT) if part]
+    if len(parts) == 1:
+        return [parts[0], *_split_forms(parts[0])]
+    if len(parts) > _MAX_HINTS + 1:
+        return ["".join(parts), " ".join(parts)]
+    return ["".join(p for pair in zip(parts, (*gaps, "")) for p in pair)
+            for gaps in itertools.product(("", " "), repeat=len(parts) - 1)]
+
+
 def fts_match(terms: list[str]) -> str:
     """An FTS5 expression finding every term (as a word prefix), each in both spellings of its
     affix: joined ("میخواهم") or apart ("می خواهم"), whichever the query and the text used.
@@ -91,7 +117,7 @@ def fts_match(terms: list[str]) -> str:
         if following and (term in _PREFIXES or following in _SUFFIXES):
             spellings, i = [f"{term}{following}", f"{term} {following}"], i + 2
         else:
-            spellings, i = [term, *_split_forms(term)], i + 1
+            spellings, i = _spellings(term), i + 1
         phrases = [f'"{spelling}"*' for spelling in spellings]
         groups.append(phrases[0] if len(phrases) == 1 else f"({' OR '.join(phrases)})")
     # An explicit AND: FTS5 takes the implicit one between phrases only, and a parenthesised

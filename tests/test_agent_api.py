@@ -354,6 +354,7 @@ async def test_search_is_persian_normalised_and_finds_refs_and_phones_in_any_for
 async def test_search_finds_persian_words_whatever_separates_their_affix(harness: Harness) -> None:
     half = await harness.mail(subject="درخواست", body="من می\u200cخواهم پرونده\u200cها را ببینم", sender="a@example.com")
     apart = await harness.mail(subject="پیگیری", body="نمی توانم مدارک ها را بفرستم", sender="b@example.com")
+    policy = await harness.mail(subject="بیمه نامه", body="شخص ثالث", sender="c@example.com")
     agent = await harness.client(await harness.agent("sara"))
     await harness.api.index_caught_up()
 
@@ -368,6 +369,8 @@ async def test_search_finds_persian_words_whatever_separates_their_affix(harness
     # Beside other words too: an affix group in a longer query was an FTS5 syntax error.
     assert await found("پرونده\u200cها را ببینم") == [half]
     assert await found("نمی توانم مدارک ها را") == [apart]
+    # A compound the customer wrote apart, searched for with the half-space an agent types.
+    assert await found("بیمه\u200cنامه") == [policy]
 
 
 async def test_messages_missing_from_the_search_index_are_indexed_when_the_api_starts(harness: Harness) -> None:

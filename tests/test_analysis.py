@@ -17,6 +17,7 @@ from ingest.analysis import (
     letters_apart_from_digits,
     message_search_body,
     search_key,
+    search_match,
     text_facts,
 )
 from ingest.persian import normalize_for_matching, search_words
@@ -72,11 +73,26 @@ def _finds(text: str, query: str) -> bool:
     try:
         db.execute("CREATE VIRTUAL TABLE search_index USING fts5(body)")
         db.execute("INSERT INTO search_index (rowid, body) VALUES (1, ?)", (message_search_body("", "", "", text),))
-        match = fts_match(search_words(search_key(query)))
+        match = search_match(query)
         return bool(match) and bool(db.execute("SELECT 1 FROM search_index WHERE search_index MATCH ?",
                                                (match,)).fetchall())
     finally:
         db.close()
+
+
+@pytest.mark.parametrize("text", ["بیمه نامه شخص ثالث", "بیمه\u200cنامه شخص ثالث", "بیمهنامه شخص ثالث"])
+def test_a_half_space_in_the_query_finds_the_word_joined_or_apart(text: str) -> None:
+    # Compounds of insurance mail ("بیمه‌نامه", "بیمه‌گذار") are written all three ways; the index
+    # keeps the writer's, and the agent's half-space says where the word may part.
+    assert _finds(text, "بیمه\u200cنامه")
+    assert _finds(text, "بیمه\u200cنامه ثالث")
+    assert not _finds("بیمه و نامه", "بیمه\u200cنامه")  # apart means next to each other
+
+
+def test_a_half_space_marks_every_split_of_a_word_and_none_beside_a_space() -> None:
+    assert search_match("بیمه\u200cنامه\u200cها") == (
+        '("بیمهنامهها"* OR "بیمهنامه ها"* OR "بیمه نامهها"* OR "بیمه نامه ها"*)')
+    assert search_match("می\u200c خواهم") == search_match("می خواهم") == '("میخواهم"* OR "می خواهم"*)'
 
 
 def test_an_affix_group_beside_other_words_is_a_valid_fts5_query() -> None:
