@@ -85,10 +85,16 @@ _HALF_SPACE, _HINT = "\u200c", "_"
 _MAX_HINTS = 3  # parts joined or apart at each hint: 2 ** 3 spellings at most
 
 
+_PUNCTUATION = re.compile(r"[^\w\s]")
+
+
 def search_match(query: str) -> str:
-    """The FTS5 expression an agent's free-text `query` asks the full-text index (see fts_match)."""
-    # A half-space beside a space or at a word's end marks nothing ("می‌ خواهم" is "می خواهم").
-    return fts_match([word.strip(_HINT) for word in search_words(search_key(query.replace(_HALF_SPACE, _HINT)))])
+    """The FTS5 expression an agent's free-text `query` asks the full-text index (see fts_match).
+    Punctuation inside a typed word is a hint too: "ali@example.com" or "0912-123-4567" asks for
+    its pieces next to each other (or joined), not for "ali", "example" and "com" anywhere."""
+    key = _PUNCTUATION.sub(_HINT, search_key(query.replace(_HALF_SPACE, _HINT)))
+    # A hint beside a space or at a word's end marks nothing ("می‌ خواهم" is "می خواهم").
+    return fts_match([word.strip(_HINT) for word in search_words(key)])
 
 
 def _spellings(term: str) -> list[str]:

@@ -373,6 +373,17 @@ async def test_search_finds_persian_words_whatever_separates_their_affix(harness
     assert await found("بیمه\u200cنامه") == [policy]
 
 
+async def test_an_address_or_a_dashed_number_is_searched_as_its_pieces_together(harness: Harness) -> None:
+    # Split into words and asked for anywhere, "ali@example.com" also found every mail naming
+    # "ali" and "example.com" apart; a number written with dashes, any mail with its groups.
+    wrote = await harness.mail(subject="خسارت", body="نشانی من ali@example.com و تلفن 0912-123-4567", sender="x@example.org")
+    await harness.mail(subject="دیگری", body="ali گفت example.com را ببینید؛ 4567 و 0912 و 123", sender="y@example.org")
+    agent = await harness.client(await harness.agent("sara"))
+    await harness.api.index_caught_up()
+    for query in ("ali@example.com", "0912-123-4567"):
+        assert [t["reference"] for t in (await agent.request("search", query=query))["tickets"]] == [wrote], query
+
+
 async def test_messages_missing_from_the_search_index_are_indexed_when_the_api_starts(harness: Harness) -> None:
     ref = await harness.mail(subject="خسارت بدنه", body="کارشناس")
     agent = await harness.client(await harness.agent("sara"))
