@@ -452,6 +452,27 @@ async def test_mail_whose_threading_write_failed_is_threaded_after_a_pause_not_a
     assert ticket["subject"] == "held back"
 
 
+async def test_a_long_persian_subject_reaches_the_customer_with_its_spaces(make_daemon: Any) -> None:
+    # Folded by Python's own header folder, the space where it broke the subject between two
+    # encoded-words was dropped, and mail readers showed two words as one.
+    subject = "درخواست بررسی هزینه‌های درمان بیمارستان و داروخانه برای پرونده خسارت بدنه خودرو"
+    sink = await SmtpSink().start()
+    try:
+        daemon = await make_daemon(outbound_port=sink.port)
+        await send(daemon, mail(subject=subject, body="سلام"))
+        (ack,) = await sink.wait_for(1)
+        ref = (await tickets(daemon))[0]["reference"]
+        await daemon.store.write(agent_reply(ref, "بررسی می‌کنیم.", "agent1", daemon.ingest.context))
+        daemon.outbox.wake()
+        reply = (await sink.wait_for(2))[1]
+        assert reply["Subject"] == f"Re: [{ref}] {subject}"
+        assert subject.split()[1] + " " + subject.split()[2] in ack["Subject"]
+        headers = sink.received[1][0].original_content.split(b"\r\n\r\n")[0].split(b"\r\n")
+        assert all(len(line) <= 78 for line in headers)  # still folded (RFC 5322 2.1.1)
+    finally:
+        await sink.stop()
+
+
 async def test_acknowledgement_and_agent_reply_leave_through_relay_threaded(make_daemon: Any) -> None:
     sink = await SmtpSink().start()
     try:
