@@ -494,6 +494,8 @@ async def test_oversized_upload_gets_413_and_nothing_is_stored(make_daemon: Call
     daemon = await make_daemon(WEBCHAT + "form_max_upload_bytes = 4096\n")
     status, page = await post_form(daemon, multipart(form_fields(), [("scan.pdf", b"%PDF" + b"0" * 8000, "application/pdf")]))
     assert status == 413
+    # Its own direction: on the right-to-left page the English sentence's full stop stays at its end.
+    assert '<p dir="auto">The attachments are larger than allowed; nothing was stored.</p>' in page
     assert (await daemon.store.fetchone("SELECT count(*) AS n FROM inbox"))["n"] == 0
 
 

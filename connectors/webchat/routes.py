@@ -135,6 +135,11 @@ class WebchatRoutes:
         if len(uploads) > self.settings.form_max_files:
             errors["attachments"] = (f"حداکثر {self.settings.form_max_files} فایل می‌توان پیوست کرد. "
                                      f"(At most {self.settings.form_max_files} files.)")
+        if (submission is None or errors) and uploads and "attachments" not in errors:
+            # A browser never fills a file input back in: said nowhere, the corrected form would
+            # go without the documents the visitor believes are attached.
+            errors["attachments"] = ("فایل‌های پیوست نگه داشته نشدند؛ لطفاً آن‌ها را دوباره انتخاب کنید. "
+                                     "(The attached files were not kept: please choose them again.)")
         if submission is None or errors:
             bound.info("webform_invalid", fields=sorted(errors))
             token = fields.get("token", "") if "token" not in errors else secrets.token_urlsafe(18)

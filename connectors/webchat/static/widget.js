@@ -200,6 +200,7 @@
   var ready = false;
   var attempt = 0;
   var reconnectTimer = null;
+  var retryTimer = null;  // the server asked to wait: nothing is sent until it fires
 
   function forget(clientId) {
     unacked = unacked.filter(function (m) { return m.client_id !== clientId; });
@@ -207,15 +208,19 @@
   }
 
   function transmit(message) {
-    if (ready && socket && socket.readyState === WebSocket.OPEN) {
+    if (ready && !retryTimer && socket && socket.readyState === WebSocket.OPEN) {
       socket.send(JSON.stringify({ type: "message", client_id: message.client_id, text: message.text }));
     }
   }
 
-  function resendLater(clientId, seconds) {
-    setTimeout(function () {
-      var message = unacked.filter(function (m) { return m.client_id === clientId; })[0];
-      if (message) transmit(message);
+  function resendLater(seconds) {
+    // One wait for the whole queue, then every unacknowledged message again in the order
+    // written: resent on its own, a refused message would be stored after the ones written
+    // after it (sent meanwhile, or resent sooner).
+    if (retryTimer) return;
+    retryTimer = setTimeout(function () {
+      retryTimer = null;
+      unacked.forEach(transmit);
     }, Math.max(1, seconds || 5) * 1000);
   }
 
@@ -250,7 +255,7 @@
   function onError(frame) {
     var bubble = frame.client_id ? findBubble(frame.client_id) : null;
     if (frame.code === "rate_limited" || frame.code === "unavailable") {
-      if (frame.client_id) resendLater(frame.client_id, frame.retry_after);
+      if (frame.client_id) resendLater(frame.retry_after);
       showNotice(t(frame.code));
       return;
     }
@@ -328,8 +333,17 @@
       form.requestSubmit();
     }
   });
+
+  function close() {
+    setOpen(false);
+    toggle.focus();  // the focused close button is gone: keyboard focus stays in the widget
+  }
+
   toggle.addEventListener("click", function () { setOpen(true); });
-  closeButton.addEventListener("click", function () { setOpen(false); });
+  closeButton.addEventListener("click", close);
+  panel.addEventListener("keydown", function (event) {
+    if (event.key === "Escape" && !event.isComposing) close();
+  });
 
   function mount() {
     ensureStylesheet();
