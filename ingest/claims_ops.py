@@ -226,12 +226,17 @@ def request_fingerprint(method: str, path: str, request: BaseModel) -> str:
     validated request counts, as the models normalise it (whitespace stripped, phones in E.164,
     defaults filled in), not the body: a retry that another client or library serialised again
     (key order, spacing, non-ASCII escaped or not) or that differs only in what the models strip
-    (`"P-1 "`) is the same request, as it would store the same thing.
-    Fingerprints stored before the fourteenth session were of the parsed body and no longer
-    match: a key first used before that upgrade and retried after it is refused 422 as reused
-    (a retry straddling the upgrade; a filing sent again under a new key still finds its claim
-    by its claim number)."""
+    (`"P-1 "`) is the same request, as it would store the same thing."""
     return _fingerprint(method, path, request.model_dump(mode="json"))
+
+
+def body_fingerprint(method: str, path: str, document: Any, *, filing: bool = False) -> str:
+    """What a key stored before the fourteenth session is bound to: the parsed body (a filing's
+    claim number by its key). Accepted beside the current fingerprint, so that a retry straddling
+    that upgrade replays rather than being refused as a reused key (keys do not expire)."""
+    if filing:
+        document = {**document, "claim_number": claim_number_key(document["claim_number"])}
+    return _fingerprint(method, path, document)
 
 
 def _fingerprint(method: str, path: str, document: dict[str, Any]) -> str:
@@ -268,13 +273,15 @@ class IdempotencyKeyReused(ValueError):
 # -- write operations ---------------------------------------------------------------------------
 
 
-def _replay(tx: Tx, insurer: str, key: str | None, fingerprint: str) -> dict[str, Any] | None:
+def _replay(tx: Tx, insurer: str, key: str | None, fingerprints: tuple[str, ...]) -> dict[str, Any] | None:
+    """The stored result of the request `key` was first used for, when this is that request
+    (its fingerprint is one of `fingerprints`: the current one first, then older kinds)."""
     if not key:
         return None
     row = tx.one("SELECT fingerprint, result FROM api_idempotency WHERE insurer = ? AND key = ?", (insurer, key))
     if row is None:
         return None
-    if row["fingerprint"] != fingerprint:
+    if row["fingerprint"] not in fingerprints:
         raise IdempotencyKeyReused(f"Idempotency-Key {key!r} was used for a different request")
     return json.loads(row["result"])
 
@@ -293,13 +300,13 @@ def _attachments(documents: tuple[Document, ...]) -> tuple[AttachmentData, ...]:
 
 def open_claim(
     insurer: str, filing: ClaimFiling, ctx: ApplyContext, *, connector: str, idempotency_key: str | None,
-    fingerprint: str, stored_documents: list[tuple[int, str | None]],
+    fingerprints: tuple[str, ...], stored_documents: list[tuple[int, str | None]],
 ) -> Callable[[Tx], ClaimOpened]:
     """Open the claim (or find the one this request already opened). `stored_documents`: for
     each filing document, (size, sha256 of the stored bytes, or None for a URL)."""
 
     def op(tx: Tx) -> ClaimOpened:
-        replay = _replay(tx, insurer, idempotency_key, fingerprint)
+        replay = _replay(tx, insurer, idempotency_key, fingerprints)
         if replay is not None:
             return ClaimOpened(replay["ref"], False, "idempotency_key")
         key = claim_number_key(filing.claim_number)
@@ -312,7 +319,7 @@ def open_claim(
         if existing is not None:
             # Merged away, the number's claim lives on in the one it joined (as a message to it does).
             ref = follow_merges(tx, existing["ref"], insurer=insurer)["ref"]
-            _remember(tx, insurer, idempotency_key, fingerprint, {"ref": ref})
+            _remember(tx, insurer, idempotency_key, fingerprints[0], {"ref": ref})
             return ClaimOpened(ref, False, "claim_number")
 
         identities = filing.identities()
@@ -347,7 +354,7 @@ def open_claim(
         record_event(tx, ticket_id, ref, "claim_filed", f"insurer:{insurer}", claim_number=filing.claim_number,
                      line_of_business=filing.line_of_business)
         _thread_message(tx, connector, msg, ticket_id, ref, stored_documents, analysis.search_body)
-        _remember(tx, insurer, idempotency_key, fingerprint, {"ref": ref})
+        _remember(tx, insurer, idempotency_key, fingerprints[0], {"ref": ref})
         return ClaimOpened(ref, True)
 
     return op
@@ -364,7 +371,7 @@ def _thread_message(tx: Tx, connector: str, msg: InboundMessage, ticket_id: int,
 
 def post_insurer_message(
     insurer: str, ref: str, message: InsurerMessage, *, connector: str, idempotency_key: str | None,
-    fingerprint: str, stored_documents: list[tuple[int, str | None]],
+    fingerprints: tuple[str, ...], stored_documents: list[tuple[int, str | None]],
 ) -> Callable[[Tx], MessagePosted]:
     def op(tx: Tx) -> MessagePosted:
         # A merged claim's message goes on its thread, as a mail naming it does, rather than
@@ -372,7 +379,7 @@ def post_insurer_message(
         ticket = follow_merges(tx, ref, insurer=insurer)
         if ticket is None:
             raise ClaimNotFound(ref)
-        replay = _replay(tx, insurer, idempotency_key, fingerprint)
+        replay = _replay(tx, insurer, idempotency_key, fingerprints)
         if replay is not None:
             return MessagePosted(replay.get("ref", ref), replay["message_id"], True)
         msg = InboundMessage(
@@ -381,7 +388,7 @@ def post_insurer_message(
         )
         row = _thread_message(tx, connector, msg, ticket["id"], ticket["ref"], stored_documents,
                               message_search_body(msg.subject, msg.sender.display_name, msg.sender.value, msg.text))
-        _remember(tx, insurer, idempotency_key, fingerprint, {"message_id": row, "ref": ticket["ref"]})
+        _remember(tx, insurer, idempotency_key, fingerprints[0], {"message_id": row, "ref": ticket["ref"]})
         return MessagePosted(ticket["ref"], row, False)
 
     return op

@@ -65,7 +65,7 @@ async def test_profile_shows_every_identity_claim_and_interaction_across_channel
         "policyholder": {"name": "Ali", "national_id": "0499370899", "phones": ["09121234567"],
                          "email": "ali@example.com"}}))
     opened = await crm.store.write(open_claim("asia", filing, CTX, connector="insurer_api", idempotency_key=None,
-                                              fingerprint="", stored_documents=[]))
+                                              fingerprints=("",), stored_documents=[]))
     assert await crm.message("sms", Identity("phone", "+989121234567"), "photos sent") == opened.ref
     contact = await crm.contact_of("phone", "+989121234567")
     await crm.store.write(update_contact(contact, "maryam", organisation="Asia Insurance", role="policyholder",

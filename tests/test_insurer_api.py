@@ -27,6 +27,7 @@ from structlog.testing import capture_logs
 from connectors.http_front import verify_hmac_sha256
 from connectors.insurer_api import routes
 from connectors.standins.smtp_sink import SmtpSink
+from ingest.claims_ops import body_fingerprint
 from ingest.apply import TicketActionError, change_status, merge_tickets
 from ingest.insurers import _PUBLIC_EVENTS, create_insurer, list_claims
 from ingest.migrations import MIGRATIONS
@@ -292,6 +293,29 @@ async def test_a_retry_differing_only_in_whitespace_the_models_strip_is_the_same
     # What the models keep still tells requests apart.
     status, _, problem = await api.call("POST", "/claims", body=filing(policy_number="P-2"), headers=key)
     assert status == 422 and problem["type"].endswith("idempotency-key-reused")
+
+
+async def test_a_key_stored_before_the_fingerprint_changed_still_replays_its_request(api: Api) -> None:
+    # Keys stored by an older daemon are bound to the parsed body: a retry straddling the upgrade
+    # was refused 422 as a reused key, and a message poster could not tell it had been stored.
+    store = api.daemon.store  # type: ignore[attr-defined]
+    _, _, claim = await api.call("POST", "/claims", body=filing("ASIA-OLD-1"), headers={"Idempotency-Key": "old-f"})
+    path = f"/api/v1/claims/{claim['reference']}/messages"
+    _, _, sent = await api.call("POST", f"/claims/{claim['reference']}/messages", body={"text": "برآورد"},
+                                headers={"Idempotency-Key": "old-m"})
+    olds = {"old-f": body_fingerprint("POST", "/api/v1/claims", filing("ASIA-OLD-1"), filing=True),
+            "old-m": body_fingerprint("POST", path, {"text": "برآورد"})}
+    for key, old in olds.items():  # as the older daemon stored them
+        await store.write(lambda tx, key=key, old=old: tx.execute(
+            "UPDATE api_idempotency SET fingerprint = ? WHERE key = ?", (old, key)))
+    status, headers, again = await api.call("POST", "/claims", body=filing("ASIA-OLD-1"), headers={"Idempotency-Key": "old-f"})
+    assert (status, headers["Idempotent-Replayed"], again["reference"]) == (200, "idempotency_key", claim["reference"])
+    status, _, resent = await api.call("POST", f"/claims/{claim['reference']}/messages", body={"text": "برآورد"},
+                                       headers={"Idempotency-Key": "old-m"})
+    assert (status, resent) == (200, sent)
+    status, _, _ = await api.call("POST", f"/claims/{claim['reference']}/messages", body={"text": "دیگر"},
+                                  headers={"Idempotency-Key": "old-m"})
+    assert status == 422  # another request under the old key is still refused
 
 
 async def test_same_insurer_claim_number_returns_the_same_claim(api: Api) -> None:

@@ -72,7 +72,7 @@ class Dataset:
             "claim_number": number, "policy_number": "P-1", "line_of_business": lob,
             "policyholder": {"name": "Policyholder", "email": email}, "loss_date": "2025-05-01"}))
         opened = await self.store.write(open_claim(insurer, filing, CTX, connector="insurer_api",
-                                                   idempotency_key=None, fingerprint="", stored_documents=[]))
+                                                   idempotency_key=None, fingerprints=("",), stored_documents=[]))
         return opened.ref
 
     async def email(self, hours: float, sender: str, text: str) -> str:

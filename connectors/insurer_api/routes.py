@@ -20,7 +20,8 @@ from connectors.insurer_api.openapi import DEFAULT_PAGE, openapi_document
 from connectors.insurer_api.problems import front_problem, problem, validation_problem
 from ingest.apply import ApplyContext
 from ingest.claims_ops import (
-    ClaimFiling, ClaimNotFound, Document, IdempotencyKeyReused, InsurerMessage, filing_fingerprint, open_claim,
+    ClaimFiling, ClaimNotFound, Document, IdempotencyKeyReused, InsurerMessage, body_fingerprint,
+    filing_fingerprint, open_claim,
     post_insurer_message, request_fingerprint,
 )
 from ingest.insurers import InsurerClient, claim_view, insurer_for_key, list_claims, read_page_cursor
@@ -74,12 +75,12 @@ class InsurerApi:
 
         return wrapped
 
-    async def _body(self, request: web.Request) -> bytes:
-        """The raw body, once it is known to be JSON (the models then validate the text itself)."""
+    async def _body(self, request: web.Request) -> tuple[bytes, Any]:
+        """The raw body, once it is known to be JSON (the models then validate the text itself),
+        and the parsed document (what keys stored before the fourteenth session are bound to)."""
         raw = await request.read()
         try:
-            json.loads(raw)
-            return raw
+            return raw, json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise _Refusal(problem(400, "malformed-json", "The body is not JSON", str(exc), instance=request.path))
         except RecursionError:  # thousands of nested arrays: the parser's stack, not a bug of ours
@@ -110,12 +111,12 @@ class InsurerApi:
 
     # -- handlers --------------------------------------------------------------------------------
 
-    async def _read(self, request: web.Request, model: type[_Body]) -> tuple[str | None, _Body] | web.StreamResponse:
-        """Idempotency key and the validated document, or the problem response."""
+    async def _read(self, request: web.Request, model: type[_Body]) -> tuple[str | None, Any, _Body] | web.StreamResponse:
+        """Idempotency key, the parsed JSON and the validated document, or the problem response."""
         try:
             key = self._idempotency_key(request)
-            raw = await self._body(request)
-            return key, model.model_validate_json(raw)
+            raw, document = await self._body(request)
+            return key, document, model.model_validate_json(raw)
         except _Refusal as refusal:
             return refusal.response
         except ValidationError as exc:
@@ -129,12 +130,14 @@ class InsurerApi:
         read = await self._read(request, ClaimFiling)
         if isinstance(read, web.StreamResponse):
             return read
-        key, filing = read
+        key, document, filing = read
         stored = await self._store_documents(filing.documents)
+        fingerprints = (filing_fingerprint(request.method, request.path, filing),
+                        body_fingerprint(request.method, request.path, document, filing=True))
         try:
             opened = await self.store.write(open_claim(
                 client.name, filing, self.context, connector=self.connector, idempotency_key=key,
-                fingerprint=filing_fingerprint(request.method, request.path, filing), stored_documents=stored))
+                fingerprints=fingerprints, stored_documents=stored))
         except IdempotencyKeyReused as exc:
             return problem(422, "idempotency-key-reused", "Idempotency-Key reused", str(exc), instance=request.path)
         log.info("insurer_claim_opened", ticket=opened.ref, created=opened.created, replayed_by=opened.replayed_by,
@@ -151,14 +154,15 @@ class InsurerApi:
         read = await self._read(request, InsurerMessage)
         if isinstance(read, web.StreamResponse):
             return read
-        key, message = read
+        key, document, message = read
         stored = await self._store_documents(message.documents)
+        path = f"{self.base_path.rstrip('/')}/claims/{ref}/messages"  # as we spell the claim: a retry may not
+        fingerprints = (request_fingerprint(request.method, path, message),
+                        body_fingerprint(request.method, path, document))
         try:
             posted = await self.store.write(post_insurer_message(
                 client.name, ref, message, connector=self.connector, idempotency_key=key,
-                # The claim as we spell it: a retry may write the reference another way.
-                fingerprint=request_fingerprint(request.method, f"{self.base_path.rstrip('/')}/claims/{ref}/messages",
-                                                message), stored_documents=stored))
+                fingerprints=fingerprints, stored_documents=stored))
         except ClaimNotFound:
             return _not_found(request, ref)
         except IdempotencyKeyReused as exc:
