@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -208,7 +209,7 @@ class TwoLineConnector(Connector):
     kind = "twoline"
     Settings = TwoLineSettings
     sends = frozenset({"sms", "fax"})
-    normalisers: dict = {}
+    normalisers: ClassVar[dict] = {}
 
     async def start(self, sink: object) -> None: ...
 
