@@ -40,7 +40,7 @@ from persiantools.jdatetime import JalaliDate
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from config.loader import ConfigError, Settings
-from router.calendar import IRANIAN_WEEK, BusinessCalendar, official_year, week_from_names
+from router.calendar import IRANIAN_WEEK, BusinessCalendar, official_year, parse_day, week_from_names
 from router.rules import CHANNELS, Priority, RouteAction, Rule, RuleError, parse_rules
 from router.sla import SlaPolicy
 from router.workflow import Assign, Notify, SendTemplate, WorkflowRule, WorkflowRuleError, parse_workflow_rules
@@ -218,15 +218,13 @@ def _days(key: str, days: list[date | str]) -> frozenset[date]:
     gregorian: set[date] = set()
     for day in days:
         text = day if isinstance(day, str) else day.isoformat()
-        jalali = False
         try:
-            year, month, number = (int(part) for part in text.strip().replace("/", "-").split("-"))
-            jalali = year < 1700
-            gregorian.add(JalaliDate(year, month, number).to_gregorian() if jalali else date(year, month, number))
+            gregorian.add(parse_day(text))
         except ValueError:
-            raise ConfigError(f"calendar.{key}: {text} is not {'a Jalali day' if jalali else 'a day'}; expected a "
-                              'Gregorian (2026-03-31) or Jalali (1405-01-11; "1406-06-31" quoted, as it is no '
-                              "Gregorian date) date") from None
+            year = text.strip()[:4]
+            what = "a Jalali day" if year.isdigit() and int(year) < 1700 else "a day"
+            raise ConfigError(f"calendar.{key}: {text} is not {what}; expected a Gregorian (2026-03-31) or Jalali"
+                              ' (1405-01-11; "1406-06-31" quoted, as it is no Gregorian date) date') from None
     return frozenset(gregorian)
 
 

@@ -70,7 +70,7 @@ from typing import TYPE_CHECKING, Any
 from persiantools.jdatetime import JalaliDate
 
 from ingest.store import Store, iso, utcnow
-from router.calendar import BusinessCalendar
+from router.calendar import BusinessCalendar, parse_day
 from router.claimref import TEHRAN
 
 if TYPE_CHECKING:
@@ -151,15 +151,6 @@ _CLOCKS = (_ClockSql("sla_clocks", ":now", live=True),
 
 
 # -- periods ------------------------------------------------------------------------------------
-
-
-def parse_day(text: str) -> date:
-    """A day as YYYY-MM-DD (or with '/'), Jalali when the year is below 1700, else Gregorian."""
-    try:
-        year, month, day = (int(part) for part in text.replace("/", "-").split("-"))
-        return JalaliDate(year, month, day).to_gregorian() if year < 1700 else date(year, month, day)
-    except (ValueError, TypeError):
-        raise ValueError(f"{text!r}: expected a day as YYYY-MM-DD (Jalali like 1404-07-01, or Gregorian)") from None
 
 
 def period_bounds(first: date, last: date) -> tuple[datetime, datetime]:

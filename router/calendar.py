@@ -25,6 +25,7 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 import holidays
+from persiantools.jdatetime import JalaliDate
 
 Interval = tuple[time, time]
 """Opening hours within one day, [open, close). A close of 00:00 means midnight at day's end."""
@@ -260,3 +261,13 @@ def _utc(moment: datetime) -> datetime:
 def zone_label(tz: ZoneInfo) -> str:
     """ "Tehran time" for Asia/Tehran: how a time shown to customers and agents names its zone."""
     return f"{str(tz.key).rsplit('/', 1)[-1].replace('_', ' ')} time"
+
+
+def parse_day(text: str) -> date:
+    """A day as YYYY-MM-DD (or with '/'), Jalali when the year is below 1700, else Gregorian:
+    how a report's period and the calendar's extra days are written."""
+    try:
+        year, month, day = (int(part) for part in text.strip().replace("/", "-").split("-"))
+        return JalaliDate(year, month, day).to_gregorian() if year < 1700 else date(year, month, day)
+    except (ValueError, TypeError):
+        raise ValueError(f"{text!r}: expected a day as YYYY-MM-DD (Jalali like 1404-07-01, or Gregorian)") from None
