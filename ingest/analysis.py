@@ -83,8 +83,6 @@ def _split_forms(term: str) -> list[str]:
 # written "بیمه نامه" or "بیمهنامه", and the index keeps what the writer typed.
 _HALF_SPACE, _HINT = "\u200c", "_"
 _MAX_HINTS = 3  # parts joined or apart at each hint: 2 ** 3 spellings at most
-
-
 _PUNCTUATION = re.compile(r"[^\w\s]")
 
 

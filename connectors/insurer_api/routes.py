@@ -21,8 +21,7 @@ from connectors.insurer_api.problems import front_problem, problem, validation_p
 from ingest.apply import ApplyContext
 from ingest.claims_ops import (
     ClaimFiling, ClaimNotFound, Document, IdempotencyKeyReused, InsurerMessage, body_fingerprint,
-    filing_fingerprint, open_claim,
-    post_insurer_message, request_fingerprint,
+    filing_fingerprint, open_claim, post_insurer_message, request_fingerprint,
 )
 from ingest.insurers import InsurerClient, claim_view, insurer_for_key, list_claims, read_page_cursor
 from ingest.store import Store, iso
