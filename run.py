@@ -43,9 +43,8 @@ def _limit_text(limit: int) -> str:
 
 def _not_kept(attachment: dict[str, Any], limit: int) -> str | None:
     """Why an attachment has no bytes here; None when it has them, or the channel still holds them.
-    The store records no reason (the MIME normaliser's oversize note stays in the message's `meta`,
-    which is not stored), but it keeps the file's size, and a file over `limit` (the configured
-    max_attachment_bytes) is never kept."""
+    The store records no reason, but it keeps the file's size, and a file over `limit` (the
+    configured max_attachment_bytes, which decides when files are stored) is never kept."""
     if attachment["sha256"] or attachment["remote_ref"]:
         return None
     if attachment["size"] and attachment["size"] > limit:
